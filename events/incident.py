@@ -1,0 +1,85 @@
+"""The incident contract: what the agents write to KV ``incidents`` and publish on
+``gpu.incidents.<cluster>.<id>``, and what the MCP incident tools return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.models import utcnow
+
+IncidentStatus = Literal[
+    "open", "mitigating", "awaiting_approval", "mitigated", "escalated", "resolved", "suppressed"
+]
+Severity = Literal["info", "warning", "critical"]
+EntityType = Literal["gpu", "node", "switch", "link", "job", "application"]
+Decision = Literal["allow", "deny", "approval_required"]
+
+
+class RootCause(BaseModel):
+    entity_type: EntityType
+    entity_id: str
+    confidence: float = Field(ge=0, le=1)
+    evidence: list[str] = Field(default_factory=list)
+
+
+class RunbookInvocation(BaseModel):
+    runbook: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Plan(BaseModel):
+    planner: str
+    rationale: str
+    actions: list[RunbookInvocation] = Field(default_factory=list)
+
+
+class ActionRecord(BaseModel):
+    """One tool call made for the incident, with its policy decision and result."""
+
+    run_id: str
+    step: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    decision: Decision | None = None
+    reasons: list[str] = Field(default_factory=list)
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    time: datetime = Field(default_factory=utcnow)
+
+
+class TimelineEntry(BaseModel):
+    time: datetime = Field(default_factory=utcnow)
+    what: str
+    detail: str = ""
+
+
+class Incident(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    cluster: str
+    kind: str
+    title: str = ""
+    severity: Severity = "warning"
+    status: IncidentStatus = "open"
+    opened_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    root_cause: RootCause | None = None
+    event_ids: list[str] = Field(default_factory=list)
+    event_count: int = 0
+    affected_nodes: list[str] = Field(default_factory=list)
+    affected_gpus: list[str] = Field(default_factory=list, description="'<node>/<gpu index>'")
+    affected_jobs: list[str] = Field(default_factory=list)
+    plan: Plan | None = None
+    actions: list[ActionRecord] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    gpu_hours_lost: float = 0.0
+
+    def note(self, what: str, detail: str = "", at: datetime | None = None) -> None:
+        entry = TimelineEntry(what=what, detail=detail) if at is None else TimelineEntry(what=what, detail=detail, time=at)
+        self.timeline.append(entry)
+        self.updated_at = entry.time

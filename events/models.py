@@ -1,0 +1,123 @@
+"""Event contracts (pydantic). Every event on ``gpu.events.>`` validates against one of these.
+
+Unknown extra fields are kept (``extra="allow"``); a missing or malformed required field fails
+validation, and the caller sends the payload to the dead-letter subject with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from events.subjects import EventKind
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id from content, so the same fact seen twice dedupes (``Nats-Msg-Id``)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:24]
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    event_id: str = Field(min_length=1)
+    kind: EventKind
+    time: datetime
+    cluster: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="the detector that produced the event")
+    node: str | None = None
+
+
+class XidEvent(EventBase):
+    """An Xid (or NVSwitch SXid) reported by the NVIDIA driver."""
+
+    kind: Literal["xid"] = "xid"
+    node: str = Field(min_length=1)
+    gpu: int | None = Field(default=None, ge=0, description="index on the node, when the PCI id maps to one")
+    pci_bus_id: str | None = None
+    xid: int = Field(ge=0)
+    pid: int | None = None
+    process: str | None = None
+    message: str = ""
+    raw: str = ""
+    # Decoded details; present only for the formats that carry them.
+    sxid: bool = False
+    caused_by_xid: int | None = None
+    recovery_action: str | None = None
+    link: int | None = None
+    severity: str | None = None
+
+
+class EccEvent(EventBase):
+    kind: Literal["ecc"] = "ecc"
+    node: str = Field(min_length=1)
+    gpu: int = Field(ge=0)
+    sbe_volatile: int = 0
+    dbe_volatile: int = 0
+    sbe_aggregate: int = 0
+    dbe_aggregate: int = 0
+    retired_sbe: int = 0
+    retired_dbe: int = 0
+    retired_pending: int = 0
+    remap_correctable: int = 0
+    remap_uncorrectable: int = 0
+    remap_pending: int = 0
+    remap_failure: int = 0
+    reason: str = ""
+
+
+class HangEvent(EventBase):
+    kind: Literal["hang"] = "hang"
+    job: str = Field(min_length=1)
+    ranks: list[int] = Field(default_factory=list)
+    nodes: list[str] = Field(default_factory=list)
+    last_step: int = 0
+    stalled_for_s: float = Field(ge=0)
+
+
+class ThroughputEvent(EventBase):
+    kind: Literal["throughput"] = "throughput"
+    job: str = Field(min_length=1)
+    baseline_step_s: float = Field(gt=0)
+    observed_step_s: float = Field(gt=0)
+    slowdown: float
+    suspect_nodes: list[str] = Field(default_factory=list)
+    suspect_ranks: list[int] = Field(default_factory=list)
+    suspect_links: list[str] = Field(default_factory=list)
+    suspect_switches: list[str] = Field(default_factory=list)
+
+
+GpuEvent = Annotated[XidEvent | EccEvent | HangEvent | ThroughputEvent, Field(discriminator="kind")]
+_GPU_EVENT: TypeAdapter[XidEvent | EccEvent | HangEvent | ThroughputEvent] = TypeAdapter(GpuEvent)
+
+
+def parse_event(payload: bytes | str | dict[str, Any]) -> XidEvent | EccEvent | HangEvent | ThroughputEvent:
+    """Validate a payload as one of the event kinds; raises ``pydantic.ValidationError``."""
+    if isinstance(payload, dict):
+        return _GPU_EVENT.validate_python(payload)
+    return _GPU_EVENT.validate_json(payload)
+
+
+def event_key(ev: XidEvent | EccEvent | HangEvent | ThroughputEvent) -> str:
+    """The subject key of an event: the node for xid/ecc, the job for hang/throughput."""
+    if isinstance(ev, HangEvent | ThroughputEvent):
+        return ev.job
+    return ev.node
+
+
+class DeadLetter(BaseModel):
+    """What goes to ``gpu.dlq.<source>``: the original payload and why it was refused."""
+
+    source: str
+    subject: str
+    reason: str
+    payload: str
+    time: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,62 @@
+"""NATS subject names, streams and buckets: the wire contract of ARCHITECTURE.md in one place."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+EventKind = Literal["xid", "ecc", "hang", "throughput"]
+
+# Streams and buckets.
+STREAM_EVENTS = "GPU_EVENTS"
+STREAM_DLQ = "GPU_DLQ"
+STREAM_AUDIT = "GPU_AUDIT"
+STREAM_KMSG = "GPU_KMSG"
+STREAM_INCIDENTS = "GPU_INCIDENTS"
+BUCKET_INCIDENTS = "incidents"
+BUCKET_RUNBOOK_RUNS = "runbook_runs"
+BUCKET_LEASES = "leases"
+BUCKET_IDEMPOTENCY = "idempotency"
+
+_UNSAFE = re.compile(r"[.*>\s]")
+
+
+def token(name: str) -> str:
+    """Encode a name (node, job, cluster) into one subject token.
+
+    Dots, wildcards and whitespace become ``_``; the payload always carries the true name.
+    """
+    encoded = _UNSAFE.sub("_", name.strip())
+    return encoded or "_"
+
+
+def kmsg(cluster: str, node: str) -> str:
+    return f"gpu.kmsg.{token(cluster)}.{token(node)}"
+
+
+def kmsg_all(cluster: str | None = None) -> str:
+    return f"gpu.kmsg.{token(cluster)}.>" if cluster else "gpu.kmsg.>"
+
+
+def event(kind: EventKind, cluster: str, key: str) -> str:
+    return f"gpu.events.{kind}.{token(cluster)}.{token(key)}"
+
+
+def events_all() -> str:
+    return "gpu.events.>"
+
+
+def heartbeat(cluster: str, job: str) -> str:
+    return f"gpu.heartbeat.{token(cluster)}.{token(job)}"
+
+
+def dlq(source: str) -> str:
+    return f"gpu.dlq.{token(source)}"
+
+
+def incident(cluster: str, incident_id: str) -> str:
+    return f"gpu.incidents.{token(cluster)}.{token(incident_id)}"
+
+
+def audit(cluster: str) -> str:
+    return f"gpu.audit.{token(cluster)}"
