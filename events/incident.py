@@ -80,6 +80,10 @@ class Incident(BaseModel):
     gpu_hours_lost: float = 0.0
 
     def note(self, what: str, detail: str = "", at: datetime | None = None) -> None:
-        entry = TimelineEntry(what=what, detail=detail) if at is None else TimelineEntry(what=what, detail=detail, time=at)
+        entry = (
+            TimelineEntry(what=what, detail=detail)
+            if at is None
+            else TimelineEntry(what=what, detail=detail, time=at)
+        )
         self.timeline.append(entry)
         self.updated_at = entry.time

@@ -54,6 +54,9 @@ class XidEvent(EventBase):
     recovery_action: str | None = None
     link: int | None = None
     severity: str | None = None
+    nvswitch: str | None = None
+    subcomponent: str | None = None
+    fell_off_bus_without_xid: bool = False
 
 
 class EccEvent(EventBase):
@@ -121,3 +124,21 @@ class DeadLetter(BaseModel):
     reason: str
     payload: str
     time: datetime = Field(default_factory=utcnow)
+
+
+class AuditRecord(BaseModel):
+    """One record on ``gpu.audit.<cluster>`` per call of a tool that could change something."""
+
+    time: datetime = Field(default_factory=utcnow)
+    cluster: str
+    principal: str
+    role: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    decision: Literal["allow", "deny", "approval_required"]
+    reasons: list[str] = Field(default_factory=list)
+    dry_run: bool = False
+    idempotency_key: str | None = None
+    replayed: bool = False
+    ok: bool
+    result: str = ""

@@ -1,0 +1,195 @@
+"""The kernel-log service: ``gpu.kmsg.<cluster>.<node>`` lines in, typed ``XidEvent``s out.
+
+Lines are read from the ``GPU_KMSG`` stream by a durable FastStream batch pull consumer (the fast
+path; see the library notes), parsed with one stateful ``KmsgParser`` per node (multi-line records
+span lines), and published into ``GPU_EVENTS`` with ``Nats-Msg-Id`` = ``event_id`` so a line that
+arrives twice becomes one event. A batch is acknowledged only after JetStream has acknowledged every
+event it produced; on failure the batch is redelivered and the dedupe absorbs the repeats.
+Anything that cannot become a valid event goes to ``gpu.dlq.kmsg`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from events import subjects
+from events.kmsg_parser import KmsgParser, KmsgRecord
+from events.models import DeadLetter, XidEvent, stable_id, utcnow
+from events.publish import publish_dead_letter, publish_events
+
+log = logging.getLogger(__name__)
+
+SOURCE = "kmsg"
+HEADER_NODE = "Aiops-Node"
+HEADER_CLUSTER = "Aiops-Cluster"
+MAX_LINE_BYTES = 16 * 1024
+
+GpuIndexResolver = Callable[[str, str], int | None]
+"""(node, pci_bus_id) -> GPU index on the node, when known."""
+
+
+@dataclass
+class KmsgResult:
+    events: list[XidEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class KmsgProcessor:
+    """Lines to events, without I/O: one parser per (cluster, node) keeps multi-line state."""
+
+    def __init__(self, gpu_index: GpuIndexResolver | None = None) -> None:
+        self._parsers: dict[tuple[str, str], KmsgParser] = {}
+        self._gpu_index = gpu_index
+
+    def feed(self, subject: str, cluster: str, node: str, data: bytes, received: datetime) -> KmsgResult:
+        out = KmsgResult()
+        if len(data) > MAX_LINE_BYTES:
+            out.dead_letters.append(self._dead(subject, data, f"line longer than {MAX_LINE_BYTES} bytes"))
+            return out
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.dead_letters.append(self._dead(subject, data, f"not UTF-8: {exc}"))
+            return out
+        parser = self._parsers.get((cluster, node))
+        if parser is None:
+            parser = self._parsers[(cluster, node)] = KmsgParser()
+        for record in parser.feed(line):
+            self._convert(out, subject, cluster, node, record, received)
+        return out
+
+    def flush(self, received: datetime) -> KmsgResult:
+        """Emit records held for continuation lines (SXid), e.g. when a node's stream goes idle."""
+        out = KmsgResult()
+        for (cluster, node), parser in self._parsers.items():
+            for record in parser.flush():
+                self._convert(out, subjects.kmsg(cluster, node), cluster, node, record, received)
+        return out
+
+    def _convert(
+        self, out: KmsgResult, subject: str, cluster: str, node: str, rec: KmsgRecord, received: datetime
+    ) -> None:
+        gpu = None
+        if rec.pci_bus_id and self._gpu_index is not None:
+            gpu = self._gpu_index(node, rec.pci_bus_id)
+        try:
+            event = XidEvent(
+                event_id=stable_id(cluster, node, rec.raw),
+                time=rec.time or received,
+                cluster=cluster,
+                source=SOURCE,
+                node=node,
+                gpu=gpu,
+                pci_bus_id=rec.pci_bus_id,
+                xid=rec.xid,
+                pid=rec.pid,
+                process=rec.process,
+                message=rec.message,
+                raw=rec.raw,
+                sxid=rec.sxid,
+                caused_by_xid=rec.caused_by_xid,
+                recovery_action=rec.recovery_action,
+                link=rec.link,
+                severity=rec.severity,
+                nvswitch=rec.nvswitch,
+                subcomponent=rec.subcomponent,
+                fell_off_bus_without_xid=rec.fell_off_bus_without_xid,
+            )
+        except ValidationError as exc:
+            out.dead_letters.append(self._dead(subject, rec.raw.encode(), f"invalid Xid event: {exc}"))
+            return
+        out.events.append(event)
+
+    @staticmethod
+    def _dead(subject: str, data: bytes, reason: str) -> DeadLetter:
+        return DeadLetter(
+            source=SOURCE, subject=subject, reason=reason, payload=data.decode("utf-8", "replace")
+        )
+
+
+def split_kmsg_subject(msg: Msg) -> tuple[str, str] | None:
+    """(cluster, node) of a kmsg message: true names from headers, else the subject tokens."""
+    parts = msg.subject.split(".")
+    if len(parts) != 4 or parts[0] != "gpu" or parts[1] != "kmsg":
+        return None
+    headers = msg.headers or {}
+    return headers.get(HEADER_CLUSTER, parts[2]), headers.get(HEADER_NODE, parts[3])
+
+
+class KmsgService:
+    """Registers the kmsg consumer on a FastStream broker.
+
+    ``broker.start()`` (or a ``FastStream`` app) runs it; ``ensure_jetstream`` must have declared
+    the streams first.
+    """
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        *,
+        gpu_index: GpuIndexResolver | None = None,
+        durable: str = "kmsg-parser",
+        batch_size: int = 256,
+        batch_timeout_s: float = 0.05,
+    ) -> None:
+        self.broker = broker
+        self.batch_size = batch_size
+        self.processor = KmsgProcessor(gpu_index)
+        self.lines_seen = 0
+        self.events_published = 0
+        self.dead_lettered = 0
+        self._js: JetStreamContext | None = None
+        broker.subscriber(
+            subjects.kmsg_all(),
+            stream=JStream(subjects.STREAM_KMSG, declare=False),
+            durable=durable,
+            pull_sub=PullSub(batch_size=batch_size, timeout=batch_timeout_s, batch=True),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+        )(self.on_lines)
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            self._js = self.broker.connection.jetstream()
+        return self._js
+
+    async def on_lines(self, body: list[bytes], msg: NatsBatchMessage) -> None:
+        received = utcnow()
+        result = KmsgResult()
+        for raw in msg.raw_message:
+            self.lines_seen += 1
+            where = split_kmsg_subject(raw)
+            if where is None:
+                result.dead_letters.append(
+                    KmsgProcessor._dead(raw.subject, raw.data, "subject is not gpu.kmsg.<cluster>.<node>")
+                )
+                continue
+            part = self.processor.feed(raw.subject, where[0], where[1], raw.data, _sent_time(raw) or received)
+            result.events += part.events
+            result.dead_letters += part.dead_letters
+        if len(msg.raw_message) < self.batch_size:
+            # Caught up with the stream: release records held for continuation lines.
+            tail = self.processor.flush(received)
+            result.events += tail.events
+            result.dead_letters += tail.dead_letters
+        self.events_published += await publish_events(self.js, result.events)
+        for dead in result.dead_letters:
+            await publish_dead_letter(self.js, dead)
+        self.dead_lettered += len(result.dead_letters)
+
+
+def _sent_time(msg: Msg) -> datetime | None:
+    try:
+        return msg.metadata.timestamp
+    except Exception:  # not a JetStream message
+        return None

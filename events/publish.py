@@ -1,0 +1,41 @@
+"""Publishing helpers shared by every producer: typed events with dedupe, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from nats.js import JetStreamContext
+
+from events import subjects
+from events.models import DeadLetter, EccEvent, HangEvent, ThroughputEvent, XidEvent, event_key
+
+AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
+
+
+def event_subject(event: AnyEvent) -> str:
+    return subjects.event(event.kind, event.cluster, event_key(event))
+
+
+def encode_event(event: AnyEvent) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+async def publish_event(js: JetStreamContext, event: AnyEvent) -> bool:
+    """Publish one event into GPU_EVENTS; returns False when JetStream dropped it as a duplicate."""
+    ack = await js.publish(event_subject(event), encode_event(event), headers={"Nats-Msg-Id": event.event_id})
+    return not ack.duplicate
+
+
+async def publish_events(js: JetStreamContext, events: Sequence[AnyEvent]) -> int:
+    """Publish many events with acks in flight; returns how many were new (not duplicates)."""
+    futures = [
+        await js.publish_async(event_subject(ev), encode_event(ev), headers={"Nats-Msg-Id": ev.event_id})
+        for ev in events
+    ]
+    acks = await asyncio.gather(*futures) if futures else []
+    return sum(1 for ack in acks if not ack.duplicate)
+
+
+async def publish_dead_letter(js: JetStreamContext, dead: DeadLetter) -> None:
+    await js.publish(subjects.dlq(dead.source), dead.model_dump_json().encode())

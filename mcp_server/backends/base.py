@@ -1,0 +1,49 @@
+"""The backend protocol: the one seam where the MCP tools meet a cluster."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mcp_server.models import (
+    ActionChange,
+    CheckpointStatus,
+    FleetContext,
+    JobView,
+    NodeDetail,
+)
+
+
+class BackendError(Exception):
+    """A failure the caller should read (bad target, refused action); becomes a tool error."""
+
+
+class NotFound(BackendError):
+    pass
+
+
+class ClusterBackend(Protocol):
+    """Cluster, scheduler and fleet state. Mutations are idempotent: repeating one changes nothing."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def cluster(self) -> str: ...
+
+    async def list_nodes(self) -> list[NodeDetail]: ...
+
+    async def get_node(self, name: str) -> NodeDetail: ...
+
+    async def list_jobs(self) -> list[JobView]: ...
+
+    async def get_job(self, name: str) -> JobView: ...
+
+    async def job_for_gpu(self, node: str, gpu: int) -> JobView | None: ...
+
+    async def checkpoint_status(self, job: str) -> CheckpointStatus: ...
+
+    async def fleet_context(self) -> FleetContext: ...
+
+    async def isolate_gpu(self, node: str, gpu: int, reason: str, actor: str) -> ActionChange: ...
+
+    async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange: ...

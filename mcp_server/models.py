@@ -1,0 +1,123 @@
+"""What the MCP tools return: backend-neutral views of nodes, GPUs, jobs and actions.
+
+Every backend (the fleet twin, Kubernetes) answers in these shapes, so a tool never knows which one
+it talks to. Field descriptions end up in the tools' output schemas, which models read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from events.incident import Decision
+
+GpuHealth = Literal["healthy", "fallen_off_bus", "error", "unknown"]
+NodeState = Literal["ready", "not_ready", "rebooting", "unknown"]
+JobState = Literal["running", "stalled", "restarting", "pending", "failed", "completed", "unknown"]
+
+
+class GpuView(BaseModel):
+    index: int = Field(description="GPU index on the node (nvidia-smi order)")
+    uuid: str
+    pci_bus_id: str = Field(description="normalised, e.g. 0000:18:00.0")
+    health: GpuHealth
+    isolated: bool = Field(description="taken out of service: no new work is scheduled on it")
+    isolation_reason: str | None = None
+    last_xid: int | None = None
+
+
+class NodeSummary(BaseModel):
+    name: str
+    state: NodeState
+    rack: str
+    leaf_switch: str = Field(description="InfiniBand leaf switch the node hangs off")
+    cordoned: bool
+    cordon_owner: str | None = Field(default=None, description="who cordoned it; only they may undo it")
+    spare: bool = Field(description="a warm spare in the pool, not running jobs")
+    gpus_total: int
+    gpus_healthy: int
+    gpus_isolated: int
+    jobs: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class NodeDetail(NodeSummary):
+    gpus: list[GpuView]
+
+
+class NodePage(BaseModel):
+    nodes: list[NodeSummary]
+    total: int = Field(description="nodes matching the filters, over all pages")
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the next page")
+
+
+class JobView(BaseModel):
+    name: str
+    state: JobState
+    nodes: list[str]
+    gpus: int
+    step: int
+    step_time_s: float
+    checkpoint_interval_s: float
+    last_checkpoint_at: datetime | None
+    last_checkpoint_step: int
+    restarts: int
+    gpu_hours_lost: float
+
+
+class JobForGpu(BaseModel):
+    node: str
+    gpu: int
+    job: JobView | None = Field(description="the job whose gang uses this GPU, or null when idle")
+
+
+class CheckpointStatus(BaseModel):
+    job: str
+    state: JobState
+    has_checkpoint: bool
+    last_checkpoint_at: datetime | None
+    last_checkpoint_step: int
+    current_step: int
+    checkpoint_age_s: float | None = Field(description="seconds since the last checkpoint")
+    checkpoint_interval_s: float
+    gpus: int
+    gpu_hours_at_risk: float = Field(description="GPU-hours of progress a restart now would discard")
+
+
+class ActionChange(BaseModel):
+    """What a backend did for a mutation."""
+
+    changed: bool = Field(description="false when the target was already in the requested state")
+    detail: str
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class PolicyView(BaseModel):
+    decision: Decision
+    reasons: list[str] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list)
+
+
+class ActionOutcome(BaseModel):
+    """The result of every mutating tool."""
+
+    action: str
+    target: str
+    dry_run: bool
+    changed: bool
+    detail: str
+    policy: PolicyView
+    idempotency_key: str | None = None
+    replayed: bool = Field(default=False, description="true when an earlier call with the same key answered")
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class FleetContext(BaseModel):
+    """Fleet state the policy gate weighs a mutation against."""
+
+    now: datetime
+    isolations_last_hour: int
+    cluster_nodes: int
+    nodes_out_of_service: int

@@ -1,0 +1,45 @@
+"""The engine's view of the MCP server: call a tool, know which tools mutate.
+
+``McpToolClient`` adapts a connected ``mcp.Client`` (in-process, stdio or HTTP — the engine does not
+care), so runbook steps go through the same server, policy gate and audit as a person's calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from mcp import Client
+from pydantic import BaseModel
+
+
+class ToolResult(BaseModel):
+    ok: bool
+    structured: Any = None
+    text: str = ""
+
+
+class ToolClient(Protocol):
+    async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult: ...
+
+    async def read_only_tools(self) -> set[str]:
+        """Names of the tools whose annotations say they change nothing."""
+        ...
+
+
+class McpToolClient:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._read_only: set[str] | None = None
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
+        res = await self._client.call_tool(tool, arguments)
+        text = "\n".join(getattr(block, "text", "") for block in res.content)
+        return ToolResult(ok=not res.is_error, structured=res.structured_content, text=text)
+
+    async def read_only_tools(self) -> set[str]:
+        if self._read_only is None:
+            listed = await self._client.list_tools()
+            self._read_only = {
+                t.name for t in listed.tools if t.annotations is not None and t.annotations.read_only_hint
+            }
+        return self._read_only

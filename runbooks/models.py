@@ -1,0 +1,75 @@
+"""Runbooks as data: parameters, preconditions, steps, verification and rollback.
+
+Every step is a call of an MCP tool; arguments are templates over the run's context
+(``{{ params.node }}``, ``{{ saved.ckpt.job }}``): path look-ups only, never code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Check(BaseModel):
+    """A condition on a tool result: ``path`` into the structured result, then one comparison."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    path: str = Field(description="dotted path into the tool's structured result; '' = the whole result")
+    equals: Any = None
+    not_equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    is_null: bool | None = None
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _one_comparison(self) -> Check:
+        set_ = [
+            f for f in ("equals", "not_equals", "in_", "not_in", "is_null") if getattr(self, f) is not None
+        ]
+        if len(set_) != 1:
+            raise ValueError(f"a check needs exactly one of equals/not_equals/in/not_in/is_null, got {set_}")
+        return self
+
+
+class ToolStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    save_as: str | None = Field(default=None, description="keep the result under saved.<name>")
+    require: list[Check] = Field(default_factory=list)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    description: str = ""
+
+
+class ParamSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["string", "integer", "boolean"] = "string"
+    required: bool = True
+    default: Any = None
+    description: str = ""
+
+
+class Runbook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    preconditions: list[ToolStep] = Field(default_factory=list)
+    steps: list[ToolStep]
+    verify: list[ToolStep] = Field(default_factory=list)
+    rollback: list[ToolStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Runbook:
+        ids = [s.id for s in self.preconditions + self.steps + self.verify + self.rollback]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"step ids must be unique within a runbook: {dupes}")
+        return self

@@ -1,0 +1,107 @@
+"""Persisted runbook runs: each step's state is written before and after it runs, so a run that
+was interrupted resumes without repeating a finished mutation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, Field
+
+from events import subjects
+from events.incident import Decision
+from events.models import stable_id, utcnow
+
+RunStatus = Literal[
+    "pending", "running", "succeeded", "failed", "precondition_failed", "denied", "rolled_back", "dry_run"
+]
+StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+Phase = Literal["precondition", "step", "verify", "rollback"]
+TERMINAL: frozenset[str] = frozenset(
+    {"succeeded", "failed", "precondition_failed", "denied", "rolled_back", "dry_run"}
+)
+
+
+class StepState(BaseModel):
+    id: str
+    phase: Phase
+    tool: str
+    status: StepStatus = "pending"
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    mutating: bool = False
+    idempotency_key: str | None = None
+    decision: Decision | None = None
+    reasons: list[str] = Field(default_factory=list)
+    result: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunState(BaseModel):
+    run_id: str
+    runbook: str
+    params: dict[str, Any]
+    context: dict[str, Any] = Field(default_factory=dict, description="incident facts the templates may use")
+    dry_run: bool = False
+    status: RunStatus = "pending"
+    steps: list[StepState] = Field(default_factory=list)
+    saved: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def step(self, step_id: str) -> StepState | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class RunStore(Protocol):
+    async def load(self, run_id: str) -> RunState | None: ...
+
+    async def save(self, state: RunState) -> None: ...
+
+
+def _key(run_id: str) -> str:
+    return f"run.{stable_id(run_id)}"
+
+
+class KvRunStore:
+    """Runs in the JetStream KV bucket ``runbook_runs``."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> KvRunStore:
+        return cls(await js.key_value(subjects.BUCKET_RUNBOOK_RUNS))
+
+    async def load(self, run_id: str) -> RunState | None:
+        try:
+            entry = await self._kv.get(_key(run_id))
+        except KeyNotFoundError:
+            return None
+        return RunState.model_validate_json(entry.value) if entry.value else None
+
+    async def save(self, state: RunState) -> None:
+        state.updated_at = utcnow()
+        await self._kv.put(_key(state.run_id), state.model_dump_json().encode())
+
+
+class MemoryRunStore:
+    def __init__(self) -> None:
+        self.runs: dict[str, str] = {}
+
+    async def load(self, run_id: str) -> RunState | None:
+        raw = self.runs.get(run_id)
+        return RunState.model_validate_json(raw) if raw else None
+
+    async def save(self, state: RunState) -> None:
+        state.updated_at = utcnow()
+        self.runs[state.run_id] = state.model_dump_json()
