@@ -32,6 +32,9 @@ class RunbookInvocation(BaseModel):
 
 class Plan(BaseModel):
     planner: str
+    disposition: Literal["mitigate", "no_action", "escalate"] = Field(
+        description="act with the runbooks; nothing to do (benign); or hand to a person"
+    )
     rationale: str
     actions: list[RunbookInvocation] = Field(default_factory=list)
 
@@ -69,7 +72,9 @@ class Incident(BaseModel):
     opened_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     root_cause: RootCause | None = None
-    event_ids: list[str] = Field(default_factory=list)
+    entity: str = Field(default="", description="what the incident is about, e.g. '<node>/<pci bus id>'")
+    xids: list[int] = Field(default_factory=list, description="distinct Xid codes seen, in order")
+    event_ids: list[str] = Field(default_factory=list, description="the first events grouped (capped)")
     event_count: int = 0
     affected_nodes: list[str] = Field(default_factory=list)
     affected_gpus: list[str] = Field(default_factory=list, description="'<node>/<gpu index>'")
@@ -80,10 +85,6 @@ class Incident(BaseModel):
     gpu_hours_lost: float = 0.0
 
     def note(self, what: str, detail: str = "", at: datetime | None = None) -> None:
-        entry = (
-            TimelineEntry(what=what, detail=detail)
-            if at is None
-            else TimelineEntry(what=what, detail=detail, time=at)
-        )
+        entry = TimelineEntry(what=what, detail=detail, time=at or utcnow())
         self.timeline.append(entry)
         self.updated_at = entry.time

@@ -1,0 +1,52 @@
+"""What the agent learns about an incident through read-only MCP tools before it plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from runbooks.client import ToolClient
+
+
+class Facts(BaseModel):
+    node: str
+    gpu: int | None = None
+    gpu_health: str | None = None
+    gpu_isolated: bool | None = None
+    job: str | None = None
+    job_state: str | None = None
+    job_gpus: int | None = None
+    checkpoint_age_s: float | None = None
+    lookups_failed: list[str] = []
+
+
+async def gather_facts(tools: ToolClient, node: str, gpu: int | None, pci_bus_id: str | None) -> Facts:
+    """Resolve the GPU index (from the PCI bus id) and the job that uses it."""
+    facts = Facts(node=node, gpu=gpu)
+    described = await tools.call("describe_node", {"node": node})
+    if not described.ok or not isinstance(described.structured, dict):
+        facts.lookups_failed.append(f"describe_node: {described.text}")
+        return facts
+    gpus: list[dict[str, Any]] = described.structured.get("gpus", [])
+    match = next(
+        (g for g in gpus if (gpu is not None and g.get("index") == gpu) or (pci_bus_id and g.get("pci_bus_id") == pci_bus_id)),
+        None,
+    )
+    if match is not None:
+        facts.gpu = int(match["index"])
+        facts.gpu_health = match.get("health")
+        facts.gpu_isolated = match.get("isolated")
+    if facts.gpu is None:
+        return facts
+    owner = await tools.call("job_for_gpu", {"node": node, "gpu": facts.gpu})
+    if not owner.ok or not isinstance(owner.structured, dict):
+        facts.lookups_failed.append(f"job_for_gpu: {owner.text}")
+        return facts
+    job = owner.structured.get("job")
+    if isinstance(job, dict):
+        facts.job, facts.job_state, facts.job_gpus = job.get("name"), job.get("state"), job.get("gpus")
+        ckpt = await tools.call("checkpoint_status", {"job": facts.job})
+        if ckpt.ok and isinstance(ckpt.structured, dict):
+            facts.checkpoint_age_s = ckpt.structured.get("checkpoint_age_s")
+    return facts

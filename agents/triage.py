@@ -1,0 +1,278 @@
+"""The triage agent: events in, incidents out, mitigation through runbooks over MCP.
+
+It consumes ``GPU_EVENTS`` with a durable FastStream batch pull consumer. Each batch is correlated
+into incidents and persisted before it is acknowledged; mitigation runs as a task per incident, so
+a slow runbook never holds up the event stream. On start-up, incidents left open or mitigating by
+a crash are picked up again, and their runbook runs resume from their persisted steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from agents.correlator import Correlation, Correlator, gpu_entity
+from agents.facts import gather_facts
+from agents.planner import Planner, describe_xid
+from agents.store import IncidentStore
+from events import subjects
+from events.incident import ActionRecord, Incident, RootCause
+from events.models import DeadLetter, XidEvent, parse_event, utcnow
+from events.publish import publish_dead_letter
+from runbooks.client import ToolClient
+from runbooks.engine import RunbookEngine
+from runbooks.state import RunState
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_IDS = 100
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class _Pending:
+    """Changes to one incident gathered over a batch, written once."""
+
+    events: list[XidEvent] = field(default_factory=list)
+    correlations: list[Correlation] = field(default_factory=list)
+
+
+class TriageAgent:
+    def __init__(
+        self,
+        *,
+        js: JetStreamContext,
+        store: IncidentStore,
+        tools: ToolClient,
+        engine: RunbookEngine,
+        planner: Planner,
+        clock: Clock = utcnow,
+        dedupe_window_s: float = 600.0,
+    ) -> None:
+        self.js = js
+        self.store = store
+        self.tools = tools
+        self.engine = engine
+        self.planner = planner
+        self.clock = clock
+        self.correlator = Correlator(dedupe_window_s)
+        self.events_seen = 0
+        self.dead_lettered = 0
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def subscribe(
+        self, broker: NatsBroker, *, durable: str = "triage", batch_size: int = 256, batch_timeout_s: float = 0.05
+    ) -> None:
+        broker.subscriber(
+            subjects.events_all(),
+            stream=JStream(subjects.STREAM_EVENTS, declare=False),
+            durable=durable,
+            pull_sub=PullSub(batch_size=batch_size, timeout=batch_timeout_s, batch=True),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+        )(self.on_batch)
+
+    async def on_batch(self, body: list[bytes], msg: NatsBatchMessage) -> None:
+        await self.handle_payloads([(m.subject, m.data) for m in msg.raw_message])
+
+    async def handle_payloads(self, payloads: list[tuple[str, bytes]]) -> None:
+        """Validate, correlate and persist a batch; malformed payloads go to ``gpu.dlq.events``."""
+        pending: dict[str, _Pending] = {}
+        for subject, data in payloads:
+            self.events_seen += 1
+            try:
+                event = parse_event(data)
+            except ValidationError as exc:
+                await self._dead(subject, data, f"invalid event: {exc.errors(include_url=False)}")
+                continue
+            if not isinstance(event, XidEvent):
+                # Other kinds have their own correlation (hangs, throughput, ECC), not built yet.
+                continue
+            corr = self.correlator.assign(event)
+            slot = pending.setdefault(corr.incident_id, _Pending())
+            slot.events.append(event)
+            slot.correlations.append(corr)
+        for incident_id, slot in pending.items():
+            await self._persist(incident_id, slot)
+
+    async def _persist(self, incident_id: str, slot: _Pending) -> None:
+        first, corr = slot.events[0], slot.correlations[0]
+        if corr.new:
+            incident = self._open(incident_id, first)
+            self._absorb(incident, slot.events[1:], slot.correlations[1:])
+            await self.store.create(incident)
+            self.start_mitigation(incident_id)
+            return
+        await self.store.update(incident_id, lambda inc: self._absorb(inc, slot.events, slot.correlations))
+
+    def _open(self, incident_id: str, event: XidEvent) -> Incident:
+        what = describe_xid(event.xid)
+        where = f"{event.node} GPU {event.gpu}" if event.gpu is not None else f"{event.node} {event.pci_bus_id or ''}"
+        incident = Incident(
+            id=incident_id,
+            cluster=event.cluster,
+            kind="xid",
+            title=f"Xid {event.xid} {what.mnemonic} on {where.strip()}",
+            severity=what.severity,
+            opened_at=event.time,
+            entity=gpu_entity(event),
+            root_cause=RootCause(
+                entity_type="gpu" if (event.gpu is not None or event.pci_bus_id) else "node",
+                entity_id=gpu_entity(event),
+                confidence=0.5,
+                evidence=[event.raw or event.message],
+            ),
+            xids=[event.xid],
+            event_ids=[event.event_id],
+            event_count=1,
+            affected_nodes=[event.node],
+            affected_gpus=[f"{event.node}/{event.gpu}"] if event.gpu is not None else [],
+        )
+        incident.note("event", f"Xid {event.xid} ({what.mnemonic}): {event.message}", at=event.time)
+        incident.note("incident opened", what.meaning, at=self.clock())
+        return incident
+
+    @staticmethod
+    def _absorb(incident: Incident, events: list[XidEvent], correlations: list[Correlation]) -> None:
+        for event, corr in zip(events, correlations, strict=True):
+            incident.event_count += 1
+            if len(incident.event_ids) < MAX_EVENT_IDS:
+                incident.event_ids.append(event.event_id)
+            if corr.kind == "duplicate":
+                continue
+            if event.xid not in incident.xids:
+                incident.xids.append(event.xid)
+            incident.note("event joined", f"{corr.reason}: {event.message}", at=event.time)
+
+    # ---- mitigation -------------------------------------------------------------------------
+
+    def start_mitigation(self, incident_id: str) -> None:
+        if incident_id in self._tasks and not self._tasks[incident_id].done():
+            return
+        task = asyncio.create_task(self._mitigate_logged(incident_id), name=f"mitigate {incident_id}")
+        self._tasks[incident_id] = task
+
+    async def resume(self) -> int:
+        """Pick up incidents a previous run left open or mitigating."""
+        unfinished = await self.store.list_incidents(["open", "mitigating"], limit=10_000)
+        for incident in unfinished:
+            self.start_mitigation(incident.id)
+        return len(unfinished)
+
+    async def drain(self) -> None:
+        """Wait for every mitigation started so far."""
+        while pending := [t for t in self._tasks.values() if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _mitigate_logged(self, incident_id: str) -> None:
+        try:
+            await self.mitigate(incident_id)
+        except Exception as exc:
+            log.exception("mitigation of %s failed", incident_id)
+            await self.store.update(incident_id, lambda inc: _escalate(inc, f"mitigation crashed: {exc}", self.clock()))
+
+    async def mitigate(self, incident_id: str) -> Incident:
+        incident = await self.store.get_incident(incident_id)
+        if incident is None:
+            raise LookupError(incident_id)
+        if incident.plan is None:
+            incident = await self._plan(incident)
+        assert incident.plan is not None
+        for invocation in incident.plan.actions:
+            run_id = f"{incident.id}/{invocation.runbook}"
+            state = await self.engine.run(
+                invocation.runbook,
+                invocation.params,
+                run_id=run_id,
+                context={"incident": {"id": incident.id, "entity": incident.entity}},
+            )
+            incident = await self.store.update(incident_id, lambda inc, s=state: self._record_run(inc, s))
+            if state.status != "succeeded":
+                why = state.error or state.status
+                return await self.store.update(
+                    incident_id, lambda inc, w=why, r=state.runbook: _escalate(inc, f"runbook {r} {w}", self.clock())
+                )
+        if incident.plan.actions and incident.status == "mitigating":
+            incident = await self.store.update(incident_id, self._mark_mitigated)
+        return incident
+
+    async def _plan(self, incident: Incident) -> Incident:
+        node = incident.affected_nodes[0]
+        pci = incident.entity.split("/", 1)[1] if "/" in incident.entity else None
+        gpu = int(incident.affected_gpus[0].split("/")[1]) if incident.affected_gpus else None
+        facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
+        plan = await self.planner.plan(incident, facts)
+        now = self.clock()
+
+        def apply(inc: Incident) -> None:
+            inc.plan = plan
+            if facts.gpu is not None and f"{node}/{facts.gpu}" not in inc.affected_gpus:
+                inc.affected_gpus.append(f"{node}/{facts.gpu}")
+            if facts.job and facts.job not in inc.affected_jobs:
+                inc.affected_jobs.append(facts.job)
+            if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
+                inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
+            steps = ", ".join(f"{a.runbook}({', '.join(f'{k}={v}' for k, v in a.params.items())})" for a in plan.actions)
+            inc.note(f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now)
+            inc.status = {"mitigate": "mitigating", "no_action": "suppressed", "escalate": "escalated"}[plan.disposition]
+
+        return await self.store.update(incident.id, apply)
+
+    def _record_run(self, incident: Incident, state: RunState) -> None:
+        now = self.clock()
+        for step in state.steps:
+            if not step.mutating or step.status not in ("done", "failed"):
+                continue
+            if any(a.run_id == state.run_id and a.step == step.id for a in incident.actions):
+                continue
+            result = step.result if isinstance(step.result, dict) else {"text": step.result}
+            incident.actions.append(
+                ActionRecord(
+                    run_id=state.run_id,
+                    step=step.id,
+                    tool=step.tool,
+                    arguments=step.arguments,
+                    decision=step.decision,
+                    reasons=list(result.get("policy", {}).get("reasons", [])) if step.status == "done" else [],
+                    ok=step.status == "done",
+                    result=result,
+                    error=step.error,
+                    time=step.finished_at or now,
+                )
+            )
+            decision = step.decision or ("allow" if step.status == "done" else "error")
+            incident.note(f"policy: {decision}", f"{step.tool} {_args(step.arguments)}", at=now)
+            if step.status == "done":
+                incident.note(f"{step.tool} done", str(result.get("detail", "")), at=now)
+                lost = result.get("data", {}).get("gpu_hours_lost") if isinstance(result.get("data"), dict) else None
+                if isinstance(lost, int | float):
+                    incident.gpu_hours_lost += float(lost)
+            else:
+                incident.note(f"{step.tool} failed", step.error or "", at=now)
+
+    def _mark_mitigated(self, incident: Incident) -> None:
+        incident.status = "mitigated"
+        incident.note("mitigated", f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost", at=self.clock())
+
+    async def _dead(self, subject: str, data: bytes, reason: str) -> None:
+        self.dead_lettered += 1
+        await publish_dead_letter(
+            self.js, DeadLetter(source="events", subject=subject, reason=reason, payload=data.decode("utf-8", "replace"))
+        )
+
+
+def _escalate(incident: Incident, why: str, now: datetime) -> None:
+    incident.status = "escalated"
+    incident.note("escalated to a person", why, at=now)
+
+
+def _args(arguments: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in arguments.items() if k not in ("idempotency_key", "reason"))
