@@ -11,9 +11,26 @@ from typing import Protocol
 
 from agents.facts import Facts
 from events.incident import Incident, Plan, RunbookInvocation, Severity
-from skills.catalog import XidInfo, load_catalog
+from skills.catalog import PlatformAction, XidInfo, XidLevel, load_catalog, resolve_platform_action, sxid_info
 
 SYMPATHETIC_ONLY = frozenset({45})
+
+# Catalog actions whose first step is to contain the fault: stop new work landing on the GPU and
+# get the job going again elsewhere. The repair itself (reset, reboot, diagnostics) follows.
+CONTAIN_GPU = frozenset(
+    {
+        PlatformAction.REBOOT_NODE,
+        PlatformAction.RESET_GPU,
+        PlatformAction.DRAIN_RESET_GPU,
+        PlatformAction.DRAIN_GPU,
+        PlatformAction.RUN_DIAGNOSTICS,
+    }
+)
+_SEVERITY: dict[XidLevel, Severity] = {
+    XidLevel.HARDWARE: "critical",
+    XidLevel.APPLICATION: "warning",
+    XidLevel.INFORMATIONAL: "info",
+}
 
 
 @dataclass(frozen=True)
@@ -23,10 +40,13 @@ class XidSummary:
     severity: Severity
 
 
-def describe_xid(code: int) -> XidSummary:
-    info = load_catalog().info_or_unknown(code)
-    severity: Severity = {"hardware": "critical", "application": "warning"}.get(info.level, "info")  # type: ignore[assignment]
-    return XidSummary(info.mnemonic, info.meaning, severity)
+def xid_info(code: int, *, sxid: bool = False) -> XidInfo:
+    return sxid_info(code) if sxid else load_catalog().info_or_unknown(code)
+
+
+def describe_xid(code: int, *, sxid: bool = False) -> XidSummary:
+    info = xid_info(code, sxid=sxid)
+    return XidSummary(info.mnemonic, info.meaning, _SEVERITY.get(info.level, "warning"))
 
 
 class Planner(Protocol):
@@ -37,9 +57,8 @@ class Planner(Protocol):
 
 def governing_xid(incident: Incident) -> XidInfo:
     """The Xid that decides the plan: the first one that is not merely sympathetic."""
-    catalog = load_catalog()
     causes = [x for x in incident.xids if x not in SYMPATHETIC_ONLY] or incident.xids
-    return catalog.info_or_unknown(causes[0])
+    return xid_info(causes[0], sxid=incident.kind == "sxid")
 
 
 class RulesPlanner:
@@ -47,24 +66,25 @@ class RulesPlanner:
 
     async def plan(self, incident: Incident, facts: Facts) -> Plan:
         info = governing_xid(incident)
-        label = f"Xid {info.code} ({info.mnemonic})"
-        action = info.platform_action
+        label = f"{'SXid' if incident.kind == 'sxid' else 'Xid'} {info.code} ({info.mnemonic})"
+        action = resolve_platform_action(info, incident.recovery_action)
         restart = (
             [RunbookInvocation(runbook="restart-from-checkpoint", params={"job": facts.job})]
             if facts.job and facts.job_state not in ("restarting", "running")
             else []
         )
-        if action == "isolate_gpu_restart_job":
+        if action in CONTAIN_GPU:
             if facts.gpu is None:
                 return self._escalate(f"{label} needs the GPU isolated, but its index on {facts.node} is unknown")
             isolate = RunbookInvocation(
                 runbook="isolate-gpu",
                 params={"node": facts.node, "gpu": facts.gpu, "reason": f"{label}: {info.meaning}"},
             )
-            why = f"{label} is a hardware fault: isolate the GPU"
-            why += f" and restart job {facts.job} from its checkpoint" if restart else " (no job was using it)"
+            why = f"{label} is a hardware fault: isolate GPU {facts.gpu} on {facts.node}"
+            why += f" and restart job {facts.job} from its checkpoint" if restart else " (no stalled job on it)"
+            why += f"; the repair the catalog calls for ({action}) follows once the GPU is idle"
             return Plan(planner=self.name, disposition="mitigate", rationale=why, actions=[isolate, *restart])
-        if action == "restart_job":
+        if action is PlatformAction.RESTART_JOB:
             if restart:
                 return Plan(
                     planner=self.name,
@@ -77,13 +97,13 @@ class RulesPlanner:
                 disposition="no_action",
                 rationale=f"{label} is an application error and no stalled job needs a restart; no hardware action",
             )
-        if action == "none":
+        if action is PlatformAction.NONE:
             return Plan(
                 planner=self.name,
                 disposition="no_action",
                 rationale=f"{label} is {info.level}: {info.recommended_action}",
             )
-        return self._escalate(f"{label} calls for '{action}' ({info.recommended_action}); no automated runbook yet")
+        return self._escalate(f"{label} calls for {action}: {info.recommended_action}")
 
     def _escalate(self, why: str) -> Plan:
         return Plan(planner=self.name, disposition="escalate", rationale=why)

@@ -13,8 +13,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from faststream import AckPolicy
+from faststream import AckPolicy, Context
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from nats.js import JetStreamContext
@@ -33,6 +34,9 @@ from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
 
 log = logging.getLogger(__name__)
+
+# The whole pulled batch, with subjects and headers (one injection per batch, not per message).
+BatchMessage = Annotated[NatsBatchMessage, Context("message")]
 
 MAX_EVENT_IDS = 100
 Clock = Callable[[], datetime]
@@ -80,8 +84,12 @@ class TriageAgent:
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )(self.on_batch)
 
-    async def on_batch(self, body: list[bytes], msg: NatsBatchMessage) -> None:
-        await self.handle_payloads([(m.subject, m.data) for m in msg.raw_message])
+    async def on_batch(self, msg: BatchMessage) -> None:
+        try:
+            await self.handle_payloads([(m.subject, m.data) for m in msg.raw_message])
+        except Exception:
+            log.exception("event batch of %d failed; it will be redelivered", len(msg.raw_message))
+            raise
 
     async def handle_payloads(self, payloads: list[tuple[str, bytes]]) -> None:
         """Validate, correlate and persist a batch; malformed payloads go to ``gpu.dlq.events``."""
@@ -114,13 +122,13 @@ class TriageAgent:
         await self.store.update(incident_id, lambda inc: self._absorb(inc, slot.events, slot.correlations))
 
     def _open(self, incident_id: str, event: XidEvent) -> Incident:
-        what = describe_xid(event.xid)
+        what = describe_xid(event.xid, sxid=event.sxid)
         where = f"{event.node} GPU {event.gpu}" if event.gpu is not None else f"{event.node} {event.pci_bus_id or ''}"
         incident = Incident(
             id=incident_id,
             cluster=event.cluster,
-            kind="xid",
-            title=f"Xid {event.xid} {what.mnemonic} on {where.strip()}",
+            kind="sxid" if event.sxid else "xid",
+            title=f"{'SXid' if event.sxid else 'Xid'} {event.xid} {what.mnemonic} on {where.strip()}",
             severity=what.severity,
             opened_at=event.time,
             entity=gpu_entity(event),
@@ -131,6 +139,7 @@ class TriageAgent:
                 evidence=[event.raw or event.message],
             ),
             xids=[event.xid],
+            recovery_action=event.recovery_action,
             event_ids=[event.event_id],
             event_count=1,
             affected_nodes=[event.node],
@@ -150,6 +159,8 @@ class TriageAgent:
                 continue
             if event.xid not in incident.xids:
                 incident.xids.append(event.xid)
+            if event.recovery_action:
+                incident.recovery_action = event.recovery_action
             incident.note("event joined", f"{corr.reason}: {event.message}", at=event.time)
 
     # ---- mitigation -------------------------------------------------------------------------
@@ -177,7 +188,8 @@ class TriageAgent:
             await self.mitigate(incident_id)
         except Exception as exc:
             log.exception("mitigation of %s failed", incident_id)
-            await self.store.update(incident_id, lambda inc: _escalate(inc, f"mitigation crashed: {exc}", self.clock()))
+            why = f"mitigation crashed: {exc!r}"
+            await self.store.update(incident_id, lambda inc: _escalate(inc, why, self.clock()))
 
     async def mitigate(self, incident_id: str) -> Incident:
         incident = await self.store.get_incident(incident_id)

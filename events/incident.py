@@ -74,6 +74,7 @@ class Incident(BaseModel):
     root_cause: RootCause | None = None
     entity: str = Field(default="", description="what the incident is about, e.g. '<node>/<pci bus id>'")
     xids: list[int] = Field(default_factory=list, description="distinct Xid codes seen, in order")
+    recovery_action: str | None = Field(default=None, description="what the driver's Xid 154 asked for")
     event_ids: list[str] = Field(default_factory=list, description="the first events grouped (capped)")
     event_count: int = 0
     affected_nodes: list[str] = Field(default_factory=list)

@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from faststream import AckPolicy
+from faststream import AckPolicy, Context
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
@@ -28,6 +29,9 @@ from events.models import DeadLetter, XidEvent, stable_id, utcnow
 from events.publish import publish_dead_letter, publish_events
 
 log = logging.getLogger(__name__)
+
+# The whole pulled batch, with subjects and headers (one injection per batch, not per message).
+BatchMessage = Annotated[NatsBatchMessage, Context("message")]
 
 SOURCE = "kmsg"
 HEADER_NODE = "Aiops-Node"
@@ -163,10 +167,17 @@ class KmsgService:
             self._js = self.broker.connection.jetstream()
         return self._js
 
-    async def on_lines(self, body: list[bytes], msg: NatsBatchMessage) -> None:
+    async def on_lines(self, msg: BatchMessage) -> None:
+        try:
+            await self.handle_batch(msg.raw_message)
+        except Exception:
+            log.exception("kmsg batch of %d failed; it will be redelivered", len(msg.raw_message))
+            raise
+
+    async def handle_batch(self, batch: list[Msg]) -> None:
         received = utcnow()
         result = KmsgResult()
-        for raw in msg.raw_message:
+        for raw in batch:
             self.lines_seen += 1
             where = split_kmsg_subject(raw)
             if where is None:
@@ -177,7 +188,7 @@ class KmsgService:
             part = self.processor.feed(raw.subject, where[0], where[1], raw.data, _sent_time(raw) or received)
             result.events += part.events
             result.dead_letters += part.dead_letters
-        if len(msg.raw_message) < self.batch_size:
+        if len(batch) < self.batch_size:
             # Caught up with the stream: release records held for continuation lines.
             tail = self.processor.flush(received)
             result.events += tail.events

@@ -1,0 +1,192 @@
+"""The composition root: wires NATS, the fleet twin, the events service, the triage agent and the
+MCP server into one running platform (``aiops up`` and ``aiops demo``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import nats
+import uvicorn
+from faststream.nats import NatsBroker
+from mcp import Client
+from mcp.server import MCPServer
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from agents.planner import RulesPlanner
+from agents.store import IncidentStore
+from agents.triage import TriageAgent
+from aiops.nats_server import EmbeddedNats
+from aiops.settings import Settings
+from events.kmsg_service import KmsgService
+from events.kmsg_shipper import KmsgShipper
+from events.streams import ensure_jetstream
+from fleet import FleetSpec, FleetTwin, run_clock
+from mcp_server.audit import JetStreamAudit
+from mcp_server.backends.twin import TwinBackend
+from mcp_server.deps import PolicyLimits, ServerDeps
+from mcp_server.identity import BearerTokens, fixed_identity
+from mcp_server.idempotency import KvIdempotency
+from mcp_server.policy import PolicyGate, Principal
+from mcp_server.server import build_server
+from runbooks.client import McpToolClient
+from runbooks.engine import RunbookEngine
+from runbooks.library import RunbookLibrary
+from runbooks.state import KvRunStore
+
+log = logging.getLogger(__name__)
+
+
+def parse_tokens(raw: dict[str, str]) -> dict[str, Principal]:
+    """``{"<token>": "<principal>:<role>"}`` from settings into principals."""
+    out: dict[str, Principal] = {}
+    for token, who in raw.items():
+        principal, _, role = who.partition(":")
+        kind = "agent" if role == "agent" else "person"
+        out[token] = Principal.model_validate({"id": principal, "role": role or "viewer", "kind": kind})
+    return out
+
+
+@dataclass
+class Platform:
+    """Everything embedded in one process. ``async with Platform(settings) as p:`` runs it."""
+
+    settings: Settings
+    spec: FleetSpec | None = None
+    serve_http: bool = True
+    run_clock: bool = True
+    data_dir: Path | None = None
+
+    nats_url: str = ""
+    http_url: str = ""
+    operator_token: str = ""
+    twin: FleetTwin = field(init=False)
+    nc: NatsClient = field(init=False)
+    js: JetStreamContext = field(init=False)
+    store: IncidentStore = field(init=False)
+    agent: TriageAgent = field(init=False)
+    kmsg: KmsgService = field(init=False)
+    shipper: KmsgShipper = field(init=False)
+    people_server: MCPServer = field(init=False)
+    agent_server: MCPServer = field(init=False)
+    _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
+    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[object]] = field(init=False, default_factory=list)
+    _http: uvicorn.Server | None = field(init=False, default=None)
+
+    async def __aenter__(self) -> Platform:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        data_dir = self.data_dir or s.data_dir
+        if s.nats_url:
+            self.nats_url = s.nats_url
+        else:
+            embedded = self._stack.enter_context(EmbeddedNats(data_dir / "nats"))
+            self.nats_url = embedded.url
+        self.nc = await nats.connect(self.nats_url, name="aiops")
+        self._stack.push_async_callback(self.nc.drain)
+        self.js = self.nc.jetstream()
+        await ensure_jetstream(self.js)
+
+        self.twin = FleetTwin(self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster}))
+        backend = TwinBackend(self.twin)
+        gate = PolicyGate.from_directory()
+        self.store = await IncidentStore.open(self.js)
+        common = {
+            "backend": backend,
+            "gate": gate,
+            "audit": JetStreamAudit(self.js),
+            "idempotency": await KvIdempotency.open(self.js),
+            "incidents": self.store,
+            "limits": PolicyLimits(max_isolations_per_hour=s.max_isolations_per_hour),
+        }
+        agent_principal = Principal(id=s.agent_id, role="agent", kind="agent")
+        self.agent_server = build_server(ServerDeps(identity=fixed_identity(agent_principal), **common))  # type: ignore[arg-type]
+        tokens = parse_tokens(s.tokens)
+        if not tokens:
+            # No tokens configured: one operator token for this run, printed for the person who started it.
+            self.operator_token = secrets.token_urlsafe(24)
+            tokens = {self.operator_token: Principal(id="local-operator", role="operator")}
+        bearer = BearerTokens(tokens)
+        self.people_server = build_server(
+            ServerDeps(identity=bearer.resolver(), **common),  # type: ignore[arg-type]
+            tokens=bearer,
+            public_url=f"http://{s.http_host}:{s.http_port}/mcp",
+        )
+
+        client = await self._stack.enter_async_context(Client(self.agent_server))
+        tools = McpToolClient(client)
+        engine = RunbookEngine(tools, await KvRunStore.open(self.js), RunbookLibrary.load())
+        self.agent = TriageAgent(
+            js=self.js,
+            store=self.store,
+            tools=tools,
+            engine=engine,
+            planner=RulesPlanner(),
+            clock=self.twin.now,
+            dedupe_window_s=s.dedupe_window_s,
+        )
+        # FastStream logs two lines per message at INFO (library notes); our handlers log their own errors.
+        broker = NatsBroker(self.nats_url, logger=None)
+        self.kmsg = KmsgService(broker, gpu_index=self.twin.gpu_index)
+        self.agent.subscribe(broker)
+        await broker.start()
+        self._stack.push_async_callback(broker.stop)
+        self._stack.push_async_callback(self.agent.drain)
+
+        self.shipper = KmsgShipper(self.js, self.twin.name)
+        unsubscribe = self.twin.subscribe_kmsg(self.shipper.offer)
+        self._stack.callback(unsubscribe)
+        self._spawn(self.shipper.run(self._stop))
+        if self.run_clock:
+            self._spawn(run_clock(self.twin, s.speed, 0.05, self._stop))
+        if self.serve_http:
+            await self._serve_http()
+        resumed = await self.agent.resume()
+        if resumed:
+            log.info("resumed %d unfinished incidents", resumed)
+
+    async def _serve_http(self) -> None:
+        s = self.settings
+        app = self.people_server.streamable_http_app(stateless_http=True, host=s.http_host)
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on")
+        self._http = uvicorn.Server(config)
+        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._spawn(self._http.serve())
+        while not self._http.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises the bind error
+            await asyncio.sleep(0.01)
+        port = self._http.servers[0].sockets[0].getsockname()[1]
+        self.http_url = f"http://{s.http_host}:{port}/mcp"
+
+    def _spawn(self, coro: object) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        await self._stack.aclose()

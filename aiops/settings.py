@@ -1,0 +1,34 @@
+"""Configuration: environment variables prefixed ``AIOPS_`` (or a ``.env`` file), with defaults
+that run everything embedded on one machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["viewer", "operator", "admin", "agent"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIOPS_", env_file=".env", extra="ignore")
+
+    nats_url: str | None = Field(default=None, description="an existing NATS; unset = start the embedded server")
+    data_dir: Path = Field(default=Path(".aiops"), description="embedded NATS data, state files")
+    backend: Literal["twin"] = "twin"
+    cluster: str = "sim-a"
+    seed: int = 7
+    speed: float = Field(default=60.0, gt=0, description="simulated seconds per wall-clock second (twin)")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8765, ge=0, le=65535, description="0 = any free port")
+    max_isolations_per_hour: int = Field(default=8, ge=0)
+    dedupe_window_s: float = Field(default=600.0, gt=0)
+    agent_id: str = "triage-agent"
+    mcp_principal: str = Field(default="local-operator", description="who `aiops mcp` (stdio) acts as")
+    mcp_role: Role = "operator"
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description='bearer tokens of the HTTP MCP endpoint: {"<token>": "<principal>:<role>"} (JSON)',
+    )

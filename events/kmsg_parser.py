@@ -1,0 +1,491 @@
+"""Kernel log lines -> NVIDIA driver fault records (Xid, NVSwitch SXid, GPU fallen off the bus).
+
+One :class:`KmsgParser` per log source (one node's stream): some records span lines (the
+three-line "fallen off the bus" report, SXid with its ``Data``/``Severity`` continuation lines),
+so the parser keeps a little state between :meth:`KmsgParser.feed` calls. Every prefix style met in
+the wild is accepted: none, dmesg ``[ 1234.567890]``, dmesg -T ``[Fri Aug 30 11:43:09 2024]``,
+journald/syslog short-iso ``2026-11-29T06:50:01.123456+00:00 host kernel:``, classic syslog
+``Aug 30 11:43:09 host kernel:``, bare ``kernel:``, ``/dev/kmsg`` records (``6,1234,5678,-;``) and
+a syslog priority (``<4>``).
+
+The parser never raises on input: lines that are not GPU faults, undecodable bytes and oversized
+lines give ``[]``. Irrelevant lines are rejected by a substring test before any regex runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["MAX_LINE_CHARS", "KmsgParser", "KmsgRecord", "normalise_pci_bus_id", "parse_text"]
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_CHARS = 64 * 1024
+"""Longer lines are ignored: the kernel never writes them, so they are garbage or an attack."""
+
+FALLEN_OFF_THE_BUS_XID = 79
+
+
+class KmsgRecord(BaseModel):
+    """One GPU fault found in the kernel log.
+
+    ``xid`` is the SXid code when ``sxid`` is true. Fields after ``raw`` are filled only when the
+    line's format carries them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    xid: int
+    pci_bus_id: str | None = None
+    pid: int | None = None
+    process: str | None = None
+    message: str = ""
+    raw: str
+    time: datetime | None = None
+    host: str | None = None
+    uptime_s: float | None = None
+    sxid: bool = False
+    nvswitch: str | None = None
+    caused_by_xid: int | None = None
+    recovery_action: str | None = None
+    link: int | None = None
+    severity: str | None = None
+    subcomponent: str | None = None
+    fell_off_bus_without_xid: bool = False
+    data: str | None = None
+
+
+# --- patterns -------------------------------------------------------------------------------------
+
+# domain:bus:device[.function], domain optional; any hex case; the domain may be 8 digits wide.
+_PCI_TEXT = r"(?:[0-9A-Fa-f]{1,8}:)?[0-9A-Fa-f]{1,2}:[0-9A-Fa-f]{1,2}(?:\.[0-7])?"
+_PCI_PARTS = re.compile(
+    r"(?:(?P<dom>[0-9A-Fa-f]{1,8}):)?(?P<bus>[0-9A-Fa-f]{1,2}):(?P<dev>[0-9A-Fa-f]{1,2})(?:\.(?P<fn>[0-7]))?"
+)
+
+# Bodies, matched at the position of "NVRM:" / "SXid (". Digit runs are bounded so int() is cheap;
+# ``rest`` is greedy (a lazy group with a trailing-space test costs 5x) and stripped afterwards.
+_XID = re.compile(
+    rf"NVRM: Xid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)"
+)
+_PID = re.compile(r"pid=(?:'?<unknown>'?|(?P<pid>\d{1,10}))\s*(?:,\s*|$)")
+_NAME = re.compile(r"name=(?P<name>[^,]*?)\s*(?:,\s*|$)")
+_PREVIOUS_XID = re.compile(r"previous\s+Xid\D{0,4}(?P<code>\d{1,6})", re.IGNORECASE)
+_LAST_PARENS = re.compile(r"\((?P<text>[^()]*)\)[\s.]*$")
+_XID74_LINK = re.compile(r"\blink\s+(?P<link>\d{1,4})", re.IGNORECASE)
+_NVLINK5 = re.compile(
+    r"(?P<sub>[A-Za-z0-9_]+)\s+(?P<sev>Fatal|Nonfatal|Non-fatal)\s+XC\d{1,4}\s+i\d{1,4}\s+"
+    r"Link\s+(?P<link>-?\d{1,4})\b"
+)
+
+_FELL_OFF_AT = re.compile(
+    rf"NVRM: GPU at (?:PCI:)?(?P<pci>{_PCI_TEXT})\s*:?\s*has fallen off the bus", re.IGNORECASE
+)
+_FELL_OFF_COLON = re.compile(
+    rf"NVRM: GPU (?:PCI:)?(?P<pci>{_PCI_TEXT}):\s*GPU has fallen off the bus", re.IGNORECASE
+)
+_PCI_ID = r"\(PCI ID: [0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}\)"
+_FELL_OFF_1 = re.compile(rf"NVRM: The NVIDIA GPU (?:PCI:)?(?P<pci>{_PCI_TEXT})(?:\s*{_PCI_ID})?\s*$")
+_FELL_OFF_2 = re.compile(rf"NVRM: (?:{_PCI_ID}\s*)?installed in this system has\s*$")
+_FELL_OFF_3 = re.compile(r"NVRM: fallen off the bus and is not responding to commands\.?\s*$")
+
+_SXID = re.compile(rf"SXid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)")
+_SXID_SEVERITY = re.compile(r"(?P<sev>Fatal|Non-fatal|Nonfatal)\b", re.IGNORECASE)
+_SXID_LINK = re.compile(r"\bLink\s+(?P<link>-?\d{1,4})\b")
+_SXID_DATA = re.compile(r"Data\s*(?P<data>\{.*\})\s*$")
+_SXID_SEVERITY_LINE = re.compile(r"Severity\b")
+
+# Prefixes, consumed left to right; each is optional.
+_SYSLOG_PRI = re.compile(r"\s*<\d{1,3}>")
+_DEVKMSG = re.compile(r"\s*\d{1,3},\d{1,20},(?P<us>\d{1,20}),[^;]*;")
+_ISO_TIME = re.compile(
+    r"\s*(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)\s+"
+)
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_MONTH_NUMBER = {name: i for i, name in enumerate(_MONTHS.split("|"), start=1)}
+_CLASSIC_TIME = re.compile(
+    rf"\s*(?P<mon>{_MONTHS})\s+(?P<day>\d{{1,2}})\s+(?P<h>\d{{2}}):(?P<m>\d{{2}}):(?P<s>\d{{2}})"
+    r"(?:\.(?P<frac>\d{1,9}))?\s+"
+)
+_HOST_PROGRAM = re.compile(r"(?P<host>[^\s:\[\]]+)\s+[^\s:\[\]]+(?:\[\d+\])?:\s*")
+_DMESG_T = re.compile(
+    rf"\[\s*(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+(?P<mon>{_MONTHS})\s+(?P<day>\d{{1,2}})\s+"
+    r"(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})\s+(?P<year>\d{4})\s*\]"
+)
+_UPTIME = re.compile(r"\[\s*(?P<up>\d{1,12}\.\d{1,9})\s*\]")
+_NVSWITCH = re.compile(r"nvidia-nvswitch\d{1,4}")
+
+
+@functools.lru_cache(maxsize=1024)  # a node has a handful of PCI ids; storms repeat them
+def normalise_pci_bus_id(text: str) -> str | None:
+    """``"0000:18:00"``, ``"18:00.0"``, ``"00000000:1A:00.0"`` -> ``"0000:18:00.0"`` style; None if malformed.
+
+    Lowercase hex, a domain of at least 4 digits (leading zeros beyond 4 dropped, as nvidia-smi's
+    8-digit form names the same device), and always a function suffix.
+    """
+    m = _PCI_PARTS.fullmatch(text.strip())
+    if m is None:
+        return None
+    domain = int(m["dom"] or "0", 16)
+    return f"{domain:04x}:{int(m['bus'], 16):02x}:{int(m['dev'], 16):02x}.{m['fn'] or '0'}"
+
+
+# --- prefix -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    time: datetime | None = None
+    host: str | None = None
+    uptime_s: float | None = None
+    nvswitch: str | None = None
+
+
+# Storms repeat the same prefix (dmesg -T has one-second resolution); building datetimes is the
+# costliest part of a record, so recent prefixes are remembered.
+@functools.lru_cache(maxsize=4096)
+def _parse_prefix(prefix: str, default_year: int | None, tz: tzinfo) -> _Prefix:
+    """What the text before the driver message tells: wall time, host, uptime, NVSwitch device."""
+    pos = 0
+    uptime: float | None = None
+    when: datetime | None = None
+    host: str | None = None
+
+    if m := _SYSLOG_PRI.match(prefix, pos):
+        pos = m.end()
+    if m := _DEVKMSG.match(prefix, pos):
+        uptime = int(m["us"]) / 1_000_000
+        pos = m.end()
+
+    wall_clock = False
+    if m := _ISO_TIME.match(prefix, pos):
+        when = _iso_time(m["ts"], tz)
+        wall_clock = True
+        pos = m.end()
+    elif m := _CLASSIC_TIME.match(prefix, pos):
+        when = _classic_time(m, default_year, tz)
+        wall_clock = True
+        pos = m.end()
+    # A host is only named after a syslog/journald time; "kernel:" alone carries none.
+    if wall_clock and (m := _HOST_PROGRAM.match(prefix, pos)):
+        host = m["host"]
+        pos = m.end()
+
+    rest = prefix[pos:]
+    if m := _DMESG_T.search(rest):
+        # A syslog/journald time was stamped when the line was logged; prefer it to dmesg's
+        # reconstruction from uptime, which drifts across suspend.
+        if when is None:
+            when = _dmesg_t_time(m, tz)
+    elif m := _UPTIME.search(rest):
+        uptime = float(m["up"])
+
+    nvswitch = m.group(0) if (m := _NVSWITCH.search(rest)) else None
+    return _Prefix(time=when, host=host, uptime_s=uptime, nvswitch=nvswitch)
+
+
+def _iso_time(text: str, tz: tzinfo) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text.replace(",", "."))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+
+
+def _classic_time(m: re.Match[str], default_year: int | None, tz: tzinfo) -> datetime | None:
+    micro = int((m["frac"] or "0")[:6].ljust(6, "0"))
+    try:
+        if default_year is not None:
+            return _wall_time(default_year, m, micro, tz)
+        now = datetime.now(tz)
+        when = _wall_time(now.year, m, micro, tz)
+        # The format has no year: a December line read in January belongs to last year.
+        if when - now > timedelta(days=1):
+            when = when.replace(year=now.year - 1)
+        return when
+    except ValueError:  # 30 Feb, 25:00:00, 29 Feb in a common year
+        return None
+
+
+def _dmesg_t_time(m: re.Match[str], tz: tzinfo) -> datetime | None:
+    try:
+        return _wall_time(int(m["year"]), m, 0, tz)
+    except ValueError:
+        return None
+
+
+def _wall_time(year: int, m: re.Match[str], micro: int, tz: tzinfo) -> datetime:
+    """From a match with ``mon``, ``day``, ``h``, ``m``, ``s`` groups; raises ValueError."""
+    month = _MONTH_NUMBER[m["mon"]]
+    return datetime(year, month, int(m["day"]), int(m["h"]), int(m["m"]), int(m["s"]), micro, tzinfo=tz)
+
+
+# --- multi-line state -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _FellOffSequence:
+    """Lines 1..2 of "The NVIDIA GPU <pci> / (PCI ID: ...) installed in this system has / fallen off..."."""
+
+    pci_bus_id: str | None
+    prefix: _Prefix
+    lines: list[str]
+    bodies: list[str]
+
+
+@dataclass(slots=True)
+class _HeldSxid:
+    """An SXid waiting for its ``Data {...}`` / ``Severity ...`` continuation lines."""
+
+    record: KmsgRecord
+    code: int
+    pci: str | None
+    lines: list[str]
+    data: str | None = None
+    severity_detail: list[str] = field(default_factory=list)
+
+    def release(self) -> KmsgRecord:
+        message = "; ".join([self.record.message, *self.severity_detail]) if self.severity_detail else None
+        update: dict[str, object] = {"raw": "\n".join(self.lines), "data": self.data}
+        if message is not None:
+            update["message"] = message
+        if self.record.severity is None and self.severity_detail:
+            update["severity"] = self.severity_detail[0]
+        return self.record.model_copy(update=update)
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+
+class KmsgParser:
+    """Stateful parser for one log source (one node's stream); not thread-safe.
+
+    ``default_year`` is the year for classic syslog times, which carry none (default: the current
+    year, or the previous one for a date more than a day ahead). ``default_tz`` is the zone of
+    prefix times that name none (dmesg -T, classic syslog); nodes should log in UTC.
+    """
+
+    def __init__(self, *, default_year: int | None = None, default_tz: tzinfo = UTC) -> None:
+        self._default_year = default_year
+        self._tz = default_tz
+        self._fell_off: _FellOffSequence | None = None
+        self._held: _HeldSxid | None = None
+
+    def feed(self, line: str | bytes) -> list[KmsgRecord]:
+        """Parse one line; returns the records it completes (usually zero or one)."""
+        try:
+            if isinstance(line, bytes):
+                line = line.decode("utf-8", "replace")
+            line = line.rstrip("\r\n")  # a line as read from a file keeps its newline
+            if "\n" not in line:
+                return self._feed_line(line)
+            out: list[KmsgRecord] = []
+            for part in line.split("\n"):
+                out += self._feed_line(part)
+            return out
+        except Exception:  # a parser bug must never stop a node's log stream
+            log.exception("kmsg parser failed on a line; multi-line state reset")
+            self._fell_off = None
+            self._held = None
+            return []
+
+    def flush(self) -> list[KmsgRecord]:
+        """Release a held SXid and drop an unfinished three-line report (end of stream, idle)."""
+        self._fell_off = None
+        return self._release_held()
+
+    # -- per line --
+
+    def _feed_line(self, line: str) -> list[KmsgRecord]:
+        line = line.rstrip("\r")
+        if len(line) > MAX_LINE_CHARS or ("NVRM" not in line and "SXid" not in line):
+            if self._held is None and self._fell_off is None:
+                return []  # the fast path: most kernel log lines end here
+            self._fell_off = None
+            return self._release_held()
+
+        sxid_at = line.find("SXid (")
+        if sxid_at >= 0:
+            self._fell_off = None
+            return self._on_sxid(line, sxid_at)
+
+        out = self._release_held()
+        nvrm_at = line.find("NVRM:")
+        if nvrm_at < 0:
+            self._fell_off = None
+            return out
+
+        if self._fell_off is not None:
+            done = self._continue_fell_off(line, nvrm_at)
+            if done is not None:
+                out += done
+                return out
+
+        if m := _XID.match(line, nvrm_at):
+            out.append(self._xid_record(m, line, nvrm_at))
+        elif m := (_FELL_OFF_AT.match(line, nvrm_at) or _FELL_OFF_COLON.match(line, nvrm_at)):
+            prefix = self._prefix(line[:nvrm_at])
+            out.append(
+                self._fell_off_record(
+                    normalise_pci_bus_id(m["pci"]), prefix, [line], [line[nvrm_at + 6 :].strip()]
+                )
+            )
+        elif m := _FELL_OFF_1.match(line, nvrm_at):
+            self._fell_off = _FellOffSequence(
+                pci_bus_id=normalise_pci_bus_id(m["pci"]),
+                prefix=self._prefix(line[:nvrm_at]),
+                lines=[line],
+                bodies=[line[nvrm_at + 6 :].strip()],
+            )
+        return out
+
+    def _continue_fell_off(self, line: str, nvrm_at: int) -> list[KmsgRecord] | None:
+        """Advance the three-line report; ``None`` means the line is not part of it (state dropped)."""
+        seq = self._fell_off
+        assert seq is not None
+        body = line[nvrm_at + 6 :].strip()
+        if len(seq.lines) == 1 and _FELL_OFF_2.match(line, nvrm_at):
+            seq.lines.append(line)
+            seq.bodies.append(body)
+            return []
+        if len(seq.lines) == 2 and _FELL_OFF_3.match(line, nvrm_at):
+            self._fell_off = None
+            return [
+                self._fell_off_record(seq.pci_bus_id, seq.prefix, [*seq.lines, line], [*seq.bodies, body])
+            ]
+        self._fell_off = None
+        return None
+
+    def _on_sxid(self, line: str, at: int) -> list[KmsgRecord]:
+        m = _SXID.match(line, at)
+        if m is None:
+            return self._release_held()
+        code = int(m["code"])
+        pci = normalise_pci_bus_id(m["pci"])
+        rest: str = m["rest"].rstrip()
+        data = _SXID_DATA.match(rest)
+        is_severity = data is None and _SXID_SEVERITY_LINE.match(rest) is not None
+        if data is not None or is_severity:
+            held = self._held
+            if held is not None and held.code == code and held.pci == pci:
+                held.lines.append(line)
+                if data is not None:
+                    held.data = data["data"]
+                else:
+                    held.severity_detail.append(rest)
+                return []
+            # A continuation whose first line we did not see carries too little to report alone.
+            return self._release_held()
+
+        out = self._release_held()
+        prefix = self._prefix(line[:at])
+        severity = _SXID_SEVERITY.match(rest)
+        link = _SXID_LINK.search(rest)
+        record = KmsgRecord(
+            xid=code,
+            pci_bus_id=pci,
+            message=rest,
+            raw=line,
+            time=prefix.time,
+            host=prefix.host,
+            uptime_s=prefix.uptime_s,
+            sxid=True,
+            nvswitch=prefix.nvswitch,
+            link=int(link["link"]) if link else None,
+            severity=severity["sev"] if severity else None,
+        )
+        self._held = _HeldSxid(record=record, code=code, pci=pci, lines=[line])
+        return out
+
+    def _release_held(self) -> list[KmsgRecord]:
+        held, self._held = self._held, None
+        return [] if held is None else [held.release()]
+
+    # -- records --
+
+    def _prefix(self, text: str) -> _Prefix:
+        if not text or text.isspace():
+            return _Prefix()
+        return _parse_prefix(text, self._default_year, self._tz)
+
+    def _xid_record(self, m: re.Match[str], line: str, at: int) -> KmsgRecord:
+        code = int(m["code"])
+        rest: str = m["rest"].rstrip()
+        pid: int | None = None
+        process: str | None = None
+        pos = 0
+        if pm := _PID.match(rest):
+            pid = int(pm["pid"]) if pm["pid"] else None
+            pos = pm.end()
+        if nm := _NAME.match(rest, pos):
+            name = nm["name"].strip().strip("'\"")
+            process = None if name in ("", "<unknown>") else name
+            pos = nm.end()
+        message = rest[pos:]
+
+        caused_by: int | None = None
+        recovery: str | None = None
+        link: int | None = None
+        severity: str | None = None
+        subcomponent: str | None = None
+        if code == 45 and (cm := _PREVIOUS_XID.search(message)):
+            caused_by = int(cm["code"])
+        elif code == 154 and (rm := _LAST_PARENS.search(message)):
+            recovery = rm["text"].strip() or None
+        elif code == 74 and (lm := _XID74_LINK.search(message)):
+            link = int(lm["link"])
+        # NVLink5 (144-150) layout, recognised by shape so later codes in the same layout work too.
+        if " XC" in message and (nv := _NVLINK5.match(message)):
+            subcomponent = nv["sub"]
+            severity = nv["sev"]
+            link = int(nv["link"])
+
+        prefix = self._prefix(line[:at])
+        return KmsgRecord(
+            xid=code,
+            pci_bus_id=normalise_pci_bus_id(m["pci"]),
+            pid=pid,
+            process=process,
+            message=message,
+            raw=line,
+            time=prefix.time,
+            host=prefix.host,
+            uptime_s=prefix.uptime_s,
+            caused_by_xid=caused_by,
+            recovery_action=recovery,
+            link=link,
+            severity=severity,
+            subcomponent=subcomponent,
+        )
+
+    @staticmethod
+    def _fell_off_record(pci: str | None, prefix: _Prefix, lines: list[str], bodies: list[str]) -> KmsgRecord:
+        return KmsgRecord(
+            xid=FALLEN_OFF_THE_BUS_XID,
+            pci_bus_id=pci,
+            message=" ".join(bodies),
+            raw="\n".join(lines),
+            time=prefix.time,
+            host=prefix.host,
+            uptime_s=prefix.uptime_s,
+            fell_off_bus_without_xid=True,
+        )
+
+
+def parse_text(
+    text: str | bytes, *, default_year: int | None = None, default_tz: tzinfo = UTC
+) -> list[KmsgRecord]:
+    """Parse a whole log (e.g. ``dmesg -T`` output): feed every line, then flush."""
+    parser = KmsgParser(default_year=default_year, default_tz=default_tz)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    out: list[KmsgRecord] = []
+    for line in text.split("\n"):
+        out += parser.feed(line)
+    return out + parser.flush()
