@@ -30,7 +30,12 @@ async def gather_facts(tools: ToolClient, node: str, gpu: int | None, pci_bus_id
         return facts
     gpus: list[dict[str, Any]] = described.structured.get("gpus", [])
     match = next(
-        (g for g in gpus if (gpu is not None and g.get("index") == gpu) or (pci_bus_id and g.get("pci_bus_id") == pci_bus_id)),
+        (
+            g
+            for g in gpus
+            if (gpu is not None and g.get("index") == gpu)
+            or (pci_bus_id and g.get("pci_bus_id") == pci_bus_id)
+        ),
         None,
     )
     if match is not None:

@@ -73,15 +73,23 @@ class RulesPlanner:
             if facts.job and facts.job_state not in ("restarting", "running")
             else []
         )
+        if info.level is XidLevel.APPLICATION and action is not PlatformAction.NONE:
+            # Usually the workload's fault (k8s-device-plugin's list): never a hardware action on a
+            # single occurrence; repetition on one GPU is what escalates it.
+            action = PlatformAction.RESTART_JOB
         if action in CONTAIN_GPU:
             if facts.gpu is None:
-                return self._escalate(f"{label} needs the GPU isolated, but its index on {facts.node} is unknown")
+                return self._escalate(
+                    f"{label} needs the GPU isolated, but its index on {facts.node} is unknown"
+                )
             isolate = RunbookInvocation(
                 runbook="isolate-gpu",
                 params={"node": facts.node, "gpu": facts.gpu, "reason": f"{label}: {info.meaning}"},
             )
             why = f"{label} is a hardware fault: isolate GPU {facts.gpu} on {facts.node}"
-            why += f" and restart job {facts.job} from its checkpoint" if restart else " (no stalled job on it)"
+            why += (
+                f" and restart job {facts.job} from its checkpoint" if restart else " (no stalled job on it)"
+            )
             why += f"; the repair the catalog calls for ({action}) follows once the GPU is idle"
             return Plan(planner=self.name, disposition="mitigate", rationale=why, actions=[isolate, *restart])
         if action is PlatformAction.RESTART_JOB:

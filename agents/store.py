@@ -56,7 +56,9 @@ class IncidentStore:
             incident = Incident.model_validate_json(entry.value)
             change(incident)
             try:
-                await self._kv.update(_key(incident_id), incident.model_dump_json().encode(), last=entry.revision)
+                await self._kv.update(
+                    _key(incident_id), incident.model_dump_json().encode(), last=entry.revision
+                )
             except KeyWrongLastSequenceError:
                 continue
             await self._publish(incident)

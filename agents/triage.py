@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from faststream import AckPolicy, Context
@@ -26,7 +27,7 @@ from agents.facts import gather_facts
 from agents.planner import Planner, describe_xid
 from agents.store import IncidentStore
 from events import subjects
-from events.incident import ActionRecord, Incident, RootCause
+from events.incident import ActionRecord, Incident, IncidentStatus, RootCause
 from events.models import DeadLetter, XidEvent, parse_event, utcnow
 from events.publish import publish_dead_letter
 from runbooks.client import ToolClient
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 BatchMessage = Annotated[NatsBatchMessage, Context("message")]
 
 MAX_EVENT_IDS = 100
+STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
+    "mitigate": "mitigating",
+    "no_action": "suppressed",
+    "escalate": "escalated",
+}
 Clock = Callable[[], datetime]
 
 
@@ -74,7 +80,12 @@ class TriageAgent:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def subscribe(
-        self, broker: NatsBroker, *, durable: str = "triage", batch_size: int = 256, batch_timeout_s: float = 0.05
+        self,
+        broker: NatsBroker,
+        *,
+        durable: str = "triage",
+        batch_size: int = 256,
+        batch_timeout_s: float = 0.05,
     ) -> None:
         broker.subscriber(
             subjects.events_all(),
@@ -123,7 +134,11 @@ class TriageAgent:
 
     def _open(self, incident_id: str, event: XidEvent) -> Incident:
         what = describe_xid(event.xid, sxid=event.sxid)
-        where = f"{event.node} GPU {event.gpu}" if event.gpu is not None else f"{event.node} {event.pci_bus_id or ''}"
+        where = (
+            f"{event.node} GPU {event.gpu}"
+            if event.gpu is not None
+            else f"{event.node} {event.pci_bus_id or ''}"
+        )
         incident = Incident(
             id=incident_id,
             cluster=event.cluster,
@@ -189,7 +204,7 @@ class TriageAgent:
         except Exception as exc:
             log.exception("mitigation of %s failed", incident_id)
             why = f"mitigation crashed: {exc!r}"
-            await self.store.update(incident_id, lambda inc: _escalate(inc, why, self.clock()))
+            await self.store.update(incident_id, partial(_escalate, why=why, now=self.clock()))
 
     async def mitigate(self, incident_id: str) -> Incident:
         incident = await self.store.get_incident(incident_id)
@@ -197,22 +212,20 @@ class TriageAgent:
             raise LookupError(incident_id)
         if incident.plan is None:
             incident = await self._plan(incident)
-        assert incident.plan is not None
-        for invocation in incident.plan.actions:
-            run_id = f"{incident.id}/{invocation.runbook}"
+        plan = incident.plan
+        assert plan is not None
+        for invocation in plan.actions:
             state = await self.engine.run(
                 invocation.runbook,
                 invocation.params,
-                run_id=run_id,
+                run_id=f"{incident.id}/{invocation.runbook}",
                 context={"incident": {"id": incident.id, "entity": incident.entity}},
             )
-            incident = await self.store.update(incident_id, lambda inc, s=state: self._record_run(inc, s))
+            incident = await self.store.update(incident_id, partial(self._record_run, state=state))
             if state.status != "succeeded":
-                why = state.error or state.status
-                return await self.store.update(
-                    incident_id, lambda inc, w=why, r=state.runbook: _escalate(inc, f"runbook {r} {w}", self.clock())
-                )
-        if incident.plan.actions and incident.status == "mitigating":
+                why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
+                return await self.store.update(incident_id, partial(_escalate, why=why, now=self.clock()))
+        if plan.actions and incident.status == "mitigating":
             incident = await self.store.update(incident_id, self._mark_mitigated)
         return incident
 
@@ -232,13 +245,17 @@ class TriageAgent:
                 inc.affected_jobs.append(facts.job)
             if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
                 inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
-            steps = ", ".join(f"{a.runbook}({', '.join(f'{k}={v}' for k, v in a.params.items())})" for a in plan.actions)
-            inc.note(f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now)
-            inc.status = {"mitigate": "mitigating", "no_action": "suppressed", "escalate": "escalated"}[plan.disposition]
+            steps = ", ".join(
+                f"{a.runbook}({', '.join(f'{k}={v}' for k, v in a.params.items())})" for a in plan.actions
+            )
+            inc.note(
+                f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now
+            )
+            inc.status = STATUS_AFTER_PLAN[plan.disposition]
 
         return await self.store.update(incident.id, apply)
 
-    def _record_run(self, incident: Incident, state: RunState) -> None:
+    def _record_run(self, incident: Incident, *, state: RunState) -> None:
         now = self.clock()
         for step in state.steps:
             if not step.mutating or step.status not in ("done", "failed"):
@@ -253,7 +270,9 @@ class TriageAgent:
                     tool=step.tool,
                     arguments=step.arguments,
                     decision=step.decision,
-                    reasons=list(result.get("policy", {}).get("reasons", [])) if step.status == "done" else [],
+                    reasons=list(result.get("policy", {}).get("reasons", []))
+                    if step.status == "done"
+                    else [],
                     ok=step.status == "done",
                     result=result,
                     error=step.error,
@@ -264,7 +283,11 @@ class TriageAgent:
             incident.note(f"policy: {decision}", f"{step.tool} {_args(step.arguments)}", at=now)
             if step.status == "done":
                 incident.note(f"{step.tool} done", str(result.get("detail", "")), at=now)
-                lost = result.get("data", {}).get("gpu_hours_lost") if isinstance(result.get("data"), dict) else None
+                lost = (
+                    result.get("data", {}).get("gpu_hours_lost")
+                    if isinstance(result.get("data"), dict)
+                    else None
+                )
                 if isinstance(lost, int | float):
                     incident.gpu_hours_lost += float(lost)
             else:
@@ -272,16 +295,23 @@ class TriageAgent:
 
     def _mark_mitigated(self, incident: Incident) -> None:
         incident.status = "mitigated"
-        incident.note("mitigated", f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost", at=self.clock())
+        incident.note(
+            "mitigated",
+            f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost",
+            at=self.clock(),
+        )
 
     async def _dead(self, subject: str, data: bytes, reason: str) -> None:
         self.dead_lettered += 1
         await publish_dead_letter(
-            self.js, DeadLetter(source="events", subject=subject, reason=reason, payload=data.decode("utf-8", "replace"))
+            self.js,
+            DeadLetter(
+                source="events", subject=subject, reason=reason, payload=data.decode("utf-8", "replace")
+            ),
         )
 
 
-def _escalate(incident: Incident, why: str, now: datetime) -> None:
+def _escalate(incident: Incident, *, why: str, now: datetime) -> None:
     incident.status = "escalated"
     incident.note("escalated to a person", why, at=now)
 

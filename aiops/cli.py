@@ -2,12 +2,93 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
 import typer
+from rich.console import Console
 
 from aiops.kmsg_cli import kmsg_app
+from aiops.settings import Settings
 
 app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no_args_is_help=True)
 app.add_typer(kmsg_app, name="kmsg")
+
+
+def _logging(verbose: bool) -> None:
+    # Logs go to stderr: stdout carries the MCP stdio protocol and JSON output.
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def demo(
+    speed: float = typer.Option(60.0, help="simulated seconds per wall-clock second"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the platform embedded and play a fault story: a GPU falls off the bus under a job."""
+    from aiops.demo import run_demo
+
+    _logging(verbose)
+    settings = Settings(speed=speed, http_port=0)
+    raise typer.Exit(asyncio.run(run_demo(settings, Console())))
+
+
+@app.command()
+def up(
+    port: int = typer.Option(None, help="MCP HTTP port (default from AIOPS_HTTP_PORT, 8765)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the whole platform until Ctrl-C: NATS, fleet twin, events service, agent, MCP over HTTP."""
+    from aiops.platform import Platform
+
+    _logging(verbose)
+    settings = Settings() if port is None else Settings(http_port=port)
+    console = Console(stderr=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with Platform(settings) as platform:
+            console.print(
+                f"[bold]gpu-aiops is up[/bold]\n"
+                f"  NATS        {platform.nats_url}\n"
+                f"  MCP (HTTP)  {platform.http_url}\n"
+                + (
+                    f"  token       {platform.operator_token} (role operator; set AIOPS_TOKENS to configure)\n"
+                    if platform.operator_token
+                    else ""
+                )
+                + f"  fleet twin  {platform.twin.name}: {len(platform.twin.nodes)} nodes, "
+                f"{platform.twin.cluster_gpu_count} GPUs, clock x{settings.speed:g}\n"
+                "Ctrl-C stops everything."
+            )
+            await stop.wait()
+            console.print("stopping…")
+
+    asyncio.run(main())
+
+
+@app.command()
+def mcp(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Serve the MCP tools over stdio (for Claude Desktop, Claude Code, Cursor, the MCP Inspector).
+
+    Runs against its own fleet twin, as AIOPS_MCP_PRINCIPAL with AIOPS_MCP_ROLE.
+    """
+    from aiops.standalone import build_standalone_server
+
+    _logging(verbose)
+    server = build_standalone_server(Settings())
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
 
 
 if __name__ == "__main__":

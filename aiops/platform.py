@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import nats
 import uvicorn
@@ -32,8 +34,8 @@ from fleet import FleetSpec, FleetTwin, run_clock
 from mcp_server.audit import JetStreamAudit
 from mcp_server.backends.twin import TwinBackend
 from mcp_server.deps import PolicyLimits, ServerDeps
-from mcp_server.identity import BearerTokens, fixed_identity
 from mcp_server.idempotency import KvIdempotency
+from mcp_server.identity import BearerTokens, fixed_identity
 from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 from runbooks.client import McpToolClient
@@ -42,6 +44,14 @@ from runbooks.library import RunbookLibrary
 from runbooks.state import KvRunStore
 
 log = logging.getLogger(__name__)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the platform owns Ctrl-C and stops in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def parse_tokens(raw: dict[str, str]) -> dict[str, Principal]:
@@ -107,7 +117,9 @@ class Platform:
         self.js = self.nc.jetstream()
         await ensure_jetstream(self.js)
 
-        self.twin = FleetTwin(self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster}))
+        self.twin = FleetTwin(
+            self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster})
+        )
         backend = TwinBackend(self.twin)
         gate = PolicyGate.from_directory()
         self.store = await IncidentStore.open(self.js)
@@ -133,8 +145,7 @@ class Platform:
             public_url=f"http://{s.http_host}:{s.http_port}/mcp",
         )
 
-        client = await self._stack.enter_async_context(Client(self.agent_server))
-        tools = McpToolClient(client)
+        tools = McpToolClient(await self._agent_client())
         engine = RunbookEngine(tools, await KvRunStore.open(self.js), RunbookLibrary.load())
         self.agent = TriageAgent(
             js=self.js,
@@ -169,8 +180,7 @@ class Platform:
         s = self.settings
         app = self.people_server.streamable_http_app(stateless_http=True, host=s.http_host)
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on")
-        self._http = uvicorn.Server(config)
-        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http = _QuietServer(config)
         self._spawn(self._http.serve())
         while not self._http.started:
             if self._tasks[-1].done():
@@ -179,8 +189,33 @@ class Platform:
         port = self._http.servers[0].sockets[0].getsockname()[1]
         self.http_url = f"http://{s.http_host}:{port}/mcp"
 
-    def _spawn(self, coro: object) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+    async def _agent_client(self) -> Client:
+        """The agent's MCP session, held open by a task of its own: the MCP client's cancel scopes
+        must be entered and left in one task, whichever task later closes the platform."""
+        ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        closed = asyncio.Event()
+
+        async def hold() -> None:
+            try:
+                async with Client(self.agent_server) as client:
+                    ready.set_result(client)
+                    await closed.wait()
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                raise
+
+        task = asyncio.create_task(hold(), name="agent MCP session")
+
+        async def close() -> None:
+            closed.set()
+            await task
+
+        self._stack.push_async_callback(close)
+        return await ready
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
 
     async def aclose(self) -> None:
         self._stop.set()

@@ -15,7 +15,9 @@ Role = Literal["viewer", "operator", "admin", "agent"]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIOPS_", env_file=".env", extra="ignore")
 
-    nats_url: str | None = Field(default=None, description="an existing NATS; unset = start the embedded server")
+    nats_url: str | None = Field(
+        default=None, description="an existing NATS; unset = start the embedded server"
+    )
     data_dir: Path = Field(default=Path(".aiops"), description="embedded NATS data, state files")
     backend: Literal["twin"] = "twin"
     cluster: str = "sim-a"

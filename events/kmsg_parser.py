@@ -98,7 +98,7 @@ _FELL_OFF_3 = re.compile(r"NVRM: fallen off the bus and is not responding to com
 _SXID = re.compile(rf"SXid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)")
 _SXID_SEVERITY = re.compile(r"(?P<sev>Fatal|Non-fatal|Nonfatal)\b", re.IGNORECASE)
 _SXID_LINK = re.compile(r"\bLink\s+(?P<link>-?\d{1,4})\b")
-_SXID_DATA = re.compile(r"Data\s*(?P<data>\{.*\})\s*$")
+_SXID_DATA = re.compile(r"Data\b\s*(?P<data>.*)")  # usually "{0x..., ...}"; kept even if truncated
 _SXID_SEVERITY_LINE = re.compile(r"Severity\b")
 
 # Prefixes, consumed left to right; each is optional.
@@ -148,7 +148,8 @@ class _Prefix:
 
 
 # Storms repeat the same prefix (dmesg -T has one-second resolution); building datetimes is the
-# costliest part of a record, so recent prefixes are remembered.
+# costliest part of a record, so recent prefixes are remembered. (A classic syslog time without a
+# year is resolved against the clock once per distinct prefix; its date fixes the year anyway.)
 @functools.lru_cache(maxsize=4096)
 def _parse_prefix(prefix: str, default_year: int | None, tz: tzinfo) -> _Prefix:
     """What the text before the driver message tells: wall time, host, uptime, NVSwitch device."""
@@ -290,7 +291,7 @@ class KmsgParser:
                 out += self._feed_line(part)
             return out
         except Exception:  # a parser bug must never stop a node's log stream
-            log.exception("kmsg parser failed on a line; multi-line state reset")
+            log.exception("kmsg parser failed on %r; multi-line state reset", line[:200])
             self._fell_off = None
             self._held = None
             return []

@@ -178,7 +178,6 @@ class KmsgService:
         received = utcnow()
         result = KmsgResult()
         for raw in batch:
-            self.lines_seen += 1
             where = split_kmsg_subject(raw)
             if where is None:
                 result.dead_letters.append(
@@ -197,6 +196,7 @@ class KmsgService:
         for dead in result.dead_letters:
             await publish_dead_letter(self.js, dead)
         self.dead_lettered += len(result.dead_letters)
+        self.lines_seen += len(batch)  # counted once the batch's events are in JetStream
 
 
 def _sent_time(msg: Msg) -> datetime | None:

@@ -95,6 +95,7 @@ async def ensure_jetstream(js: JetStreamContext, layout: JetStreamLayout | None 
     """Create or update every stream and bucket of the platform."""
     layout = layout or JetStreamLayout()
     for cfg in layout.streams():
+        assert cfg.name is not None
         try:
             await js.stream_info(cfg.name)
         except NotFoundError:

@@ -68,8 +68,10 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         """
         try:
             offset = int(cursor) if cursor else 0
-        except ValueError as exc:
-            raise ToolError(f"cursor {cursor!r} is not one this tool returned") from exc
+        except ValueError:
+            offset = -1
+        if offset < 0:
+            raise ToolError(f"cursor {cursor!r} is not one this tool returned; omit it to start at the top")
         nodes = [
             n for n in await readable(backend.list_nodes()) if _matches(n, state, rack, leaf_switch, label)
         ]

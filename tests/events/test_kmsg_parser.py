@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from events import kmsg_parser
 from events.kmsg_parser import KmsgParser, KmsgRecord, normalise_pci_bus_id, parse_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kmsg"
@@ -453,6 +454,12 @@ def test_a_continuation_for_another_sxid_is_not_attached() -> None:
     assert [(r.xid, r.data) for r in records] == [(12028, None)]
 
 
+def test_a_truncated_data_line_is_still_a_continuation() -> None:
+    truncated = "[ 5501.2] nvidia-nvswitch3: SXid (PCI:0000:86:00.0): 12028, Data {0x00000000, 0x0000"
+    records = parse_text("\n".join([SXID_MAIN, truncated]))
+    assert [(r.xid, r.data) for r in records] == [(12028, "{0x00000000, 0x0000")]
+
+
 def test_an_orphan_sxid_continuation_is_ignored() -> None:
     assert parse_text(SXID_DATA) == []
 
@@ -554,3 +561,20 @@ def test_a_dmesg_t_log_parses_to_the_expected_events() -> None:
     )
     assert [r.fell_off_bus_without_xid for r in records if r.xid == 79] == [True, False]
     assert all(r.time is not None and r.time.date() == datetime(2024, 8, 30).date() for r in records)
+
+
+class _BrokenPattern:
+    def match(self, *args: object) -> None:
+        raise RuntimeError("parser bug")
+
+
+def test_a_parser_bug_is_logged_and_the_stream_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    parser = KmsgParser()
+    line = "NVRM: Xid (PCI:0000:18:00): 13, pid=1, name=x, Graphics Exception"
+    monkeypatch.setattr(kmsg_parser, "_XID", _BrokenPattern())
+    assert parser.feed(line) == []
+    assert "kmsg parser failed" in caplog.text
+    monkeypatch.undo()
+    assert [r.xid for r in parser.feed(line)] == [13]

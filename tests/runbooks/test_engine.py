@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from runbooks.client import ToolResult
@@ -32,10 +33,14 @@ class ScriptedTools:
         if isinstance(answer, ToolResult):
             return answer
         if tool == "describe_node":
-            return ToolResult(ok=True, structured={"gpus": [{"index": i, "isolated": self.isolated} for i in range(8)]})
+            return ToolResult(
+                ok=True, structured={"gpus": [{"index": i, "isolated": self.isolated} for i in range(8)]}
+            )
         if tool == "isolate_gpu":
             self.isolated = True
-            return ToolResult(ok=True, structured={"changed": True, "policy": {"decision": "allow", "reasons": []}})
+            return ToolResult(
+                ok=True, structured={"changed": True, "policy": {"decision": "allow", "reasons": []}}
+            )
         if tool == "checkpoint_status":
             return ToolResult(ok=True, structured={"has_checkpoint": True, "state": "restarting"})
         if tool == "restart_from_checkpoint":
@@ -68,7 +73,9 @@ async def test_a_failed_precondition_stops_before_any_mutation():
 
 
 async def test_a_policy_denial_ends_the_run_as_denied_and_records_the_decision():
-    denied = ToolResult(ok=False, text="Error executing tool isolate_gpu: policy denied isolate_gpu on n/gpu3: blast radius")
+    denied = ToolResult(
+        ok=False, text="Error executing tool isolate_gpu: policy denied isolate_gpu on n/gpu3: blast radius"
+    )
     tools = ScriptedTools({"isolate_gpu": denied})
     state = await engine(tools).run("isolate-gpu", {"node": "n", "gpu": 3}, run_id="r2")
     assert state.status == "denied"
@@ -77,7 +84,9 @@ async def test_a_policy_denial_ends_the_run_as_denied_and_records_the_decision()
 
 
 async def test_a_failed_verification_rolls_back():
-    tools = ScriptedTools({"describe_node": ToolResult(ok=True, structured={"gpus": [{"index": 3, "isolated": False}] * 8})})
+    tools = ScriptedTools(
+        {"describe_node": ToolResult(ok=True, structured={"gpus": [{"index": 3, "isolated": False}] * 8})}
+    )
     state = await engine(tools).run("isolate-gpu", {"node": "n", "gpu": 3}, run_id="r3")
     assert state.status == "rolled_back"
     assert "does not show as isolated" in (state.error or "")
@@ -101,10 +110,8 @@ async def test_a_run_interrupted_mid_mutation_resumes_with_the_same_idempotency_
         raise Crash
 
     first = ScriptedTools({"isolate_gpu": crash})
-    try:
+    with contextlib.suppress(Crash):
         await engine(first, store).run("isolate-gpu", {"node": "n", "gpu": 2}, run_id="r5")
-    except Crash:
-        pass
     saved = await store.load("r5")
     assert saved is not None and saved.step("isolate") is not None
     assert saved.step("isolate").status == "running"  # type: ignore[union-attr]
@@ -137,7 +144,9 @@ async def test_a_step_that_hangs_times_out_and_fails_the_run():
 
     lib = RunbookLibrary.load()
     lib.get("isolate-gpu").steps[0].timeout_s = 0.01
-    state = await RunbookEngine(Slow(), MemoryRunStore(), lib).run("isolate-gpu", {"node": "n", "gpu": 0}, run_id="r7")
+    state = await RunbookEngine(Slow(), MemoryRunStore(), lib).run(
+        "isolate-gpu", {"node": "n", "gpu": 0}, run_id="r7"
+    )
     assert state.status == "failed"
     assert "timed out" in (state.error or "")
 

@@ -22,7 +22,7 @@ def test_numeric_path_parts_index_into_lists():
 
 
 def test_a_missing_path_is_a_readable_error():
-    with pytest.raises(TemplateError, match="params.missing"):
+    with pytest.raises(TemplateError, match=r"params\.missing"):
         render("{{ params.missing }}", CTX)
 
 

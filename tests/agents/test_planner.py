@@ -1,0 +1,75 @@
+import pytest
+
+from agents.facts import Facts
+from agents.planner import RulesPlanner
+from events.incident import Incident
+
+
+def incident(*xids: int, kind: str = "xid", recovery_action: str | None = None) -> Incident:
+    return Incident(id="inc-1", cluster="sim-a", kind=kind, xids=list(xids), recovery_action=recovery_action)
+
+
+BUSY = Facts(node="node-003", gpu=3, job="train-01", job_state="stalled")
+IDLE = Facts(node="node-013", gpu=5)
+
+
+async def plan(inc: Incident, facts: Facts):
+    return await RulesPlanner().plan(inc, facts)
+
+
+async def test_xid_79_under_a_stalled_job_isolates_the_gpu_and_restarts_the_job():
+    p = await plan(incident(79), BUSY)
+    assert p.disposition == "mitigate"
+    assert [(a.runbook, a.params.get("gpu") or a.params.get("job")) for a in p.actions] == [
+        ("isolate-gpu", 3),
+        ("restart-from-checkpoint", "train-01"),
+    ]
+
+
+async def test_xid_79_on_an_idle_gpu_only_isolates_it():
+    p = await plan(incident(79), IDLE)
+    assert [a.runbook for a in p.actions] == ["isolate-gpu"]
+
+
+@pytest.mark.parametrize("code", [13, 31, 43, 68, 109])
+async def test_application_xids_never_touch_hardware(code):
+    p = await plan(incident(code), BUSY)
+    assert all(a.runbook not in ("isolate-gpu",) for a in p.actions)
+    assert "no hardware action" in p.rationale or p.disposition == "no_action"
+
+
+async def test_an_application_xid_restarts_a_job_it_stalled():
+    p = await plan(incident(13), BUSY)
+    assert [a.runbook for a in p.actions] == ["restart-from-checkpoint"]
+
+
+async def test_xid_43_on_a_running_job_needs_nothing():
+    p = await plan(incident(43), Facts(node="n", gpu=1, job="train-02", job_state="running"))
+    assert p.disposition == "no_action" and p.actions == []
+
+
+async def test_a_sympathetic_xid_45_is_planned_by_its_cause():
+    p = await plan(incident(45, 79), BUSY)
+    assert p.actions[0].runbook == "isolate-gpu"
+
+
+async def test_xid_154_follows_the_recovery_action_it_names():
+    none = await plan(incident(154, recovery_action="None"), BUSY)
+    reset = await plan(incident(154, recovery_action="GPU Reset Required"), BUSY)
+    assert none.disposition == "no_action"
+    assert reset.disposition == "mitigate"
+
+
+async def test_an_unknown_code_goes_to_a_person():
+    p = await plan(incident(9999), BUSY)
+    assert p.disposition == "escalate" and p.actions == []
+
+
+async def test_a_hardware_xid_without_a_known_gpu_index_is_escalated():
+    p = await plan(incident(79), Facts(node="node-003"))
+    assert p.disposition == "escalate" and "index" in p.rationale
+
+
+async def test_an_nvswitch_sxid_is_escalated_not_looked_up_as_an_xid():
+    p = await plan(incident(12, kind="sxid"), BUSY)
+    assert p.disposition == "escalate" and "SXid" in p.rationale
