@@ -67,13 +67,16 @@ class EmbeddedNats:
             "-l", str(log_file),
         ]  # fmt: skip
         # A new session, so Ctrl-C in the terminal reaches us first and we stop the server in order.
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise NatsServerError(f"cannot start {cmd[0]}: {exc}") from exc
         ports_file = ports_dir / f"nats-server_{self._proc.pid}.ports"
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:

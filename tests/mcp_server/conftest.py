@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from mcp import Client
@@ -16,6 +16,7 @@ from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 from tests.mcp_server.support import (
     OPERATOR,
+    MakeStack,
     MemoryIncidents,
     Stack,
     SwitchableIdentity,
@@ -25,8 +26,6 @@ from tests.mcp_server.support import (
 
 # 45 simulated minutes: train-01 (30 min interval) and train-02 (20 min) each hold a checkpoint.
 WARMUP_S = 2700
-
-MakeStack = Callable[..., Stack]
 
 
 @pytest.fixture(scope="session")

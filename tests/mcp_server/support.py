@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -61,6 +61,10 @@ class Stack:
     audit: MemoryAudit
     identity: SwitchableIdentity
     server: MCPServer
+
+
+MakeStack = Callable[..., Stack]
+"""``make_stack(principal, limits=..., idempotency=...)``, the factory fixture of conftest.py."""
 
 
 class MemoryIncidents:

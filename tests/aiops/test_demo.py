@@ -1,0 +1,39 @@
+"""`aiops demo` as a new user runs it: exits 0, prints the mitigated incident, leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def nats_servers() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"nats-server" in cmd and b"aiops-demo-" in cmd:
+                pids.add(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_the_demo_mitigates_the_fallen_off_gpu_and_leaves_no_process_behind():
+    before = nats_servers()
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "aiops.cli", "demo"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Xid 79 GPU_HAS_FALLEN_OFF_THE_BUS" in out
+    assert "isolate_gpu done" in out and "restart_from_checkpoint done" in out
+    assert "status mitigated" in out and "status suppressed" in out
+    assert "GPU isolated, job restarted from its checkpoint" in out
+    assert nats_servers() - before == set()
