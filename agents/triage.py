@@ -26,7 +26,7 @@ from agents.correlator import Correlation, Correlator, gpu_entity
 from agents.facts import gather_facts
 from agents.planner import Planner, describe_xid
 from agents.store import IncidentStore
-from events import subjects
+from events import faststream_compat, subjects
 from events.incident import ActionRecord, Incident, IncidentStatus, RootCause
 from events.models import DeadLetter, XidEvent, parse_event, utcnow
 from events.publish import publish_dead_letter
@@ -87,6 +87,7 @@ class TriageAgent:
         batch_size: int = 256,
         batch_timeout_s: float = 0.05,
     ) -> None:
+        faststream_compat.apply()
         broker.subscriber(
             subjects.events_all(),
             stream=JStream(subjects.STREAM_EVENTS, declare=False),
@@ -245,9 +246,7 @@ class TriageAgent:
                 inc.affected_jobs.append(facts.job)
             if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
                 inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
-            steps = ", ".join(
-                f"{a.runbook}({', '.join(f'{k}={v}' for k, v in a.params.items())})" for a in plan.actions
-            )
+            steps = ", ".join(f"{a.runbook}({_args(a.params)})" for a in plan.actions)
             inc.note(
                 f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now
             )
@@ -317,4 +316,4 @@ def _escalate(incident: Incident, *, why: str, now: datetime) -> None:
 
 
 def _args(arguments: dict[str, object]) -> str:
-    return " ".join(f"{k}={v}" for k, v in arguments.items() if k not in ("idempotency_key", "reason"))
+    return ", ".join(f"{k}={v}" for k, v in arguments.items() if k not in ("idempotency_key", "reason"))

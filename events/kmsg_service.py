@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from events import subjects
+from events import faststream_compat, subjects
 from events.kmsg_parser import KmsgParser, KmsgRecord
 from events.models import DeadLetter, XidEvent, stable_id, utcnow
 from events.publish import publish_dead_letter, publish_events
@@ -153,6 +153,7 @@ class KmsgService:
         self.events_published = 0
         self.dead_lettered = 0
         self._js: JetStreamContext | None = None
+        faststream_compat.apply()
         broker.subscriber(
             subjects.kmsg_all(),
             stream=JStream(subjects.STREAM_KMSG, declare=False),

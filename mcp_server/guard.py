@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from events.models import AuditRecord
 from mcp_server.backends.base import BackendError
 from mcp_server.deps import ServerDeps
-from mcp_server.idempotency import IdempotencyConflict
+from mcp_server.idempotency import IdempotencyConflict, fingerprint
 from mcp_server.models import ActionChange, ActionOutcome, PolicyView
 from mcp_server.policy import PolicyDecision, Principal, Resource
 
@@ -55,26 +55,31 @@ class MutationGuard:
         perform: Perform,
     ) -> ActionOutcome:
         principal = self.deps.identity()
-        if idempotency_key and not dry_run:
+        keyed = bool(idempotency_key) and not dry_run
+        scope, fp = f"{principal.id}:{action}", fingerprint(arguments)
+        if keyed:
+            assert idempotency_key is not None
             try:
-                earlier = await self.deps.idempotency.claim(action, idempotency_key)
+                earlier = await self.deps.idempotency.claim(scope, idempotency_key, fp)
             except IdempotencyConflict as exc:
                 raise ToolError(str(exc)) from exc
             if earlier is not None:
+                # The same principal made the same call before and passed the gate then.
                 replay = earlier.model_copy(update={"replayed": True})
                 await self._audit(principal, action, arguments, earlier.policy, replay, ok=True)
                 return replay
         try:
             outcome = await self._decide_and_act(
-                principal, action, target, resource, arguments, dry_run, perform
+                principal, action, target, resource, arguments, dry_run, perform, idempotency_key
             )
         except BaseException:
-            if idempotency_key and not dry_run:
-                await self.deps.idempotency.release(action, idempotency_key)
+            if keyed:
+                assert idempotency_key is not None
+                await self.deps.idempotency.release(scope, idempotency_key)
             raise
-        outcome.idempotency_key = idempotency_key
-        if idempotency_key and not dry_run:
-            await self.deps.idempotency.complete(action, idempotency_key, outcome)
+        if keyed:
+            assert idempotency_key is not None
+            await self.deps.idempotency.complete(scope, idempotency_key, fp, outcome)
         return outcome
 
     async def _decide_and_act(
@@ -86,6 +91,7 @@ class MutationGuard:
         arguments: dict[str, Any],
         dry_run: bool,
         perform: Perform,
+        idempotency_key: str | None,
     ) -> ActionOutcome:
         decision = self.deps.gate.check(principal, action, resource, await self.policy_context(dry_run))
         policy = _view(decision)
@@ -120,6 +126,7 @@ class MutationGuard:
             detail=change.detail,
             policy=policy,
             data=change.data,
+            idempotency_key=idempotency_key,
         )
         await self._audit(principal, action, arguments, policy, outcome, ok=True)
         return outcome

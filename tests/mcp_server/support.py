@@ -153,8 +153,9 @@ def sample_incidents() -> list[Incident]:
 def ok(result: CallToolResult) -> dict[str, Any]:
     """The structured answer of a successful call (fails the test with the error text otherwise)."""
     assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
+    answer: dict[str, Any] | None = result.structured_content
+    assert answer is not None
+    return answer
 
 
 def error(result: CallToolResult) -> str:

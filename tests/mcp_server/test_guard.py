@@ -206,11 +206,6 @@ async def test_a_denied_call_with_an_idempotency_key_is_audited_with_the_key(mak
     assert [e.idempotency_key for e in stack.audit.entries] == ["inc-1/isolate"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: guard._decide_and_act audits an allowed call before MutationGuard.run sets "
-    "outcome.idempotency_key, so the audit record of an allowed keyed mutation has idempotency_key=None",
-)
 async def test_an_allowed_call_with_an_idempotency_key_is_audited_with_the_key(
     stack: Stack, client: Client
 ) -> None:

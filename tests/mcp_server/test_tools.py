@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
-import pytest
+import jsonschema  # type: ignore[import-untyped]  # mcp's own dependency
 from mcp import Client
 from mcp.types import Tool
 

@@ -1,0 +1,1 @@
+"""Evaluations and benchmarks; never imported by product code."""
