@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test up lint typecheck unit eval bench clean
+EVAL_STAMP := $(VENV)/.installed-eval
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,6 +30,18 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+$(EVAL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev,eval]"
+	touch $(EVAL_STAMP)
+
+# Scored scenarios and the fleet goodput study (writes evals/out/); never part of `make test`.
+eval: $(EVAL_STAMP)
+	$(BIN)/python -m evals.goodput.study
+
+# The performance suite (writes evals/out/); never part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python -m evals.benchmarks.kmsg_path
 
 clean:
 	rm -rf $(VENV) .aiops .pytest_cache .mypy_cache .ruff_cache
