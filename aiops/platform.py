@@ -21,18 +21,23 @@ from mcp import Client
 from mcp.server import MCPServer
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from slack_sdk.web.async_client import AsyncWebClient
 
 from agents.planner import RulesPlanner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.nats_server import EmbeddedNats
 from aiops.settings import Settings
+from events import subjects
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.streams import ensure_jetstream
 from fleet import FleetSpec, FleetTwin, run_clock
 from mcp_server.audit import JetStreamAudit
 from mcp_server.backends.twin import TwinBackend
+from mcp_server.chatops.notifier import IncidentNotifier
+from mcp_server.chatops.sessions import PrincipalSessions
+from mcp_server.chatops.slack import SlackEndpoint
 from mcp_server.deps import PolicyLimits, ServerDeps
 from mcp_server.idempotency import KvIdempotency
 from mcp_server.identity import BearerTokens, fixed_identity
@@ -90,6 +95,10 @@ class Platform:
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[object]] = field(init=False, default_factory=list)
     _http: uvicorn.Server | None = field(init=False, default=None)
+    sessions: PrincipalSessions = field(init=False)
+    slack: SlackEndpoint | None = field(init=False, default=None)
+    notifier: IncidentNotifier | None = field(init=False, default=None)
+    _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
 
     async def __aenter__(self) -> Platform:
         try:
@@ -145,6 +154,7 @@ class Platform:
             public_url=f"http://{s.http_host}:{s.http_port}/mcp",
         )
 
+        self._serve_chat(common)
         tools = McpToolClient(await self._agent_client())
         engine = RunbookEngine(tools, await KvRunStore.open(self.js), RunbookLibrary.load())
         self.agent = TriageAgent(
@@ -170,11 +180,40 @@ class Platform:
         self._spawn(self.shipper.run(self._stop))
         if self.run_clock:
             self._spawn(run_clock(self.twin, s.speed, 0.05, self._stop))
+        await self._start_notifier()
         if self.serve_http:
             await self._serve_http()
         resumed = await self.agent.resume()
         if resumed:
             log.info("resumed %d unfinished incidents", resumed)
+
+    def _serve_chat(self, common: dict[str, Any]) -> None:
+        """/gpu slash commands on the HTTP port (when a Slack signing secret is configured) and
+        incident notifications to a channel (when a bot token and channel are)."""
+        s = self.settings
+        self.sessions = PrincipalSessions(
+            lambda p: build_server(ServerDeps(identity=fixed_identity(p), **common))
+        )
+        if s.slack_signing_secret:
+            self.slack = SlackEndpoint(
+                signing_secret=s.slack_signing_secret,
+                users=parse_tokens(s.slack_users),
+                sessions=self.sessions.session,
+            )
+            for route in self.slack.routes():
+                self.people_server.custom_route(route.path, methods=["POST"])(route.endpoint)
+            self._stack.push_async_callback(self.slack.drain)
+        if s.slack_bot_token and s.slack_channel:
+            web = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url)
+            self._pending_notifier = (web, s.slack_channel)
+
+    async def _start_notifier(self) -> None:
+        if self._pending_notifier is None:
+            return
+        web, channel = self._pending_notifier
+        kv = await self.js.key_value(subjects.BUCKET_NOTIFICATIONS)
+        self.notifier = IncidentNotifier(web, channel, kv)
+        self._spawn(self.notifier.run(self.nc, self._stop))
 
     async def _serve_http(self) -> None:
         s = self.settings

@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     agent_id: str = "triage-agent"
     mcp_principal: str = Field(default="local-operator", description="who `aiops mcp` (stdio) acts as")
     mcp_role: Role = "operator"
+    slack_signing_secret: str | None = Field(
+        default=None, description="Slack app signing secret; set it to serve /slack/commands and /slack/interactivity"
+    )
+    slack_users: dict[str, str] = Field(
+        default_factory=dict,
+        description='chat users to principals: {"<slack user id or name>": "<principal>:<role>"}; unknown = viewer',
+    )
+    slack_bot_token: str | None = Field(default=None, description="bot token for incident notifications")
+    slack_channel: str | None = Field(default=None, description="channel id for incident notifications")
+    slack_api_url: str = "https://slack.com/api/"
+    mcp_url: str | None = Field(default=None, description="a running platform's MCP endpoint, for `aiops slash`")
+    mcp_token: str | None = Field(default=None, description="bearer token for mcp_url")
     tokens: dict[str, str] = Field(
         default_factory=dict,
         description='bearer tokens of the HTTP MCP endpoint: {"<token>": "<principal>:<role>"} (JSON)',

@@ -82,6 +82,7 @@ class JetStreamLayout:
             KeyValueConfig(bucket=subjects.BUCKET_INCIDENTS, history=5, replicas=self.replicas),
             KeyValueConfig(bucket=subjects.BUCKET_RUNBOOK_RUNS, history=5, replicas=self.replicas),
             KeyValueConfig(bucket=subjects.BUCKET_LEASES, history=1, replicas=self.replicas, ttl=300),
+            KeyValueConfig(bucket=subjects.BUCKET_NOTIFICATIONS, history=1, replicas=self.replicas),
             KeyValueConfig(
                 bucket=subjects.BUCKET_IDEMPOTENCY,
                 history=1,

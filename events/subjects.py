@@ -17,6 +17,7 @@ BUCKET_INCIDENTS = "incidents"
 BUCKET_RUNBOOK_RUNS = "runbook_runs"
 BUCKET_LEASES = "leases"
 BUCKET_IDEMPOTENCY = "idempotency"
+BUCKET_NOTIFICATIONS = "notifications"
 
 _UNSAFE = re.compile(r"[.*>\s]")
 

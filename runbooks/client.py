@@ -25,11 +25,16 @@ class ToolClient(Protocol):
         """Names of the tools whose annotations say they change nothing."""
         ...
 
+    async def tool_names(self) -> set[str]:
+        """Every tool the server offers to this caller."""
+        ...
+
 
 class McpToolClient:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._read_only: set[str] | None = None
+        self._names: set[str] | None = None
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         res = await self._client.call_tool(tool, arguments)
@@ -38,8 +43,17 @@ class McpToolClient:
 
     async def read_only_tools(self) -> set[str]:
         if self._read_only is None:
-            listed = await self._client.list_tools()
-            self._read_only = {
-                t.name for t in listed.tools if t.annotations is not None and t.annotations.read_only_hint
-            }
+            await self._list()
+        assert self._read_only is not None
         return self._read_only
+
+    async def tool_names(self) -> set[str]:
+        if self._names is None:
+            await self._list()
+        assert self._names is not None
+        return self._names
+
+    async def _list(self) -> None:
+        listed = await self._client.list_tools()
+        self._names = {t.name for t in listed.tools}
+        self._read_only = {t.name for t in listed.tools if t.annotations is not None and t.annotations.read_only_hint}
