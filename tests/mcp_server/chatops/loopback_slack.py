@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -62,10 +62,8 @@ class SlackSide:
             if remaining <= 0:
                 raise AssertionError("timed out waiting for the Slack side")
             self.changed.clear()
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), timeout=remaining)
-            except TimeoutError:
-                pass
 
 
 @asynccontextmanager
