@@ -37,11 +37,13 @@ $(EVAL_STAMP): $(STAMP)
 
 # Scored scenarios and the fleet goodput study (writes evals/out/); never part of `make test`.
 eval: $(EVAL_STAMP)
+	$(BIN)/python -m evals.scenarios.report
 	$(BIN)/python -m evals.goodput.study
 
 # The performance suite (writes evals/out/); never part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.kmsg_path
+	$(BIN)/python -m evals.benchmarks.first_action
 
 clean:
 	rm -rf $(VENV) .aiops .pytest_cache .mypy_cache .ruff_cache
