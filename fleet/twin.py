@@ -234,6 +234,12 @@ class FleetTwin:
             self._kmsg.push(node, line)
         return lines
 
+    def log_kernel_messages(self, node: str, messages: list[str]) -> list[str]:
+        """Print arbitrary kernel messages on ``node`` (no effect on the hardware): for log text the
+        twin has no fault for — an unknown Xid, a line carrying someone's planted text."""
+        self.node(node)
+        return self._emit(node, messages)
+
     def drain_kmsg(self) -> list[tuple[str, str]]:
         """Every kernel line emitted since the last drain, as (node, line), oldest first."""
         return self._kmsg.drain()
