@@ -30,6 +30,14 @@ class RunbookInvocation(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class PlanNote(BaseModel):
+    """A step on the planner's way to its plan (a tool it read, a request it refused, why it fell
+    back), written to the incident's timeline."""
+
+    what: str
+    detail: str = ""
+
+
 class Plan(BaseModel):
     planner: str
     disposition: Literal["mitigate", "no_action", "escalate"] = Field(
@@ -37,6 +45,12 @@ class Plan(BaseModel):
     )
     rationale: str
     actions: list[RunbookInvocation] = Field(default_factory=list)
+    notes: list[PlanNote] = Field(
+        default_factory=list, description="how the planner got here, for the timeline"
+    )
+    root_cause: RootCause | None = Field(
+        default=None, description="the planner's diagnosis of the root cause, when it made one"
+    )
 
 
 class ActionRecord(BaseModel):
@@ -84,6 +98,7 @@ class Incident(BaseModel):
     actions: list[ActionRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     gpu_hours_lost: float = 0.0
+    summary: str = Field(default="", description="plain-language summary for the people on call")
 
     def note(self, what: str, detail: str = "", at: datetime | None = None) -> None:
         entry = TimelineEntry(what=what, detail=detail, time=at or utcnow())

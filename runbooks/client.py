@@ -9,13 +9,22 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from mcp import Client
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ToolResult(BaseModel):
     ok: bool
     structured: Any = None
     text: str = ""
+
+
+class ToolSpec(BaseModel):
+    """A tool as the server lists it: what a model needs to call it, and whether it changes anything."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    read_only: bool = False
 
 
 class ToolClient(Protocol):
@@ -35,6 +44,7 @@ class McpToolClient:
         self._client = client
         self._read_only: set[str] | None = None
         self._names: set[str] | None = None
+        self._specs: list[ToolSpec] | None = None
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         res = await self._client.call_tool(tool, arguments)
@@ -53,7 +63,23 @@ class McpToolClient:
         assert self._names is not None
         return self._names
 
+    async def tool_specs(self) -> list[ToolSpec]:
+        """Every tool with its input schema and whether its annotations say it is read-only."""
+        if self._specs is None:
+            await self._list()
+        assert self._specs is not None
+        return self._specs
+
     async def _list(self) -> None:
         listed = await self._client.list_tools()
+        self._specs = [
+            ToolSpec(
+                name=t.name,
+                description=t.description or "",
+                input_schema=t.input_schema,
+                read_only=bool(t.annotations is not None and t.annotations.read_only_hint),
+            )
+            for t in listed.tools
+        ]
         self._names = {t.name for t in listed.tools}
         self._read_only = {t.name for t in listed.tools if t.annotations is not None and t.annotations.read_only_hint}
