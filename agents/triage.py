@@ -26,6 +26,7 @@ from agents.correlator import Correlation, Correlator, gpu_entity
 from agents.facts import gather_facts
 from agents.planner import Planner, describe_xid
 from agents.store import IncidentStore
+from agents.summaries import Summarizer
 from events import faststream_compat, subjects
 from events.incident import ActionRecord, Incident, IncidentStatus, RootCause
 from events.models import DeadLetter, XidEvent, parse_event, utcnow
@@ -65,6 +66,7 @@ class TriageAgent:
         tools: ToolClient,
         engine: RunbookEngine,
         planner: Planner,
+        summarizer: Summarizer | None = None,
         clock: Clock = utcnow,
         dedupe_window_s: float = 600.0,
     ) -> None:
@@ -73,6 +75,7 @@ class TriageAgent:
         self.tools = tools
         self.engine = engine
         self.planner = planner
+        self.summarizer = summarizer
         self.clock = clock
         self.correlator = Correlator(dedupe_window_s)
         self.events_seen = 0
@@ -206,6 +209,26 @@ class TriageAgent:
             log.exception("mitigation of %s failed", incident_id)
             why = f"mitigation crashed: {exc!r}"
             await self.store.update(incident_id, partial(_escalate, why=why, now=self.clock()))
+        await self._summarize(incident_id)
+
+    async def _summarize(self, incident_id: str) -> None:
+        """Write the plain-language summary for people once the agent is done with the incident."""
+        if self.summarizer is None:
+            return
+        try:
+            incident = await self.store.get_incident(incident_id)
+            if incident is None:
+                return
+            summary = await self.summarizer.summarize(incident)
+            now = self.clock()
+
+            def apply(inc: Incident) -> None:
+                inc.summary = summary.text
+                inc.note(f"summary by {summary.by}", summary.note or "", at=now)
+
+            await self.store.update(incident_id, apply)
+        except Exception:
+            log.exception("summary of %s failed", incident_id)
 
     async def mitigate(self, incident_id: str) -> Incident:
         incident = await self.store.get_incident(incident_id)
@@ -240,6 +263,10 @@ class TriageAgent:
 
         def apply(inc: Incident) -> None:
             inc.plan = plan
+            for step in plan.notes:
+                inc.note(step.what, step.detail, at=now)
+            if plan.root_cause is not None:
+                inc.root_cause = plan.root_cause.model_copy(deep=True)
             if facts.gpu is not None and f"{node}/{facts.gpu}" not in inc.affected_gpus:
                 inc.affected_gpus.append(f"{node}/{facts.gpu}")
             if facts.job and facts.job not in inc.affected_jobs:

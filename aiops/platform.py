@@ -23,7 +23,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agents.planner import RulesPlanner
+from agents.claude import ClaudeLimits
+from agents.planner_select import PlannerConfig, select_planner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.nats_server import EmbeddedNats
@@ -57,6 +58,23 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def planner_config(s: Settings) -> PlannerConfig:
+    """Which planner decides and within which limits, from settings."""
+    return PlannerConfig(
+        mode=s.planner,
+        api_key=s.anthropic_api_key,
+        base_url=s.anthropic_base_url,
+        model=s.claude_model,
+        limits=ClaudeLimits(
+            max_steps=s.claude_max_steps,
+            max_wall_s=s.claude_max_wall_s,
+            max_tokens=s.claude_max_tokens,
+            max_cost_usd=s.claude_max_cost_usd,
+        ),
+        min_confidence=s.claude_min_confidence,
+    )
 
 
 def parse_tokens(raw: dict[str, str]) -> dict[str, Principal]:
@@ -156,13 +174,19 @@ class Platform:
 
         self._serve_chat(common)
         tools = McpToolClient(await self._agent_client())
-        engine = RunbookEngine(tools, await KvRunStore.open(self.js), RunbookLibrary.load())
+        library = RunbookLibrary.load()
+        engine = RunbookEngine(tools, await KvRunStore.open(self.js), library)
+        choice = select_planner(planner_config(s), tools=tools, library=library)
+        if choice.client is not None:
+            self._stack.push_async_callback(choice.client.close)
+        log.info("planner: %s", choice.description)
         self.agent = TriageAgent(
             js=self.js,
             store=self.store,
             tools=tools,
             engine=engine,
-            planner=RulesPlanner(),
+            planner=choice.planner,
+            summarizer=choice.summarizer,
             clock=self.twin.now,
             dedupe_window_s=s.dedupe_window_s,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["viewer", "operator", "admin", "agent"]
@@ -46,3 +46,25 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='bearer tokens of the HTTP MCP endpoint: {"<token>": "<principal>:<role>"} (JSON)',
     )
+    # The Claude planner and summaries (agents/claude, agents/planner_select.py). Off without a key.
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("aiops_anthropic_api_key", "anthropic_api_key"),
+        description="ANTHROPIC_API_KEY; unset = rules planner and template summaries only",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("aiops_anthropic_base_url", "anthropic_base_url"),
+        description="ANTHROPIC_BASE_URL; unset = Anthropic's API",
+    )
+    planner: Literal["rules", "explain", "hybrid", "claude"] = Field(
+        default="hybrid",
+        description="rules; explain = rules decide, Claude summarizes; hybrid = Claude for what the rules "
+        "do not know; claude = Claude decides every incident (rules on any failure)",
+    )
+    claude_model: str = "claude-sonnet-4-6"
+    claude_max_steps: int = Field(default=8, ge=1, le=50, description="model calls per incident")
+    claude_max_wall_s: float = Field(default=90.0, gt=0, description="wall-clock seconds per incident")
+    claude_max_tokens: int = Field(default=150_000, ge=1_000, description="tokens per incident, in + out")
+    claude_max_cost_usd: float = Field(default=0.50, gt=0, description="dollars per incident")
+    claude_min_confidence: float = Field(default=0.6, ge=0, le=1, description="below it Claude may not act")

@@ -14,6 +14,15 @@ from aiops.nats_server import EmbeddedNats
 from events.streams import ensure_jetstream
 
 
+@pytest.fixture(autouse=True)
+def no_anthropic_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach Anthropic's API, whatever the developer's shell or .env holds (an empty
+    variable beats .env): Claude tests point the SDK at tests/agents/claude/'s loopback server."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.setenv(f"AIOPS_{name}", "")
+
+
 @pytest.fixture
 def nats_url(tmp_path: Path) -> Iterator[str]:
     with EmbeddedNats(tmp_path / "nats") as server:
