@@ -224,7 +224,8 @@ class TriageAgent:
 
             def apply(inc: Incident) -> None:
                 inc.summary = summary.text
-                inc.note(f"summary by {summary.by}", summary.note or "", at=now)
+                if summary.note:  # the template stood in for Claude: say why
+                    inc.note(f"summary by {summary.by}", summary.note, at=now)
 
             await self.store.update(incident_id, apply)
         except Exception:
