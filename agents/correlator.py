@@ -1,22 +1,46 @@
-"""Groups events into incidents: deduplication per entity within a window, sympathetic Xids join
-the incident of their cause.
+"""Groups events of every kind into incidents.
+
+- Deduplication per entity within a window: a GPU (by PCI id and by index: the kernel log, DCGM and
+  heartbeats name GPUs differently), a job for hangs and slowdowns, a shared part for topology.
+  The window runs on event time and extends while the entity keeps reporting.
+- Sympathetic Xids join the incident of their cause instead of opening their own: 45 ("caused by
+  previous Xid"), 94/95 beside another Xid or ECC error on the GPU, 154 with its recovery action.
+- Across kinds: an ECC error joins the Xid 48 of the same GPU; a hang or slow rank on a node that
+  has an open hardware incident joins it (the hardware is the cause).
+- A later signal can cancel an earlier fault: a pending row remap that cleared, a Xid 154 that now
+  says "None", a hang that resumed, a job back at its baseline speed.
+- Repeated offenders (``agents.offenders``) and topology (``agents.topology``).
 
 Pure and synchronous (no I/O): the agent feeds it events in order and persists what it decides.
-Windows run on event time, so replays and a fast simulated clock behave the same as real time.
+Memory is bounded: entries expire with the window and the tables are capped (oldest out first).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from events.models import XidEvent, stable_id
+from agents.offenders import OffenderLedger, Repeat
+from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
+from events.fabric import FabricMap, Part
+from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
+from skills.catalog import XidLevel, load_catalog
+
+AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
 
 SYMPATHETIC_XIDS = frozenset({45})
 """Xids that report the aftermath of another fault; they never open an incident while a cause is open."""
+BESIDE_ANOTHER = frozenset({94, 95})
+"""Memory errors that usually sit beside another memory Xid (48, 63, 64, 140) on the same GPU."""
+SUMMARY_XIDS = frozenset({154})
+"""The driver's summary of what the GPU needs; it joins the incident it summarises."""
+LINK_XIDS = frozenset({74})
+"""NVLink errors: topology signals when the node's NVLink domain spans several nodes."""
+HARDWARE_KINDS = frozenset({"xid", "sxid", "ecc"})
 
-CorrelationKind = Literal["new", "duplicate", "joined"]
+CorrelationKind = Literal["new", "duplicate", "joined", "cancel", "ignored"]
 
 
 def gpu_entity(event: XidEvent) -> str:
@@ -30,12 +54,32 @@ def gpu_entity(event: XidEvent) -> str:
     return event.node
 
 
+def gpu_keys(node: str, gpu: int | None, pci_bus_id: str | None) -> list[str]:
+    """Every name of one GPU (PCI id, index), so sources that name it differently meet."""
+    keys = []
+    if pci_bus_id:
+        keys.append(f"{node}/{pci_bus_id}")
+    if gpu is not None:
+        keys.append(f"{node}/gpu{gpu}")
+    return keys or [node]
+
+
+def _xid_keys(event: XidEvent) -> list[str]:
+    if event.sxid and event.nvswitch:
+        return [f"{event.node}/{event.nvswitch}"]
+    return gpu_keys(event.node, event.gpu, event.pci_bus_id)
+
+
 @dataclass
 class _Open:
     incident_id: str
-    node: str
+    kind: str
+    node: str | None
     last_seen: datetime
+    keys: list[str] = field(default_factory=list)
     xids: set[int] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
+    recovery_action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +87,12 @@ class Correlation:
     incident_id: str
     kind: CorrelationKind
     reason: str
+    incident_kind: str = ""
+    """For ``new``: what the incident is (xid, sxid, ecc, hang, throughput, switch, rack, nvlink_domain)."""
+    hold: bool = False
+    """For ``new``: wait for concurrent signals before planning (topology may fold it)."""
+    shared: Verdict | None = None
+    repeat: Repeat | None = None
 
     @property
     def new(self) -> bool:
@@ -50,40 +100,319 @@ class Correlation:
 
 
 class Correlator:
-    def __init__(self, window_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        window_s: float = 600.0,
+        *,
+        fabric: FabricMap | None = None,
+        offenders: OffenderLedger | None = None,
+        max_entries: int = 100_000,
+    ) -> None:
         self.window = timedelta(seconds=window_s)
-        self._by_entity: dict[str, _Open] = {}
+        self.max_entries = max_entries
+        self.topology = TopologyCorrelator(fabric, window_s=window_s)
+        self.offenders = offenders or OffenderLedger()
+        self._by_key: OrderedDict[str, _Open] = OrderedDict()
+        self._parent: OrderedDict[str, str] = OrderedDict()
 
-    def assign(self, event: XidEvent) -> Correlation:
+    @property
+    def fabric(self) -> FabricMap:
+        return self.topology.fabric
+
+    @fabric.setter
+    def fabric(self, fabric: FabricMap) -> None:
+        self.topology.fabric = fabric
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def assign(self, event: AnyEvent) -> Correlation:
         self._expire(event.time)
-        entity = gpu_entity(event)
-        current = self._by_entity.get(entity)
-        sympathetic = event.xid in SYMPATHETIC_XIDS or event.caused_by_xid is not None
-        if sympathetic:
-            cause = current or self._open_on_node(event.node)
-            if cause is not None:
-                cause.last_seen = max(cause.last_seen, event.time)
-                why = f"Xid {event.xid} follows Xid {event.caused_by_xid}" if event.caused_by_xid else ""
-                return Correlation(cause.incident_id, "joined", why or f"Xid {event.xid} is sympathetic")
-        if current is not None:
-            current.last_seen = max(current.last_seen, event.time)
-            if event.xid in current.xids:
-                return Correlation(current.incident_id, "duplicate", f"Xid {event.xid} on {entity} again")
-            current.xids.add(event.xid)
-            return Correlation(current.incident_id, "joined", f"Xid {event.xid} on the same GPU")
-        incident_id = f"inc-{stable_id(event.cluster, entity, event.event_id)[:12]}"
-        self._by_entity[entity] = _Open(incident_id, event.node, event.time, {event.xid})
-        return Correlation(incident_id, "new", f"first Xid {event.xid} on {entity}")
+        if isinstance(event, XidEvent):
+            return self._xid(event)
+        if isinstance(event, EccEvent):
+            return self._ecc(event)
+        if isinstance(event, HangEvent):
+            return self._hang(event)
+        return self._throughput(event)
 
     def track(self, incident_id: str, entity: str, node: str, last_seen: datetime, xids: set[int]) -> None:
         """Re-learn an open incident (after a restart, from the store)."""
-        self._by_entity[entity] = _Open(incident_id, node, last_seen, set(xids))
+        self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)))
 
-    def _open_on_node(self, node: str) -> _Open | None:
-        candidates = [o for o in self._by_entity.values() if o.node == node]
-        return max(candidates, key=lambda o: o.last_seen) if candidates else None
+    # -- Xid and ECC: one GPU ------------------------------------------------------------------------
+
+    def _xid(self, event: XidEvent) -> Correlation:
+        keys = _xid_keys(event)
+        current = self._find(keys)
+        code = event.xid
+        if code in SYMPATHETIC_XIDS or event.caused_by_xid is not None:
+            cause = current or self._find([f"node:{event.node}"])
+            if cause is not None:
+                self._touch(cause, event.time)
+                why = f"Xid {code} follows Xid {event.caused_by_xid}" if event.caused_by_xid else ""
+                return self._join(cause, why or f"Xid {code} is sympathetic")
+        if code in BESIDE_ANOTHER and current is not None and (current.xids - BESIDE_ANOTHER or current.tags):
+            self._touch(current, event.time)
+            if code in current.xids:
+                return self._duplicate(current, f"Xid {code} on {keys[0]} again")
+            current.xids.add(code)
+            return self._join(current, f"Xid {code} beside Xid(s) {sorted(current.xids - {code})} on the GPU")
+        if code in SUMMARY_XIDS and current is None:
+            current = self._find([f"node:{event.node}"])
+        if code in SUMMARY_XIDS and current is not None:
+            self._touch(current, event.time)
+            earlier, current.recovery_action = current.recovery_action, event.recovery_action
+            current.xids.add(code)
+            if event.recovery_action == "None" and earlier not in (None, "None"):
+                return Correlation(
+                    self._root(current.incident_id),
+                    "cancel",
+                    f"Xid 154 now says no recovery is needed (it said {earlier!r})",
+                )
+            return self._join(current, f"Xid 154 summarises the GPU's recovery: {event.recovery_action}")
+        if current is not None:
+            self._touch(current, event.time)
+            if code in current.xids:
+                return self._duplicate(current, f"Xid {code} on {keys[0]} again")
+            current.xids.add(code)
+            return self._join(current, f"Xid {code} on the same GPU")
+        kind = "sxid" if event.sxid else "xid"
+        incident_id = self._new_id(event.cluster, keys[0], event.event_id)
+        opened = _Open(incident_id, kind, event.node, event.time, keys, {code}, set(), event.recovery_action)
+        info = load_catalog().info_or_unknown(code)
+        repeat = (
+            None if event.sxid else self.offenders.record_xid(keys[-1], code, event.time, info.escalate_after)
+        )
+        if repeat is None and info.level is XidLevel.HARDWARE and info.known:
+            repeat = self.offenders.record([keys[-1], event.node], event.time)
+        place = self.fabric.place(event.node)
+        domain = place.nvlink_domain if place else None
+        if code in LINK_XIDS and domain and len(self.fabric.members(("nvlink_domain", domain))) > 1:
+            # Several nodes share this NVLink domain: wait and see whether their neighbours fail too.
+            summary = f"Xid {code} (NVLink) on {keys[0]}"
+            verdict = self._signal(event, "nvlink", (event.node,), None, incident_id, summary)
+            if verdict is not None:
+                return self._to_shared(verdict, event.time, f"xid{code}", keys)
+            self._remember(opened, node_key=True)
+            return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True)
+        self._remember(opened, node_key=True)
+        return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, repeat=repeat)
+
+    def _ecc(self, event: EccEvent) -> Correlation:
+        keys = gpu_keys(event.node, event.gpu, event.pci_bus_id)
+        current = self._find(keys)
+        findings: set[str] = set(event.findings)
+        if findings and findings <= {"remap_pending_cleared"}:
+            if current is None:
+                return Correlation("", "ignored", "a pending row remap cleared; no open incident on the GPU")
+            self._touch(current, event.time)
+            current.tags.discard("remap_pending")
+            return Correlation(self._root(current.incident_id), "cancel", "the pending row remap was applied")
+        if current is not None:
+            self._touch(current, event.time)
+            fresh = findings - current.tags
+            current.tags |= findings
+            if not fresh:
+                return self._duplicate(current, f"ECC on {keys[-1]} again")
+            return self._join(current, f"ECC {', '.join(sorted(fresh))} on the same GPU")
+        incident_id = self._new_id(event.cluster, keys[-1], event.event_id)
+        self._remember(_Open(incident_id, "ecc", event.node, event.time, keys, tags=findings), node_key=True)
+        repeat = None
+        if findings - {"sbe_rate", "retired_pages_soft"}:
+            repeat = self.offenders.record([keys[-1], event.node], event.time)
+        return Correlation(
+            incident_id, "new", f"ECC {', '.join(event.findings)} on {keys[-1]}", "ecc", repeat=repeat
+        )
+
+    # -- hangs and slowdowns: one job ----------------------------------------------------------------
+
+    def _hang(self, event: HangEvent) -> Correlation:
+        job_key = f"job:{event.job}"
+        current = self._find([job_key])
+        if event.resumed:
+            if current is None or "hang" not in current.tags:
+                return Correlation("", "ignored", f"{event.job} progresses again; no open hang")
+            self._touch(current, event.time)
+            current.tags.discard("hang")
+            return Correlation(self._root(current.incident_id), "cancel", f"{event.job} progresses again")
+        summary = (
+            f"{event.job} hung at step {event.last_step}, first stalled on {', '.join(event.nodes) or '?'}"
+        )
+        return self._job_signal(
+            event, current, "hang", "network", tuple(event.nodes), summary, decisive=False
+        )
+
+    def _throughput(self, event: ThroughputEvent) -> Correlation:
+        job_key = f"job:{event.job}"
+        current = self._find([job_key])
+        if event.recovered:
+            if current is None or "slow" not in current.tags:
+                return Correlation("", "ignored", f"{event.job} is back at baseline; no open slowdown")
+            self._touch(current, event.time)
+            current.tags.discard("slow")
+            return Correlation(
+                self._root(current.incident_id), "cancel", f"{event.job} is back at its baseline"
+            )
+        where = ", ".join(event.suspect_switches or event.suspect_nodes) or "no suspect"
+        summary = f"{event.job} {event.slowdown:.2f}x slower ({event.signature or 'unattributed'}: {where})"
+        if event.signature == "network":
+            parts: tuple[Part, ...] = tuple(("switch", s) for s in event.suspect_switches)
+            nodes = tuple(event.suspect_nodes or event.nodes)
+            return self._job_signal(
+                event, current, "slow", "network", nodes, summary, parts, decisive=len(parts) == 1
+            )
+        if event.signature == "straggler":
+            return self._job_signal(event, current, "slow", "compute", tuple(event.suspect_nodes), summary)
+        return self._job_signal(event, current, "slow", None, (), summary)
+
+    def _job_signal(
+        self,
+        event: HangEvent | ThroughputEvent,
+        current: _Open | None,
+        tag: str,
+        klass: SignalClass | None,
+        nodes: tuple[str, ...],
+        summary: str,
+        parts: tuple[Part, ...] | None = None,
+        *,
+        decisive: bool = False,
+    ) -> Correlation:
+        job_key = f"job:{event.job}"
+        if current is not None:
+            self._touch(current, event.time)
+            fresh = tag not in current.tags
+            current.tags.add(tag)
+            if fresh:
+                return self._join(current, summary)
+            return self._duplicate(current, f"{event.job} again: {summary}")
+        # A node with an open hardware incident explains a hang or a slow rank on it.
+        for suspect in nodes if len(nodes) <= 2 else ():
+            cause = self._find([f"node:{suspect}"])
+            if cause is not None and cause.kind in HARDWARE_KINDS:
+                self._touch(cause, event.time)
+                cause.tags.add(tag)
+                self._alias(job_key, cause)
+                return self._join(cause, f"{summary}; {suspect} already has a hardware incident")
+        incident_id = self._new_id(event.cluster, job_key, event.event_id)
+        node = nodes[0] if len(nodes) == 1 else None
+        opened = _Open(incident_id, event.kind, node, event.time, [job_key], tags={tag})
+        if klass is not None and nodes:
+            verdict = self._signal(
+                event, klass, nodes, parts, incident_id, summary, job=event.job, decisive=decisive
+            )
+            if verdict is not None:
+                return self._to_shared(verdict, event.time, tag, [job_key])
+        self._remember(opened)
+        repeat = None
+        if klass is not None and len(nodes) == 1:
+            repeat = self.offenders.record([nodes[0]], event.time)
+        return Correlation(incident_id, "new", summary, event.kind, hold=True, repeat=repeat)
+
+    # -- topology ------------------------------------------------------------------------------------
+
+    def _signal(
+        self,
+        event: AnyEvent,
+        klass: SignalClass,
+        nodes: tuple[str, ...],
+        parts: tuple[Part, ...] | None,
+        incident_id: str,
+        summary: str,
+        *,
+        job: str | None = None,
+        decisive: bool = False,
+    ) -> Verdict | None:
+        signal = Signal(
+            time=event.time,
+            klass=klass,
+            nodes=nodes,
+            parts=parts if parts else self.topology.parts_of(nodes, klass),
+            summary=summary,
+            job=job,
+            incident_id=incident_id,
+            decisive=decisive,
+        )
+        if not signal.parts:
+            return None
+        verdict = self.topology.observe(
+            signal, lambda part: self._new_id(event.cluster, f"{part[0]}:{part[1]}", event.event_id)
+        )
+        if verdict is not None:
+            for folded in verdict.folds:
+                self._parent[folded] = verdict.incident_id
+                while len(self._parent) > self.max_entries:
+                    self._parent.popitem(last=False)
+        return verdict
+
+    def _to_shared(self, verdict: Verdict, at: datetime, tag: str, keys: list[str]) -> Correlation:
+        """The event goes to the shared-part incident (opened now or earlier); its own entity keys
+        point there from now on, so its later events follow."""
+        kind, part_id = verdict.part
+        part_key = f"part:{kind}:{part_id}"
+        shared = self._by_key.get(part_key)
+        if shared is None or shared.incident_id != verdict.incident_id:
+            shared = _Open(verdict.incident_id, kind, None, at, [part_key])
+            self._remember(shared)
+        self._touch(shared, at)
+        shared.tags.add(tag)
+        for key in keys:
+            self._alias(key, shared)
+        if verdict.new:
+            return Correlation(verdict.incident_id, "new", verdict.reason, kind, hold=True, shared=verdict)
+        return Correlation(verdict.incident_id, "joined", verdict.reason, shared=verdict)
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+
+    def _root(self, incident_id: str) -> str:
+        seen = 0
+        while incident_id in self._parent and seen < 8:
+            incident_id, seen = self._parent[incident_id], seen + 1
+        return incident_id
+
+    def _join(self, current: _Open, reason: str) -> Correlation:
+        return Correlation(self._root(current.incident_id), "joined", reason)
+
+    def _duplicate(self, current: _Open, reason: str) -> Correlation:
+        return Correlation(self._root(current.incident_id), "duplicate", reason)
+
+    @staticmethod
+    def _new_id(cluster: str, entity: str, event_id: str) -> str:
+        return f"inc-{stable_id(cluster, entity, event_id)[:12]}"
+
+    def _find(self, keys: list[str]) -> _Open | None:
+        for key in keys:
+            found = self._by_key.get(key)
+            if found is not None:
+                return found
+        return None
+
+    def _touch(self, opened: _Open, at: datetime) -> None:
+        opened.last_seen = max(opened.last_seen, at)
+        for key in opened.keys:
+            if self._by_key.get(key) is opened:
+                self._by_key.move_to_end(key)
+
+    def _alias(self, key: str, opened: _Open) -> None:
+        """Let ``key`` find ``opened`` too (and move with it, so expiry stays in order)."""
+        if key not in opened.keys:
+            opened.keys.append(key)
+        self._by_key[key] = opened
+        self._by_key.move_to_end(key)
+
+    def _remember(self, opened: _Open, *, node_key: bool = False) -> None:
+        if node_key and opened.node:
+            opened.keys.append(f"node:{opened.node}")
+        for key in opened.keys:
+            self._by_key[key] = opened
+            self._by_key.move_to_end(key)
+        while len(self._by_key) > self.max_entries:
+            self._by_key.popitem(last=False)
 
     def _expire(self, now: datetime) -> None:
-        stale = [k for k, o in self._by_entity.items() if now - o.last_seen > self.window]
-        for key in stale:
-            del self._by_entity[key]
+        # Keys are ordered by last touch, so the stale ones sit at the front.
+        while self._by_key:
+            key, opened = next(iter(self._by_key.items()))
+            if now - opened.last_seen <= self.window:
+                break
+            del self._by_key[key]

@@ -6,11 +6,14 @@ and never needs a network. Other planners (Claude) sit behind the same ``Planner
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
 from agents.facts import Facts
+from agents.fault_rules import family_plan, suspected_bad_hardware
 from events.incident import Incident, Plan, RunbookInvocation, Severity
+from runbooks.library import RunbookLibrary
 from skills.catalog import PlatformAction, XidInfo, XidLevel, load_catalog, resolve_platform_action, sxid_info
 
 SYMPATHETIC_ONLY = frozenset({45})
@@ -64,7 +67,22 @@ def governing_xid(incident: Incident) -> XidInfo:
 class RulesPlanner:
     name = "rules"
 
+    def __init__(self, runbooks: Collection[str] | None = None) -> None:
+        self._runbooks = runbooks
+
+    @property
+    def runbooks(self) -> Collection[str]:
+        """Runbook names available (default: the bundled library), so rules use what exists."""
+        if self._runbooks is None:
+            self._runbooks = frozenset(RunbookLibrary.load().names())
+        return self._runbooks
+
     async def plan(self, incident: Incident, facts: Facts) -> Plan:
+        # ECC, hangs, slowdowns and shared parts have rules of their own (agents.fault_rules).
+        plan = family_plan(incident, facts, self.runbooks, self.name)
+        return suspected_bad_hardware(plan or await self._xid_plan(incident, facts), incident)
+
+    async def _xid_plan(self, incident: Incident, facts: Facts) -> Plan:
         info = governing_xid(incident)
         label = f"{'SXid' if incident.kind == 'sxid' else 'Xid'} {info.code} ({info.mnemonic})"
         action = resolve_platform_action(info, incident.recovery_action)
@@ -105,6 +123,11 @@ class RulesPlanner:
                 disposition="no_action",
                 rationale=f"{label} is an application error and no stalled job needs a restart; no hardware action",
             )
+        if action is PlatformAction.NONE and any(f.startswith("ecc.") for f in incident.findings):
+            # An informational Xid (63: a row remap happened) with DCGM's counters beside it.
+            ecc = family_plan(incident.model_copy(update={"kind": "ecc"}), facts, self.runbooks, self.name)
+            if ecc is not None:
+                return ecc
         if action is PlatformAction.NONE:
             return Plan(
                 planner=self.name,

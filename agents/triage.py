@@ -20,16 +20,20 @@ from faststream import AckPolicy, Context
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from pydantic import ValidationError
 
-from agents.correlator import Correlation, Correlator, gpu_entity
+from agents import intake
+from agents.correlator import AnyEvent, Correlation, Correlator
 from agents.facts import gather_facts
-from agents.planner import Planner, describe_xid
+from agents.planner import Planner
 from agents.store import IncidentStore
 from agents.summaries import Summarizer
+from agents.topology import load_fabric
 from events import faststream_compat, subjects
-from events.incident import ActionRecord, Incident, IncidentStatus, RootCause
-from events.models import DeadLetter, XidEvent, parse_event, utcnow
+from events.fabric import FabricMap
+from events.incident import ActionRecord, Incident, IncidentStatus
+from events.models import DeadLetter, parse_event, utcnow
 from events.publish import publish_dead_letter
 from runbooks.client import ToolClient
 from runbooks.engine import RunbookEngine
@@ -40,7 +44,6 @@ log = logging.getLogger(__name__)
 # The whole pulled batch, with subjects and headers (one injection per batch, not per message).
 BatchMessage = Annotated[NatsBatchMessage, Context("message")]
 
-MAX_EVENT_IDS = 100
 STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
     "mitigate": "mitigating",
     "no_action": "suppressed",
@@ -53,7 +56,7 @@ Clock = Callable[[], datetime]
 class _Pending:
     """Changes to one incident gathered over a batch, written once."""
 
-    events: list[XidEvent] = field(default_factory=list)
+    events: list[AnyEvent] = field(default_factory=list)
     correlations: list[Correlation] = field(default_factory=list)
 
 
@@ -69,6 +72,8 @@ class TriageAgent:
         summarizer: Summarizer | None = None,
         clock: Clock = utcnow,
         dedupe_window_s: float = 600.0,
+        group_wait_s: float = 2.0,
+        fabric: FabricMap | None = None,
     ) -> None:
         self.js = js
         self.store = store
@@ -77,10 +82,23 @@ class TriageAgent:
         self.planner = planner
         self.summarizer = summarizer
         self.clock = clock
-        self.correlator = Correlator(dedupe_window_s)
+        self.correlator = Correlator(dedupe_window_s, fabric=fabric)
+        self.group_wait_s = group_wait_s
         self.events_seen = 0
+        self.events_ignored = 0
         self.dead_lettered = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Incidents that wait ``group_wait_s`` (and for the consumer to catch up) before planning,
+        # so concurrent signals can fold them into a shared-part incident first.
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._caught_up = asyncio.Event()
+        self._caught_up.set()
+        self._batch_size = 0
+
+    async def learn_fabric(self) -> FabricMap:
+        """Learn where every node sits (leaf switch, rack, NVLink domain) through ``list_nodes``."""
+        self.correlator.fabric = await load_fabric(self.tools)
+        return self.correlator.fabric
 
     def subscribe(
         self,
@@ -91,6 +109,7 @@ class TriageAgent:
         batch_timeout_s: float = 0.05,
     ) -> None:
         faststream_compat.apply()
+        self._batch_size = batch_size
         broker.subscriber(
             subjects.events_all(),
             stream=JStream(subjects.STREAM_EVENTS, declare=False),
@@ -101,14 +120,24 @@ class TriageAgent:
 
     async def on_batch(self, msg: BatchMessage) -> None:
         try:
+            # A full batch means a backlog: held incidents wait until the agent has seen it.
+            if len(msg.raw_message) >= self._batch_size > 0:
+                self._caught_up.clear()
             await self.handle_payloads([(m.subject, m.data) for m in msg.raw_message])
+            if len(msg.raw_message) < self._batch_size:
+                self._caught_up.set()
         except Exception:
             log.exception("event batch of %d failed; it will be redelivered", len(msg.raw_message))
             raise
 
     async def handle_payloads(self, payloads: list[tuple[str, bytes]]) -> None:
-        """Validate, correlate and persist a batch; malformed payloads go to ``gpu.dlq.events``."""
+        """Validate, correlate and persist a batch; malformed payloads go to ``gpu.dlq.events``.
+
+        Every event kind is accepted; one store write per touched incident per batch, so a storm
+        of thousands of events costs a handful of writes.
+        """
         pending: dict[str, _Pending] = {}
+        folds: list[tuple[str, str, str]] = []
         for subject, data in payloads:
             self.events_seen += 1
             try:
@@ -116,71 +145,75 @@ class TriageAgent:
             except ValidationError as exc:
                 await self._dead(subject, data, f"invalid event: {exc.errors(include_url=False)}")
                 continue
-            if not isinstance(event, XidEvent):
-                # Other kinds have their own correlation (hangs, throughput, ECC), not built yet.
-                continue
             corr = self.correlator.assign(event)
+            if corr.kind == "ignored":
+                self.events_ignored += 1
+                continue
             slot = pending.setdefault(corr.incident_id, _Pending())
             slot.events.append(event)
             slot.correlations.append(corr)
+            if corr.shared is not None:
+                folds += [(member, corr.incident_id, corr.shared.reason) for member in corr.shared.folds]
         for incident_id, slot in pending.items():
             await self._persist(incident_id, slot)
+        for member, parent, why in folds:
+            await self._fold(member, parent, why)
 
     async def _persist(self, incident_id: str, slot: _Pending) -> None:
         first, corr = slot.events[0], slot.correlations[0]
+        now = self.clock()
         if corr.new:
-            incident = self._open(incident_id, first)
-            self._absorb(incident, slot.events[1:], slot.correlations[1:])
-            await self.store.create(incident)
-            self.start_mitigation(incident_id)
+            incident = intake.open_incident(incident_id, first, corr, now)
+            intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
+            try:
+                await self.store.create(incident)
+            except KeyWrongLastSequenceError:
+                # Already stored (a redelivered batch after a restart): add the events instead.
+                await self.store.update(
+                    incident_id,
+                    partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now),
+                )
+                return
+            if incident.status != "open":
+                return
+            if corr.hold:
+                self._hold(incident_id)
+            else:
+                self.start_mitigation(incident_id)
             return
-        await self.store.update(incident_id, lambda inc: self._absorb(inc, slot.events, slot.correlations))
-
-    def _open(self, incident_id: str, event: XidEvent) -> Incident:
-        what = describe_xid(event.xid, sxid=event.sxid)
-        where = (
-            f"{event.node} GPU {event.gpu}"
-            if event.gpu is not None
-            else f"{event.node} {event.pci_bus_id or ''}"
+        await self.store.update(
+            incident_id, partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now)
         )
-        incident = Incident(
-            id=incident_id,
-            cluster=event.cluster,
-            kind="sxid" if event.sxid else "xid",
-            title=f"{'SXid' if event.sxid else 'Xid'} {event.xid} {what.mnemonic} on {where.strip()}",
-            severity=what.severity,
-            opened_at=event.time,
-            entity=gpu_entity(event),
-            root_cause=RootCause(
-                entity_type="gpu" if (event.gpu is not None or event.pci_bus_id) else "node",
-                entity_id=gpu_entity(event),
-                confidence=0.5,
-                evidence=[event.raw or event.message],
-            ),
-            xids=[event.xid],
-            recovery_action=event.recovery_action,
-            event_ids=[event.event_id],
-            event_count=1,
-            affected_nodes=[event.node],
-            affected_gpus=[f"{event.node}/{event.gpu}"] if event.gpu is not None else [],
-        )
-        incident.note("event", f"Xid {event.xid} ({what.mnemonic}): {event.message}", at=event.time)
-        incident.note("incident opened", what.meaning, at=self.clock())
-        return incident
 
-    @staticmethod
-    def _absorb(incident: Incident, events: list[XidEvent], correlations: list[Correlation]) -> None:
-        for event, corr in zip(events, correlations, strict=True):
-            incident.event_count += 1
-            if len(incident.event_ids) < MAX_EVENT_IDS:
-                incident.event_ids.append(event.event_id)
-            if corr.kind == "duplicate":
-                continue
-            if event.xid not in incident.xids:
-                incident.xids.append(event.xid)
-            if event.recovery_action:
-                incident.recovery_action = event.recovery_action
-            incident.note("event joined", f"{corr.reason}: {event.message}", at=event.time)
+    async def _fold(self, member: str, parent: str, why: str) -> None:
+        try:
+            await self.store.update(member, partial(intake.fold, into=parent, why=why, now=self.clock()))
+        except KeyNotFoundError:
+            log.warning("incident %s to fold into %s is not in the store", member, parent)
+
+    def _hold(self, incident_id: str) -> None:
+        if incident_id not in self._held:
+            self._held[incident_id] = asyncio.create_task(
+                self._release(incident_id), name=f"hold {incident_id}"
+            )
+
+    async def _release(self, incident_id: str) -> None:
+        """After ``group_wait_s``, and once the consumer has caught up (capped), plan unless the
+        incident was folded or cancelled meanwhile."""
+        try:
+            await asyncio.sleep(self.group_wait_s)
+            cap = max(10 * self.group_wait_s, 5.0)
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), timeout=cap)
+            except TimeoutError:
+                log.warning(
+                    "still behind the event stream after %.0f s; planning %s anyway", cap, incident_id
+                )
+            incident = await self.store.get_incident(incident_id)
+            if incident is not None and incident.status == "open" and incident.folded_into is None:
+                self.start_mitigation(incident_id)
+        finally:
+            self._held.pop(incident_id, None)
 
     # ---- mitigation -------------------------------------------------------------------------
 
@@ -198,8 +231,8 @@ class TriageAgent:
         return len(unfinished)
 
     async def drain(self) -> None:
-        """Wait for every mitigation started so far."""
-        while pending := [t for t in self._tasks.values() if not t.done()]:
+        """Wait for every mitigation started so far (and for held incidents to be released)."""
+        while pending := [t for t in (*self._held.values(), *self._tasks.values()) if not t.done()]:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _mitigate_logged(self, incident_id: str) -> None:

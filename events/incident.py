@@ -14,7 +14,7 @@ IncidentStatus = Literal[
     "open", "mitigating", "awaiting_approval", "mitigated", "escalated", "resolved", "suppressed"
 ]
 Severity = Literal["info", "warning", "critical"]
-EntityType = Literal["gpu", "node", "switch", "link", "job", "application"]
+EntityType = Literal["gpu", "node", "switch", "link", "job", "application", "rack", "nvlink_domain"]
 Decision = Literal["allow", "deny", "approval_required"]
 
 
@@ -99,6 +99,17 @@ class Incident(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     gpu_hours_lost: float = 0.0
     summary: str = Field(default="", description="plain-language summary for the people on call")
+    findings: list[str] = Field(
+        default_factory=list,
+        description="what the signals established, e.g. 'ecc.dbe', 'ecc.remap_pending', 'hang.culprit', "
+        "'throughput.straggler', 'shared.switch', 'suspected_bad_hardware'",
+    )
+    folded_into: str | None = Field(
+        default=None, description="the shared-part incident this one was folded into (topology)"
+    )
+    folded: list[str] = Field(
+        default_factory=list, description="incidents folded into this one, a shared part's (capped)"
+    )
 
     def note(self, what: str, detail: str = "", at: datetime | None = None) -> None:
         entry = TimelineEntry(what=what, detail=detail, time=at or utcnow())

@@ -59,10 +59,30 @@ class XidEvent(EventBase):
     fell_off_bus_without_xid: bool = False
 
 
+EccFinding = Literal[
+    "dbe",
+    "sbe_rate",
+    "retired_pages_soft",
+    "retired_pages_hard",
+    "retired_pending",
+    "remap_pending",
+    "remap_pending_cleared",
+    "remap_failure",
+    "remap_uncorrectable",
+    "remap_rows_exhausted",
+]
+"""What an ECC event reports; DCGM's own limits are in ``events.detectors.dcgm``."""
+
+
 class EccEvent(EventBase):
+    """ECC counters of one GPU when something in them changed that matters (DCGM detector)."""
+
     kind: Literal["ecc"] = "ecc"
     node: str = Field(min_length=1)
     gpu: int = Field(ge=0)
+    pci_bus_id: str | None = None
+    uuid: str | None = None
+    findings: list[EccFinding] = Field(default_factory=list, description="why this event was emitted")
     sbe_volatile: int = 0
     dbe_volatile: int = 0
     sbe_aggregate: int = 0
@@ -78,12 +98,21 @@ class EccEvent(EventBase):
 
 
 class HangEvent(EventBase):
+    """A job whose ranks stopped progressing; ``ranks``/``nodes`` are the ones that stopped first."""
+
     kind: Literal["hang"] = "hang"
     job: str = Field(min_length=1)
     ranks: list[int] = Field(default_factory=list)
     nodes: list[str] = Field(default_factory=list)
     last_step: int = 0
     stalled_for_s: float = Field(ge=0)
+    gpus: list[str] = Field(
+        default_factory=list, description="'<node>/<gpu index>' of the first-stalled ranks"
+    )
+    threshold_s: float = Field(default=0.0, ge=0, description="the job's hang threshold (from its step time)")
+    ranks_total: int = Field(default=0, ge=0)
+    how: str = Field(default="", description="how the first-stalled ranks were told apart")
+    resumed: bool = Field(default=False, description="progress resumed: a later signal cancelling the hang")
 
 
 class ThroughputEvent(EventBase):
@@ -96,6 +125,17 @@ class ThroughputEvent(EventBase):
     suspect_ranks: list[int] = Field(default_factory=list)
     suspect_links: list[str] = Field(default_factory=list)
     suspect_switches: list[str] = Field(default_factory=list)
+    signature: Literal["straggler", "network", "workload"] | None = Field(
+        default=None,
+        description="straggler: some ranks compute slower; network: collectives slower on every rank; "
+        "workload: uniformly slower with neither",
+    )
+    nodes: list[str] = Field(default_factory=list, description="every node of the job")
+    suspect_gpus: list[str] = Field(
+        default_factory=list, description="'<node>/<gpu index>' of the suspect ranks, when known"
+    )
+    sustained_s: float = Field(default=0.0, ge=0)
+    recovered: bool = Field(default=False, description="back at baseline: cancels an earlier slowdown")
 
 
 GpuEvent = Annotated[XidEvent | EccEvent | HangEvent | ThroughputEvent, Field(discriminator="kind")]
@@ -114,6 +154,30 @@ def event_key(ev: XidEvent | EccEvent | HangEvent | ThroughputEvent) -> str:
     if isinstance(ev, HangEvent | ThroughputEvent):
         return ev.job
     return ev.node
+
+
+class Heartbeat(BaseModel):
+    """One progress beat of a training rank on ``gpu.heartbeat.<cluster>.<job>`` (core NATS).
+
+    ``step_time_s`` is the mean wall time per step since the previous beat; ``compute_s`` and
+    ``comm_s`` split it (time in the rank's own compute vs. in collectives, waiting included) when the
+    loop measures them; ``collective_seq`` counts the collectives the rank has entered (as the
+    PyTorch NCCL flight recorder does), which tells the rank a hang waits for.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    cluster: str = Field(min_length=1)
+    job: str = Field(min_length=1)
+    rank: int = Field(ge=0)
+    node: str = Field(min_length=1)
+    gpu: int | None = Field(default=None, ge=0)
+    step: int = Field(ge=0)
+    step_time_s: float = Field(ge=0)
+    time: datetime
+    compute_s: float | None = Field(default=None, ge=0)
+    comm_s: float | None = Field(default=None, ge=0)
+    collective_seq: int | None = Field(default=None, ge=0)
 
 
 class DeadLetter(BaseModel):

@@ -19,6 +19,7 @@ from fleet.errors import (
     UnknownNodeError,
     UnsupportedXidError,
 )
+from fleet.failure_model import FailureModel, apply_draw
 from fleet.faults import ATTRIBUTED_TO_PROCESS, TRAINING_PROCESS, XidEffect, effect_of, worse_health
 from fleet.jobs import NodeReplacement, TrainingJob
 from fleet.kernel_log import (
@@ -33,6 +34,7 @@ from fleet.kmsg import KmsgCallback, KmsgQueue
 from fleet.results import ActionResult, HistoryKind, HistoryRecord, IsolationRecord, RestartResult
 from fleet.scheduler import plan_gang
 from fleet.spec import FleetSpec
+from fleet.telemetry import BeatCallback, EccInjection, FleetTelemetry
 from fleet.topology import LABEL_POOL, POOL_TRAINING, Cluster, Gpu, Node, build_cluster
 
 
@@ -51,6 +53,14 @@ class FleetTwin:
         self._kmsg = KmsgQueue()
         self._isolations: list[IsolationRecord] = []
         self._history: list[HistoryRecord] = []
+        # Counters and heartbeats draw from their own generator, so adding telemetry left every
+        # kernel line and UUID of a given seed unchanged.
+        self.telemetry = FleetTelemetry(
+            self.cluster,
+            random.Random(f"telemetry-{self.spec.seed}"),
+            base_step_s={job.name: job.step_time_s for job in self.spec.jobs},
+        )
+        self.failures: FailureModel | None = None
 
     def _place_jobs(self) -> dict[str, TrainingJob]:
         workers = [n.name for n in self.cluster.nodes.values() if not n.spare]
@@ -151,10 +161,16 @@ class FleetTwin:
             raise FleetError(f"cannot advance the fleet by a negative amount ({seconds} s)")
         start = self.clock.now()
         self._schedule_pending(start)
+        self.telemetry.before_advance(self._jobs.values())
         events = [event for job in self._jobs.values() for event in job.advance(start, seconds)]
         for at, text in sorted(events, key=lambda event: event[0]):
             self._record(at, "job", text)
-        return self.clock.advance(seconds)
+        now = self.clock.advance(seconds)
+        if self.failures is not None:
+            for draw in self.failures.draw(seconds / 3600.0):
+                apply_draw(self, draw)
+        self.telemetry.after_advance(now, self._jobs.values())
+        return now
 
     # -- faults -------------------------------------------------------------------------------------
 
@@ -203,6 +219,7 @@ class FleetTwin:
         )
         messages = xid_messages(xid, context)
         target.last_xid = xid
+        self.telemetry.record_xid(node, gpu, xid, self.clock.now())
         self._apply(node, target, effect_of(xid, recovery_action), f"Xid {xid}")
         return self._emit(node, messages)
 
@@ -221,6 +238,8 @@ class FleetTwin:
         text = f"{label} on {where}: {effect.summary}"
         if job is not None and effect.stalls_job and job.stall(now, f"{label} on {node} GPU {target.index}"):
             text += f"; {job.name} stalled at step {job.step}"
+        if job is not None and effect.stalls_job:
+            self.telemetry.process_died(job, node, target.index)
         self._record(now, "fault", text)
 
     def _emit(self, node: str, messages: list[str]) -> list[str]:
@@ -239,6 +258,68 @@ class FleetTwin:
         twin has no fault for — an unknown Xid, a line carrying someone's planted text."""
         self.node(node)
         return self._emit(node, messages)
+
+    # -- faults without (only) a kernel line: ECC counters, hangs, slow links, throttling -----------
+
+    def inject_ecc(self, node: str, gpu: int, kind: EccInjection = "dbe", count: int = 1) -> list[str]:
+        """Make GPU memory fail: ``dbe`` (Xid 48, a row remap pending; the job stalls), ``sbe_burst``
+        (``count`` corrected errors), ``remap_pending`` (Xid 63), ``remap_failure`` (Xid 64),
+        ``retired_pages``. Updates the DCGM counters and returns the kernel lines, if any."""
+        self.gpu(node, gpu)
+        self.telemetry.inject_ecc(node, gpu, kind, count)
+        lines = {"dbe": [48, 63], "remap_pending": [63], "remap_failure": [64]}.get(kind, [])
+        if not lines:
+            self._record(self.clock.now(), "fault", f"ECC {kind} x{count} on {node} GPU {gpu}")
+        return [line for xid in lines for line in self.inject_xid(node, gpu, xid)]
+
+    def inject_hang(self, job: str, rank: int | None = None) -> int:
+        """Hang ``job``: rank ``rank`` (default: one at random) stops inside a step, the other ranks
+        wait in the next collective; the processes stay alive. Returns the hung rank."""
+        target, now = self.job(job), self.clock.now()
+        if rank is None:
+            rank = self.telemetry.pick_rank(target.gpus)
+        if not 0 <= rank < target.gpus:
+            raise FleetError(f"{job} has ranks 0..{target.gpus - 1}, not {rank}")
+        node, gpu = target.nodes[rank // target.gpus_per_node], rank % target.gpus_per_node
+        if target.stall(now, f"hang: rank {rank} on {node} GPU {gpu} stopped progressing"):
+            self.telemetry.hang(job, rank)
+            self._record(now, "fault", f"{job} hung at step {target.step}: rank {rank} on {node} GPU {gpu}")
+        return rank
+
+    def degrade_link(self, leaf: str, factor: float = 2.0) -> None:
+        """Degrade leaf switch ``leaf``: collectives of every job with a node under it take
+        ``factor`` times longer (``factor`` 1 repairs it)."""
+        if leaf not in self.cluster.leaves:
+            raise FleetError(f"no leaf switch {leaf!r} (leaves: {', '.join(self.cluster.leaves)})")
+        self.telemetry.degrade_link(leaf, factor)
+        what = f"{leaf} repaired" if factor <= 1 else f"{leaf} degraded: collectives x{factor:g} slower"
+        self._record(self.clock.now(), "fault", what)
+
+    def throttle_gpu(self, node: str, gpu: int, factor: float = 1.6) -> None:
+        """Thermal throttling of one GPU: its rank computes ``factor`` times slower (1 ends it)."""
+        self.gpu(node, gpu)
+        self.telemetry.throttle(node, gpu, factor)
+        self._record(self.clock.now(), "fault", f"{node} GPU {gpu} thermal throttling x{factor:g}")
+
+    def leaf_of(self, node: str) -> str:
+        return self.node(node).leaf
+
+    def rank_on(self, node: str, gpu: int) -> tuple[str, int] | None:
+        """(job, rank) of the training rank on that GPU, or None when it is idle."""
+        job = self.job_for_gpu(node, gpu)
+        return None if job is None else (job.name, job.nodes.index(node) * job.gpus_per_node + gpu)
+
+    def subscribe_heartbeats(self, callback: BeatCallback) -> Callable[[], None]:
+        """Call ``callback(beat)`` for every future training-rank heartbeat; returns the unsubscriber."""
+        return self.telemetry.subscribe(callback)
+
+    def enable_failures(self, *, acceleration: float = 1.0, lemons: int = 4) -> FailureModel:
+        """Let faults happen on their own at published rates (``fleet.failure_model``)."""
+        gpus = [(n.name, g.index) for n in self.nodes.values() for g in n.gpus]
+        self.failures = FailureModel(
+            gpus, random.Random(f"failures-{self.spec.seed}"), lemons=lemons, acceleration=acceleration
+        )
+        return self.failures
 
     def drain_kmsg(self) -> list[tuple[str, str]]:
         """Every kernel line emitted since the last drain, as (node, line), oldest first."""

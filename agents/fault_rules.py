@@ -1,0 +1,171 @@
+"""Rules for the fault families beyond the Xid catalog: ECC counters, hangs, slowdowns, shared parts.
+
+Each rule says why in the plan's rationale, in the words an on-call engineer would use:
+
+- double-bit ECC error: isolate the GPU and restart the job from its checkpoint;
+- row remap pending (nothing worse): schedule a GPU reset, which applies the remap;
+- remap failure, exhausted spare rows, retired pages at the hard limit: isolate, and escalate for
+  replacement (an RMA criterion);
+- hang: restart from the checkpoint without the node of the first-stalled rank (``swap-spare``);
+- one slow node: swap in a spare (without ``swap-spare``: isolate its GPU and restart, so the
+  scheduler leaves it out); a uniform slowdown is the workload's and gets no node action;
+- a shared switch, rack or NVLink domain: mark it suspect, keep the healthy nodes under it in
+  service, escalate to its owner — never isolate dozens of healthy nodes for one bad part.
+A repeated offender (suspected bad hardware) keeps its containment but goes to a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from agents.facts import Facts
+from events.incident import Incident, Plan, RunbookInvocation
+
+ISOLATE, RESTART, RESET, SWAP = "isolate-gpu", "restart-from-checkpoint", "reset-gpu", "swap-spare"
+OWNERS: dict[str, str] = {
+    "switch": "the network owner",
+    "rack": "the datacenter owner (power and cooling)",
+    "nvlink_domain": "the hardware owner of the NVLink domain (NVSwitch trays)",
+}
+LABELS: dict[str, str] = {"switch": "leaf switch", "rack": "rack", "nvlink_domain": "NVLink domain"}
+REPLACE_GPU = ("ecc.remap_failure", "ecc.remap_rows_exhausted", "ecc.retired_pages_hard")
+RESET_FOR = ("ecc.remap_pending", "ecc.retired_pending")
+
+
+def family_plan(incident: Incident, facts: Facts, runbooks: Collection[str], planner: str) -> Plan | None:
+    """The plan for a hang, slowdown, ECC or shared-part incident; None for the Xid rules."""
+    if incident.kind in OWNERS:
+        return _shared_part(incident, planner)
+    if incident.kind == "hang":
+        return _hang(incident, facts, runbooks, planner)
+    if incident.kind == "throughput":
+        return _slowdown(incident, facts, runbooks, planner)
+    if incident.kind == "ecc":
+        return _ecc(incident, facts, runbooks, planner)
+    return None
+
+
+def suspected_bad_hardware(plan: Plan, incident: Incident) -> Plan:
+    """A repeated offender: keep the containment, but hand the part to a person."""
+    if "suspected_bad_hardware" not in incident.findings or plan.disposition == "escalate":
+        return plan
+    why = next(
+        (e.detail for e in incident.timeline if e.what == "repeated offender"),
+        "repeated incidents on this part",
+    )
+    return plan.model_copy(
+        update={
+            "disposition": "escalate",
+            "rationale": f"{plan.rationale}. Suspected bad hardware ({why}): escalate for diagnostics or replacement",
+        }
+    )
+
+
+def _job(incident: Incident, facts: Facts) -> str | None:
+    return incident.affected_jobs[0] if incident.affected_jobs else facts.job
+
+
+def _restart(job: str | None, facts: Facts) -> list[RunbookInvocation]:
+    if not job or (facts.job == job and facts.job_state in ("restarting", "running")):
+        return []
+    return [RunbookInvocation(runbook=RESTART, params={"job": job})]
+
+
+def _ecc(incident: Incident, facts: Facts, runbooks: Collection[str], planner: str) -> Plan:
+    found = set(incident.findings)
+    where = f"GPU {facts.gpu} on {facts.node}"
+    if facts.gpu is None:
+        return Plan(
+            planner=planner, disposition="escalate", rationale=f"ECC fault on {facts.node}, GPU index unknown"
+        )
+    isolate = RunbookInvocation(
+        runbook=ISOLATE,
+        params={"node": facts.node, "gpu": facts.gpu, "reason": f"ECC: {', '.join(sorted(found))}"},
+    )
+    restart = _restart(facts.job, facts)
+    then = f" and restart job {facts.job} from its checkpoint" if restart else ""
+    if "ecc.dbe" in found:
+        why = f"double-bit (uncorrectable) ECC error on {where}: isolate it{then}; a GPU reset applies the pending row remap once it is idle"
+        return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[isolate, *restart])
+    if found & set(REPLACE_GPU):
+        bad = ", ".join(sorted(found & set(REPLACE_GPU)))
+        why = f"{bad} on {where}: the GPU must be replaced (an RMA criterion); isolate it{then} and escalate"
+        return Plan(planner=planner, disposition="escalate", rationale=why, actions=[isolate, *restart])
+    if found & set(RESET_FOR):
+        if RESET in runbooks:
+            why = f"a row remap is pending on {where}: schedule a GPU reset, which applies it (no error to contain)"
+            reset = RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})
+            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
+        why = f"a row remap is pending on {where}: schedule a GPU reset (no {RESET} runbook here; a person does it)"
+        return Plan(planner=planner, disposition="escalate", rationale=why)
+    why = f"{', '.join(sorted(found))} on {where} is a trend to watch, not a fault to act on"
+    return Plan(planner=planner, disposition="no_action", rationale=why)
+
+
+def _hang(incident: Incident, facts: Facts, runbooks: Collection[str], planner: str) -> Plan:
+    job = _job(incident, facts)
+    if not job:
+        return Plan(planner=planner, disposition="escalate", rationale="a hang with no job to restart")
+    rc = incident.root_cause
+    if "hang.culprit" in incident.findings and rc is not None and rc.entity_type == "node":
+        node = rc.entity_id
+        if SWAP in runbooks:
+            why = f"{job} hung; its first-stalled rank ran on {node}: restart from the checkpoint without {node} (swap in a spare)"
+            return Plan(
+                planner=planner,
+                disposition="mitigate",
+                rationale=why,
+                actions=[RunbookInvocation(runbook=SWAP, params={"job": job, "node": node})],
+            )
+        why = f"{job} hung; its first-stalled rank ran on {node}: restart from the checkpoint (no {SWAP} runbook, so the scheduler decides whether {node} stays)"
+        return Plan(
+            planner=planner, disposition="mitigate", rationale=why, actions=_restart(job, Facts(node=node))
+        )
+    why = f"{job} hung with no rank stalled first: restart it from its checkpoint; no node to blame"
+    return Plan(
+        planner=planner, disposition="mitigate", rationale=why, actions=_restart(job, Facts(node=facts.node))
+    )
+
+
+def _slowdown(incident: Incident, facts: Facts, runbooks: Collection[str], planner: str) -> Plan:
+    job = _job(incident, facts)
+    found = set(incident.findings)
+    if "throughput.straggler" in found and job:
+        nodes = incident.affected_nodes
+        if len(nodes) == 1 and SWAP in runbooks:
+            why = f"{job} waits for one slow node, {nodes[0]}: swap in a spare for it"
+            swap = RunbookInvocation(runbook=SWAP, params={"job": job, "node": nodes[0]})
+            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[swap])
+        if len(nodes) == 1 and len(incident.affected_gpus) == 1:
+            node, gpu = incident.affected_gpus[0].split("/")
+            why = (
+                f"{job} waits for GPU {gpu} of {node}: isolate it and restart the job from its checkpoint, "
+                f"so the scheduler replaces {node} with a spare (no {SWAP} runbook)"
+            )
+            isolate = RunbookInvocation(
+                runbook=ISOLATE, params={"node": node, "gpu": int(gpu), "reason": f"straggler in {job}"}
+            )
+            restart = RunbookInvocation(runbook=RESTART, params={"job": job})
+            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[isolate, restart])
+        why = f"{job} waits for {len(nodes)} slow nodes ({', '.join(nodes[:8])}): look for what they share before evicting any"
+        return Plan(planner=planner, disposition="escalate", rationale=why)
+    if "throughput.network" in found:
+        where = incident.root_cause.entity_id if incident.root_cause else "its fabric"
+        why = f"{job}'s collectives are slower across {where}; no single part stands out: escalate to {OWNERS['switch']}; no node action"
+        return Plan(planner=planner, disposition="escalate", rationale=why)
+    why = (
+        f"{job} is uniformly slower with no slow rank or link: usually the workload or its configuration, "
+        "which evicting nodes does not fix; no action"
+    )
+    return Plan(planner=planner, disposition="no_action", rationale=why)
+
+
+def _shared_part(incident: Incident, planner: str) -> Plan:
+    label, part = LABELS[incident.kind], incident.entity
+    jobs = ", ".join(incident.affected_jobs[:8]) or "several nodes"
+    why = (
+        f"{label} {part} is what {jobs} share ({len(incident.affected_nodes)} nodes implicated): mark it "
+        f"suspect, keep the healthy nodes under it in service (isolating them would not help), and "
+        f"escalate to {OWNERS[incident.kind]}"
+    )
+    return Plan(planner=planner, disposition="escalate", rationale=why)

@@ -1,0 +1,23 @@
+"""Detectors: raw signals (DCGM metrics, training heartbeats) in, typed events out.
+
+The kernel-log path has its own service (``events.kmsg_service``); these cover the faults that print
+no Xid line: ECC counters and row remaps, hung collectives, slow ranks and slow switches.
+"""
+
+from events.detectors.dcgm import DcgmDetector
+from events.detectors.exposition import ExporterSource, MetricSource, PrometheusSource, Sample, TextSource
+from events.detectors.hang import HangDetector
+from events.detectors.service import DetectorService
+from events.detectors.throughput import ThroughputDetector
+
+__all__ = [
+    "DcgmDetector",
+    "DetectorService",
+    "ExporterSource",
+    "HangDetector",
+    "MetricSource",
+    "PrometheusSource",
+    "Sample",
+    "TextSource",
+    "ThroughputDetector",
+]

@@ -1,0 +1,247 @@
+"""Training heartbeats: progress beats on ``gpu.heartbeat.<cluster>.<job>`` (core NATS, not persisted).
+
+A PyTorch loop calls ``beat()`` once per step::
+
+    with TrainingHeartbeat.from_env() as hb:          # AIOPS_NATS_URL, AIOPS_CLUSTER, AIOPS_JOB, RANK, ...
+        for step, batch in enumerate(loader, start=1):
+            t0 = time.perf_counter()
+            loss = model(batch).sum(); loss.backward(); opt.step()
+            hb.beat(step, time.perf_counter() - t0)
+
+``beat()`` never blocks the loop: beats go to a background thread that owns the NATS connection.
+Steps are averaged and published at most every ``min_interval_s``; while no step completes, the
+last beat is repeated every ``keepalive_s``, so the hang detector can tell a process that is alive
+but stuck (beats, no progress) from one that is gone (no beats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+from events import subjects
+from events.models import Heartbeat, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def encode_heartbeat(beat: Heartbeat) -> bytes:
+    return beat.model_dump_json(exclude_none=True).encode()
+
+
+def heartbeat_subject(beat: Heartbeat) -> str:
+    return subjects.heartbeat(beat.cluster, beat.job)
+
+
+@dataclass
+class StepAverager:
+    """Averages step timings between publishes; says when a beat is due."""
+
+    min_interval_s: float
+    monotonic: Callable[[], float] = time.monotonic
+    steps: int = 0
+    step_time_s: float = 0.0
+    compute_s: float = 0.0
+    comm_s: float = 0.0
+    split: bool = True
+    last_sent: float = field(default=-1e18)
+
+    def add(self, step_time_s: float, compute_s: float | None, comm_s: float | None) -> None:
+        self.steps += 1
+        self.step_time_s += step_time_s
+        if compute_s is None or comm_s is None:
+            self.split = False
+        else:
+            self.compute_s += compute_s
+            self.comm_s += comm_s
+
+    def due(self) -> bool:
+        return self.monotonic() - self.last_sent >= self.min_interval_s
+
+    def take(self) -> tuple[float, float | None, float | None]:
+        n = max(1, self.steps)
+        out = (
+            self.step_time_s / n,
+            self.compute_s / n if self.split else None,
+            self.comm_s / n if self.split else None,
+        )
+        self.steps, self.step_time_s, self.compute_s, self.comm_s, self.split = 0, 0.0, 0.0, 0.0, True
+        self.last_sent = self.monotonic()
+        return out
+
+
+class TrainingHeartbeat:
+    """The per-rank helper a training loop uses; see the module docstring."""
+
+    def __init__(
+        self,
+        nats_url: str,
+        *,
+        cluster: str,
+        job: str,
+        rank: int,
+        node: str,
+        gpu: int | None = None,
+        min_interval_s: float = 1.0,
+        keepalive_s: float = 5.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.nats_url = nats_url
+        self.identity = {"cluster": cluster, "job": job, "rank": rank, "node": node, "gpu": gpu}
+        self.keepalive_s = keepalive_s
+        self.clock = clock
+        self.sent = 0
+        self._avg = StepAverager(min_interval_s)
+        self._last: Heartbeat | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Heartbeat | None] | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> TrainingHeartbeat:
+        """From the launcher's environment: ``AIOPS_NATS_URL``, ``AIOPS_CLUSTER``, ``AIOPS_JOB``
+        (else ``JOB_NAME``), ``RANK``, ``LOCAL_RANK`` (the GPU), ``NODE_NAME`` (else the host name)."""
+        env = os.environ
+        args: dict[str, object] = {
+            "nats_url": env.get("AIOPS_NATS_URL", "nats://127.0.0.1:4222"),
+            "cluster": env.get("AIOPS_CLUSTER", "default"),
+            "job": env.get("AIOPS_JOB") or env.get("JOB_NAME") or "job",
+            "rank": int(env.get("RANK", "0")),
+            "node": env.get("NODE_NAME") or socket.gethostname(),
+            "gpu": int(env["LOCAL_RANK"]) if env.get("LOCAL_RANK") else None,
+        }
+        args.update(overrides)
+        return cls(**args)  # type: ignore[arg-type]
+
+    def start(self) -> TrainingHeartbeat:
+        """Connect in a background thread; raises if NATS cannot be reached."""
+        self._thread = threading.Thread(target=self._run, name="aiops-heartbeat", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def beat(
+        self,
+        step: int,
+        step_time_s: float,
+        *,
+        compute_s: float | None = None,
+        comm_s: float | None = None,
+        collective_seq: int | None = None,
+    ) -> None:
+        """Report that ``step`` finished after ``step_time_s`` seconds; never blocks."""
+        self._avg.add(step_time_s, compute_s, comm_s)
+        if not self._avg.due():
+            return
+        mean, compute, comm = self._avg.take()
+        beat = Heartbeat.model_validate(
+            {
+                **self.identity,
+                "step": step,
+                "step_time_s": mean,
+                "time": self.clock(),
+                "compute_s": compute,
+                "comm_s": comm,
+                "collective_seq": collective_seq,
+            }
+        )
+        if self._loop is not None and self._queue is not None:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, beat)
+
+    def close(self) -> None:
+        if self._loop is not None and self._queue is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> TrainingHeartbeat:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        nc = await nats.connect(
+            self.nats_url, name=f"heartbeat {self.identity['job']}/{self.identity['rank']}"
+        )
+        self._loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
+        self._ready.set()
+        try:
+            while True:
+                try:
+                    beat = await asyncio.wait_for(self._queue.get(), timeout=self.keepalive_s)
+                except TimeoutError:
+                    beat = self._last.model_copy(update={"time": self.clock()}) if self._last else None
+                    if beat is None:
+                        continue
+                else:
+                    if beat is None:
+                        return
+                    self._last = beat
+                await nc.publish(heartbeat_subject(beat), encode_heartbeat(beat))
+                self.sent += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+
+class HeartbeatRelay:
+    """Publishes heartbeats produced inside the event loop (the fleet twin's ranks) without blocking
+    the producer; the queue is bounded and drops the newest when full, as a congested link would."""
+
+    def __init__(self, nc: NatsClient, *, max_queue: int = 50_000) -> None:
+        self.nc = nc
+        self.published = 0
+        self.dropped = 0
+        self._queue: asyncio.Queue[Heartbeat] = asyncio.Queue(maxsize=max_queue)
+
+    def offer(self, beat: Heartbeat) -> None:
+        try:
+            self._queue.put_nowait(beat)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and self._queue.empty()):
+            getter = asyncio.ensure_future(self._queue.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+                continue
+            batch = [getter.result()]
+            while not self._queue.empty() and len(batch) < 5000:
+                batch.append(self._queue.get_nowait())
+            try:
+                for beat in batch:
+                    await self.nc.publish(heartbeat_subject(beat), encode_heartbeat(beat))
+                self.published += len(batch)
+            except Exception:
+                log.exception("could not publish %d heartbeats", len(batch))

@@ -1,0 +1,176 @@
+"""The twin's DCGM metrics in dcgm-exporter's text format, servable at ``/metrics`` over HTTP.
+
+Metric names, types and labels follow dcgm-exporter (``gpu``, ``UUID``, ``pci_bus_id`` in its
+8-digit-domain upper-case form, ``device``, ``modelName``, ``Hostname``, ``DCGM_FI_DRIVER_VERSION``),
+so a Prometheus that scrapes it, and the DCGM detector that reads it, cannot tell it from the real
+exporter. Like the real exporter, a GPU that fell off the bus disappears from the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from fleet.telemetry import GpuCounters
+from fleet.topology import Gpu, Node
+
+if TYPE_CHECKING:
+    from fleet.twin import FleetTwin
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_SM_CLOCK_MHZ = 1980
+
+# (name, type, help, value of a GPU). Names and help texts as in dcgm-exporter's counter CSVs.
+_METRICS: list[tuple[str, str, str, str]] = [
+    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz).", "sm_clock"),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", "gpu_temp_c"),
+    ("DCGM_FI_DEV_MEMORY_TEMP", "gauge", "Memory temperature (in C).", "memory_temp_c"),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "power_w"),
+    (
+        "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+        "gauge",
+        "Current clock event reasons (bitmask).",
+        "clock_event_reasons",
+    ),
+    ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active.", "gr_active"),
+    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", "last_xid"),
+    (
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "counter",
+        "Total number of single-bit volatile ECC errors.",
+        "sbe_volatile",
+    ),
+    (
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "counter",
+        "Total number of double-bit volatile ECC errors.",
+        "dbe_volatile",
+    ),
+    (
+        "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+        "counter",
+        "Total number of single-bit persistent ECC errors.",
+        "sbe_aggregate",
+    ),
+    (
+        "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+        "counter",
+        "Total number of double-bit persistent ECC errors.",
+        "dbe_aggregate",
+    ),
+    (
+        "DCGM_FI_DEV_RETIRED_SBE",
+        "counter",
+        "Total number of retired pages due to single-bit errors.",
+        "retired_sbe",
+    ),
+    (
+        "DCGM_FI_DEV_RETIRED_DBE",
+        "counter",
+        "Total number of retired pages due to double-bit errors.",
+        "retired_dbe",
+    ),
+    (
+        "DCGM_FI_DEV_RETIRED_PENDING",
+        "counter",
+        "Total number of pages pending retirement.",
+        "retired_pending",
+    ),
+    (
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+        "counter",
+        "Number of remapped rows for uncorrectable errors",
+        "remap_uncorrectable",
+    ),
+    (
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "counter",
+        "Number of remapped rows for correctable errors",
+        "remap_correctable",
+    ),
+    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "Whether remapping of rows has failed", "remap_failure"),
+    ("DCGM_FI_DEV_ROW_REMAP_PENDING", "gauge", "Whether remapping of rows is pending", "remap_pending"),
+]
+XID_COUNT = "DCGM_EXP_XID_ERRORS_COUNT"
+
+
+def exporter_pci_bus_id(pci_bus_id: str) -> str:
+    """``0000:18:00.0`` -> ``00000000:18:00.0``, the form DCGM puts in its labels."""
+    domain, rest = pci_bus_id.split(":", 1)
+    return f"{int(domain, 16):08X}:{rest.upper()}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(twin: FleetTwin, node: Node, gpu: Gpu) -> str:
+    pairs = {
+        "gpu": str(gpu.index),
+        "UUID": gpu.uuid,
+        "pci_bus_id": exporter_pci_bus_id(gpu.pci_bus_id),
+        "device": f"nvidia{gpu.index}",
+        "modelName": twin.cluster.gpu_model,
+        "Hostname": node.name,
+        "DCGM_FI_DRIVER_VERSION": twin.cluster.driver_version,
+    }
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items())
+
+
+def _value(counters: GpuCounters, busy: bool, field: str) -> float:
+    if field == "sm_clock":
+        return round(MAX_SM_CLOCK_MHZ / counters.throttle) if busy else 345
+    if field == "gr_active":
+        return 0.93 / counters.throttle if busy else 0.0
+    return float(getattr(counters, field))
+
+
+def _exported(twin: FleetTwin, node_filter: str | None) -> Iterator[tuple[Node, Gpu, str, GpuCounters, bool]]:
+    for node in twin.nodes.values():
+        if (node_filter and node.name != node_filter) or node.state != "ready":
+            continue
+        busy = any(job.state == "running" for job in twin.jobs_on_node(node.name))
+        for gpu in node.gpus:
+            if gpu.health == "fallen_off_bus":
+                continue  # the driver lost it; dcgm-exporter stops reporting it
+            yield node, gpu, _labels(twin, node, gpu), twin.telemetry.counters(node.name, gpu.index), busy
+
+
+def render_metrics(twin: FleetTwin, node: str | None = None) -> str:
+    """The whole fleet's (or one node's) metrics as one dcgm-exporter scrape."""
+    series = list(_exported(twin, node))
+    now = twin.now()
+    out: list[str] = []
+    for name, kind, help_text, field in _METRICS:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        for _, _, labels, counters, busy in series:
+            value = _value(counters, busy, field)
+            if name == "DCGM_FI_DEV_XID_ERRORS":
+                labels += f',err_code="{counters.last_xid}"'
+            out.append(f"{name}{{{labels}}} {value:g}")
+    out.append(
+        f"# HELP {XID_COUNT} Count of XID Errors within user-specified time window (see xid-count-window-size param)."
+    )
+    out.append(f"# TYPE {XID_COUNT} gauge")
+    for _, _, labels, counters, _ in series:
+        for code, count in sorted(counters.xid_counts(now).items()):
+            out.append(f'{XID_COUNT}{{{labels},xid="{code}"}} {count}')
+    return "\n".join(out) + "\n"
+
+
+def exporter_app(twin: FleetTwin) -> Starlette:
+    """An ASGI app serving ``GET /metrics`` (optionally ``?node=<name>``, one node's exporter)."""
+
+    async def metrics(request: Request) -> Response:
+        node = request.query_params.get("node")
+        if node and node not in twin.nodes:
+            return PlainTextResponse(f"no node named {node!r}\n", status_code=404)
+        return Response(render_metrics(twin, node), media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/metrics", metrics)])
