@@ -44,6 +44,7 @@ eval: $(EVAL_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.kmsg_path
 	$(BIN)/python -m evals.benchmarks.first_action
+	$(BIN)/python -m evals.benchmarks.claude_planner
 
 clean:
 	rm -rf $(VENV) .aiops .pytest_cache .mypy_cache .ruff_cache
