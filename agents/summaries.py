@@ -121,11 +121,14 @@ class ClaudeSummarizer:
         model: str,
         limits: ClaudeLimits | None = None,
         fallback: Summarizer | None = None,
+        max_concurrent: int = 4,
     ) -> None:
         self.client = client
         self.model = model
         self.limits = limits or ClaudeLimits()
         self.fallback = fallback or TemplateSummarizer()
+        # A burst of incidents must not become a burst of API calls; the wait counts in the time-out.
+        self._slots = asyncio.Semaphore(max_concurrent)
 
     async def summarize(self, incident: Incident) -> Summary:
         try:
@@ -142,7 +145,7 @@ class ClaudeSummarizer:
         record = incident.model_dump(mode="json", exclude={"event_ids", "summary"})
         record["timeline"] = record["timeline"][-TIMELINE_ENTRIES:]
         timeout = min(SUMMARY_TIMEOUT_S, self.limits.max_wall_s)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout), self._slots:
             reply = await self.client.messages.create(
                 model=self.model,
                 max_tokens=min(SUMMARY_OUTPUT_TOKENS, self.limits.max_output_tokens),
