@@ -155,7 +155,7 @@ def _open_hang(incident_id: str, event: HangEvent) -> tuple[Incident, str]:
         f"first stalled {who} ({event.how})",
         at=event.time,
     )
-    return incident, event.how
+    return incident, f"first stalled {who}: {event.how}"
 
 
 def _open_throughput(incident_id: str, event: ThroughputEvent) -> tuple[Incident, str]:

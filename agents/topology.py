@@ -168,12 +168,14 @@ class TopologyCorrelator:
         group: list[Signal] | None = None,
     ) -> Verdict:
         group = group if group is not None else [s for s in self._signals if part in s.parts][-1:]
+        members = self.fabric.members(part)
         return Verdict(
             part=part,
             incident_id=shared.incident_id,
             new=new,
             folds=folds,
-            nodes=tuple(sorted({n for s in group for n in s.nodes})),
+            # The implicated nodes under the part (a job crossing two leaves implicates both).
+            nodes=tuple(sorted({n for s in group for n in s.nodes if not members or n in members})),
             jobs=tuple(sorted({s.job for s in group if s.job})),
             evidence=tuple(s.summary for s in group[-20:]),
             reason=reason,

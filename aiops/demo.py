@@ -3,7 +3,9 @@
 A GPU falls off the bus under a running training job, and a benign application Xid happens
 elsewhere. The platform parses the kernel lines, opens incidents, plans, passes the policy gate,
 isolates the GPU and restarts the job from its checkpoint on a warm spare; the benign Xid leads to
-no action. Exits 0 when both end as expected.
+no action. Then (``aiops.demo_stories``) a hang with no log line, a double-bit ECC error seen by the
+kernel and by DCGM, and a slow leaf switch that slows every job crossing it. Exits 0 when every
+story ends as expected.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from aiops.demo_stories import ecc_story, hang_story, switch_story
 from aiops.platform import Platform
 from aiops.settings import Settings
 from events.incident import Incident
+from fleet import FleetSpec
 
 TERMINAL = frozenset({"mitigated", "suppressed", "escalated", "resolved"})
 WARMUP_S = 45 * 60  # the fleet has been training for 45 simulated minutes when the story starts
@@ -74,7 +78,11 @@ def render_incident(console: Console, incident: Incident, t0: float) -> None:
 async def run_demo(settings: Settings, console: Console) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="aiops-demo-") as tmp:
-        async with Platform(settings, data_dir=Path(tmp)) as platform:
+        # The small fleet with a third warm spare: the stories restart jobs three times.
+        spec = FleetSpec.small(seed=settings.seed).model_copy(
+            update={"cluster": settings.cluster, "spare_nodes": 3}
+        )
+        async with Platform(settings, spec=spec, data_dir=Path(tmp)) as platform:
             twin = platform.twin
             console.print(
                 Panel(
@@ -96,6 +104,7 @@ async def run_demo(settings: Settings, console: Console) -> int:
                 f"[dim]{twin.now():%H:%M:%S}[/dim] fleet has trained {WARMUP_S // 60} min; "
                 f"{job.name} at step {job.step}, last checkpoint at step {job.last_checkpoint_step}"
             )
+            console.rule("[bold]1. A GPU falls off the bus; a benign Xid elsewhere[/bold]")
             for line in twin.inject_xid(victim_node, victim_gpu, 79):
                 console.print(f"[red]kmsg[/red] {line}")
             for line in twin.inject_xid("node-013", 5, 43, pid=48213, process="python3"):
@@ -105,12 +114,37 @@ async def run_demo(settings: Settings, console: Console) -> int:
             for incident in sorted(incidents, key=lambda i: i.opened_at):
                 render_incident(console, incident, t0)
             ok = _check(console, incidents, twin.job("train-01").state)
+            shown = {i.id for i in incidents}
+            for story, success in STORIES:
+                later, problems = await story(platform, console)
+                for incident in sorted((i for i in later if i.id not in shown), key=lambda i: i.opened_at):
+                    render_incident(console, incident, t0)
+                    shown.add(incident.id)
+                ok = _report(console, problems, success) and ok
             console.print(
                 f"job {job.name}: {twin.job(job.name).state}, gang {', '.join(twin.job(job.name).nodes)}; "
                 f"events parsed {platform.kmsg.events_published}, kmsg lines {platform.kmsg.lines_seen}; "
                 f"demo wall time {time.monotonic() - started:.1f} s"
             )
     return 0 if ok else 1
+
+
+STORIES = [
+    (hang_story, "hang pinned on the first-stalled rank's node, job restarted from its checkpoint"),
+    (ecc_story, "double-bit ECC error: one incident from two signals, GPU isolated, job restarted"),
+    (
+        switch_story,
+        "slow leaf switch: one incident blames leaf-02, no node touched, escalated to the network owner",
+    ),
+]
+
+
+def _report(console: Console, problems: list[str], success: str) -> bool:
+    for p in problems:
+        console.print(f"[bold red]✗ {p}[/bold red]")
+    if not problems:
+        console.print(f"[bold green]✓ {success}[/bold green]")
+    return not problems
 
 
 def _check(console: Console, incidents: list[Incident], job_state: str) -> bool:

@@ -27,6 +27,7 @@ from agents.claude import ClaudeLimits
 from agents.planner_select import PlannerConfig, select_planner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
+from aiops.detection import Detection, start_detection
 from aiops.nats_server import EmbeddedNats
 from aiops.settings import Settings
 from events import subjects
@@ -105,6 +106,7 @@ class Platform:
     js: JetStreamContext = field(init=False)
     store: IncidentStore = field(init=False)
     agent: TriageAgent = field(init=False)
+    detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
     shipper: KmsgShipper = field(init=False)
     people_server: MCPServer = field(init=False)
@@ -189,7 +191,9 @@ class Platform:
             summarizer=choice.summarizer,
             clock=self.twin.now,
             dedupe_window_s=s.dedupe_window_s,
+            group_wait_s=s.group_wait_s,
         )
+        await self.agent.learn_fabric()
         # FastStream logs two lines per message at INFO (library notes); our handlers log their own errors.
         broker = NatsBroker(self.nats_url, logger=None)
         self.kmsg = KmsgService(broker, gpu_index=self.twin.gpu_index)
@@ -202,6 +206,17 @@ class Platform:
         unsubscribe = self.twin.subscribe_kmsg(self.shipper.offer)
         self._stack.callback(unsubscribe)
         self._spawn(self.shipper.run(self._stop))
+        # DCGM, hang and throughput detectors on the twin's exporter and heartbeats (events/detectors).
+        self.detection = await start_detection(
+            nc=self.nc,
+            js=self.js,
+            twin=self.twin,
+            settings=s,
+            stack=self._stack,
+            spawn=self._spawn,
+            stop=self._stop,
+            serve_http=self.serve_http,
+        )
         if self.run_clock:
             self._spawn(run_clock(self.twin, s.speed, 0.05, self._stop))
         await self._start_notifier()

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8765, ge=0, le=65535, description="0 = any free port")
     max_isolations_per_hour: int = Field(default=8, ge=0)
     dedupe_window_s: float = Field(default=600.0, gt=0)
+    group_wait_s: float = Field(
+        default=2.0, ge=0, description="hangs and slowdowns wait for concurrent signals before planning"
+    )
+    metrics_port: int = Field(
+        default=9400, ge=0, le=65535, description="the twin's dcgm-exporter /metrics port (0 = any free)"
+    )
+    dcgm_scrape_interval_s: float = Field(default=1.0, gt=0, description="DCGM detector scrape interval")
     agent_id: str = "triage-agent"
     mcp_principal: str = Field(default="local-operator", description="who `aiops mcp` (stdio) acts as")
     mcp_role: Role = "operator"

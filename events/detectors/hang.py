@@ -96,7 +96,8 @@ class HangDetector:
             job.progress_at = max(job.progress_at or beat.time, beat.time)
         else:
             gap = (beat.time - rank.last_beat).total_seconds()
-            if gap > 0:
+            if 0 < gap <= self.ceiling_s / self.silent_after_beats:
+                # The cadence; a longer gap is a reconnect (or the twin's clock jumping), not a rhythm.
                 job.beat_gaps.append(gap)
             if beat.step > rank.step:
                 rank.last_progress = beat.time

@@ -24,7 +24,7 @@ def nats_servers() -> set[int]:
 
 
 @pytest.mark.slow
-def test_the_demo_mitigates_the_fallen_off_gpu_and_leaves_no_process_behind():
+def test_the_demo_tells_every_fault_story_and_leaves_no_process_behind():
     before = nats_servers()
     env = {**os.environ, "COLUMNS": "200"}
     done = subprocess.run(
@@ -36,4 +36,12 @@ def test_the_demo_mitigates_the_fallen_off_gpu_and_leaves_no_process_behind():
     assert "isolate_gpu done" in out and "restart_from_checkpoint done" in out
     assert "status mitigated" in out and "status suppressed" in out
     assert "GPU isolated, job restarted from its checkpoint" in out
+    # The faults without an Xid of their own, and the one with two signals.
+    assert "Hang: train-02 stopped at step" in out and "first stalled rank(s) 9 on node-010" in out
+    assert "✓ hang pinned on the first-stalled rank's node" in out
+    assert "Xid 48 GPU_ECC_DBE on node-005 GPU 2" in out
+    assert "✓ double-bit ECC error: one incident from two signals" in out
+    assert "Leaf switch leaf-02 suspected" in out
+    assert "✓ slow leaf switch: one incident blames leaf-02, no node touched" in out
+    assert "✗" not in out
     assert nats_servers() - before == set()
