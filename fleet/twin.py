@@ -31,6 +31,7 @@ from fleet.kernel_log import (
     xid_messages,
 )
 from fleet.kmsg import KmsgCallback, KmsgQueue
+from fleet.maintenance import FleetMaintenance
 from fleet.results import ActionResult, HistoryKind, HistoryRecord, IsolationRecord, RestartResult
 from fleet.scheduler import plan_gang
 from fleet.spec import FleetSpec
@@ -61,6 +62,7 @@ class FleetTwin:
             base_step_s={job.name: job.step_time_s for job in self.spec.jobs},
         )
         self.failures: FailureModel | None = None
+        self.maintenance = FleetMaintenance(self)
 
     def _place_jobs(self) -> dict[str, TrainingJob]:
         workers = [n.name for n in self.cluster.nodes.values() if not n.spare]
@@ -166,6 +168,7 @@ class FleetTwin:
         for at, text in sorted(events, key=lambda event: event[0]):
             self._record(at, "job", text)
         now = self.clock.advance(seconds)
+        self.maintenance.complete(now)
         if self.failures is not None:
             for draw in self.failures.draw(seconds / 3600.0):
                 apply_draw(self, draw)
