@@ -68,6 +68,19 @@ class ActionRecord(BaseModel):
     time: datetime = Field(default_factory=utcnow)
 
 
+class ApprovalRef(BaseModel):
+    """An action of the incident that waits for (or waited for) a person's approval."""
+
+    id: str = Field(description="the approval id: `aiops approve <id>` or approve_action")
+    action: str
+    target: str
+    summary: str = Field(description="what would be done and why it needs a person")
+    run_id: str
+    step: str
+    requested_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
 class TimelineEntry(BaseModel):
     time: datetime = Field(default_factory=utcnow)
     what: str
@@ -99,6 +112,16 @@ class Incident(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     gpu_hours_lost: float = 0.0
     summary: str = Field(default="", description="plain-language summary for the people on call")
+    pending_approvals: list[ApprovalRef] = Field(
+        default_factory=list, description="actions parked until a person approves or rejects them"
+    )
+    held_by: Literal["breaker"] | None = Field(
+        default=None, description="'breaker': the circuit breaker stopped its isolation; see safety_status"
+    )
+    observe_only: bool = Field(
+        default=False, description="planned in observe-only mode: the actions are what it would have done"
+    )
+    attempt: int = Field(default=1, ge=1, description="mitigation attempt (a breaker reset retries)")
     findings: list[str] = Field(
         default_factory=list,
         description="what the signals established, e.g. 'ecc.dbe', 'ecc.remap_pending', 'hang.culprit', "

@@ -68,6 +68,14 @@ class JetStreamLayout:
                 description="One record per call of a tool that could change something",
             ),
             StreamConfig(
+                name=subjects.STREAM_ESCALATIONS,
+                subjects=["gpu.tickets.>", "gpu.pages.>"],
+                storage=file,
+                num_replicas=self.replicas,
+                duplicate_window=self.dedupe_window_s,
+                description="Hardware tickets and pages to on-call, deduplicated on Nats-Msg-Id",
+            ),
+            StreamConfig(
                 name=subjects.STREAM_INCIDENTS,
                 subjects=["gpu.incidents.>"],
                 storage=file,
@@ -83,6 +91,8 @@ class JetStreamLayout:
             KeyValueConfig(bucket=subjects.BUCKET_RUNBOOK_RUNS, history=5, replicas=self.replicas),
             KeyValueConfig(bucket=subjects.BUCKET_LEASES, history=1, replicas=self.replicas, ttl=300),
             KeyValueConfig(bucket=subjects.BUCKET_NOTIFICATIONS, history=1, replicas=self.replicas),
+            KeyValueConfig(bucket=subjects.BUCKET_APPROVALS, history=5, replicas=self.replicas),
+            KeyValueConfig(bucket=subjects.BUCKET_BREAKER, history=10, replicas=self.replicas),
             KeyValueConfig(
                 bucket=subjects.BUCKET_IDEMPOTENCY,
                 history=1,

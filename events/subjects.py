@@ -18,6 +18,9 @@ BUCKET_RUNBOOK_RUNS = "runbook_runs"
 BUCKET_LEASES = "leases"
 BUCKET_IDEMPOTENCY = "idempotency"
 BUCKET_NOTIFICATIONS = "notifications"
+BUCKET_APPROVALS = "approvals"
+BUCKET_BREAKER = "breaker"
+STREAM_ESCALATIONS = "GPU_ESCALATIONS"
 
 _UNSAFE = re.compile(r"[.*>\s]")
 
@@ -61,3 +64,13 @@ def incident(cluster: str, incident_id: str) -> str:
 
 def audit(cluster: str) -> str:
     return f"gpu.audit.{token(cluster)}"
+
+
+def tickets(cluster: str) -> str:
+    """Hardware tickets the platform opens (there is no ticketing system here: the record is it)."""
+    return f"gpu.tickets.{token(cluster)}"
+
+
+def pages(cluster: str) -> str:
+    """Pages to the people on call."""
+    return f"gpu.pages.{token(cluster)}"

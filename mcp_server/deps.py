@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mcp_server.approvals import ApprovalBook, MemoryApprovals
 from mcp_server.audit import AuditSink, MemoryAudit
 from mcp_server.backends.base import ClusterBackend
+from mcp_server.breaker import BreakerStore, MemoryBreaker
+from mcp_server.escalation import EscalationDesk, MemoryDesk
 from mcp_server.idempotency import IdempotencyStore, MemoryIdempotency
 from mcp_server.identity import IdentityResolver
 from mcp_server.incident_source import IncidentSource, NoIncidents
 from mcp_server.policy import PolicyGate
+from mcp_server.safety import FreezeWindow
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,16 @@ class PolicyLimits:
     """Numbers operators set in configuration; the Cedar policies compare against them."""
 
     max_isolations_per_hour: int = 8
+    # The rest: see mcp_server/policy/policies/*.cedar and aiops/settings.py for what each means.
+    max_out_of_service_pct: int = 30
+    min_spares: int = 1
+    max_gpu_hours_at_risk: int = 100
+    breaker_window_s: float = 3600.0
+    breaker_threshold_pct: int = 20
+    approval_ttl_s: float = 3600.0
+    agent_requires_approval: bool = False
+    observe_only: bool = False
+    freeze_windows: tuple[FreezeWindow, ...] = ()
 
 
 @dataclass
@@ -28,3 +42,6 @@ class ServerDeps:
     idempotency: IdempotencyStore = field(default_factory=MemoryIdempotency)
     incidents: IncidentSource = field(default_factory=NoIncidents)
     limits: PolicyLimits = field(default_factory=PolicyLimits)
+    approvals: ApprovalBook = field(default_factory=MemoryApprovals)
+    breaker: BreakerStore = field(default_factory=MemoryBreaker)
+    desk: EscalationDesk = field(default_factory=MemoryDesk)

@@ -1,23 +1,41 @@
-"""The one path every mutating tool takes: idempotency, policy, dry run, act, audit.
+"""The one path every mutating tool takes: idempotency, policy, approvals, breaker, act, audit.
 
 Whoever calls (a person in an MCP client, the triage agent, a slash command), a mutation reaches
-the backend only after the policy gate allowed it, and every attempt is audited — denied ones too.
+the backend only after the policy gate allowed it, and every attempt is audited — denied ones,
+ones waiting for approval and the breaker's trips too.
+
+- Approvals: when the gate answers ``approval_required``, the guard records an approval request
+  (``mcp_server.approvals``) and refuses the call naming its id; once a person approved it, the
+  same call (same caller, tool, arguments, idempotency key) passes with ``context.approved`` and
+  uses the approval up. A rejected request refuses the call; an expired one is asked again.
+- Breaker: an action that would take the share of nodes taken out within the breaker's window
+  past its threshold trips the breaker instead (``mcp_server.breaker``); each take-out that went
+  ahead is logged against its node.
+- Crash safety: once the idempotency key is claimed, deciding, acting and recording the outcome
+  run shielded from the caller's cancellation, so a caller that dies mid-call (its connection
+  dropped) cannot leave a mutation done but unrecorded — the retry is answered from the record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from events.models import AuditRecord
+from events.models import AuditRecord, utcnow
+from mcp_server import approvals as approval_book
+from mcp_server.approvals import ApprovalRequest
 from mcp_server.backends.base import BackendError
+from mcp_server.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
 from mcp_server.deps import ServerDeps
 from mcp_server.idempotency import IdempotencyConflict, fingerprint
 from mcp_server.models import ActionChange, ActionOutcome, PolicyView
 from mcp_server.policy import PolicyDecision, Principal, Resource
+from mcp_server.safety import CallFacts, policy_context
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +45,19 @@ Perform = Callable[[], Awaitable[ActionChange]]
 # refusal from a failure without parsing prose.
 DENIED = "policy denied"
 APPROVAL_REQUIRED = "policy requires approval for"
+BREAKER_OPEN = "circuit breaker open"
+_APPROVAL_ID = re.compile(r"\bapproval (apr-[0-9a-f]+)")
+
+
+def approval_id_in(text: str) -> str | None:
+    """The approval id a refusal names (``... approval apr-1a2b3c4d5e ...``), if any."""
+    found = _APPROVAL_ID.search(text)
+    return found.group(1) if found else None
 
 
 class MutationGuard:
     def __init__(self, deps: ServerDeps) -> None:
         self.deps = deps
-
-    async def policy_context(self, dry_run: bool) -> dict[str, int | bool | str]:
-        fleet = await self.deps.backend.fleet_context()
-        return {
-            "isolations_last_hour": fleet.isolations_last_hour,
-            "max_isolations_per_hour": self.deps.limits.max_isolations_per_hour,
-            "cluster_nodes": fleet.cluster_nodes,
-            "nodes_out_of_service": fleet.nodes_out_of_service,
-            "dry_run": dry_run,
-        }
 
     async def run(
         self,
@@ -53,7 +69,11 @@ class MutationGuard:
         idempotency_key: str | None,
         dry_run: bool,
         perform: Perform,
+        incident_id: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> ActionOutcome:
+        """Check, act and audit one mutation. ``context`` adds facts only the tool knows (e.g.
+        ``own_request`` for an approval) to the policy context."""
         principal = self.deps.identity()
         keyed = bool(idempotency_key) and not dry_run
         scope, fp = f"{principal.id}:{action}", fingerprint(arguments)
@@ -68,68 +88,193 @@ class MutationGuard:
                 replay = earlier.model_copy(update={"replayed": True})
                 await self._audit(principal, action, arguments, earlier.policy, replay, ok=True)
                 return replay
+        call = _Call(
+            principal, action, target, resource, arguments, fp, idempotency_key, dry_run, incident_id
+        )
+        call.extra_context = dict(context or {})
+        # Shielded: a caller that goes away mid-call must not cut a mutation off from its record.
+        task = asyncio.ensure_future(self._settle(call, perform, scope if keyed else None))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved even if orphaned
+        return await asyncio.shield(task)
+
+    async def _settle(self, call: _Call, perform: Perform, scope: str | None) -> ActionOutcome:
         try:
-            outcome = await self._decide_and_act(
-                principal, action, target, resource, arguments, dry_run, perform, idempotency_key
-            )
+            outcome = await self._decide_and_act(call, perform)
         except BaseException:
-            if keyed:
-                assert idempotency_key is not None
-                await self.deps.idempotency.release(scope, idempotency_key)
+            if scope is not None:
+                assert call.idempotency_key is not None
+                await self.deps.idempotency.release(scope, call.idempotency_key)
             raise
-        if keyed:
-            assert idempotency_key is not None
-            await self.deps.idempotency.complete(scope, idempotency_key, fp, outcome)
+        if scope is not None:
+            assert call.idempotency_key is not None
+            await self.deps.idempotency.complete(scope, call.idempotency_key, call.fingerprint, outcome)
         return outcome
 
-    async def _decide_and_act(
-        self,
-        principal: Principal,
-        action: str,
-        target: str,
-        resource: Resource,
-        arguments: dict[str, Any],
-        dry_run: bool,
-        perform: Perform,
-        idempotency_key: str | None,
-    ) -> ActionOutcome:
-        decision = self.deps.gate.check(principal, action, resource, await self.policy_context(dry_run))
+    async def _decide_and_act(self, call: _Call, perform: Perform) -> ActionOutcome:
+        deps, principal, action = self.deps, call.principal, call.action
+        context, facts = await policy_context(
+            deps, action, call.resource, dry_run=call.dry_run, incident_id=call.incident_id
+        )
+        context |= call.extra_context
+        if facts.trips_breaker and not call.dry_run:
+            await self._trip_breaker(call, facts)
+        decision = deps.gate.check(principal, action, call.resource, context)
+        grant: ApprovalRequest | None = None
+        if decision.decision == "approval_required" and not call.dry_run:
+            grant = await self._granted_approval(call, decision, context)
+            decision = deps.gate.check(principal, action, call.resource, {**context, "approved": True})
         policy = _view(decision)
         if decision.decision != "allow":
-            await self._audit(principal, action, arguments, policy, None, ok=False, dry_run=dry_run)
+            await self._audit(principal, action, call.arguments, policy, None, ok=False, dry_run=call.dry_run)
             prefix = DENIED if decision.decision == "deny" else APPROVAL_REQUIRED
-            raise ToolError(
-                f"{prefix} {action} on {target} for {principal.id} (role {principal.role}): "
-                + "; ".join(decision.reasons)
-            )
-        if dry_run:
+            raise ToolError(f"{prefix} {call.describe()}: " + "; ".join(decision.reasons))
+        if call.dry_run:
             outcome = ActionOutcome(
                 action=action,
-                target=target,
+                target=call.target,
                 dry_run=True,
                 changed=False,
-                detail=f"dry run: policy allows {action} on {target}; nothing was changed",
+                detail=f"dry run: policy allows {action} on {call.target}; nothing was changed",
                 policy=policy,
             )
-            await self._audit(principal, action, arguments, policy, outcome, ok=True, dry_run=True)
+            await self._audit(principal, action, call.arguments, policy, outcome, ok=True, dry_run=True)
             return outcome
         try:
             change = await perform()
         except BackendError as exc:
-            await self._audit(principal, action, arguments, policy, None, ok=False, error=str(exc))
+            await self._audit(principal, action, call.arguments, policy, None, ok=False, error=str(exc))
             raise ToolError(str(exc)) from exc
+        data = dict(change.data)
+        if grant is not None:
+            await self._use_approval(grant)
+            data["approval"] = grant.id
+            data["approved_by"] = grant.decided_by
         outcome = ActionOutcome(
             action=action,
-            target=target,
+            target=call.target,
             dry_run=False,
             changed=change.changed,
             detail=change.detail,
             policy=policy,
-            data=change.data,
-            idempotency_key=idempotency_key,
+            data=data,
+            idempotency_key=call.idempotency_key,
         )
-        await self._audit(principal, action, arguments, policy, outcome, ok=True)
+        if action in TAKES_OUT and change.changed and facts.node is not None:
+            await self._log_take_out(call, facts)
+        await self._audit(principal, action, call.arguments, policy, outcome, ok=True)
         return outcome
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    async def _granted_approval(
+        self, call: _Call, decision: PolicyDecision, context: dict[str, Any]
+    ) -> ApprovalRequest:
+        """The approved request for exactly this call; otherwise record one (or name the pending
+        one) and refuse the call."""
+        book, now = self.deps.approvals, utcnow()
+        found = await approval_book.find(
+            book, call.principal.id, call.action, call.fingerprint, call.idempotency_key
+        )
+        status = found.current_status(now) if found else None
+        if found is not None and status == "approved":
+            return found
+        if found is not None and status == "rejected":
+            reason = f"approval {found.id} was rejected by {found.decided_by}" + (
+                f": {found.comment}" if found.comment else ""
+            )
+            policy = PolicyView(decision="deny", reasons=[reason], policies=decision.policies)
+            await self._audit(call.principal, call.action, call.arguments, policy, None, ok=False)
+            raise ToolError(f"{DENIED} {call.describe()}: {reason}")
+        if found is None or status != "pending":
+            found = approval_book.new_request(
+                ttl_s=self.deps.limits.approval_ttl_s,
+                now=now,
+                cluster=self.deps.backend.cluster,
+                action=call.action,
+                target=call.target,
+                requested_by=call.principal.id,
+                requester_role=call.principal.role,
+                arguments=call.arguments,
+                fingerprint=call.fingerprint,
+                idempotency_key=call.idempotency_key,
+                incident_id=call.incident_id,
+                reasons=decision.reasons,
+                policies=decision.policies,
+                evidence={k: v for k, v in context.items() if k != "dry_run"},
+            )
+            await book.add(found)
+            what = "requested"
+        else:
+            what = "still waiting"
+        note = (
+            f"approval {found.id} {what} (expires {found.expires_at:%Y-%m-%d %H:%M:%S} UTC): a person "
+            f"approves it with approve_action or `aiops approve {found.id}`, then this same call goes ahead"
+        )
+        policy = PolicyView(
+            decision="approval_required", reasons=[*decision.reasons, note], policies=decision.policies
+        )
+        await self._audit(call.principal, call.action, call.arguments, policy, None, ok=False, result=note)
+        raise ToolError(f"{APPROVAL_REQUIRED} {call.describe()}: " + "; ".join(policy.reasons))
+
+    async def _use_approval(self, grant: ApprovalRequest) -> None:
+        now = utcnow()
+
+        def use(request: ApprovalRequest) -> None:
+            request.status, request.used_at = "used", now
+
+        try:
+            await self.deps.approvals.update(grant.id, use)
+        except Exception:
+            log.exception("could not mark approval %s used", grant.id)
+
+    # -- breaker --------------------------------------------------------------------------------
+
+    async def _trip_breaker(self, call: _Call, facts: CallFacts) -> None:
+        limits = self.deps.limits
+        pct = share_pct(len(facts.taken_out), facts.cluster_nodes)
+        reason = (
+            f"{call.action} on {call.target} would have taken {len(facts.taken_out)} of {facts.cluster_nodes} "
+            f"nodes ({pct}%) out within {limits.breaker_window_s:g} s, past the threshold of "
+            f"{limits.breaker_threshold_pct}%: {', '.join(facts.taken_out)}"
+        )
+
+        def trip(state: BreakerState) -> None:
+            if not state.open:
+                state.open, state.tripped_at, state.trip_reason = True, facts.now, reason
+                state.taken_out_at_trip = list(facts.taken_out)
+                state.trips += 1
+
+        state = await self.deps.breaker.update(self.deps.backend.cluster, trip)
+        if state.tripped_at == facts.now and state.trip_reason == reason:
+            policy = PolicyView(
+                decision="deny", reasons=[f"circuit breaker tripped: {reason}"], policies=["breaker-open"]
+            )
+            await self._audit(
+                call.principal,
+                "trip_breaker",
+                call.arguments,
+                policy,
+                None,
+                ok=True,
+                result=policy.reasons[0],
+            )
+
+    async def _log_take_out(self, call: _Call, facts: CallFacts) -> None:
+        assert facts.node is not None
+        node, window_s = facts.node, self.deps.limits.breaker_window_s
+
+        def log_it(state: BreakerState) -> None:
+            state.takeouts.append(
+                TakeOut(time=facts.now, node=node, action=call.action, principal=call.principal.id)
+            )
+            state.takeouts = [t for t in state.takeouts if (facts.now - t.time).total_seconds() <= window_s]
+
+        try:
+            await self.deps.breaker.update(self.deps.backend.cluster, log_it)
+        except Exception:
+            log.exception("could not log the take-out of %s for the circuit breaker", node)
+
+    # -- audit ----------------------------------------------------------------------------------
 
     async def _audit(
         self,
@@ -142,27 +287,84 @@ class MutationGuard:
         ok: bool,
         dry_run: bool = False,
         error: str | None = None,
+        result: str | None = None,
     ) -> None:
-        result = error or (outcome.detail if outcome else "; ".join(policy.reasons))
-        entry = AuditRecord(
-            cluster=self.deps.backend.cluster,
-            principal=principal.id,
-            role=principal.role,
-            tool=action,
-            arguments=arguments,
-            decision=policy.decision,
-            reasons=policy.reasons,
+        await audit(
+            self.deps,
+            principal,
+            action,
+            arguments,
+            policy,
+            ok=ok,
             dry_run=dry_run,
+            result=error or result or (outcome.detail if outcome else "; ".join(policy.reasons)),
             idempotency_key=outcome.idempotency_key if outcome else arguments.get("idempotency_key"),
             replayed=outcome.replayed if outcome else False,
-            ok=ok,
-            result=result,
         )
-        try:
-            await self.deps.audit.record(entry)
-        except Exception:
-            # The action already happened (or was refused); losing the record must be loud.
-            log.exception("could not write audit record for %s by %s", action, principal.id)
+
+
+async def audit(
+    deps: ServerDeps,
+    principal: Principal,
+    action: str,
+    arguments: dict[str, Any],
+    policy: PolicyView,
+    *,
+    ok: bool,
+    result: str,
+    dry_run: bool = False,
+    idempotency_key: str | None = None,
+    replayed: bool = False,
+) -> None:
+    """Write one audit record; a lost record is logged loudly, never raised (the action happened)."""
+    entry = AuditRecord(
+        cluster=deps.backend.cluster,
+        principal=principal.id,
+        role=principal.role,
+        tool=action,
+        arguments=arguments,
+        decision=policy.decision,
+        reasons=policy.reasons,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+        replayed=replayed,
+        ok=ok,
+        result=result,
+    )
+    try:
+        await deps.audit.record(entry)
+    except Exception:
+        log.exception("could not write audit record for %s by %s", action, principal.id)
+
+
+class _Call:
+    """One mutating call, as the guard handles it."""
+
+    def __init__(
+        self,
+        principal: Principal,
+        action: str,
+        target: str,
+        resource: Resource,
+        arguments: dict[str, Any],
+        fingerprint: str,
+        idempotency_key: str | None,
+        dry_run: bool,
+        incident_id: str | None,
+    ) -> None:
+        self.principal = principal
+        self.action = action
+        self.target = target
+        self.resource = resource
+        self.arguments = arguments
+        self.fingerprint = fingerprint
+        self.idempotency_key = idempotency_key
+        self.dry_run = dry_run
+        self.incident_id = incident_id
+        self.extra_context: dict[str, Any] = {}
+
+    def describe(self) -> str:
+        return f"{self.action} on {self.target} for {self.principal.id} (role {self.principal.role})"
 
 
 def _view(decision: PolicyDecision) -> PolicyView:

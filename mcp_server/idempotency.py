@@ -29,6 +29,8 @@ from events.models import stable_id
 from mcp_server.models import ActionOutcome
 
 STALE_AFTER_S = 300.0
+IN_FLIGHT = "is still running"
+"""In the refusal of a key whose first call has not finished: the caller retries a little later."""
 
 
 class IdempotencyConflict(Exception):
@@ -71,7 +73,7 @@ def _settle(existing: Claim, key: str, fp: str, now: float, stale_after_s: float
     if existing.state == "done" and existing.outcome is not None:
         return existing.outcome
     if now - existing.since < stale_after_s:
-        raise IdempotencyConflict(f"an earlier call with idempotency key {key!r} is still running")
+        raise IdempotencyConflict(f"an earlier call with idempotency key {key!r} {IN_FLIGHT}")
     return None
 
 

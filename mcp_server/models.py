@@ -121,3 +121,72 @@ class FleetContext(BaseModel):
     isolations_last_hour: int
     cluster_nodes: int
     nodes_out_of_service: int
+
+
+# -- remediation: spares, job progress, service status (tools/remediation.py) ----------------------
+
+PLATFORM_OWNER = "gpu-aiops"
+"""Cordons this platform sets carry the owner ``gpu-aiops/<principal>``; only those may it undo."""
+
+
+def platform_owner(actor: str) -> str:
+    return f"{PLATFORM_OWNER}/{actor}"
+
+
+def owned_by_platform(owner: str | None) -> bool:
+    return bool(owner) and str(owner).startswith(f"{PLATFORM_OWNER}/")
+
+
+class SpareView(BaseModel):
+    name: str
+    rack: str
+    leaf_switch: str
+    fit: bool = Field(description="ready, uncordoned, every GPU usable: could take a gang member now")
+    why_unfit: str | None = None
+
+
+class SparePool(BaseModel):
+    """The warm spare pool and, when asked for a job and node, the spare a swap would take."""
+
+    spares: list[SpareView]
+    fit: int = Field(description="spares that could take a gang member now")
+    minimum: int = Field(default=0, description="spares the operators keep in reserve (policy)")
+    above_minimum: int = Field(default=0, description="fit spares a swap may take without approval")
+    candidate: str | None = Field(default=None, description="the spare a swap of `node` in `job` would take")
+    candidate_why: str | None = None
+
+
+class JobProgress(BaseModel):
+    """Whether a job trains, and at which speed against its baseline."""
+
+    job: str
+    state: JobState
+    step: int
+    nodes: list[str]
+    restarts: int
+    baseline_step_s: float = Field(description="the job's step time on a healthy gang")
+    observed_step_s: float = Field(description="its step time on the current gang")
+    slowdown: float = Field(description="observed / baseline; 1.0 = full speed")
+    at_baseline: bool = Field(description="observed step time within 10% of the baseline")
+    resumed: bool = Field(description="running, at its baseline step time")
+    resumes_at: datetime | None = Field(default=None, description="when a restart in progress ends")
+
+
+class ServiceStatus(BaseModel):
+    """Whether a node is in service, and if not, whether this platform may put it back."""
+
+    node: str
+    state: NodeState
+    ready: bool
+    all_gpus_healthy: bool
+    unhealthy_gpus: list[int] = Field(default_factory=list)
+    isolated_gpus: list[int] = Field(default_factory=list)
+    cordoned: bool
+    cordon_owner: str | None = None
+    cordoned_by_platform: bool = Field(description="the cordon is this platform's, so it may lift it")
+    maintenance: str | None = Field(default=None, description="a reset or reboot in progress")
+    jobs: list[str] = Field(default_factory=list)
+    spare: bool
+    in_service: bool = Field(description="ready, uncordoned, every GPU healthy and not isolated")
+    can_return: bool = Field(description="repaired, and only this platform holds it out of service")
+    why_not: list[str] = Field(default_factory=list, description="why it cannot return yet")

@@ -14,6 +14,7 @@ from mcp_server.deps import ServerDeps
 from mcp_server.guard import MutationGuard
 from mcp_server.identity import BearerTokens
 from mcp_server.tools import cluster, incidents, scheduler
+from mcp_server.tools import approvals, escalation, remediation
 
 Lifespan = Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]
 
@@ -46,5 +47,8 @@ def build_server(
     guard = MutationGuard(deps)
     cluster.register(server, deps, guard)
     scheduler.register(server, deps, guard)
+    remediation.register(server, deps, guard)
+    escalation.register(server, deps, guard)
+    approvals.register(server, deps, guard)
     incidents.register(server, deps)
     return server

@@ -8,8 +8,11 @@ from mcp_server.models import (
     ActionChange,
     CheckpointStatus,
     FleetContext,
+    JobProgress,
     JobView,
     NodeDetail,
+    ServiceStatus,
+    SparePool,
 )
 
 
@@ -47,3 +50,30 @@ class ClusterBackend(Protocol):
     async def isolate_gpu(self, node: str, gpu: int, reason: str, actor: str) -> ActionChange: ...
 
     async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange: ...
+
+    # -- remediation (tools/remediation.py). ``actor`` is the principal; cordons this platform
+    # sets carry the owner ``models.platform_owner(actor)``, and only those may it lift.
+
+    async def spare_pool(self, job: str | None = None, node: str | None = None) -> SparePool:
+        """The warm spares; with ``job`` and ``node``, the spare a swap of that member would take."""
+        ...
+
+    async def job_progress(self, job: str) -> JobProgress: ...
+
+    async def service_status(self, node: str) -> ServiceStatus: ...
+
+    async def swap_spare(self, job: str, node: str, reason: str, actor: str) -> ActionChange: ...
+
+    async def cordon_node(self, node: str, reason: str, actor: str) -> ActionChange: ...
+
+    async def uncordon_node(self, node: str, reason: str, actor: str) -> ActionChange: ...
+
+    async def drain_node(self, node: str, reason: str, actor: str) -> ActionChange: ...
+
+    async def reset_gpu(self, node: str, gpu: int, reason: str, actor: str) -> ActionChange: ...
+
+    async def reboot_node(self, node: str, reason: str, actor: str) -> ActionChange: ...
+
+    async def restore_gpus(self, node: str, reason: str, actor: str) -> ActionChange:
+        """Return the node's isolated GPUs that are healthy again to service."""
+        ...

@@ -8,6 +8,7 @@ from datetime import timedelta
 from fleet import FleetError, FleetTwin, Node, TrainingJob
 from fleet.errors import UnknownGpuError, UnknownJobError, UnknownNodeError
 from mcp_server.backends.base import BackendError, NotFound
+from mcp_server.backends.twin_maintenance import TwinMaintenance
 from mcp_server.models import (
     ActionChange,
     CheckpointStatus,
@@ -24,7 +25,7 @@ def _fail(exc: FleetError) -> BackendError:
     return BackendError(str(exc))
 
 
-class TwinBackend:
+class TwinBackend(TwinMaintenance):
     def __init__(self, twin: FleetTwin) -> None:
         self.twin = twin
 

@@ -40,7 +40,24 @@ READ_TOOLS = {
     "get_incident",
 }
 MUTATING_TOOLS = {"isolate_gpu", "restart_from_checkpoint"}
-ALL_TOOLS = READ_TOOLS | MUTATING_TOOLS
+# Remediation, escalation, approvals and the breaker (issue 4: tools/remediation.py, escalation.py,
+# approvals.py); their tests live in tests/mcp_server/test_remediation*.py.
+READ_TOOLS |= {"spare_pool", "job_progress", "service_status", "list_approvals", "safety_status"}
+REMEDIATION_TOOLS = {
+    "swap_spare",
+    "cordon_node",
+    "uncordon_node",
+    "drain_node",
+    "reset_gpu",
+    "reboot_node",
+    "restore_gpus",
+    "open_ticket",
+    "page_oncall",
+    "approve_action",
+    "reject_action",
+    "reset_breaker",
+}
+ALL_TOOLS = READ_TOOLS | MUTATING_TOOLS | REMEDIATION_TOOLS
 
 
 class SwitchableIdentity:

@@ -13,9 +13,12 @@ OPERATIONAL = (
     "reset_gpu",
     "reboot_node",
     "swap_spare",
+    "restore_gpus",
     "run_runbook",
     "acknowledge_incident",
     "resolve_incident",
+    "open_ticket",
+    "page_oncall",
 )
 PEOPLE_ONLY = ("approve_action", "reject_action", "reset_breaker")
 ALL_ACTIONS = OPERATIONAL + PEOPLE_ONLY
@@ -42,14 +45,30 @@ RESOURCE_OF = {
     "approve_action": CLUSTER,
     "reject_action": CLUSTER,
     "reset_breaker": CLUSTER,
+    "restore_gpus": NODE,
+    "open_ticket": CLUSTER,
+    "page_oncall": CLUSTER,
 }
 
-# Fleet state well inside every limit.
+# Fleet state well inside every limit, as the guard passes it.
 CALM = {
     "isolations_last_hour": 0,
     "max_isolations_per_hour": 5,
     "cluster_nodes": 64,
     "nodes_out_of_service": 1,
+    "out_of_service_pct": 3,
+    "max_out_of_service_pct": 25,
+    "breaker_open": False,
+    "taken_out_pct": 2,
+    "breaker_threshold_pct": 20,
+    "spares_available": 4,
+    "min_spares": 1,
+    "gpu_hours_at_risk": 3,
+    "max_gpu_hours_at_risk": 100,
+    "checkpoint_age_s": 600,
+    "observe_only": False,
+    "change_freeze": False,
+    "dry_run": False,
 }
 
 VIEWER = Principal(id="vera", role="viewer")

@@ -1,0 +1,243 @@
+"""Remediation tools: the spare pool, swapping a spare into a gang, drain, GPU reset, reboot, and
+putting a repaired node back (restore its GPUs, lift the platform's cordon)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server import MCPServer
+from pydantic import Field
+
+from mcp_server.deps import ServerDeps
+from mcp_server.guard import MutationGuard
+from mcp_server.models import ActionOutcome, JobProgress, ServiceStatus, SparePool
+from mcp_server.policy import Resource
+from mcp_server.tools._common import READ_ONLY, mutating, readable
+
+Reason = Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")]
+Key = Annotated[
+    str | None, Field(max_length=200, description="repeat-safe key; a repeat returns the first result")
+]
+DryRun = Annotated[bool, Field(description="check policy and report, change nothing")]
+IncidentId = Annotated[
+    str | None,
+    Field(max_length=200, description="the incident this action belongs to, for approvals and audit"),
+]
+NodeName = Annotated[str, Field(description="node name, e.g. node-003")]
+
+
+def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
+    backend = deps.backend
+
+    async def node_resource(node: str) -> Resource:
+        view = await readable(backend.get_node(node))
+        attrs: dict[str, str | int | bool | float] = {
+            "cluster": backend.cluster,
+            "rack": view.rack,
+            "leaf": view.leaf_switch,
+            "cordoned": view.cordoned,
+        }
+        if view.cordon_owner:
+            attrs["cordon_owner"] = view.cordon_owner
+        return Resource(type="Node", id=node, attrs=attrs)
+
+    def actor() -> str:
+        return deps.identity().id
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    @server.tool(annotations=READ_ONLY)
+    async def spare_pool(
+        job: Annotated[str | None, Field(description="with `node`: which spare a swap would take")] = None,
+        node: Annotated[str | None, Field(description="the gang member a swap would replace")] = None,
+    ) -> SparePool:
+        """The warm spare pool: each spare node, whether it could take a gang member now, the
+        reserve the operators keep (`minimum`), and how many spares a swap may take without a
+        person's approval (`above_minimum`). With `job` and `node`, also the spare `swap_spare`
+        would pick (same leaf switch first) and why."""
+        pool = await readable(backend.spare_pool(job, node))
+        pool.minimum = deps.limits.min_spares
+        pool.above_minimum = max(0, pool.fit - deps.limits.min_spares)
+        return pool
+
+    @server.tool(annotations=READ_ONLY)
+    async def job_progress(job: Annotated[str, Field(description="job name")]) -> JobProgress:
+        """Whether a training job trains and at which speed: state, step, gang, its step time now
+        against its baseline (`slowdown`), and `resumed` — running at its baseline step time, the
+        check after a restart or a spare swap. While a restart runs, `resumes_at` says when it ends."""
+        return await readable(backend.job_progress(job))
+
+    @server.tool(annotations=READ_ONLY)
+    async def service_status(node: NodeName) -> ServiceStatus:
+        """Whether a node is in service and, if not, whether this platform may put it back:
+        readiness, GPU health, isolated GPUs, who cordoned it (`cordoned_by_platform`), maintenance
+        in progress (reset, reboot), and `can_return` with the reasons it cannot (`why_not`)."""
+        return await readable(backend.service_status(node))
+
+    # -- mutations ------------------------------------------------------------------------------
+
+    @server.tool(annotations=mutating(destructive=True, idempotent=True))
+    async def swap_spare(
+        job: Annotated[str, Field(description="the training job")],
+        node: Annotated[str, Field(description="the failed gang member to replace")],
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Replace a failed node in a job's gang with a warm spare (one on the same leaf switch if
+        there is one; see `spare_pool`). The job does not move by itself: follow with
+        `restart_from_checkpoint`. A running gang stops when a member is swapped.
+
+        Policy-checked: a swap that dips into the spare reserve, or whose restart would discard
+        more GPU-hours than the operators allow, waits for a person's approval. Swapping the same
+        node twice changes nothing more."""
+        view = await readable(backend.get_job(job))
+        return await guard.run(
+            action="swap_spare",
+            target=f"{job}/{node}",
+            resource=Resource(type="Job", id=job, attrs={"gpus": view.gpus}),
+            arguments={"job": job, "node": node, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.swap_spare(job, node, reason, actor()),
+        )
+
+    @server.tool(annotations=mutating(destructive=True))
+    async def cordon_node(
+        node: NodeName,
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Mark a node unschedulable (its running work keeps running). The cordon carries this
+        platform as owner, so `uncordon_node` may lift it later. Counts against the blast radius
+        and the circuit breaker."""
+        resource = await node_resource(node)
+        return await guard.run(
+            action="cordon_node",
+            target=node,
+            resource=resource,
+            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.cordon_node(node, reason, actor()),
+        )
+
+    @server.tool(annotations=mutating(destructive=False))
+    async def uncordon_node(
+        node: NodeName,
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Make a node schedulable again — only when this platform cordoned it: a cordon another
+        owner set (a hardware team, kubectl by hand) is refused. A repaired node that was swapped
+        out of a gang rejoins the warm spare pool. Check `service_status` first."""
+        resource = await node_resource(node)
+        return await guard.run(
+            action="uncordon_node",
+            target=node,
+            resource=resource,
+            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.uncordon_node(node, reason, actor()),
+        )
+
+    @server.tool(annotations=mutating(destructive=True))
+    async def drain_node(
+        node: NodeName,
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Cordon a node and evict its work: a training gang with a member on it stops and needs
+        `restart_from_checkpoint` (which replaces that member with a spare). Needed before
+        `reset_gpu` or `reboot_node`. Counts against the blast radius and the circuit breaker."""
+        resource = await node_resource(node)
+        return await guard.run(
+            action="drain_node",
+            target=node,
+            resource=resource,
+            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.drain_node(node, reason, actor()),
+        )
+
+    @server.tool(annotations=mutating(destructive=True, idempotent=False))
+    async def reset_gpu(
+        node: NodeName,
+        gpu: Annotated[int, Field(ge=0, le=15, description="GPU index on the node")],
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Reset one GPU (tens of seconds; it clears ECC errors, applies pending row remaps). The
+        node must be drained first; a GPU that fell off the bus cannot be reset — reboot the node.
+        The reset finishes after the call returns: check `describe_node` for the GPU's health."""
+        resource = Resource(type="Gpu", id=f"{node}/{gpu}", attrs={"node": node, "index": gpu})
+        return await guard.run(
+            action="reset_gpu",
+            target=f"{node}/gpu{gpu}",
+            resource=resource,
+            arguments={"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.reset_gpu(node, gpu, reason, actor()),
+        )
+
+    @server.tool(annotations=mutating(destructive=True, idempotent=False))
+    async def reboot_node(
+        node: NodeName,
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Reboot a node (several minutes; its GPUs come back unless the hardware is broken). The
+        node must be drained first. The reboot finishes after the call returns: check
+        `service_status`. Counts against the blast radius and the circuit breaker."""
+        resource = await node_resource(node)
+        return await guard.run(
+            action="reboot_node",
+            target=node,
+            resource=resource,
+            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.reboot_node(node, reason, actor()),
+        )
+
+    @server.tool(annotations=mutating(destructive=False))
+    async def restore_gpus(
+        node: NodeName,
+        reason: Reason,
+        idempotency_key: Key = None,
+        dry_run: DryRun = False,
+        incident_id: IncidentId = None,
+    ) -> ActionOutcome:
+        """Return the node's isolated GPUs that are healthy again to service (after a reset or a
+        reboot); GPUs still unhealthy stay isolated."""
+        resource = await node_resource(node)
+        return await guard.run(
+            action="restore_gpus",
+            target=node,
+            resource=resource,
+            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=lambda: backend.restore_gpus(node, reason, actor()),
+        )
