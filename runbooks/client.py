@@ -82,4 +82,6 @@ class McpToolClient:
             for t in listed.tools
         ]
         self._names = {t.name for t in listed.tools}
-        self._read_only = {t.name for t in listed.tools if t.annotations is not None and t.annotations.read_only_hint}
+        self._read_only = {
+            t.name for t in listed.tools if t.annotations is not None and t.annotations.read_only_hint
+        }

@@ -4,18 +4,27 @@ Order: preconditions (read-only; a failed check stops the run before anything ch
 verification (a failed check rolls back the steps that ran), rollback. A mutating step carries the
 idempotency key ``<run id>/<step id>``, so resuming a run after a crash — even one that died while
 a mutation was in flight — cannot act twice: the server answers a repeated key with the first
-result. In a dry run, mutating steps are sent with ``dry_run=true``: the policy gate is consulted,
-nothing changes.
+result (and asks the caller to retry while the first call is still running). In a dry run,
+mutating steps are sent with ``dry_run=true``: the policy gate is consulted, nothing changes.
+
+Approvals: when the policy sends a mutating step to a person, the run parks in
+``awaiting_approval`` with the approval id; ``run`` again (after the approval) repeats that same
+call, which the server now lets through; ``abandon`` ends a parked run (rejected, expired).
+
+Every step has a timeout; a step with ``wait`` repeats its read until its checks hold or its
+``within_s`` runs out (a reset, a reboot, a job's restart take minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from events.models import utcnow
-from mcp_server.guard import APPROVAL_REQUIRED, DENIED
+from mcp_server.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
+from mcp_server.idempotency import IN_FLIGHT
 from runbooks.client import ToolClient, ToolResult
 from runbooks.library import RunbookLibrary
 from runbooks.models import Check, Runbook, ToolStep
@@ -23,6 +32,8 @@ from runbooks.state import Phase, RunState, RunStore, StepState
 from runbooks.templating import TemplateError, lookup, render
 
 log = logging.getLogger(__name__)
+
+IN_FLIGHT_RETRY_S = 0.2
 
 
 class RunbookParamError(ValueError):
@@ -40,7 +51,7 @@ def check_params(runbook: Runbook, params: dict[str, Any]) -> dict[str, Any]:
             value = spec.default
         if value is not None:
             try:
-                value = {"string": str, "integer": int, "boolean": bool}[spec.type](value)
+                value = {"string": str, "integer": int, "boolean": bool, "list": _as_list}[spec.type](value)
             except (TypeError, ValueError) as exc:
                 raise RunbookParamError(f"parameter {name!r} must be {spec.type}, got {value!r}") from exc
         out[name] = value
@@ -50,27 +61,44 @@ def check_params(runbook: Runbook, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _as_list(value: Any) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{value!r} is not a list")
+    return list(value)
+
+
 def evaluate(check: Check, result: Any, context: dict[str, Any] | None = None) -> str | None:
-    """None when the check holds, else why it failed. The path may hold templates."""
-    path = str(render(check.path, context)) if context else check.path
+    """None when the check holds, else why it failed. Path, values and message may hold templates."""
+
+    def rendered(value: Any) -> Any:
+        try:
+            return render(value, context) if context else value
+        except TemplateError:
+            return value
+
+    path = str(rendered(check.path))
     try:
         value = lookup(result, path)
     except TemplateError:
         value = None
     ok = True
     if check.equals is not None:
-        ok = value == check.equals
+        ok = value == rendered(check.equals)
     elif check.not_equals is not None:
-        ok = value != check.not_equals
+        ok = value != rendered(check.not_equals)
     elif check.in_ is not None:
-        ok = value in check.in_
+        ok = value in rendered(check.in_)
     elif check.not_in is not None:
-        ok = value not in check.not_in
+        ok = value not in rendered(check.not_in)
     elif check.is_null is not None:
         ok = (value is None) == check.is_null
+    elif check.contains is not None:
+        ok = isinstance(value, list | str) and rendered(check.contains) in value
+    elif check.not_contains is not None:
+        ok = not (isinstance(value, list | str) and rendered(check.not_contains) in value)
     if ok:
         return None
-    return check.message or f"{path or 'result'} is {value!r}"
+    return str(rendered(check.message)) if check.message else f"{path or 'result'} is {value!r}"
 
 
 class RunbookEngine:
@@ -78,6 +106,7 @@ class RunbookEngine:
         self.tools = tools
         self.store = store
         self.library = library
+        self._takes_incident: set[str] | None = None
 
     async def run(
         self,
@@ -103,6 +132,8 @@ class RunbookEngine:
                 status="running",
             )
             await self.store.save(state)
+        elif state.status == "awaiting_approval":
+            state.status, state.approval_id = "running", None  # the parked step is called again
         read_only = await self.tools.read_only_tools()
 
         if not await self._phase(state, runbook.preconditions, "precondition", read_only):
@@ -110,6 +141,9 @@ class RunbookEngine:
                 state, "precondition_failed" if state.status == "running" else state.status
             )
         if not await self._phase(state, runbook.steps, "step", read_only):
+            if state.status == "awaiting_approval":
+                await self.store.save(state)
+                return state
             if state.status == "running":
                 await self._phase(state, runbook.rollback, "rollback", read_only)
                 return await self._finish(state, "failed")
@@ -120,6 +154,25 @@ class RunbookEngine:
             await self._phase(state, runbook.rollback, "rollback", read_only)
             return await self._finish(state, "rolled_back")
         return await self._finish(state, "succeeded")
+
+    async def abandon(self, run_id: str, why: str) -> RunState | None:
+        """End a run that waits (an approval was rejected or expired): nothing more of it runs."""
+        state = await self.store.load(run_id)
+        if state is None or state.finished:
+            return state
+        for step in state.steps:
+            if step.status in ("awaiting_approval", "running"):
+                step.status, step.error, step.finished_at = "failed", why, utcnow()
+        state.error, state.approval_id = why, None
+        return await self._finish(state, "abandoned")
+
+    def fallback_for(self, state: RunState) -> tuple[str, dict[str, Any]] | None:
+        """The runbook (and its parameters) to run after ``state`` failed or did not verify."""
+        runbook = self.library.get(state.runbook)
+        if runbook.fallback is None or state.status not in ("failed", "rolled_back"):
+            return None
+        params = render(runbook.fallback.params, _template_context(state))
+        return runbook.fallback.runbook, params
 
     async def _finish(self, state: RunState, status: Any) -> RunState:
         state.status = status
@@ -141,15 +194,16 @@ class RunbookEngine:
         mutating = step.tool not in read_only
         if state.dry_run and phase == "verify":
             return True
-        ctx = {
-            "params": state.params,
-            "saved": state.saved,
-            "context": state.context,
-            "run": {"id": state.run_id},
-        }
+        ctx = _template_context(state)
         try:
             arguments = render(step.args, ctx)
         except TemplateError as exc:
+            if state.dry_run and mutating:
+                # It needs what an earlier mutation returns, which a dry run does not produce.
+                why = f"not checked in a dry run: it needs the result of an earlier step ({exc})"
+                state.steps.append(StepState(id=step.id, phase=phase, tool=step.tool, status="skipped", error=why))
+                await self.store.save(state)
+                return True
             state.error = f"step {step.id}: {exc}"
             state.steps.append(
                 StepState(id=step.id, phase=phase, tool=step.tool, status="failed", error=str(exc))
@@ -160,28 +214,39 @@ class RunbookEngine:
             arguments["idempotency_key"] = f"{state.run_id}/{step.id}"
             if state.dry_run:
                 arguments["dry_run"] = True
+            incident = state.context.get("incident")
+            if isinstance(incident, dict) and incident.get("id") and await self._takes_incident_id(step.tool):
+                arguments.setdefault("incident_id", incident["id"])
         if record is None:
             record = StepState(id=step.id, phase=phase, tool=step.tool)
             state.steps.append(record)
         record.status, record.arguments, record.mutating = "running", arguments, mutating
         record.idempotency_key = arguments.get("idempotency_key")
+        record.approval_id, record.error = None, None
         record.started_at = utcnow()
         await self.store.save(state)  # before: a crash from here on resumes this step with the same key
 
-        result = await self._call(step, arguments)
+        result, failure = await self._call_until_done(step, arguments, record, ctx)
         record.finished_at = utcnow()
         record.result = result.structured if result.structured is not None else result.text
         if result.ok:
             record.decision = _decision_of(result.structured) if mutating else None
-            failure = next(
-                (why for c in step.require if (why := evaluate(c, result.structured, ctx)) is not None), None
-            )
-        else:
-            failure = result.text
-            if DENIED in result.text:
-                record.decision, state.status = "deny", "denied"
-            elif APPROVAL_REQUIRED in result.text:
-                record.decision, state.status = "approval_required", "denied"
+        elif DENIED in result.text:
+            record.decision, state.status = "deny", "denied"
+        elif APPROVAL_REQUIRED in result.text:
+            record.decision = "approval_required"
+            if state.dry_run or phase != "step":
+                state.status = "denied"  # nothing waits in a dry run; a rollback does not wait
+            else:
+                record.status, record.approval_id, record.error = (
+                    "awaiting_approval",
+                    approval_id_in(result.text),
+                    failure,
+                )
+                state.status, state.approval_id = "awaiting_approval", record.approval_id
+                state.error = f"{phase} {step.id} ({step.tool}) waits for approval {record.approval_id}"
+                await self.store.save(state)
+                return False
         if failure is None:
             record.status = "done"
             if step.save_as:
@@ -192,12 +257,63 @@ class RunbookEngine:
         await self.store.save(state)  # after
         return failure is None
 
+    async def _call_until_done(
+        self, step: ToolStep, arguments: dict[str, Any], record: StepState, ctx: dict[str, Any]
+    ) -> tuple[ToolResult, str | None]:
+        """Call the tool; a step with ``wait`` calls again until its checks hold or time runs out.
+        Returns the last result and why the step failed (None when it holds)."""
+        deadline = time.monotonic() + (step.wait.within_s if step.wait else 0.0)
+        while True:
+            record.attempts += 1
+            result = await self._call(step, arguments)
+            if not result.ok:
+                return result, result.text
+            seen = {**ctx, "result": result.structured}  # a check's message may quote the result
+            failure = next(
+                (why for c in step.require if (why := evaluate(c, result.structured, seen)) is not None), None
+            )
+            if failure is None or step.wait is None:
+                return result, failure
+            if time.monotonic() >= deadline:
+                return result, f"{failure} (still so after {step.wait.within_s:g} s)"
+            await asyncio.sleep(step.wait.every_s)
+
     async def _call(self, step: ToolStep, arguments: dict[str, Any]) -> ToolResult:
         try:
             async with asyncio.timeout(step.timeout_s):
-                return await self.tools.call(step.tool, arguments)
+                while True:
+                    result = await self.tools.call(step.tool, arguments)
+                    # The same call is still running on the server (a resumed run whose first
+                    # attempt died mid-call): its outcome will answer us; wait for it.
+                    if result.ok or IN_FLIGHT not in result.text:
+                        return result
+                    await asyncio.sleep(IN_FLIGHT_RETRY_S)
         except TimeoutError:
             return ToolResult(ok=False, text=f"{step.tool} timed out after {step.timeout_s}s")
+
+    async def _takes_incident_id(self, tool: str) -> bool:
+        """Whether the tool accepts ``incident_id`` (the server links approvals and audit to it)."""
+        if self._takes_incident is None:
+            specs = getattr(self.tools, "tool_specs", None)
+            found: set[str] = set()
+            if specs is not None:
+                try:
+                    found = {
+                        s.name for s in await specs() if "incident_id" in s.input_schema.get("properties", {})
+                    }
+                except Exception:  # a tool client without listings: send no incident id
+                    log.debug("could not list tool specs", exc_info=True)
+            self._takes_incident = found
+        return tool in self._takes_incident
+
+
+def _template_context(state: RunState) -> dict[str, Any]:
+    return {
+        "params": state.params,
+        "saved": state.saved,
+        "context": state.context,
+        "run": {"id": state.run_id},
+    }
 
 
 def _decision_of(structured: Any) -> Any:

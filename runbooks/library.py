@@ -34,6 +34,11 @@ class RunbookLibrary:
                         f"runbook {path} is named {runbook.name!r}; the file must be {runbook.name}.yaml"
                     )
                 found[runbook.name] = runbook
+        for runbook in found.values():
+            if runbook.fallback is not None and runbook.fallback.runbook not in found:
+                raise RunbookError(
+                    f"runbook {runbook.name} falls back to {runbook.fallback.runbook!r}, which does not exist"
+                )
         return cls(found)
 
     def get(self, name: str) -> Runbook:

@@ -22,16 +22,31 @@ class Check(BaseModel):
     in_: list[Any] | None = Field(default=None, alias="in")
     not_in: list[Any] | None = None
     is_null: bool | None = None
-    message: str = ""
+    contains: Any = None
+    not_contains: Any = None
+    message: str = Field(default="", description="why the check failed, for people (may hold templates)")
 
     @model_validator(mode="after")
     def _one_comparison(self) -> Check:
-        set_ = [
-            f for f in ("equals", "not_equals", "in_", "not_in", "is_null") if getattr(self, f) is not None
-        ]
+        set_ = [f for f in COMPARISONS if getattr(self, f) is not None]
         if len(set_) != 1:
-            raise ValueError(f"a check needs exactly one of equals/not_equals/in/not_in/is_null, got {set_}")
+            raise ValueError(
+                f"a check needs exactly one of equals/not_equals/in/not_in/is_null/contains/not_contains, got {set_}"
+            )
         return self
+
+
+COMPARISONS = ("equals", "not_equals", "in_", "not_in", "is_null", "contains", "not_contains")
+
+
+class Wait(BaseModel):
+    """Repeat a read-only step until its ``require`` checks hold: for what takes time (a reset, a
+    reboot, a job's restart). ``within_s`` and ``every_s`` are wall-clock seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    within_s: float = Field(gt=0, le=86_400)
+    every_s: float = Field(default=1.0, gt=0, le=600)
 
 
 class ToolStep(BaseModel):
@@ -43,13 +58,32 @@ class ToolStep(BaseModel):
     save_as: str | None = Field(default=None, description="keep the result under saved.<name>")
     require: list[Check] = Field(default_factory=list)
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    wait: Wait | None = Field(default=None, description="poll a read-only step until `require` holds")
     description: str = ""
+
+    @model_validator(mode="after")
+    def _wait_needs_a_condition(self) -> ToolStep:
+        if self.wait is not None and not self.require:
+            raise ValueError(
+                f"step {self.id}: `wait` repeats the step until its `require` checks hold; add some"
+            )
+        return self
+
+
+class Fallback(BaseModel):
+    """The runbook to run when this one fails or its verification does not hold (not when the
+    policy refuses it): e.g. a GPU reset that did not clear the error falls back to a reboot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runbook: str
+    params: dict[str, Any] = Field(default_factory=dict, description="templates over params, saved, context")
 
 
 class ParamSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["string", "integer", "boolean"] = "string"
+    type: Literal["string", "integer", "boolean", "list"] = "string"
     required: bool = True
     default: Any = None
     description: str = ""
@@ -65,6 +99,7 @@ class Runbook(BaseModel):
     steps: list[ToolStep]
     verify: list[ToolStep] = Field(default_factory=list)
     rollback: list[ToolStep] = Field(default_factory=list)
+    fallback: Fallback | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Runbook:

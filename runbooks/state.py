@@ -16,12 +16,21 @@ from events.incident import Decision
 from events.models import stable_id, utcnow
 
 RunStatus = Literal[
-    "pending", "running", "succeeded", "failed", "precondition_failed", "denied", "rolled_back", "dry_run"
+    "pending",
+    "running",
+    "awaiting_approval",
+    "succeeded",
+    "failed",
+    "precondition_failed",
+    "denied",
+    "rolled_back",
+    "dry_run",
+    "abandoned",
 ]
-StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+StepStatus = Literal["pending", "running", "awaiting_approval", "done", "failed", "skipped"]
 Phase = Literal["precondition", "step", "verify", "rollback"]
 TERMINAL: frozenset[str] = frozenset(
-    {"succeeded", "failed", "precondition_failed", "denied", "rolled_back", "dry_run"}
+    {"succeeded", "failed", "precondition_failed", "denied", "rolled_back", "dry_run", "abandoned"}
 )
 
 
@@ -37,6 +46,8 @@ class StepState(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     result: Any = None
     error: str | None = None
+    approval_id: str | None = Field(default=None, description="the approval this step waits for")
+    attempts: int = Field(default=0, description="calls made (a wait polls; a resume repeats)")
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -51,6 +62,7 @@ class RunState(BaseModel):
     steps: list[StepState] = Field(default_factory=list)
     saved: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
+    approval_id: str | None = Field(default=None, description="set while the run waits for a person")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
