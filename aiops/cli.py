@@ -78,17 +78,52 @@ def up(
 
 
 @app.command()
-def mcp(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Serve the MCP tools over stdio (for Claude Desktop, Claude Code, Cursor, the MCP Inspector).
+def mcp(
+    http: bool = typer.Option(False, "--http", help="serve streamable HTTP with bearer tokens instead of stdio"),
+    port: int = typer.Option(None, help="HTTP port (default AIOPS_HTTP_PORT, 8765; 0 = any free port)"),
+    read_only: bool = typer.Option(False, "--read-only", help="hide and refuse every mutating tool"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Serve the MCP tools: over stdio (Claude Desktop, Claude Code, Cursor, the MCP Inspector) as
+    AIOPS_MCP_PRINCIPAL with AIOPS_MCP_ROLE, or with --http over streamable HTTP where each bearer
+    token (AIOPS_TOKENS / AIOPS_TOKENS_FILE) maps to a principal and role.
 
-    Runs against its own fleet twin, as AIOPS_MCP_PRINCIPAL with AIOPS_MCP_ROLE.
+    Against the embedded fleet twin, or AIOPS_BACKEND=kubernetes (+ AIOPS_PROMETHEUS_URL).
     """
-    from aiops.standalone import build_standalone_server
-
     _logging(verbose)
-    server = build_standalone_server(Settings())
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    overrides: dict[str, object] = {}
+    if read_only:
+        overrides["read_only"] = True
+    if port is not None:
+        overrides["http_port"] = port
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not http:
+        from aiops.standalone import build_standalone_server
+
+        server = build_standalone_server(settings, confirm_destructive=settings.confirm_destructive)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        return
+
+    from aiops.standalone import build_standalone_http, serving
+
+    built = build_standalone_http(settings)
+    console = Console(stderr=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with serving(built.server, settings.http_host, settings.http_port) as url:
+            console.print(f"gpu-aiops MCP (streamable HTTP, stateless) at {url}")
+            if built.generated_token:
+                console.print(f"  token {built.generated_token} (role operator; set AIOPS_TOKENS to configure)")
+            if settings.read_only:
+                console.print("  read-only: mutating tools are hidden and refused")
+            await stop.wait()
+
+    asyncio.run(main())
 
 
 @app.command()

@@ -37,12 +37,13 @@ from events.streams import ensure_jetstream
 from fleet import FleetSpec, FleetTwin, run_clock
 from mcp_server.audit import JetStreamAudit
 from mcp_server.backends.twin import TwinBackend
+from mcp_server.backends.twin_telemetry import TwinTelemetry
 from mcp_server.chatops.notifier import IncidentNotifier
 from mcp_server.chatops.sessions import PrincipalSessions
 from mcp_server.chatops.slack import SlackEndpoint
 from mcp_server.deps import PolicyLimits, ServerDeps
 from mcp_server.idempotency import KvIdempotency
-from mcp_server.identity import BearerTokens, fixed_identity
+from mcp_server.identity import BearerTokens, fixed_identity, load_tokens
 from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 from runbooks.client import McpToolClient
@@ -110,6 +111,7 @@ class Platform:
     kmsg: KmsgService = field(init=False)
     shipper: KmsgShipper = field(init=False)
     people_server: MCPServer = field(init=False)
+    telemetry: TwinTelemetry = field(init=False)
     agent_server: MCPServer = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -152,8 +154,13 @@ class Platform:
         backend = TwinBackend(self.twin)
         gate = PolicyGate.from_directory()
         self.store = await IncidentStore.open(self.js)
+        # The telemetry tools read the twin's counters and kernel log (mcp_server/backends/twin_telemetry.py).
+        self.telemetry = TwinTelemetry(self.twin)
+        self._stack.callback(self.telemetry.close)
         common = {
             "backend": backend,
+            "telemetry": self.telemetry,
+            "runs": await KvRunStore.open(self.js),
             "gate": gate,
             "audit": JetStreamAudit(self.js),
             "idempotency": await KvIdempotency.open(self.js),
@@ -162,14 +169,19 @@ class Platform:
         }
         agent_principal = Principal(id=s.agent_id, role="agent", kind="agent")
         self.agent_server = build_server(ServerDeps(identity=fixed_identity(agent_principal), **common))  # type: ignore[arg-type]
-        tokens = parse_tokens(s.tokens)
+        tokens = load_tokens(s.tokens, s.tokens_file)
         if not tokens:
             # No tokens configured: one operator token for this run, printed for the person who started it.
             self.operator_token = secrets.token_urlsafe(24)
             tokens = {self.operator_token: Principal(id="local-operator", role="operator")}
         bearer = BearerTokens(tokens)
         self.people_server = build_server(
-            ServerDeps(identity=bearer.resolver(), **common),  # type: ignore[arg-type]
+            ServerDeps(
+                identity=bearer.resolver(),
+                confirm_destructive=s.confirm_destructive,
+                read_only=s.read_only,
+                **common,  # type: ignore[arg-type]
+            ),
             tokens=bearer,
             public_url=f"http://{s.http_host}:{s.http_port}/mcp",
         )
@@ -219,6 +231,7 @@ class Platform:
         )
         if self.run_clock:
             self._spawn(run_clock(self.twin, s.speed, 0.05, self._stop))
+            self._spawn(self.telemetry.run(self._stop))
         await self._start_notifier()
         if self.serve_http:
             await self._serve_http()

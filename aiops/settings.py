@@ -19,7 +19,9 @@ class Settings(BaseSettings):
         default=None, description="an existing NATS; unset = start the embedded server"
     )
     data_dir: Path = Field(default=Path(".aiops"), description="embedded NATS data, state files")
-    backend: Literal["twin"] = "twin"
+    backend: Literal["twin", "kubernetes"] = Field(
+        default="twin", description="what the MCP tools act on: the embedded fleet twin or a Kubernetes cluster"
+    )
     cluster: str = "sim-a"
     seed: int = 7
     speed: float = Field(default=60.0, gt=0, description="simulated seconds per wall-clock second (twin)")
@@ -75,3 +77,20 @@ class Settings(BaseSettings):
     claude_max_tokens: int = Field(default=150_000, ge=1_000, description="tokens per incident, in + out")
     claude_max_cost_usd: float = Field(default=0.50, gt=0, description="dollars per incident")
     claude_min_confidence: float = Field(default=0.6, ge=0, le=1, description="below it Claude may not act")
+    # The MCP server as a product (mcp_server/): transports, identity, backends. See README "MCP clients".
+    tokens_file: Path | None = Field(
+        default=None, description='a JSON file of bearer tokens, {"<token>": "<principal>:<role>[:<kind>]"}'
+    )
+    read_only: bool = Field(default=False, description="people's MCP endpoints hide and refuse every mutation")
+    confirm_destructive: bool = Field(
+        default=True, description="a person confirms destructive tools through MCP elicitation (refused if the client cannot ask)"
+    )
+    prometheus_url: str | None = Field(
+        default=None, description="a Prometheus scraping dcgm-exporter: the telemetry tools read it"
+    )
+    kube_context: str | None = Field(default=None, description="kubeconfig context; unset = current (or in-cluster)")
+    kube_in_cluster: bool = Field(default=False, description="use the pod's service account")
+    kube_job_kind: Literal["volcano", "pytorchjob", "jobset"] = Field(
+        default="volcano", description="which job API the training jobs use (restart goes through it)"
+    )
+    kube_job_namespace: str = Field(default="default", description="namespace of the training jobs")

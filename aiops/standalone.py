@@ -1,48 +1,147 @@
-"""A self-contained MCP server for stdio clients: its own fleet twin, in-memory audit and
-idempotency, no NATS. It is what ``aiops mcp`` serves to Claude Desktop, Claude Code, Cursor or the
-MCP Inspector when no platform is running."""
+"""A self-contained MCP server: ``aiops mcp`` for MCP clients, with no NATS and no agents.
+
+Against the fleet twin (default: its own, warmed up so jobs hold checkpoints and telemetry has a
+history) or a real cluster (``AIOPS_BACKEND=kubernetes``, ``AIOPS_PROMETHEUS_URL``). Over stdio it
+acts as one configured principal (``AIOPS_MCP_PRINCIPAL`` / ``AIOPS_MCP_ROLE``); over streamable
+HTTP (``aiops mcp --http``) every request carries a bearer token that maps to a principal. Audit
+and idempotency are in memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import uvicorn
 from mcp.server import MCPServer
 
+from aiops.backends import Backends, build_backends
+from aiops.safety import policy_limits
 from aiops.settings import Settings
-from fleet import FleetSpec, FleetTwin, run_clock
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.deps import PolicyLimits, ServerDeps
-from mcp_server.identity import fixed_identity
+from fleet import run_clock
+from mcp_server.deps import ServerDeps
+from mcp_server.identity import BearerTokens, IdentityResolver, fixed_identity, load_tokens
 from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 
 WARMUP_S = 45 * 60
+WARMUP_STEP_S = 60
 
 
-def build_standalone_server(settings: Settings, *, run_the_clock: bool = True) -> MCPServer:
-    twin = FleetTwin(FleetSpec.small(seed=settings.seed).model_copy(update={"cluster": settings.cluster}))
-    twin.advance(WARMUP_S)  # jobs have trained a while and hold a checkpoint
+def stdio_principal(settings: Settings) -> Principal:
     kind = "agent" if settings.mcp_role == "agent" else "person"
-    principal = Principal(id=settings.mcp_principal, role=settings.mcp_role, kind=kind)
-    deps = ServerDeps(
-        backend=TwinBackend(twin),
+    return Principal(id=settings.mcp_principal, role=settings.mcp_role, kind=kind)
+
+
+def _warm_up(backends: Backends) -> None:
+    """Let the twin train a while, sampling as it goes: jobs hold a checkpoint, metrics a history."""
+    if backends.twin is None:
+        return
+    for _ in range(WARMUP_S // WARMUP_STEP_S):
+        backends.twin.advance(WARMUP_STEP_S)
+        if backends.sampler is not None:
+            backends.sampler.sample()
+
+
+def _deps(settings: Settings, backends: Backends, identity: IdentityResolver, *, confirm: bool) -> ServerDeps:
+    return ServerDeps(
+        backend=backends.cluster,
+        telemetry=backends.telemetry,
         gate=PolicyGate.from_directory(),
-        identity=fixed_identity(principal),
-        limits=PolicyLimits(max_isolations_per_hour=settings.max_isolations_per_hour),
+        identity=identity,
+        limits=policy_limits(settings),
+        confirm_destructive=confirm,
+        read_only=settings.read_only,
     )
 
+
+def _lifespan(settings: Settings, backends: Backends, run_the_clock: bool) -> Any:
     @asynccontextmanager
     async def clock(_: MCPServer[Any]) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_clock(twin, settings.speed, 0.5, stop)) if run_the_clock else None
+        tasks: list[asyncio.Task[Any]] = []
+        if run_the_clock and backends.twin is not None:
+            tasks.append(asyncio.create_task(run_clock(backends.twin, settings.speed, 0.5, stop)))
+            tasks.append(asyncio.create_task(backends.run_sampler(stop)))
         try:
             yield None
         finally:
             stop.set()
-            if task is not None:
+            for task in tasks:
                 await task
 
-    return build_server(deps, lifespan=clock)
+    return clock
+
+
+def build_standalone_server(
+    settings: Settings, *, run_the_clock: bool = True, confirm_destructive: bool = False
+) -> MCPServer:
+    """The stdio (or in-process) server, acting as the configured principal.
+
+    ``confirm_destructive``: ask the person through elicitation before a destructive tool runs
+    (``aiops mcp`` turns it on from ``AIOPS_CONFIRM_DESTRUCTIVE``; ``aiops slash`` leaves it off:
+    the person typed the command)."""
+    backends = build_backends(settings)
+    _warm_up(backends)
+    deps = _deps(settings, backends, fixed_identity(stdio_principal(settings)), confirm=confirm_destructive)
+    return build_server(deps, lifespan=_lifespan(settings, backends, run_the_clock))
+
+
+@dataclass
+class HttpServer:
+    server: MCPServer
+    generated_token: str | None
+    """A token made up for this run when none is configured (role operator), to print once."""
+    deps: ServerDeps
+
+
+def build_standalone_http(settings: Settings, *, run_the_clock: bool = True) -> HttpServer:
+    """The streamable-HTTP server: stateless (any replica answers any request) and token-guarded."""
+    tokens = load_tokens(settings.tokens, settings.tokens_file)
+    generated = None
+    if not tokens:
+        generated = secrets.token_urlsafe(24)
+        tokens = {generated: Principal(id="local-operator", role="operator")}
+    bearer = BearerTokens(tokens)
+    backends = build_backends(settings)
+    _warm_up(backends)
+    deps = _deps(settings, backends, bearer.resolver(), confirm=settings.confirm_destructive)
+    server = build_server(
+        deps,
+        tokens=bearer,
+        public_url=f"http://{settings.http_host}:{settings.http_port}/mcp",
+        lifespan=_lifespan(settings, backends, run_the_clock),
+    )
+    return HttpServer(server=server, generated_token=generated, deps=deps)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller owns Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+@asynccontextmanager
+async def serving(server: MCPServer, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``server`` over streamable HTTP (stateless) until the block ends; yields the URL."""
+    app = server.streamable_http_app(stateless_http=True, host=host)
+    http = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(http.serve())
+    try:
+        while not http.started:
+            if task.done():
+                task.result()  # raises the bind error
+                raise RuntimeError("the HTTP server stopped before it started")
+            await asyncio.sleep(0.01)
+        bound = http.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound}/mcp"
+    finally:
+        http.should_exit = True
+        await task

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from mcp_server.approvals import ApprovalBook, MemoryApprovals
 from mcp_server.audit import AuditSink, MemoryAudit
 from mcp_server.backends.base import ClusterBackend
+from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
 from mcp_server.breaker import BreakerStore, MemoryBreaker
 from mcp_server.escalation import EscalationDesk, MemoryDesk
 from mcp_server.idempotency import IdempotencyStore, MemoryIdempotency
@@ -14,6 +15,8 @@ from mcp_server.identity import IdentityResolver
 from mcp_server.incident_source import IncidentSource, NoIncidents
 from mcp_server.policy import PolicyGate
 from mcp_server.safety import FreezeWindow
+from runbooks.library import RunbookLibrary
+from runbooks.state import MemoryRunStore, RunStore
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,11 @@ class ServerDeps:
     approvals: ApprovalBook = field(default_factory=MemoryApprovals)
     breaker: BreakerStore = field(default_factory=MemoryBreaker)
     desk: EscalationDesk = field(default_factory=MemoryDesk)
+    telemetry: TelemetrySource = field(default_factory=NoTelemetry)
+    runbooks: RunbookLibrary = field(default_factory=RunbookLibrary.load)
+    runs: RunStore = field(default_factory=MemoryRunStore)
+    # A person's destructive call waits for their confirmation through MCP elicitation (and is
+    # refused when their client cannot ask); off for the agent's and the chat front door's servers.
+    confirm_destructive: bool = False
+    # Hide every mutating tool and refuse mutations at the gate (see mcp_server/read_only.py).
+    read_only: bool = False

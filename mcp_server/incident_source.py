@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from events.incident import Incident, IncidentStatus
@@ -15,6 +15,10 @@ class IncidentSource(Protocol):
 
     async def get_incident(self, incident_id: str) -> Incident | None: ...
 
+    async def update(self, incident_id: str, change: Callable[[Incident], None]) -> Incident:
+        """Apply ``change`` to the stored incident and write it back (compare-and-set)."""
+        ...
+
 
 class NoIncidents:
     """For an MCP server running without the agents (standalone ``aiops mcp``)."""
@@ -26,3 +30,6 @@ class NoIncidents:
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         return None
+
+    async def update(self, incident_id: str, change: Callable[[Incident], None]) -> Incident:
+        raise LookupError(f"no incident {incident_id!r}: this server runs without the triage agents")

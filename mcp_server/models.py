@@ -40,11 +40,46 @@ class NodeSummary(BaseModel):
     gpus_healthy: int
     gpus_isolated: int
     jobs: list[str] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class NodeDetail(NodeSummary):
+    labels: dict[str, str] = Field(default_factory=dict)
     gpus: list[GpuView]
+
+
+NodeFilter = Literal["any", "ready", "not_ready", "cordoned", "unhealthy", "spare"]
+
+
+class NodeQuery(BaseModel):
+    """Which nodes a listing wants; backends push what they can down (a Kubernetes label selector)."""
+
+    state: NodeFilter = "any"
+    rack: str | None = None
+    leaf_switch: str | None = None
+    label: str | None = Field(default=None, description="'key' or 'key=value'")
+
+    def admits(self, node: NodeSummary, labels: dict[str, str]) -> bool:
+        if self.rack and node.rack != self.rack:
+            return False
+        if self.leaf_switch and node.leaf_switch != self.leaf_switch:
+            return False
+        if self.label:
+            key, _, value = self.label.partition("=")
+            if key not in labels or (value and labels[key] != value):
+                return False
+        match self.state:
+            case "any":
+                return True
+            case "ready":
+                return node.state == "ready" and not node.cordoned
+            case "not_ready":
+                return node.state != "ready"
+            case "cordoned":
+                return node.cordoned
+            case "unhealthy":
+                return node.gpus_healthy < node.gpus_total or node.gpus_isolated > 0
+            case "spare":
+                return node.spare
 
 
 class NodePage(BaseModel):
@@ -65,6 +100,7 @@ class JobView(BaseModel):
     last_checkpoint_step: int
     restarts: int
     gpu_hours_lost: float
+    baseline_step_s: float | None = Field(default=None, description="its step time on a healthy gang")
 
 
 class JobForGpu(BaseModel):

@@ -11,6 +11,8 @@ from mcp_server.models import (
     JobProgress,
     JobView,
     NodeDetail,
+    NodeQuery,
+    NodeSummary,
     ServiceStatus,
     SparePool,
 )
@@ -34,6 +36,10 @@ class ClusterBackend(Protocol):
     def cluster(self) -> str: ...
 
     async def list_nodes(self) -> list[NodeDetail]: ...
+
+    async def node_summaries(self, query: NodeQuery | None = None) -> list[NodeSummary]:
+        """Every node ``query`` admits (all without one), without GPU detail: the fast listing."""
+        ...
 
     async def get_node(self, name: str) -> NodeDetail: ...
 

@@ -2,49 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from mcp_server.backends.base import BackendError
+from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.deps import ServerDeps
 from mcp_server.guard import MutationGuard
-from mcp_server.models import ActionOutcome, NodeDetail, NodePage, NodeSummary
+from mcp_server.metrics import EccCounters, XidOccurrence
+from mcp_server.models import ActionOutcome, GpuView, NodeDetail, NodeFilter, NodePage, NodeQuery
 from mcp_server.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
 
-NodeFilter = Literal["any", "ready", "not_ready", "cordoned", "unhealthy", "spare"]
+GPU_STATUS_XID_WINDOW_S = 24 * 3600
 
 
-def _summary(node: NodeDetail) -> NodeSummary:
-    return NodeSummary.model_validate(node.model_dump(exclude={"gpus"}))
+class GpuStatus(BaseModel):
+    """One GPU in full: inventory, health, isolation, the job on it, memory health, recent Xids."""
+
+    node: str
+    gpu: GpuView
+    node_state: str
+    node_cordoned: bool
+    job: str | None = Field(description="the training job whose gang uses this GPU")
+    job_state: str | None = None
+    ecc: EccCounters | None = Field(description="ECC, retired pages, row remaps; null without telemetry")
+    recent_xids: list[XidOccurrence] = Field(description="Xids of the last 24 hours, newest first (up to 10)")
+    temperature_c: float | None = None
+    power_w: float | None = None
+    clock_event_reasons: int | None = Field(
+        default=None,
+        description="DCGM bitmask: 0x8 HW slowdown, 0x20 SW thermal, 0x40 HW thermal, 0x80 power brake",
+    )
+    telemetry_note: str | None = Field(default=None, description="why telemetry fields are missing")
 
 
-def _matches(
-    node: NodeDetail, state: NodeFilter, rack: str | None, leaf: str | None, label: str | None
-) -> bool:
-    if rack and node.rack != rack:
-        return False
-    if leaf and node.leaf_switch != leaf:
-        return False
-    if label:
-        key, _, value = label.partition("=")
-        if key not in node.labels or (value and node.labels[key] != value):
-            return False
-    match state:
-        case "any":
-            return True
-        case "ready":
-            return node.state == "ready" and not node.cordoned
-        case "not_ready":
-            return node.state != "ready"
-        case "cordoned":
-            return node.cordoned
-        case "unhealthy":
-            return node.gpus_healthy < node.gpus_total or node.gpus_isolated > 0
-        case "spare":
-            return node.spare
+def parse_cursor(cursor: str | None) -> int:
+    """The offset a ``next_cursor`` of a paged listing encodes."""
+    try:
+        offset = int(cursor) if cursor else 0
+    except ValueError:
+        offset = -1
+    if offset < 0:
+        raise ToolError(f"cursor {cursor!r} is not one this tool returned; omit it to start at the top")
+    return offset
+
+
+def gpu_resource(node: str, gpu: int) -> Resource:
+    return Resource(type="Gpu", id=f"{node}/gpu{gpu}", attrs={"node": node, "index": gpu})
+
+
+async def _confirm_isolate(ctx: Context, node: str, gpu: int, reason: str, dry_run: bool) -> Answer:
+    return await ask(ctx, "isolate_gpu", f"GPU {gpu} on {node}", reason, dry_run, gpu_resource(node, gpu))
 
 
 def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
@@ -64,21 +77,15 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         """List GPU nodes with their health at a glance (GPUs healthy/isolated, cordon, jobs).
 
         Filter by state ('unhealthy' = a GPU lost, in error or isolated), rack, leaf switch or
-        label; results are paged — pass `next_cursor` back as `cursor` for more.
+        label; results are paged — pass `next_cursor` back as `cursor` for more. For one node's
+        GPUs and labels use `describe_node`.
         """
-        try:
-            offset = int(cursor) if cursor else 0
-        except ValueError:
-            offset = -1
-        if offset < 0:
-            raise ToolError(f"cursor {cursor!r} is not one this tool returned; omit it to start at the top")
-        nodes = [
-            n for n in await readable(backend.list_nodes()) if _matches(n, state, rack, leaf_switch, label)
-        ]
-        page = nodes[offset : offset + limit]
+        offset = parse_cursor(cursor)
+        query = NodeQuery(state=state, rack=rack, leaf_switch=leaf_switch, label=label)
+        nodes = await readable(backend.node_summaries(query))
         more = offset + limit < len(nodes)
         return NodePage(
-            nodes=[_summary(n) for n in page],
+            nodes=nodes[offset : offset + limit],
             total=len(nodes),
             next_cursor=str(offset + limit) if more else None,
         )
@@ -87,15 +94,58 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     async def describe_node(
         node: Annotated[str, Field(description="node name, e.g. node-003")],
     ) -> NodeDetail:
-        """Everything about one node: state, rack, leaf switch, cordon owner, jobs, and each GPU
-        (index, UUID, PCI bus id, health, isolation, last Xid)."""
+        """Everything about one node: state, rack, leaf switch, cordon owner, labels, jobs, and each
+        GPU (index, UUID, PCI bus id, health, isolation, last Xid)."""
         return await readable(backend.get_node(node))
+
+    @server.tool(annotations=READ_ONLY)
+    async def gpu_status(
+        node: Annotated[str, Field(description="node name")],
+        gpu: Annotated[int, Field(ge=0, le=15, description="GPU index on the node")],
+    ) -> GpuStatus:
+        """One GPU in depth: health and isolation, the job on it, ECC / retired-page / row-remap
+        counters with DCGM's verdict (ok, watch, reset_needed, replace), its Xids of the last 24
+        hours, and temperature, power and clock-throttle reasons. Start here before acting on a GPU.
+        """
+        detail = await readable(backend.get_node(node))
+        view = next((g for g in detail.gpus if g.index == gpu), None)
+        if view is None:
+            indexes = ", ".join(str(g.index) for g in detail.gpus)
+            raise ToolError(f"node {node} has no GPU {gpu} (GPUs: {indexes})")
+        job = await readable(backend.job_for_gpu(node, gpu))
+        status = GpuStatus(
+            node=node,
+            gpu=view,
+            node_state=detail.state,
+            node_cordoned=detail.cordoned,
+            job=job.name if job else None,
+            job_state=job.state if job else None,
+            ecc=None,
+            recent_xids=[],
+        )
+        telemetry = deps.telemetry
+        try:
+            status.ecc = (await telemetry.ecc_counters(node, gpu))[0]
+            status.recent_xids = (await telemetry.xid_history(node, gpu, GPU_STATUS_XID_WINDOW_S))[:10]
+            fields = ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"]
+            series = {s.field: s.last for s in await telemetry.gpu_metrics(node, [gpu], fields, 300, 60)}
+        except BackendError as exc:
+            status.telemetry_note = str(exc)
+            return status
+        status.temperature_c = series.get("DCGM_FI_DEV_GPU_TEMP")
+        status.power_w = series.get("DCGM_FI_DEV_POWER_USAGE")
+        reasons = series.get("DCGM_FI_DEV_CLOCKS_EVENT_REASONS")
+        status.clock_event_reasons = int(reasons) if reasons is not None else None
+        if view.health == "fallen_off_bus":
+            status.telemetry_note = "the GPU fell off the bus: DCGM no longer reports it"
+        return status
 
     @server.tool(annotations=mutating(destructive=True))
     async def isolate_gpu(
         node: Annotated[str, Field(description="node that holds the GPU")],
         gpu: Annotated[int, Field(ge=0, le=15, description="GPU index on the node")],
         reason: Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")],
+        confirmation: Annotated[Confirmed, Resolve(_confirm_isolate)],
         idempotency_key: Annotated[
             str | None,
             Field(max_length=200, description="repeat-safe key; a repeat returns the first result"),
@@ -105,20 +155,22 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         """Take one GPU out of service so no new work is scheduled on it (the node stays up).
 
         Policy-checked (role, blast radius: isolations per hour). Isolating an already isolated GPU
-        changes nothing. Running work on the GPU is not restarted by this tool.
+        changes nothing. Running work on the GPU is not restarted by this tool. A person is asked
+        to confirm first when their client supports it.
         """
         target = f"{node}/gpu{gpu}"
+        arguments = {"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key}
         detail = await readable(backend.get_node(node))
         if not any(g.index == gpu for g in detail.gpus):
             raise ToolError(
                 f"node {node} has no GPU {gpu} (GPUs: {', '.join(str(g.index) for g in detail.gpus)})"
             )
-        resource = Resource(type="Gpu", id=target, attrs={"node": node, "index": gpu})
+        await require_confirmation(confirmation, deps, "isolate_gpu", arguments)
         return await guard.run(
             action="isolate_gpu",
             target=target,
-            resource=resource,
-            arguments={"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key},
+            resource=gpu_resource(node, gpu),
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             perform=lambda: backend.isolate_gpu(node, gpu, reason, deps.identity().id),

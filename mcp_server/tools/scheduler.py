@@ -1,21 +1,132 @@
-"""Scheduler tools: training jobs and their checkpoints."""
+"""Scheduler tools: training jobs, their gangs and their checkpoints."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
-from pydantic import Field
+from mcp.server.mcpserver import Context, Resolve
+from pydantic import BaseModel, Field
 
+from mcp_server.backends.base import BackendError
+from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.deps import ServerDeps
 from mcp_server.guard import MutationGuard
-from mcp_server.models import ActionOutcome, CheckpointStatus, JobForGpu
+from mcp_server.models import (
+    ActionOutcome,
+    CheckpointStatus,
+    JobForGpu,
+    JobProgress,
+    JobView,
+    NodeSummary,
+)
 from mcp_server.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
+from mcp_server.tools.cluster import parse_cursor
+
+JobFilter = Literal["any", "running", "stalled", "restarting", "pending", "failed", "completed", "unhealthy"]
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    total: int = Field(description="jobs matching the filters, over all pages")
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the next page")
+
+
+class GangMember(BaseModel):
+    node: str
+    state: str
+    cordoned: bool
+    gpus_healthy: int
+    gpus_isolated: int
+    gpus_total: int
+    fit: bool = Field(description="ready, uncordoned, every GPU healthy and in service")
+
+
+class JobDetail(BaseModel):
+    """One job in full: placement, progress against its baseline, checkpoint, gang health."""
+
+    job: JobView
+    progress: JobProgress | None = Field(description="step time against the baseline; null if unknown")
+    checkpoint: CheckpointStatus
+    gang: list[GangMember] = Field(description="the job's nodes in rank order, with their health")
+    unfit_members: list[str] = Field(description="gang nodes that could not run the job now")
+
+
+def _member(node: NodeSummary) -> GangMember:
+    fit = (
+        node.state == "ready"
+        and not node.cordoned
+        and node.gpus_healthy == node.gpus_total
+        and node.gpus_isolated == 0
+    )
+    return GangMember(
+        node=node.name,
+        state=node.state,
+        cordoned=node.cordoned,
+        gpus_healthy=node.gpus_healthy,
+        gpus_isolated=node.gpus_isolated,
+        gpus_total=node.gpus_total,
+        fit=fit,
+    )
+
+
+async def _confirm_restart(ctx: Context, job: str, reason: str, dry_run: bool) -> Answer:
+    return await ask(
+        ctx, "restart_from_checkpoint", f"job {job}", reason, dry_run, Resource(type="Job", id=job)
+    )
 
 
 def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     backend = deps.backend
+
+    @server.tool(annotations=READ_ONLY)
+    async def list_jobs(
+        state: Annotated[
+            JobFilter, Field(description="which jobs; 'unhealthy' = stalled, restarting, pending or failed")
+        ] = "any",
+        node: Annotated[str | None, Field(description="only jobs whose gang includes this node")] = None,
+        limit: Annotated[int, Field(ge=1, le=500)] = 100,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous page")] = None,
+    ) -> JobPage:
+        """List training jobs: state, gang of nodes, GPUs, step, step time, last checkpoint,
+        restarts and GPU-hours lost. Filter by state or by a node of the gang; paged."""
+        offset = parse_cursor(cursor)
+        jobs = await readable(backend.list_jobs())
+        if node is not None:
+            await readable(backend.get_node(node))  # an unknown node is an error, not an empty list
+            jobs = [j for j in jobs if node in j.nodes]
+        if state == "unhealthy":
+            jobs = [j for j in jobs if j.state in ("stalled", "restarting", "pending", "failed")]
+        elif state != "any":
+            jobs = [j for j in jobs if j.state == state]
+        more = offset + limit < len(jobs)
+        return JobPage(
+            jobs=jobs[offset : offset + limit],
+            total=len(jobs),
+            next_cursor=str(offset + limit) if more else None,
+        )
+
+    @server.tool(annotations=READ_ONLY)
+    async def describe_job(job: Annotated[str, Field(description="job name")]) -> JobDetail:
+        """Everything about one training job: its gang in rank order with each node's health (and
+        which members are unfit to run it), progress against its baseline step time, and its
+        checkpoint (age and the GPU-hours a restart now would discard)."""
+        view = await readable(backend.get_job(job))
+        checkpoint = await readable(backend.checkpoint_status(job))
+        try:
+            progress: JobProgress | None = await backend.job_progress(job)
+        except BackendError:
+            progress = None  # a backend that cannot measure it (no baseline known)
+        members = {n.name: n for n in await readable(backend.node_summaries())}
+        gang = [_member(members[name]) for name in view.nodes if name in members]
+        return JobDetail(
+            job=view,
+            progress=progress,
+            checkpoint=checkpoint,
+            gang=gang,
+            unfit_members=[m.node for m in gang if not m.fit],
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def job_for_gpu(
@@ -38,6 +149,7 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     async def restart_from_checkpoint(
         job: Annotated[str, Field(description="job name")],
         reason: Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")],
+        confirmation: Annotated[Confirmed, Resolve(_confirm_restart)],
         idempotency_key: Annotated[
             str | None,
             Field(max_length=200, description="repeat-safe key; without one, every call restarts the job"),
@@ -48,15 +160,18 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         (see `checkpoint_status`) and the restart takes the job's restart overhead. The scheduler
         re-places the gang: nodes that lost a GPU or are cordoned are replaced by warm spares.
 
-        Policy-checked. Not naturally idempotent: pass an `idempotency_key` when retrying.
+        Policy-checked. Not naturally idempotent: pass an `idempotency_key` when retrying. A person
+        is asked to confirm first when their client supports it.
         """
         view = await readable(backend.get_job(job))
+        arguments = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
+        await require_confirmation(confirmation, deps, "restart_from_checkpoint", arguments)
         resource = Resource(type="Job", id=job, attrs={"gpus": view.gpus})
         return await guard.run(
             action="restart_from_checkpoint",
             target=job,
             resource=resource,
-            arguments={"job": job, "reason": reason, "idempotency_key": idempotency_key},
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             perform=lambda: backend.restart_from_checkpoint(job, reason, deps.identity().id),

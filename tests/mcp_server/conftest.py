@@ -10,6 +10,7 @@ from mcp import Client
 from fleet import FleetSpec, FleetTwin
 from mcp_server.audit import MemoryAudit
 from mcp_server.backends.twin import TwinBackend
+from mcp_server.backends.twin_telemetry import TwinTelemetry
 from mcp_server.deps import PolicyLimits, ServerDeps
 from mcp_server.idempotency import IdempotencyStore, MemoryIdempotency
 from mcp_server.policy import PolicyGate, Principal
@@ -50,9 +51,13 @@ def make_stack(twin: FleetTwin, policy_gate: PolicyGate) -> MakeStack:
         *,
         limits: PolicyLimits | None = None,
         idempotency: IdempotencyStore | None = None,
+        confirm_destructive: bool = False,
+        read_only: bool = False,
     ) -> Stack:
         audit = MemoryAudit()
         identity = SwitchableIdentity(principal)
+        telemetry = TwinTelemetry(twin)
+        telemetry.sample()
         deps = ServerDeps(
             backend=TwinBackend(twin),
             gate=policy_gate,
@@ -61,8 +66,13 @@ def make_stack(twin: FleetTwin, policy_gate: PolicyGate) -> MakeStack:
             idempotency=idempotency if idempotency is not None else MemoryIdempotency(),
             incidents=MemoryIncidents(sample_incidents()),
             limits=limits or PolicyLimits(),
+            telemetry=telemetry,
+            confirm_destructive=confirm_destructive,
+            read_only=read_only,
         )
-        return Stack(twin=twin, audit=audit, identity=identity, server=build_server(deps))
+        return Stack(
+            twin=twin, audit=audit, identity=identity, server=build_server(deps), telemetry=telemetry, deps=deps
+        )
 
     return make
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from mcp import Client
 from mcp.server import MCPServer
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
 from events.incident import (
     ActionRecord,
@@ -24,6 +24,8 @@ from events.incident import (
 )
 from fleet import FleetTwin
 from mcp_server.audit import MemoryAudit
+from mcp_server.backends.twin_telemetry import TwinTelemetry
+from mcp_server.deps import ServerDeps
 from mcp_server.policy import Principal
 
 OPERATOR = Principal(id="olga", role="operator", kind="person")
@@ -34,12 +36,25 @@ ADMIN = Principal(id="ada", role="admin", kind="person")
 READ_TOOLS = {
     "list_nodes",
     "describe_node",
+    "gpu_status",
+    "list_jobs",
+    "describe_job",
     "job_for_gpu",
     "checkpoint_status",
     "list_incidents",
     "get_incident",
+    "plan_runbook",
+    "fleet_health",
+    "top_offenders",
+    "gpu_metrics",
+    "xid_history",
+    "ecc_status",
+    "job_throughput",
+    "promql",
 }
-MUTATING_TOOLS = {"isolate_gpu", "restart_from_checkpoint"}
+DESTRUCTIVE_TOOLS = {"isolate_gpu", "restart_from_checkpoint", "run_runbook"}
+"""Mutating tools that take dry_run, an idempotency key and a reason, and ask a person to confirm."""
+MUTATING_TOOLS = DESTRUCTIVE_TOOLS | {"acknowledge_incident", "resolve_incident"}
 # Remediation, escalation, approvals and the breaker (issue 4: tools/remediation.py, escalation.py,
 # approvals.py); their tests live in tests/mcp_server/test_remediation*.py.
 READ_TOOLS |= {"spare_pool", "job_progress", "service_status", "list_approvals", "safety_status"}
@@ -78,6 +93,8 @@ class Stack:
     audit: MemoryAudit
     identity: SwitchableIdentity
     server: MCPServer
+    telemetry: TwinTelemetry | None = None
+    deps: ServerDeps | None = None
 
 
 MakeStack = Callable[..., Stack]
@@ -99,6 +116,12 @@ class MemoryIncidents:
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         return self._by_id.get(incident_id)
+
+    async def update(self, incident_id: str, change: Callable[[Incident], None]) -> Incident:
+        incident = self._by_id[incident_id].model_copy(deep=True)
+        change(incident)
+        self._by_id[incident_id] = incident
+        return incident
 
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -214,3 +237,17 @@ async def held(client: Client) -> AsyncIterator[Client]:
     finally:
         done.set()
         await task
+
+
+class ScriptedPerson:
+    """An MCP client's elicitation callback that answers like a person at a form, and remembers
+    every question it was shown."""
+
+    def __init__(self, action: str = "accept", confirm: bool = True) -> None:
+        self.action, self.confirm = action, confirm
+        self.questions: list[str] = []
+
+    async def __call__(self, context: Any, params: ElicitRequestParams) -> ElicitResult:
+        self.questions.append(params.message)
+        content = {"confirm": self.confirm} if self.action == "accept" else None
+        return ElicitResult(action=self.action, content=content)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from aiops.platform import Platform
 from aiops.settings import Settings
 from events import subjects
 from events.models import AuditRecord
-from tests.mcp_server.support import ALL_TOOLS, error, held, ok
+from tests.mcp_server.support import ALL_TOOLS, ScriptedPerson, error, held, ok
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +46,11 @@ async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
 
 
 @asynccontextmanager
-async def mcp_as(url: str, token: str) -> AsyncIterator[Client]:
+async def mcp_as(url: str, token: str, person: ScriptedPerson | None = None) -> AsyncIterator[Client]:
+    """A client with ``token``; with ``person``, one that can ask its user to confirm (elicitation)."""
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        held(Client(streamable_http_client(url, http_client=http))) as client,
+        held(Client(streamable_http_client(url, http_client=http), elicitation_callback=person)) as client,
     ):
         yield client
 
@@ -92,9 +93,11 @@ async def test_a_viewer_token_can_read_but_not_isolate(tmp_path: Path) -> None:
     )
 
 
-async def test_an_operator_token_can_isolate_a_gpu(tmp_path: Path) -> None:
-    async with platform(tmp_path) as running, mcp_as(running.http_url, OPERATOR_TOKEN) as client:
+async def test_an_operator_token_can_isolate_a_gpu_once_the_person_confirms(tmp_path: Path) -> None:
+    person = ScriptedPerson("accept")
+    async with platform(tmp_path) as running, mcp_as(running.http_url, OPERATOR_TOKEN, person) as client:
         outcome = ok(await client.call_tool("isolate_gpu", ISOLATE))
+        assert len(person.questions) == 1 and "olga" in person.questions[0]
         assert outcome["changed"] is True
         assert "(by olga)" in outcome["detail"]
         gpu = running.twin.node("node-003").gpus[2]
@@ -109,9 +112,33 @@ async def test_two_tokens_on_one_endpoint_act_as_their_own_principals(tmp_path: 
     async with (
         platform(tmp_path) as running,
         mcp_as(running.http_url, VIEWER_TOKEN) as viewer,
-        mcp_as(running.http_url, OPERATOR_TOKEN) as operator,
+        mcp_as(running.http_url, OPERATOR_TOKEN, ScriptedPerson("accept")) as operator,
     ):
         error(await viewer.call_tool("isolate_gpu", ISOLATE))
-        ok(await operator.call_tool("isolate_gpu", ISOLATE))
+        ok(await operator.call_tool("isolate_gpu", ISOLATE | {"dry_run": True}))
         error(await viewer.call_tool("restart_from_checkpoint", {"job": "train-01", "reason": "Xid 79"}))
         assert running.twin.job("train-01").restarts == 0
+
+
+async def test_an_operator_whose_client_cannot_ask_is_refused_a_destructive_action(tmp_path: Path) -> None:
+    async with platform(tmp_path) as running, mcp_as(running.http_url, OPERATOR_TOKEN) as client:
+        message = error(await client.call_tool("isolate_gpu", ISOLATE))
+        assert "cannot ask" in message
+        assert not running.twin.node("node-003").gpus[2].isolated
+        audited = await running.js.get_last_msg(subjects.STREAM_AUDIT, subjects.audit(running.twin.name))
+    assert audited.data is not None
+    record = AuditRecord.model_validate_json(audited.data)
+    assert (record.principal, record.decision, record.ok) == ("olga", "deny", False)
+
+
+async def test_a_read_only_endpoint_hides_mutations_even_from_an_operator(tmp_path: Path) -> None:
+    settings = Settings(http_port=0, tokens=TOKENS, nats_url=None, read_only=True)
+    async with (
+        Platform(settings, data_dir=tmp_path, run_clock=False) as running,
+        mcp_as(running.http_url, OPERATOR_TOKEN, ScriptedPerson("accept")) as client,
+    ):
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert "fleet_health" in names and "isolate_gpu" not in names
+        assert "isolate_gpu" in error(await client.call_tool("isolate_gpu", ISOLATE))
+        assert ok(await client.call_tool("fleet_health", {}))["nodes"]["total"] == 16
+        assert not running.twin.node("node-003").gpus[2].isolated

@@ -12,7 +12,7 @@ from events.incident import Incident
 from fleet import FleetTwin
 from mcp_server.models import CheckpointStatus, JobForGpu, NodeDetail, NodePage
 from mcp_server.tools.incidents import IncidentList
-from tests.mcp_server.support import ALL_TOOLS, MUTATING_TOOLS, READ_TOOLS, Stack, error, ok
+from tests.mcp_server.support import ALL_TOOLS, DESTRUCTIVE_TOOLS, READ_TOOLS, Stack, error, ok
 
 
 async def tools_by_name(client: Client) -> dict[str, Tool]:
@@ -61,9 +61,9 @@ async def test_read_tools_are_hinted_read_only_and_not_destructive(client: Clien
         assert hints.destructive_hint is False, name
 
 
-async def test_mutating_tools_are_hinted_destructive_and_not_read_only(client: Client) -> None:
+async def test_destructive_tools_are_hinted_destructive_and_not_read_only(client: Client) -> None:
     tools = await tools_by_name(client)
-    for name in MUTATING_TOOLS:
+    for name in DESTRUCTIVE_TOOLS:
         hints = tools[name].annotations
         assert hints is not None, name
         assert hints.read_only_hint is False, name
@@ -83,9 +83,9 @@ async def test_every_tool_has_a_description_and_an_object_output_schema(client: 
         assert tool.output_schema.get("properties"), name
 
 
-async def test_mutating_tools_offer_dry_run_and_an_idempotency_key(client: Client) -> None:
+async def test_destructive_tools_offer_dry_run_and_an_idempotency_key(client: Client) -> None:
     tools = await tools_by_name(client)
-    for name in MUTATING_TOOLS:
+    for name in DESTRUCTIVE_TOOLS:
         properties = tools[name].input_schema["properties"]
         assert {"dry_run", "idempotency_key", "reason"} <= set(properties), name
         assert "reason" in tools[name].input_schema["required"], name

@@ -1,0 +1,78 @@
+"""Which backends the MCP tools talk to, from configuration (``AIOPS_BACKEND``, ``AIOPS_PROMETHEUS_URL``).
+
+The tools never know: they get a ``ClusterBackend`` and a ``TelemetrySource``.
+
+- ``twin`` (default): the embedded fleet twin; telemetry from its own counters, or from a
+  Prometheus when ``prometheus_url`` is set (one that scrapes the twin's exporter).
+- ``kubernetes``: the cluster from the Kubernetes API (in-cluster or kubeconfig); telemetry from
+  the Prometheus that scrapes dcgm-exporter (none without ``prometheus_url``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiops.settings import Settings
+from fleet import FleetSpec, FleetTwin
+from mcp_server.backends.base import ClusterBackend
+from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
+from mcp_server.backends.twin import TwinBackend
+from mcp_server.backends.twin_telemetry import TwinTelemetry
+
+
+@dataclass
+class Backends:
+    cluster: ClusterBackend
+    telemetry: TelemetrySource
+    twin: FleetTwin | None = None
+    sampler: TwinTelemetry | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    async def run_sampler(self, stop: asyncio.Event) -> None:
+        """Keep the twin's telemetry history filling while ``stop`` is unset (no-op otherwise)."""
+        if self.sampler is not None:
+            await self.sampler.run(stop)
+
+    def close(self) -> None:
+        for closer in self._closers:
+            closer()
+
+
+def twin_for(settings: Settings) -> FleetTwin:
+    return FleetTwin(FleetSpec.small(seed=settings.seed).model_copy(update={"cluster": settings.cluster}))
+
+
+def build_backends(settings: Settings, twin: FleetTwin | None = None) -> Backends:
+    """The cluster backend and telemetry source ``settings`` ask for."""
+    if settings.backend == "kubernetes":
+        from mcp_server.backends.kubernetes import KubernetesBackend, KubernetesConfig
+
+        cluster: ClusterBackend = KubernetesBackend.connect(
+            KubernetesConfig(
+                cluster=settings.cluster,
+                job_kind=settings.kube_job_kind,
+                job_namespace=settings.kube_job_namespace,
+            ),
+            context=settings.kube_context,
+            in_cluster=settings.kube_in_cluster,
+        )
+        telemetry: TelemetrySource = NoTelemetry()
+        if settings.prometheus_url:
+            telemetry = _prometheus(settings.prometheus_url)
+        return Backends(cluster=cluster, telemetry=telemetry)
+
+    twin = twin if twin is not None else twin_for(settings)
+    if settings.prometheus_url:
+        return Backends(cluster=TwinBackend(twin), telemetry=_prometheus(settings.prometheus_url), twin=twin)
+    sampler = TwinTelemetry(twin)
+    return Backends(
+        cluster=TwinBackend(twin), telemetry=sampler, twin=twin, sampler=sampler, _closers=[sampler.close]
+    )
+
+
+def _prometheus(url: str) -> TelemetrySource:
+    from mcp_server.backends.prometheus import PrometheusTelemetry
+
+    return PrometheusTelemetry(url)

@@ -1,0 +1,92 @@
+"""A person confirms destructive actions through MCP elicitation; a client that cannot ask gets a
+refusal; the agent is never asked; a dry run or a confirmed runbook's steps ask nothing."""
+
+from __future__ import annotations
+
+from mcp import Client
+
+from tests.mcp_server.support import AGENT, MakeStack, ScriptedPerson, error, held, ok
+
+ISOLATE = {"node": "node-013", "gpu": 1, "reason": "ECC storm on GPU 1"}
+
+
+async def test_a_person_who_confirms_gets_the_action(make_stack: MakeStack) -> None:
+    stack = make_stack(confirm_destructive=True)
+    person = ScriptedPerson("accept", confirm=True)
+    async with held(Client(stack.server, elicitation_callback=person)) as client:
+        outcome = ok(await client.call_tool("isolate_gpu", ISOLATE))
+    assert outcome["changed"] is True
+    (question,) = person.questions
+    assert "olga" in question and "isolate_gpu on GPU 1 on node-013" in question and "ECC storm" in question
+    assert stack.twin.node("node-013").gpus[1].isolated
+
+
+async def test_a_person_who_declines_or_leaves_the_box_unticked_is_refused_and_audited(
+    make_stack: MakeStack,
+) -> None:
+    for person, words in [
+        (ScriptedPerson("decline"), "declined"),
+        (ScriptedPerson("cancel"), "cancelled"),
+        (ScriptedPerson("accept", confirm=False), "unticked"),
+    ]:
+        stack = make_stack(confirm_destructive=True)
+        async with held(Client(stack.server, elicitation_callback=person)) as client:
+            message = error(await client.call_tool("isolate_gpu", ISOLATE))
+        assert "not confirmed: isolate_gpu" in message and words in message
+        assert not stack.twin.node("node-013").gpus[1].isolated
+        (record,) = stack.audit.entries
+        assert (record.tool, record.principal, record.decision, record.ok) == (
+            "isolate_gpu",
+            "olga",
+            "deny",
+            False,
+        )
+
+
+async def test_a_client_without_elicitation_is_refused_a_destructive_action(make_stack: MakeStack) -> None:
+    stack = make_stack(confirm_destructive=True)
+    async with held(Client(stack.server)) as client:
+        message = error(
+            await client.call_tool("restart_from_checkpoint", {"job": "train-02", "reason": "NCCL hang"})
+        )
+        assert "cannot ask" in message and "elicitation" in message
+        # Reading needs no confirmation.
+        assert ok(await client.call_tool("describe_node", {"node": "node-013"}))["name"] == "node-013"
+    assert stack.twin.job("train-02").restarts == 0
+
+
+async def test_the_agent_is_never_asked(make_stack: MakeStack) -> None:
+    stack = make_stack(AGENT, confirm_destructive=True)
+    person = ScriptedPerson("decline")
+    async with held(Client(stack.server, elicitation_callback=person)) as client:
+        assert ok(await client.call_tool("isolate_gpu", ISOLATE))["changed"] is True
+    assert person.questions == []
+
+
+async def test_a_dry_run_asks_nothing(make_stack: MakeStack) -> None:
+    stack = make_stack(confirm_destructive=True)
+    async with held(Client(stack.server)) as client:
+        outcome = ok(await client.call_tool("isolate_gpu", ISOLATE | {"dry_run": True}))
+    assert outcome["dry_run"] is True and outcome["policy"]["decision"] == "allow"
+
+
+async def test_a_confirmed_runbook_does_not_ask_again_for_each_step(make_stack: MakeStack) -> None:
+    stack = make_stack(confirm_destructive=True)
+    person = ScriptedPerson("accept")
+    async with held(Client(stack.server, elicitation_callback=person)) as client:
+        run = ok(
+            await client.call_tool(
+                "run_runbook",
+                {"runbook": "isolate-gpu", "params": {"node": "node-013", "gpu": 1}, "reason": "ECC storm"},
+            )
+        )
+    assert run["status"] == "succeeded"
+    (question,) = person.questions
+    assert "runbook isolate-gpu" in question and "gpu=1, node=node-013" in question
+
+
+async def test_the_confirmation_parameter_is_not_part_of_the_tools_input(make_stack: MakeStack) -> None:
+    async with held(Client(make_stack().server)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    for name in ("isolate_gpu", "restart_from_checkpoint", "run_runbook"):
+        assert "confirmation" not in tools[name].input_schema["properties"], name
