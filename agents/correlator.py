@@ -106,14 +106,19 @@ class Correlator:
         *,
         fabric: FabricMap | None = None,
         offenders: OffenderLedger | None = None,
+        cause_window_s: float = 3600.0,
         max_entries: int = 100_000,
     ) -> None:
         self.window = timedelta(seconds=window_s)
+        self.cause_window = timedelta(seconds=max(window_s, cause_window_s))
         self.max_entries = max_entries
         self.topology = TopologyCorrelator(fabric, window_s=window_s)
         self.offenders = offenders or OffenderLedger()
         self._by_key: OrderedDict[str, _Open] = OrderedDict()
         self._parent: OrderedDict[str, str] = OrderedDict()
+        # The latest hardware incident of each node, kept longer than the dedupe window: a hang or
+        # slow rank on that node within the hour (after a drain, a reset, a restart) is its doing.
+        self._hardware: OrderedDict[str, _Open] = OrderedDict()
 
     @property
     def fabric(self) -> FabricMap:
@@ -124,7 +129,7 @@ class Correlator:
         self.topology.fabric = fabric
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return len(self._by_key) + len(self._hardware)
 
     def assign(self, event: AnyEvent) -> Correlation:
         self._expire(event.time)
@@ -288,7 +293,7 @@ class Correlator:
             return self._duplicate(current, f"{event.job} again: {summary}")
         # A node with an open hardware incident explains a hang or a slow rank on it.
         for suspect in nodes if len(nodes) <= 2 else ():
-            cause = self._find([f"node:{suspect}"])
+            cause = self._find([f"node:{suspect}"]) or self._recent_hardware(suspect, event.time)
             if cause is not None and cause.kind in HARDWARE_KINDS:
                 self._touch(cause, event.time)
                 cause.tags.add(tag)
@@ -400,9 +405,18 @@ class Correlator:
         self._by_key[key] = opened
         self._by_key.move_to_end(key)
 
+    def _recent_hardware(self, node: str, at: datetime) -> _Open | None:
+        found = self._hardware.get(node)
+        return found if found is not None and at - found.last_seen <= self.cause_window else None
+
     def _remember(self, opened: _Open, *, node_key: bool = False) -> None:
         if node_key and opened.node:
             opened.keys.append(f"node:{opened.node}")
+            if opened.kind in HARDWARE_KINDS:
+                self._hardware[opened.node] = opened
+                self._hardware.move_to_end(opened.node)
+                while len(self._hardware) > self.max_entries:
+                    self._hardware.popitem(last=False)
         for key in opened.keys:
             self._by_key[key] = opened
             self._by_key.move_to_end(key)

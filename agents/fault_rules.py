@@ -22,6 +22,7 @@ from agents.facts import Facts
 from events.incident import Incident, Plan, RunbookInvocation
 
 ISOLATE, RESTART, RESET, SWAP = "isolate-gpu", "restart-from-checkpoint", "reset-gpu", "swap-spare"
+ESCALATE = "escalate"
 OWNERS: dict[str, str] = {
     "switch": "the network owner",
     "rack": "the datacenter owner (power and cooling)",
@@ -45,20 +46,26 @@ def family_plan(incident: Incident, facts: Facts, runbooks: Collection[str], pla
     return None
 
 
-def suspected_bad_hardware(plan: Plan, incident: Incident) -> Plan:
-    """A repeated offender: keep the containment, but hand the part to a person."""
-    if "suspected_bad_hardware" not in incident.findings or plan.disposition == "escalate":
+def suspected_bad_hardware(plan: Plan, incident: Incident, facts: Facts, runbooks: Collection[str]) -> Plan:
+    """A repeated offender: keep the containment, and hand the part to a person (a hardware ticket
+    and a page through the ``escalate`` runbook, where it exists)."""
+    if "suspected_bad_hardware" not in incident.findings:
         return plan
     why = next(
         (e.detail for e in incident.timeline if e.what == "repeated offender"),
         "repeated incidents on this part",
     )
-    return plan.model_copy(
-        update={
-            "disposition": "escalate",
-            "rationale": f"{plan.rationale}. Suspected bad hardware ({why}): escalate for diagnostics or replacement",
-        }
-    )
+    actions = list(plan.actions)
+    if ESCALATE in runbooks and not any(a.runbook == ESCALATE for a in actions):
+        params: dict[str, object] = {"node": facts.node, "summary": f"suspected bad hardware: {why}"}
+        if facts.gpu is not None:
+            params["gpu"] = facts.gpu
+        params["evidence"] = list(incident.root_cause.evidence[:10]) if incident.root_cause else []
+        actions.append(RunbookInvocation(runbook=ESCALATE, params=params))
+    rationale = plan.rationale
+    if "Suspected bad hardware" not in rationale:
+        rationale += f". Suspected bad hardware ({why}): escalate for diagnostics or replacement"
+    return plan.model_copy(update={"disposition": "escalate", "rationale": rationale, "actions": actions})
 
 
 def _job(incident: Incident, facts: Facts) -> str | None:
@@ -93,9 +100,14 @@ def _ecc(incident: Incident, facts: Facts, runbooks: Collection[str], planner: s
         return Plan(planner=planner, disposition="escalate", rationale=why, actions=[isolate, *restart])
     if found & set(RESET_FOR):
         if RESET in runbooks:
-            why = f"a row remap is pending on {where}: schedule a GPU reset, which applies it (no error to contain)"
             reset = RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})
-            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
+            why = f"a row remap is pending on {where}: schedule a GPU reset, which applies it (no error to contain)"
+            if not facts.job:
+                return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
+            # The reset drains the node: the job on it stops and restarts from its checkpoint elsewhere.
+            why += f"; the reset drains {facts.node}, so job {facts.job} restarts from its checkpoint"
+            again = RunbookInvocation(runbook=RESTART, params={"job": facts.job})
+            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset, again])
         why = f"a row remap is pending on {where}: schedule a GPU reset (no {RESET} runbook here; a person does it)"
         return Plan(planner=planner, disposition="escalate", rationale=why)
     why = f"{', '.join(sorted(found))} on {where} is a trend to watch, not a fault to act on"

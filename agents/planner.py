@@ -80,7 +80,8 @@ class RulesPlanner:
     async def plan(self, incident: Incident, facts: Facts) -> Plan:
         # ECC, hangs, slowdowns and shared parts have rules of their own (agents.fault_rules).
         plan = family_plan(incident, facts, self.runbooks, self.name)
-        return suspected_bad_hardware(plan or await self._xid_plan(incident, facts), incident)
+        plan = plan or await self._xid_plan(incident, facts)
+        return suspected_bad_hardware(plan, incident, facts, self.runbooks)
 
     async def _xid_plan(self, incident: Incident, facts: Facts) -> Plan:
         info = governing_xid(incident)

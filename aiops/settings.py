@@ -36,6 +36,7 @@ class Settings(BaseSettings):
         default=9400, ge=0, le=65535, description="the twin's dcgm-exporter /metrics port (0 = any free)"
     )
     dcgm_scrape_interval_s: float = Field(default=1.0, gt=0, description="DCGM detector scrape interval")
+    heartbeat_interval_s: float = Field(default=10.0, gt=0, description="twin ranks beat every N simulated s")
     agent_id: str = "triage-agent"
     mcp_principal: str = Field(default="local-operator", description="who `aiops mcp` (stdio) acts as")
     mcp_role: Role = "operator"

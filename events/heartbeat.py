@@ -30,6 +30,7 @@ from types import TracebackType
 
 import nats
 from nats.aio.client import Client as NatsClient
+from pydantic import TypeAdapter
 
 from events import subjects
 from events.models import Heartbeat, utcnow
@@ -37,8 +38,19 @@ from events.models import Heartbeat, utcnow
 log = logging.getLogger(__name__)
 
 
+BUNDLE: TypeAdapter[list[Heartbeat]] = TypeAdapter(list[Heartbeat])
+"""A JSON array of beats of one job: what a node-local relay sends instead of one message per rank."""
+
+
 def encode_heartbeat(beat: Heartbeat) -> bytes:
     return beat.model_dump_json(exclude_none=True).encode()
+
+
+def decode_heartbeats(data: bytes) -> list[Heartbeat]:
+    """One beat (an object) or a bundle (an array); raises ``pydantic.ValidationError``."""
+    if data.lstrip()[:1] == b"[":
+        return BUNDLE.validate_json(data)
+    return [Heartbeat.model_validate_json(data)]
 
 
 def heartbeat_subject(beat: Heartbeat) -> str:
@@ -185,9 +197,18 @@ class TrainingHeartbeat:
             self._ready.set()
 
     async def _main(self) -> None:
-        nc = await nats.connect(
-            self.nats_url, name=f"heartbeat {self.identity['job']}/{self.identity['rank']}"
-        )
+        try:
+            nc = await nats.connect(
+                self.nats_url,
+                name=f"heartbeat {self.identity['job']}/{self.identity['rank']}",
+                connect_timeout=2,
+                max_reconnect_attempts=2,
+                reconnect_time_wait=0.5,
+            )
+        except Exception as exc:
+            raise ConnectionError(f"cannot reach NATS at {self.nats_url} to send heartbeats: {exc}") from exc
+        # Fail fast at start, but once training runs never give up on a NATS that restarts.
+        nc.options["max_reconnect_attempts"] = -1
         self._loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
         self._ready.set()
         try:
@@ -211,7 +232,11 @@ class TrainingHeartbeat:
 
 class HeartbeatRelay:
     """Publishes heartbeats produced inside the event loop (the fleet twin's ranks) without blocking
-    the producer; the queue is bounded and drops the newest when full, as a congested link would."""
+    the producer; the queue is bounded and drops the newest when full, as a congested link would.
+
+    Beats queued together are sent as one bundle per job (a JSON array on the job's subject), as a
+    node-local relay would: a thousand ranks cost a few messages, not a thousand.
+    """
 
     def __init__(self, nc: NatsClient, *, max_queue: int = 50_000) -> None:
         self.nc = nc
@@ -239,9 +264,12 @@ class HeartbeatRelay:
             batch = [getter.result()]
             while not self._queue.empty() and len(batch) < 5000:
                 batch.append(self._queue.get_nowait())
+            by_subject: dict[str, list[Heartbeat]] = {}
+            for beat in batch:
+                by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
             try:
-                for beat in batch:
-                    await self.nc.publish(heartbeat_subject(beat), encode_heartbeat(beat))
+                for subject, beats in by_subject.items():
+                    await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))
                 self.published += len(batch)
             except Exception:
                 log.exception("could not publish %d heartbeats", len(batch))

@@ -26,6 +26,7 @@ from events.detectors.dcgm import DcgmDetector
 from events.detectors.exposition import MetricSource
 from events.detectors.hang import HangDetector
 from events.detectors.throughput import ThroughputDetector
+from events.heartbeat import decode_heartbeats
 from events.models import DeadLetter, Heartbeat, utcnow
 from events.publish import AnyEvent, publish_dead_letter, publish_events
 
@@ -74,7 +75,7 @@ class DetectorService:
 
     async def _on_beat(self, msg: Msg) -> None:
         try:
-            beat = Heartbeat.model_validate_json(msg.data)
+            beats = decode_heartbeats(msg.data)
         except ValidationError as exc:
             self.beats_rejected += 1
             reason = f"invalid heartbeat: {exc.errors(include_url=False)}"
@@ -87,8 +88,9 @@ class DetectorService:
                 )
             )
             return
-        self.beats_seen += 1
-        self.observe(beat)
+        self.beats_seen += len(beats)
+        for beat in beats:
+            self.observe(beat)
 
     def observe(self, beat: Heartbeat) -> None:
         """Feed one heartbeat to the hang and throughput detectors."""

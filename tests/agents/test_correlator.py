@@ -227,3 +227,13 @@ def test_memory_stays_bounded_over_a_long_storm_of_many_gpus():
         c.assign(xid_at(95, node=f"node-{i % 997:03d}", pci=f"0000:{i % 8:02x}:00.0", t=i * 0.05))
     assert len(c) <= 5_000
     assert len(c.offenders) <= 100_000
+
+
+def test_a_hang_on_a_node_whose_gpu_failed_within_the_hour_is_still_blamed_on_that_fault():
+    c = Correlator(window_s=600, fabric=fabric())
+    fault = c.assign(ecc(["remap_pending"], node="node-120", gpu=0))
+    # Our own reset drained node-120 twenty minutes later; the job on it stalls and hangs.
+    later = c.assign(hang("job-10", ["node-120"], ranks=[88], t=1200))
+    assert later.kind == "joined" and later.incident_id == fault.incident_id
+    much_later = c.assign(hang("job-10", ["node-120"], ranks=[88], t=3 * 3600, eid="next-day"))
+    assert much_later.new

@@ -36,11 +36,20 @@ async def test_a_double_bit_error_isolates_the_gpu_and_restarts_the_job_from_its
     assert "double-bit" in p.rationale
 
 
-async def test_a_pending_row_remap_schedules_a_gpu_reset():
-    p = await plan(incident("ecc", ["ecc.remap_pending"]), RUNNING)
+async def test_a_pending_row_remap_on_an_idle_gpu_schedules_a_gpu_reset():
+    p = await plan(incident("ecc", ["ecc.remap_pending"]), Facts(node="node-013", gpu=2))
     assert p.disposition == "mitigate"
-    assert steps(p) == [("reset-gpu", {"node": "node-005", "gpu": 2})]
+    assert steps(p) == [("reset-gpu", {"node": "node-013", "gpu": 2})]
     assert "reset" in p.rationale
+
+
+async def test_a_pending_row_remap_under_a_job_resets_and_restarts_the_drained_job():
+    p = await plan(incident("ecc", ["ecc.remap_pending"]), RUNNING)
+    assert steps(p) == [
+        ("reset-gpu", {"node": "node-005", "gpu": 2}),
+        ("restart-from-checkpoint", {"job": "train-01"}),
+    ]
+    assert "drains node-005" in p.rationale
 
 
 async def test_a_pending_row_remap_without_a_reset_runbook_goes_to_a_person():
@@ -50,7 +59,7 @@ async def test_a_pending_row_remap_without_a_reset_runbook_goes_to_a_person():
 
 async def test_an_xid_63_with_dcgm_saying_a_remap_is_pending_schedules_the_reset():
     p = await plan(incident("xid", ["ecc.remap_pending"], xids=[63]), RUNNING)
-    assert steps(p) == [("reset-gpu", {"node": "node-005", "gpu": 2})]
+    assert steps(p)[0] == ("reset-gpu", {"node": "node-005", "gpu": 2})
 
 
 async def test_a_row_remap_failure_isolates_and_escalates_for_replacement():
@@ -145,9 +154,11 @@ async def test_a_repeated_offender_keeps_its_containment_and_goes_to_a_person():
     inc.timeline.append(
         TimelineEntry(what="repeated offender", detail="node-005/gpu2: incident #3 within 24 h")
     )
-    p = await plan(inc, STALLED)
+    p = await plan(inc, STALLED, WITH_SWAP | {"escalate"})
     assert p.disposition == "escalate"
-    assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint"]
+    assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"]
+    assert p.actions[-1].params["node"] == "node-005" and p.actions[-1].params["gpu"] == 2
+    assert "suspected bad hardware" in str(p.actions[-1].params["summary"])
     assert "Suspected bad hardware" in p.rationale and "incident #3" in p.rationale
 
 

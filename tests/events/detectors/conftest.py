@@ -49,6 +49,11 @@ class Watched:
 
 
 @pytest.fixture
+def twin() -> FleetTwin:
+    return FleetTwin(FleetSpec.small(seed=7))
+
+
+@pytest.fixture
 def watched() -> Watched:
     w = Watched()
     w.twin.advance(45 * 60)

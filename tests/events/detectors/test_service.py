@@ -1,0 +1,92 @@
+"""The detector service on a real nats-server: heartbeats in over core NATS, events into GPU_EVENTS,
+bad heartbeats to the dead-letter subject, scrapes that fail retried."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import pytest
+
+from events import subjects
+from events.detectors import DetectorService, ExporterSource, TextSource
+from events.heartbeat import HeartbeatRelay
+from events.models import Heartbeat, parse_event
+from fleet import FleetSpec, FleetTwin
+from fleet.exporter import render_metrics
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.slow
+
+
+async def stream_events(js) -> list:
+    info = await js.stream_info(subjects.STREAM_EVENTS)
+    if not info.state.messages:
+        return []
+    sub = await js.pull_subscribe(subjects.events_all(), durable=None)
+    msgs = await sub.fetch(info.state.messages, timeout=5)
+    return [parse_event(m.data) for m in msgs]
+
+
+async def test_a_hang_seen_in_heartbeats_over_nats_lands_in_gpu_events(nc, js):
+    twin = FleetTwin(FleetSpec.small(seed=7))
+    service = DetectorService(nc, js, cluster="sim-a", clock=twin.now)
+    await service.start()
+    relay, stop = HeartbeatRelay(nc), asyncio.Event()
+    twin.subscribe_heartbeats(
+        lambda b: relay.offer(Heartbeat.model_validate({**dataclasses.asdict(b), "cluster": "sim-a"}))
+    )
+    publisher = asyncio.create_task(relay.run(stop))
+    twin.advance(45 * 60)
+    for _ in range(6):
+        twin.advance(10)
+    twin.inject_hang("train-02", 9)
+    for _ in range(6):
+        twin.advance(10)
+    await eventually(lambda: service.beats_seen == relay.published > 0, within_s=10, what="beats over NATS")
+    assert await service.evaluate() == 1
+    [event] = await stream_events(js)
+    assert event.kind == "hang" and event.job == "train-02" and event.nodes == ["node-010"]
+    stop.set()
+    await publisher
+    await service.stop()
+
+
+async def test_a_heartbeat_that_does_not_validate_goes_to_the_dead_letter_subject(nc, js):
+    service = DetectorService(nc, js, cluster="sim-a")
+    await service.start()
+    await nc.publish("gpu.heartbeat.sim-a.train-01", b'{"job": "train-01", "rank": -1}')
+    await eventually(lambda: service.beats_rejected == 1, within_s=5, what="the bad beat")
+    await service.evaluate()
+    sub = await js.pull_subscribe("gpu.dlq.heartbeat", durable=None)
+    [dead] = await sub.fetch(1, timeout=5)
+    letter = json.loads(dead.data)
+    assert "rank" in letter["reason"] and letter["payload"].startswith('{"job"')
+    await service.stop()
+
+
+async def test_a_scrape_publishes_ecc_events_and_a_dead_exporter_is_retried_not_fatal(nc, js):
+    twin = FleetTwin(FleetSpec.small(seed=7))
+    service = DetectorService(
+        nc, js, cluster="sim-a", clock=twin.now, dcgm_source=TextSource(lambda: render_metrics(twin))
+    )
+    assert await service.scrape() == 0
+    twin.inject_ecc("node-010", 1, "remap_pending")
+    assert await service.scrape() == 2  # the ECC state and the Xid 63 count
+    kinds = sorted(e.kind for e in await stream_events(js))
+    assert kinds == ["ecc", "xid"]
+
+    dead = DetectorService(
+        nc,
+        js,
+        cluster="sim-a",
+        dcgm_source=ExporterSource("http://127.0.0.1:9/metrics", timeout_s=1),
+        scrape_interval_s=0.01,
+        evaluate_interval_s=0.01,
+    )
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dead.run(stop))
+    await eventually(lambda: dead.scrape_errors >= 2, within_s=10, what="two failed scrapes")
+    stop.set()
+    await runner
