@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.kmsg_path
 	$(BIN)/python -m evals.benchmarks.first_action
 	$(BIN)/python -m evals.benchmarks.claude_planner
+	$(BIN)/python -m evals.benchmarks.mcp_latency
 
 clean:
 	rm -rf $(VENV) .aiops .pytest_cache .mypy_cache .ruff_cache

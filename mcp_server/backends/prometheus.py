@@ -105,10 +105,21 @@ class PrometheusTelemetry:
         return rows
 
     async def _range(self, query: str, start: datetime, end: datetime, step_s: float) -> list[dict[str, Any]]:
-        step = f"{max(MIN_STEP_S, math.ceil(step_s))}s"
+        # The client sends whole seconds, and Prometheus evaluates at start, start + step, ...: anchor
+        # that grid on a whole second just past ``end`` so the newest scrape (the "last" value a tool
+        # reports) is always inside it.
+        step = max(MIN_STEP_S, math.ceil(step_s))
+        last = math.ceil(end.timestamp()) + 1
+        first = last - max(1, math.ceil((end - start).total_seconds() / step)) * step
         params = {"timeout": f"{QUERY_TIMEOUT_S}s"}
         rows: list[dict[str, Any]] = await self._call(
-            lambda: self._prom.custom_query_range(query, start, end, step, params=params)
+            lambda: self._prom.custom_query_range(
+                query,
+                datetime.fromtimestamp(first, UTC),
+                datetime.fromtimestamp(last, UTC),
+                f"{step}s",
+                params=params,
+            )
         )
         return rows
 

@@ -30,6 +30,7 @@ def _fail(exc: FleetError) -> BackendError:
 class TwinBackend(TwinMaintenance):
     def __init__(self, twin: FleetTwin) -> None:
         self.twin = twin
+        self._summaries: dict[str, tuple[tuple[object, ...], NodeSummary]] = {}
 
     @property
     def kind(self) -> str:
@@ -86,6 +87,7 @@ class TwinBackend(TwinMaintenance):
     async def node_summaries(self, query: NodeQuery | None = None) -> list[NodeSummary]:
         query = query or NodeQuery()
         by_node = self._jobs_by_node()
+        cache = self._summaries
         out = []
         for node in self.twin.nodes.values():
             # Cheap attribute filters first: most of a big fleet never becomes a model.
@@ -93,9 +95,22 @@ class TwinBackend(TwinMaintenance):
                 query.leaf_switch and node.leaf != query.leaf_switch
             ):
                 continue
-            summary = self._summary(node, by_node.get(node.name, []))
-            if query.admits(summary, node.labels):
-                out.append(summary)
+            jobs = by_node.get(node.name, [])
+            # A summary is rebuilt only when something it shows changed (listing 1,500 nodes
+            # otherwise spends most of its time constructing identical models).
+            key = (
+                node.state,
+                node.cordoned,
+                node.cordon_owner,
+                node.spare,
+                tuple((g.health, g.isolated) for g in node.gpus),
+                tuple(jobs),
+            )
+            cached = cache.get(node.name)
+            if cached is None or cached[0] != key:
+                cached = cache[node.name] = (key, self._summary(node, jobs))
+            if query.admits(cached[1], node.labels):
+                out.append(cached[1])
         return out
 
     def _job_view(self, job: TrainingJob) -> JobView:
