@@ -40,11 +40,16 @@ def xid_markdown(info: XidInfo) -> str:
         f"- **Recommended:** {info.recommended_action}",
     ]
     if info.sympathetic is not None:
-        lines.append(f"- **Sympathetic:** {info.sympathetic.model_dump_json(exclude_none=True)}")
+        s = info.sympathetic
+        of = "any other Xid" if s.of == "any" else "Xid " + ", ".join(map(str, s.of))
+        where = "on the same GPU" if s.where == "same_gpu" else "at the other end of the NVLink"
+        verb = "usually follows" if s.relation == "follows" else "summarises"
+        lines.append(f"- **Sympathetic:** {verb} {of} {where}" + (f". {s.note}" if s.note else ""))
     if info.escalate_after is not None:
         rule = info.escalate_after
         lines.append(
-            f"- **Escalates:** {rule.model_dump_json(exclude_none=True)} (repeats point at the hardware)"
+            f"- **Escalates:** {rule.count} times within {rule.window_hours:g} h on one {rule.scope} "
+            f"-> {rule.then.value}" + (f". {rule.note}" if rule.note else "")
         )
     if not info.known:
         lines.append("\nThis code is not in the catalog: look it up in NVIDIA's Xid documentation.")

@@ -90,3 +90,19 @@ async def test_the_confirmation_parameter_is_not_part_of_the_tools_input(make_st
         tools = {t.name: t for t in (await client.list_tools()).tools}
     for name in ("isolate_gpu", "restart_from_checkpoint", "run_runbook"):
         assert "confirmation" not in tools[name].input_schema["properties"], name
+
+
+async def test_an_older_client_is_asked_in_the_middle_of_the_call(make_stack: MakeStack) -> None:
+    # Protocol 2025-11-25 and before: the question is an elicitation/create request during the call
+    # (2026-07-28 clients get it in an InputRequiredResult and retry, as the tests above do).
+    stack = make_stack(confirm_destructive=True)
+    person = ScriptedPerson("accept")
+    async with held(Client(stack.server, elicitation_callback=person, mode="legacy")) as client:
+        assert client.protocol_version < "2026"
+        assert ok(await client.call_tool("isolate_gpu", ISOLATE))["changed"] is True
+    assert len(person.questions) == 1
+    refused = make_stack(confirm_destructive=True)
+    async with held(
+        Client(refused.server, elicitation_callback=ScriptedPerson("decline"), mode="legacy")
+    ) as client:
+        assert "declined" in error(await client.call_tool("isolate_gpu", ISOLATE))
