@@ -18,6 +18,8 @@ class Facts(BaseModel):
     job_state: str | None = None
     job_gpus: int | None = None
     checkpoint_age_s: float | None = None
+    spares_above_minimum: int | None = None
+    """Warm spares a swap may take without a person's approval (``spare_pool``), when a job is hit."""
     lookups_failed: list[str] = []
 
 
@@ -54,4 +56,7 @@ async def gather_facts(tools: ToolClient, node: str, gpu: int | None, pci_bus_id
         ckpt = await tools.call("checkpoint_status", {"job": facts.job})
         if ckpt.ok and isinstance(ckpt.structured, dict):
             facts.checkpoint_age_s = ckpt.structured.get("checkpoint_age_s")
+        pool = await tools.call("spare_pool", {})
+        if pool.ok and isinstance(pool.structured, dict):
+            facts.spares_above_minimum = pool.structured.get("above_minimum")
     return facts

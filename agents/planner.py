@@ -105,9 +105,20 @@ class RulesPlanner:
                 runbook="isolate-gpu",
                 params={"node": facts.node, "gpu": facts.gpu, "reason": f"{label}: {info.meaning}"},
             )
+            # With warm spares above the operators' reserve, swap one in explicitly (same leaf
+            # switch first, verified at the baseline step time) instead of a plain restart.
+            swap = bool(restart) and bool(facts.spares_above_minimum) and "swap-spare" in self.runbooks
+            if swap:
+                restart = [
+                    RunbookInvocation(runbook="swap-spare", params={"job": facts.job, "node": facts.node})
+                ]
             why = f"{label} is a hardware fault: isolate GPU {facts.gpu} on {facts.node}"
             why += (
-                f" and restart job {facts.job} from its checkpoint" if restart else " (no stalled job on it)"
+                f", swap a warm spare in for {facts.node} and restart job {facts.job} from its checkpoint"
+                if swap
+                else f" and restart job {facts.job} from its checkpoint"
+                if restart
+                else " (no stalled job on it)"
             )
             why += f"; the repair the catalog calls for ({action}) follows once the GPU is idle"
             return Plan(planner=self.name, disposition="mitigate", rationale=why, actions=[isolate, *restart])

@@ -36,7 +36,16 @@ class IncidentStore:
         return cls(js, await js.key_value(subjects.BUCKET_INCIDENTS))
 
     async def create(self, incident: Incident) -> Incident:
-        await self._kv.create(_key(incident.id), incident.model_dump_json().encode())
+        """Store a new incident. Incident ids are derived from their first event, so when the agent
+        died after storing it but before acknowledging the event, the redelivered event opens the
+        same id: the stored incident is returned, unchanged, and nothing is counted twice."""
+        try:
+            await self._kv.create(_key(incident.id), incident.model_dump_json().encode())
+        except KeyWrongLastSequenceError:
+            stored = await self.get_incident(incident.id)
+            if stored is not None:
+                return stored
+            raise
         await self._publish(incident)
         return incident
 

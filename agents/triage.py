@@ -25,30 +25,24 @@ from pydantic import ValidationError
 
 from agents import intake
 from agents.correlator import AnyEvent, Correlation, Correlator
-from agents.facts import gather_facts
+from agents.mitigation import Mitigator
 from agents.planner import Planner
 from agents.store import IncidentStore
 from agents.summaries import Summarizer
 from agents.topology import load_fabric
 from events import faststream_compat, subjects
 from events.fabric import FabricMap
-from events.incident import ActionRecord, Incident, IncidentStatus
+from events.incident import Incident
 from events.models import DeadLetter, parse_event, utcnow
 from events.publish import publish_dead_letter
 from runbooks.client import ToolClient
 from runbooks.engine import RunbookEngine
-from runbooks.state import RunState
 
 log = logging.getLogger(__name__)
 
 # The whole pulled batch, with subjects and headers (one injection per batch, not per message).
 BatchMessage = Annotated[NatsBatchMessage, Context("message")]
 
-STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
-    "mitigate": "mitigating",
-    "no_action": "suppressed",
-    "escalate": "escalated",
-}
 Clock = Callable[[], datetime]
 
 
@@ -88,6 +82,9 @@ class TriageAgent:
         self.events_ignored = 0
         self.dead_lettered = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.mitigation = Mitigator(
+            store=store, tools=tools, engine=engine, planner=planner, clock=clock, start=self.start_mitigation
+        )
         # Incidents that wait ``group_wait_s`` (and for the consumer to catch up) before planning,
         # so concurrent signals can fold them into a shared-part incident first.
         self._held: dict[str, asyncio.Task[None]] = {}
@@ -232,6 +229,7 @@ class TriageAgent:
 
     async def drain(self) -> None:
         """Wait for every mitigation started so far (and for held incidents to be released)."""
+        self.mitigation.poke()
         while pending := [t for t in (*self._held.values(), *self._tasks.values()) if not t.done()]:
             await asyncio.gather(*pending, return_exceptions=True)
 
@@ -265,101 +263,12 @@ class TriageAgent:
             log.exception("summary of %s failed", incident_id)
 
     async def mitigate(self, incident_id: str) -> Incident:
-        incident = await self.store.get_incident(incident_id)
-        if incident is None:
-            raise LookupError(incident_id)
-        if incident.plan is None:
-            incident = await self._plan(incident)
-        plan = incident.plan
-        assert plan is not None
-        for invocation in plan.actions:
-            state = await self.engine.run(
-                invocation.runbook,
-                invocation.params,
-                run_id=f"{incident.id}/{invocation.runbook}",
-                context={"incident": {"id": incident.id, "entity": incident.entity}},
-            )
-            incident = await self.store.update(incident_id, partial(self._record_run, state=state))
-            if state.status != "succeeded":
-                why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
-                return await self.store.update(incident_id, partial(_escalate, why=why, now=self.clock()))
-        if plan.actions and incident.status == "mitigating":
-            incident = await self.store.update(incident_id, self._mark_mitigated)
-        return incident
+        """Plan (once) and run the plan's runbooks; see ``agents.mitigation``."""
+        return await self.mitigation.mitigate(incident_id)
 
-    async def _plan(self, incident: Incident) -> Incident:
-        node = incident.affected_nodes[0]
-        pci = incident.entity.split("/", 1)[1] if "/" in incident.entity else None
-        gpu = int(incident.affected_gpus[0].split("/")[1]) if incident.affected_gpus else None
-        facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
-        plan = await self.planner.plan(incident, facts)
-        now = self.clock()
-
-        def apply(inc: Incident) -> None:
-            inc.plan = plan
-            for step in plan.notes:
-                inc.note(step.what, step.detail, at=now)
-            if plan.root_cause is not None:
-                inc.root_cause = plan.root_cause.model_copy(deep=True)
-            if facts.gpu is not None and f"{node}/{facts.gpu}" not in inc.affected_gpus:
-                inc.affected_gpus.append(f"{node}/{facts.gpu}")
-            if facts.job and facts.job not in inc.affected_jobs:
-                inc.affected_jobs.append(facts.job)
-            if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
-                inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
-            steps = ", ".join(f"{a.runbook}({_args(a.params)})" for a in plan.actions)
-            inc.note(
-                f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now
-            )
-            inc.status = STATUS_AFTER_PLAN[plan.disposition]
-
-        return await self.store.update(incident.id, apply)
-
-    def _record_run(self, incident: Incident, *, state: RunState) -> None:
-        now = self.clock()
-        for step in state.steps:
-            if not step.mutating or step.status not in ("done", "failed"):
-                continue
-            if any(a.run_id == state.run_id and a.step == step.id for a in incident.actions):
-                continue
-            result = step.result if isinstance(step.result, dict) else {"text": step.result}
-            incident.actions.append(
-                ActionRecord(
-                    run_id=state.run_id,
-                    step=step.id,
-                    tool=step.tool,
-                    arguments=step.arguments,
-                    decision=step.decision,
-                    reasons=list(result.get("policy", {}).get("reasons", []))
-                    if step.status == "done"
-                    else [],
-                    ok=step.status == "done",
-                    result=result,
-                    error=step.error,
-                    time=step.finished_at or now,
-                )
-            )
-            decision = step.decision or ("allow" if step.status == "done" else "error")
-            incident.note(f"policy: {decision}", f"{step.tool} {_args(step.arguments)}", at=now)
-            if step.status == "done":
-                incident.note(f"{step.tool} done", str(result.get("detail", "")), at=now)
-                lost = (
-                    result.get("data", {}).get("gpu_hours_lost")
-                    if isinstance(result.get("data"), dict)
-                    else None
-                )
-                if isinstance(lost, int | float):
-                    incident.gpu_hours_lost += float(lost)
-            else:
-                incident.note(f"{step.tool} failed", step.error or "", at=now)
-
-    def _mark_mitigated(self, incident: Incident) -> None:
-        incident.status = "mitigated"
-        incident.note(
-            "mitigated",
-            f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost",
-            at=self.clock(),
-        )
+    async def watch_safety(self, stop: asyncio.Event) -> None:
+        """Resume or abandon runs parked for approval, and the breaker's backlog, until ``stop``."""
+        await self.mitigation.watch(stop)
 
     async def _dead(self, subject: str, data: bytes, reason: str) -> None:
         self.dead_lettered += 1
@@ -374,7 +283,3 @@ class TriageAgent:
 def _escalate(incident: Incident, *, why: str, now: datetime) -> None:
     incident.status = "escalated"
     incident.note("escalated to a person", why, at=now)
-
-
-def _args(arguments: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in arguments.items() if k not in ("idempotency_key", "reason"))

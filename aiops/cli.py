@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 
 from aiops.kmsg_cli import kmsg_app
+from aiops.ops_cli import register as register_ops
 from aiops.settings import Settings
 
 app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no_args_is_help=True)
 app.add_typer(kmsg_app, name="kmsg")
+register_ops(app)  # approvals, approve, reject, breaker, agent (aiops/ops_cli.py)
 
 
 def _logging(verbose: bool) -> None:
@@ -44,13 +46,19 @@ def demo(
 @app.command()
 def up(
     port: int = typer.Option(None, help="MCP HTTP port (default from AIOPS_HTTP_PORT, 8765)"),
+    no_agent: bool = typer.Option(
+        False, "--no-agent", help="leave the triage agent out: run it as its own process (`aiops agent`)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the whole platform until Ctrl-C: NATS, fleet twin, events service, agent, MCP over HTTP."""
     from aiops.platform import Platform
 
     _logging(verbose)
-    settings = Settings() if port is None else Settings(http_port=port)
+    overrides: dict[str, object] = {} if port is None else {"http_port": port}
+    if no_agent:
+        overrides["embedded_agent"] = False
+    settings = Settings(**overrides)  # type: ignore[arg-type]
     console = Console(stderr=True)
 
     async def main() -> None:
@@ -66,6 +74,12 @@ def up(
                 + (
                     f"  token       {platform.operator_token} (role operator; set AIOPS_TOKENS to configure)\n"
                     if platform.operator_token
+                    else ""
+                )
+                + (
+                    f"  agent       not embedded; run it: AIOPS_NATS_URL={platform.nats_url} aiops agent "
+                    f"--mcp-url {platform.http_url} --token {platform.agent_token or '<agent token>'}\n"
+                    if not settings.embedded_agent
                     else ""
                 )
                 + f"  fleet twin  {platform.twin.name}: {len(platform.twin.nodes)} nodes, "

@@ -155,7 +155,11 @@ def _check(console: Console, incidents: list[Incident], job_state: str) -> bool:
         problems.append("the Xid 79 incident was not mitigated")
     else:
         tools = sorted(a.tool for a in fell_off.actions if a.ok)
-        if tools != ["isolate_gpu", "restart_from_checkpoint"]:
+        # With spares above the reserve the job restarts on a spare swapped in explicitly.
+        if tools not in (
+            ["isolate_gpu", "restart_from_checkpoint"],
+            ["isolate_gpu", "restart_from_checkpoint", "swap_spare"],
+        ):
             problems.append(f"the Xid 79 incident took actions {tools}")
     if benign is None or benign.status != "suppressed" or benign.actions:
         problems.append("the Xid 43 incident should end suppressed with no action")

@@ -29,19 +29,23 @@ from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.detection import Detection, start_detection
 from aiops.nats_server import EmbeddedNats
+from aiops.safety import policy_limits
 from aiops.settings import Settings
 from events import subjects
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.streams import ensure_jetstream
 from fleet import FleetSpec, FleetTwin, run_clock
+from mcp_server.approvals import KvApprovals
 from mcp_server.audit import JetStreamAudit
 from mcp_server.backends.twin import TwinBackend
 from mcp_server.backends.twin_telemetry import TwinTelemetry
+from mcp_server.breaker import KvBreaker
 from mcp_server.chatops.notifier import IncidentNotifier
 from mcp_server.chatops.sessions import PrincipalSessions
 from mcp_server.chatops.slack import SlackEndpoint
-from mcp_server.deps import PolicyLimits, ServerDeps
+from mcp_server.deps import ServerDeps
+from mcp_server.escalation import JetStreamDesk
 from mcp_server.idempotency import KvIdempotency
 from mcp_server.identity import BearerTokens, fixed_identity, load_tokens
 from mcp_server.policy import PolicyGate, Principal
@@ -102,6 +106,7 @@ class Platform:
     nats_url: str = ""
     http_url: str = ""
     operator_token: str = ""
+    agent_token: str = ""
     twin: FleetTwin = field(init=False)
     nc: NatsClient = field(init=False)
     js: JetStreamContext = field(init=False)
@@ -165,7 +170,10 @@ class Platform:
             "audit": JetStreamAudit(self.js),
             "idempotency": await KvIdempotency.open(self.js),
             "incidents": self.store,
-            "limits": PolicyLimits(max_isolations_per_hour=s.max_isolations_per_hour),
+            "limits": policy_limits(s),
+            "approvals": await KvApprovals.open(self.js),
+            "breaker": await KvBreaker.open(self.js),
+            "desk": JetStreamDesk(self.js),
         }
         agent_principal = Principal(id=s.agent_id, role="agent", kind="agent")
         self.agent_server = build_server(ServerDeps(identity=fixed_identity(agent_principal), **common))  # type: ignore[arg-type]
@@ -174,6 +182,10 @@ class Platform:
             # No tokens configured: one operator token for this run, printed for the person who started it.
             self.operator_token = secrets.token_urlsafe(24)
             tokens = {self.operator_token: Principal(id="local-operator", role="operator")}
+        if not s.embedded_agent and not any(p.role == "agent" for p in tokens.values()):
+            # The agent runs as its own process (`aiops agent`): it needs a token of its own.
+            self.agent_token = secrets.token_urlsafe(24)
+            tokens[self.agent_token] = Principal(id=s.agent_id, role="agent", kind="agent")
         bearer = BearerTokens(tokens)
         self.people_server = build_server(
             ServerDeps(
@@ -209,7 +221,9 @@ class Platform:
         # FastStream logs two lines per message at INFO (library notes); our handlers log their own errors.
         broker = NatsBroker(self.nats_url, logger=None)
         self.kmsg = KmsgService(broker, gpu_index=self.twin.gpu_index)
-        self.agent.subscribe(broker)
+        if s.embedded_agent:
+            self.agent.subscribe(broker)
+            self._spawn(self.agent.watch_safety(self._stop))
         await broker.start()
         self._stack.push_async_callback(broker.stop)
         self._stack.push_async_callback(self.agent.drain)
@@ -235,7 +249,7 @@ class Platform:
         await self._start_notifier()
         if self.serve_http:
             await self._serve_http()
-        resumed = await self.agent.resume()
+        resumed = await self.agent.resume() if s.embedded_agent else 0
         if resumed:
             log.info("resumed %d unfinished incidents", resumed)
 

@@ -3,13 +3,22 @@ that run everything embedded on one machine."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["viewer", "operator", "admin", "agent"]
+
+
+class FreezeWindowSetting(BaseModel):
+    """A change freeze: {"start": "2026-12-20T00:00:00Z", "end": "2027-01-04T00:00:00Z", "reason": "..."}."""
+
+    start: datetime
+    end: datetime
+    reason: str = ""
 
 
 class Settings(BaseSettings):
@@ -95,3 +104,37 @@ class Settings(BaseSettings):
         default="volcano", description="which job API the training jobs use (restart goes through it)"
     )
     kube_job_namespace: str = Field(default="default", description="namespace of the training jobs")
+    # Safety of real operations (aiops/safety.py turns these into the policy's limits).
+    observe_only: bool | None = Field(
+        default=None,
+        description="plan, policy-check and record runbooks but change nothing; unset = on for any real "
+        "backend (kubernetes), off for the fleet twin",
+    )
+    max_out_of_service_pct: int = Field(
+        default=30, ge=0, le=100, description="blast radius: cluster share out of service"
+    )
+    min_spares: int = Field(
+        default=1, ge=0, description="warm spares kept in reserve; dipping below needs approval"
+    )
+    max_gpu_hours_at_risk: int = Field(
+        default=100, ge=0, description="a restart discarding more GPU-hours of progress needs approval"
+    )
+    breaker_threshold_pct: int = Field(
+        default=20, ge=0, le=100, description="circuit breaker: share of nodes taken out within the window"
+    )
+    breaker_window_s: float = Field(
+        default=3600.0, gt=0, description="circuit breaker window (backend clock)"
+    )
+    approval_ttl_s: float = Field(default=3600.0, gt=0, description="an approval request expires after this")
+    agent_requires_approval: bool = Field(
+        default=False, description="every mutation of the agent waits for a person"
+    )
+    freeze_windows: list[FreezeWindowSetting] = Field(
+        default_factory=list, description="change freezes (JSON list): the agent acts only with approval"
+    )
+    embedded_agent: bool = Field(
+        default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
+    )
+    agent_token: str | None = Field(
+        default=None, description="bearer token `aiops agent` presents to the MCP endpoint"
+    )

@@ -11,8 +11,15 @@ Approvals: when the policy sends a mutating step to a person, the run parks in
 ``awaiting_approval`` with the approval id; ``run`` again (after the approval) repeats that same
 call, which the server now lets through; ``abandon`` ends a parked run (rejected, expired).
 
+A runbook's ``confirm`` checks (a job training again at its baseline step time) need time to hold
+but do not hold the run: it ends ``succeeded`` with ``confirm_status = "pending"``, and ``confirm``
+runs them later, as often as needed, until they hold or their ``within_s`` runs out.
+
 Every step has a timeout; a step with ``wait`` repeats its read until its checks hold or its
-``within_s`` runs out (a reset, a reboot, a job's restart take minutes).
+``within_s`` runs out (a reset, a reboot, a job's restart take minutes). A wait that is not over
+after ``inline_wait_s`` parks the run in ``waiting`` and returns, so the caller is not held for
+minutes (and a simulation that moves its clock between calls is not stuck): ``run`` again polls
+on, counting ``within_s`` from when the wait began.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from events.models import utcnow
@@ -51,7 +59,7 @@ def check_params(runbook: Runbook, params: dict[str, Any]) -> dict[str, Any]:
             value = spec.default
         if value is not None:
             try:
-                value = {"string": str, "integer": int, "boolean": bool, "list": _as_list}[spec.type](value)
+                value = _CASTS[spec.type](value)
             except (TypeError, ValueError) as exc:
                 raise RunbookParamError(f"parameter {name!r} must be {spec.type}, got {value!r}") from exc
         out[name] = value
@@ -65,6 +73,9 @@ def _as_list(value: Any) -> list[Any]:
     if not isinstance(value, list | tuple):
         raise TypeError(f"{value!r} is not a list")
     return list(value)
+
+
+_CASTS: dict[str, Callable[[Any], Any]] = {"string": str, "integer": int, "boolean": bool, "list": _as_list}
 
 
 def evaluate(check: Check, result: Any, context: dict[str, Any] | None = None) -> str | None:
@@ -102,10 +113,13 @@ def evaluate(check: Check, result: Any, context: dict[str, Any] | None = None) -
 
 
 class RunbookEngine:
-    def __init__(self, tools: ToolClient, store: RunStore, library: RunbookLibrary) -> None:
+    def __init__(
+        self, tools: ToolClient, store: RunStore, library: RunbookLibrary, *, inline_wait_s: float = 0.0
+    ) -> None:
         self.tools = tools
         self.store = store
         self.library = library
+        self.inline_wait_s = inline_wait_s
         self._takes_incident: set[str] | None = None
 
     async def run(
@@ -134,14 +148,18 @@ class RunbookEngine:
             await self.store.save(state)
         elif state.status == "awaiting_approval":
             state.status, state.approval_id = "running", None  # the parked step is called again
+        elif state.status == "waiting":
+            state.status = "running"  # the waiting step polls on
         read_only = await self.tools.read_only_tools()
 
         if not await self._phase(state, runbook.preconditions, "precondition", read_only):
+            if state.status == "waiting":
+                return state
             return await self._finish(
                 state, "precondition_failed" if state.status == "running" else state.status
             )
         if not await self._phase(state, runbook.steps, "step", read_only):
-            if state.status == "awaiting_approval":
+            if state.status in ("awaiting_approval", "waiting"):
                 await self.store.save(state)
                 return state
             if state.status == "running":
@@ -151,9 +169,33 @@ class RunbookEngine:
         if state.dry_run:
             return await self._finish(state, "dry_run")
         if not await self._phase(state, runbook.verify, "verify", read_only):
+            if state.status == "waiting":
+                return state
             await self._phase(state, runbook.rollback, "rollback", read_only)
             return await self._finish(state, "rolled_back")
+        if runbook.confirm:
+            state.confirm_status = "pending"
         return await self._finish(state, "succeeded")
+
+    async def confirm(self, run_id: str) -> RunState | None:
+        """Run (or go on with) a succeeded run's ``confirm`` checks: ``confirm_status`` ends
+        ``confirmed`` or ``failed``, or stays ``pending`` while a wait is not over."""
+        state = await self.store.load(run_id)
+        if state is None or state.confirm_status != "pending":
+            return state
+        runbook = self.library.get(state.runbook)
+        read_only = await self.tools.read_only_tools()
+        for step in runbook.confirm:
+            if not await self._step(state, step, "confirm", read_only):
+                record = state.step(step.id)
+                if record is not None and record.status == "waiting":
+                    return state
+                state.confirm_status, state.confirm_error = "failed", record.error if record else state.error
+                await self.store.save(state)
+                return state
+        state.confirm_status = "confirmed"
+        await self.store.save(state)
+        return state
 
     async def abandon(self, run_id: str, why: str) -> RunState | None:
         """End a run that waits (an approval was rejected or expired): nothing more of it runs."""
@@ -161,7 +203,7 @@ class RunbookEngine:
         if state is None or state.finished:
             return state
         for step in state.steps:
-            if step.status in ("awaiting_approval", "running"):
+            if step.status in ("awaiting_approval", "waiting", "running"):
                 step.status, step.error, step.finished_at = "failed", why, utcnow()
         state.error, state.approval_id = why, None
         return await self._finish(state, "abandoned")
@@ -201,7 +243,9 @@ class RunbookEngine:
             if state.dry_run and mutating:
                 # It needs what an earlier mutation returns, which a dry run does not produce.
                 why = f"not checked in a dry run: it needs the result of an earlier step ({exc})"
-                state.steps.append(StepState(id=step.id, phase=phase, tool=step.tool, status="skipped", error=why))
+                state.steps.append(
+                    StepState(id=step.id, phase=phase, tool=step.tool, status="skipped", error=why)
+                )
                 await self.store.save(state)
                 return True
             state.error = f"step {step.id}: {exc}"
@@ -226,7 +270,16 @@ class RunbookEngine:
         record.started_at = utcnow()
         await self.store.save(state)  # before: a crash from here on resumes this step with the same key
 
-        result, failure = await self._call_until_done(step, arguments, record, ctx)
+        result, failure, parked = await self._call_until_done(
+            step, arguments, record, ctx, phase != "rollback"
+        )
+        if parked:
+            record.status, record.error = "waiting", failure
+            if phase != "confirm":  # a confirmation waits beside a finished run
+                state.status = "waiting"
+                state.error = f"{phase} {step.id} ({step.tool}) waits: {failure}"
+            await self.store.save(state)
+            return False
         record.finished_at = utcnow()
         record.result = result.structured if result.structured is not None else result.text
         if result.ok:
@@ -253,29 +306,40 @@ class RunbookEngine:
                 state.saved[step.save_as] = record.result
         else:
             record.status, record.error = "failed", failure
-            state.error = f"{phase} {step.id} ({step.tool}): {failure}"
+            if phase != "confirm":
+                state.error = f"{phase} {step.id} ({step.tool}): {failure}"
         await self.store.save(state)  # after
         return failure is None
 
     async def _call_until_done(
-        self, step: ToolStep, arguments: dict[str, Any], record: StepState, ctx: dict[str, Any]
-    ) -> tuple[ToolResult, str | None]:
-        """Call the tool; a step with ``wait`` calls again until its checks hold or time runs out.
-        Returns the last result and why the step failed (None when it holds)."""
-        deadline = time.monotonic() + (step.wait.within_s if step.wait else 0.0)
+        self,
+        step: ToolStep,
+        arguments: dict[str, Any],
+        record: StepState,
+        ctx: dict[str, Any],
+        can_park: bool,
+    ) -> tuple[ToolResult, str | None, bool]:
+        """Call the tool; a step with ``wait`` calls again until its checks hold, its ``within_s``
+        runs out, or (when it may) it parks after ``inline_wait_s``. Returns the last result, why
+        the step failed (None when it holds), and whether it parked."""
+        if step.wait is not None and record.waiting_since is None:
+            record.waiting_since = utcnow()
+        inline_until = time.monotonic() + self.inline_wait_s
         while True:
             record.attempts += 1
             result = await self._call(step, arguments)
             if not result.ok:
-                return result, result.text
+                return result, result.text, False
             seen = {**ctx, "result": result.structured}  # a check's message may quote the result
             failure = next(
                 (why for c in step.require if (why := evaluate(c, result.structured, seen)) is not None), None
             )
-            if failure is None or step.wait is None:
-                return result, failure
-            if time.monotonic() >= deadline:
-                return result, f"{failure} (still so after {step.wait.within_s:g} s)"
+            if failure is None or step.wait is None or record.waiting_since is None:
+                return result, failure, False
+            if (utcnow() - record.waiting_since).total_seconds() >= step.wait.within_s:
+                return result, f"{failure} (still so after {step.wait.within_s:g} s)", False
+            if can_park and time.monotonic() >= inline_until:
+                return result, failure, True
             await asyncio.sleep(step.wait.every_s)
 
     async def _call(self, step: ToolStep, arguments: dict[str, Any]) -> ToolResult:

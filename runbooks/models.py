@@ -99,11 +99,16 @@ class Runbook(BaseModel):
     steps: list[ToolStep]
     verify: list[ToolStep] = Field(default_factory=list)
     rollback: list[ToolStep] = Field(default_factory=list)
+    confirm: list[ToolStep] = Field(
+        default_factory=list,
+        description="read-only checks that need time to hold (a job training again at its baseline): "
+        "they follow a succeeded run without holding it, and a failure hands the incident to people",
+    )
     fallback: Fallback | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Runbook:
-        ids = [s.id for s in self.preconditions + self.steps + self.verify + self.rollback]
+        ids = [s.id for s in self.preconditions + self.steps + self.verify + self.rollback + self.confirm]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"step ids must be unique within a runbook: {dupes}")

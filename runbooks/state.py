@@ -18,6 +18,7 @@ from events.models import stable_id, utcnow
 RunStatus = Literal[
     "pending",
     "running",
+    "waiting",
     "awaiting_approval",
     "succeeded",
     "failed",
@@ -27,8 +28,9 @@ RunStatus = Literal[
     "dry_run",
     "abandoned",
 ]
-StepStatus = Literal["pending", "running", "awaiting_approval", "done", "failed", "skipped"]
-Phase = Literal["precondition", "step", "verify", "rollback"]
+StepStatus = Literal["pending", "running", "waiting", "awaiting_approval", "done", "failed", "skipped"]
+Phase = Literal["precondition", "step", "verify", "rollback", "confirm"]
+ConfirmStatus = Literal["none", "pending", "confirmed", "failed"]
 TERMINAL: frozenset[str] = frozenset(
     {"succeeded", "failed", "precondition_failed", "denied", "rolled_back", "dry_run", "abandoned"}
 )
@@ -48,6 +50,7 @@ class StepState(BaseModel):
     error: str | None = None
     approval_id: str | None = Field(default=None, description="the approval this step waits for")
     attempts: int = Field(default=0, description="calls made (a wait polls; a resume repeats)")
+    waiting_since: datetime | None = Field(default=None, description="when a `wait` step began waiting")
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -63,6 +66,10 @@ class RunState(BaseModel):
     saved: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     approval_id: str | None = Field(default=None, description="set while the run waits for a person")
+    confirm_status: ConfirmStatus = Field(
+        default="none", description="the runbook's `confirm` checks after it succeeded"
+    )
+    confirm_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

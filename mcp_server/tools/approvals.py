@@ -20,8 +20,8 @@ from mcp_server.approvals import ApprovalError, ApprovalRequest, ApprovalStatus,
 from mcp_server.backends.base import BackendError
 from mcp_server.breaker import Backlog, BreakerState, share_pct
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard
-from mcp_server.models import ActionChange, ActionOutcome
+from mcp_server.guard import MutationGuard, audit
+from mcp_server.models import ActionChange, ActionOutcome, PolicyView
 from mcp_server.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating
 
@@ -75,7 +75,17 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         """Actions waiting for (or decided by) a person: the tool, its target and exact arguments,
         who asked, why the policy wants a person (`reasons`), the fleet facts behind it
         (`evidence`), the incident, and when the request expires. Approve or reject one by id."""
-        await expire_due(deps.approvals)
+        for request in await expire_due(deps.approvals):
+            why = f"approval {request.id} for {request.action} on {request.target} expired unanswered at {request.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            await audit(
+                deps,
+                deps.identity(),
+                "expire_approval",
+                {"approval_id": request.id, "action": request.action, "target": request.target},
+                PolicyView(decision="deny", reasons=[why], policies=request.policies),
+                ok=True,
+                result=why,
+            )
         wanted = status or ["pending"]
         found = await deps.approvals.list(wanted)
         pending = found if wanted == ["pending"] else await deps.approvals.list(["pending"])

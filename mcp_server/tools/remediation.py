@@ -94,6 +94,7 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         node twice changes nothing more."""
         view = await readable(backend.get_job(job))
         return await guard.run(
+            context={"takes_spare": node in view.nodes},  # a node swapped out already takes none
             action="swap_spare",
             target=f"{job}/{node}",
             resource=Resource(type="Job", id=job, attrs={"gpus": view.gpus}),

@@ -17,8 +17,11 @@ from events.kmsg_service import HEADER_NODE
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    # The clock is driven by the test (no real-time runner), so the run is deterministic.
-    async with Platform(Settings(http_port=0), data_dir=tmp_path, serve_http=False, run_clock=False) as p:
+    # The clock is driven by the test (no real-time runner), so the run is deterministic. Both spares
+    # are the reserve, so the plan is isolate + restart (a spare swap waits for the restart to end:
+    # tests/agents/test_swap_and_approvals_e2e.py drives the clock for that).
+    settings = Settings(http_port=0, min_spares=2)
+    async with Platform(settings, data_dir=tmp_path, serve_http=False, run_clock=False) as p:
         p.twin.advance(45 * 60)
         yield p
 

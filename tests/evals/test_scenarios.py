@@ -37,7 +37,7 @@ async def test_a_scenario_runs_on_the_embedded_platform_and_scores():
     result = score(await run_scenario(scenario))
     assert result.passed, result.problems
     assert result.detected == result.diagnosed == result.acted_correctly == 1
-    assert result.unsafe == [] and result.mutations == 2
+    assert result.unsafe == [] and result.mutations == 3  # isolate, swap a spare in, restart
     assert result.gpu_hours_lost == pytest.approx(result.oracle_gpu_hours, rel=0.05)
 
 

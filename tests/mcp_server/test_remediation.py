@@ -161,7 +161,8 @@ async def test_a_ticket_and_a_page_are_recorded_once(rig: Rig) -> None:
     [ticket] = rig.desk.tickets.values()
     assert (ticket.node, ticket.gpu, ticket.evidence, ticket.incident_id) == ("node-013", 3, ["Xid 48 x5"], "inc-1")
     assert ticket.opened_by == "triage-agent"
-    assert page["changed"] and list(rig.desk.pages.values())[0].ticket == ticket.id
+    [sent] = rig.desk.pages.values()
+    assert page["changed"] and sent.ticket == ticket.id
 
 
 async def test_every_remediation_call_is_audited_with_its_decision(rig: Rig) -> None:

@@ -59,22 +59,48 @@ WAITING = Runbook(
 
 async def test_a_wait_polls_until_its_check_holds() -> None:
     not_yet = ToolResult(ok=True, structured={"ready": False, "state": "restarting"})
-    tools = Tools({"act": [done()], "probe": [not_yet, not_yet, ToolResult(ok=True, structured={"ready": True})]})
+    tools = Tools(
+        {"act": [done()], "probe": [not_yet, not_yet, ToolResult(ok=True, structured={"ready": True})]}
+    )
 
-    state = await RunbookEngine(tools, MemoryRunStore(), library(WAITING)).run("wait-for-it", {}, run_id="w1")
+    engine = RunbookEngine(tools, MemoryRunStore(), library(WAITING), inline_wait_s=60)
+    state = await engine.run("wait-for-it", {}, run_id="w1")
 
     assert state.status == "succeeded"
     ready = state.step("ready")
     assert ready is not None and ready.attempts == 3
 
 
+async def test_a_wait_not_over_parks_the_run_and_the_next_run_polls_on() -> None:
+    not_yet = ToolResult(ok=True, structured={"ready": False, "state": "restarting"})
+    tools = Tools(
+        {"act": [done()], "probe": [not_yet, not_yet, ToolResult(ok=True, structured={"ready": True})]}
+    )
+    engine = RunbookEngine(tools, MemoryRunStore(), library(WAITING))  # parks at once
+
+    first = await engine.run("wait-for-it", {}, run_id="w1b")
+    second = await engine.run("wait-for-it", {}, run_id="w1b")
+    third = await engine.run("wait-for-it", {}, run_id="w1b")
+
+    assert (first.status, second.status, third.status) == ("waiting", "waiting", "succeeded")
+    assert not first.finished
+    assert "not ready: restarting" in (first.error or "")
+    assert [c[0] for c in tools.calls] == ["act", "probe", "probe", "probe"]  # the mutation ran once
+    ready = third.step("ready")
+    assert ready is not None and ready.waiting_since == first.step("ready").waiting_since  # type: ignore[union-attr]
+
+
 async def test_a_wait_that_runs_out_fails_the_verification_with_the_last_reading() -> None:
     book = WAITING.model_copy(deep=True)
     assert book.verify[0].wait is not None
     book.verify[0].wait.within_s = 0.05
-    tools = Tools({"act": [done()], "probe": [ToolResult(ok=True, structured={"ready": False, "state": "pending"})]})
+    tools = Tools(
+        {"act": [done()], "probe": [ToolResult(ok=True, structured={"ready": False, "state": "pending"})]}
+    )
 
-    state = await RunbookEngine(tools, MemoryRunStore(), library(book)).run("wait-for-it", {}, run_id="w2")
+    state = await RunbookEngine(tools, MemoryRunStore(), library(book), inline_wait_s=60).run(
+        "wait-for-it", {}, run_id="w2"
+    )
 
     assert state.status == "rolled_back"
     assert "not ready: pending (still so after 0.05 s)" in (state.error or "")
@@ -89,7 +115,9 @@ async def test_a_call_still_running_on_the_server_is_waited_for_not_failed() -> 
     busy = ToolResult(ok=False, text="Error: an earlier call with idempotency key 'r/act' is still running")
     tools = Tools({"act": [busy, busy, done()], "probe": [ToolResult(ok=True, structured={"ready": True})]})
 
-    state = await RunbookEngine(tools, MemoryRunStore(), library(WAITING)).run("wait-for-it", {}, run_id="w3")
+    state = await RunbookEngine(tools, MemoryRunStore(), library(WAITING), inline_wait_s=60).run(
+        "wait-for-it", {}, run_id="w3"
+    )
 
     assert state.status == "succeeded"
     assert [c[0] for c in tools.calls] == ["act", "act", "act", "probe"]
@@ -104,7 +132,7 @@ async def test_a_step_that_needs_approval_parks_the_run_and_a_second_run_repeats
     )
     tools = Tools({"act": [asks, done()], "probe": [ToolResult(ok=True, structured={"ready": True})]})
     store = MemoryRunStore()
-    engine = RunbookEngine(tools, store, library(WAITING))
+    engine = RunbookEngine(tools, store, library(WAITING), inline_wait_s=60)
 
     parked = await engine.run("wait-for-it", {}, run_id="w4")
     resumed = await engine.run("wait-for-it", {}, run_id="w4")

@@ -50,14 +50,18 @@ async def tick(twin: FleetTwin, stop: asyncio.Event) -> None:
 
 
 @asynccontextmanager
-async def bench(gate: PolicyGate, principal: Principal | None = None, **limits: object) -> AsyncIterator[Bench]:
+async def bench(
+    gate: PolicyGate, principal: Principal | None = None, **limits: object
+) -> AsyncIterator[Bench]:
     rig = build_rig(gate, **({"principal": principal} if principal else {}), **limits)  # type: ignore[arg-type]
     stop = asyncio.Event()
     clock = asyncio.create_task(tick(rig.twin, stop))
     try:
         async with held(Client(rig.server)) as client:
             rig.client = client
-            engine = RunbookEngine(McpToolClient(client), MemoryRunStore(), quick_polls(RunbookLibrary.load()))
+            library = quick_polls(RunbookLibrary.load())
+            # Waits are held in line here (the clock ticks meanwhile); parking is the agent's business.
+            engine = RunbookEngine(McpToolClient(client), MemoryRunStore(), library, inline_wait_s=3600)
             yield Bench(rig, engine, rig.twin)
     finally:
         stop.set()
@@ -78,12 +82,18 @@ def mutations(state: RunState) -> list[tuple[str, str]]:
     return [(s.tool, s.status) for s in state.steps if s.mutating]
 
 
-async def test_swap_spare_replaces_the_member_restarts_and_waits_for_the_baseline(policy_gate: PolicyGate) -> None:
+async def test_swap_spare_replaces_the_member_restarts_and_waits_for_the_baseline(
+    policy_gate: PolicyGate,
+) -> None:
     async with bench(policy_gate) as b:
         b.twin.inject_xid("node-010", 3, 79)
         state = await b.run("swap-spare", "inc-1/swap-spare", job="train-02", node="node-010")
+        restarting = b.twin.job("train-02").state
+        confirmed = await b.engine.confirm(state.run_id)
 
     assert state.status == "succeeded", state.error
+    assert (state.confirm_status, restarting) == ("pending", "restarting")  # the run does not wait for it
+    assert confirmed is not None and confirmed.confirm_status == "confirmed"
     assert mutations(state) == [("swap_spare", "done"), ("restart_from_checkpoint", "done")]
     assert [s.idempotency_key for s in state.steps if s.mutating] == [
         "inc-1/swap-spare/swap",
@@ -92,8 +102,8 @@ async def test_swap_spare_replaces_the_member_restarts_and_waits_for_the_baselin
     swap = state.step("swap")
     assert swap is not None and swap.arguments["incident_id"] == "inc-1/swap-spare"  # the tool takes one
     assert state.saved["swap"]["data"]["spare"] == "node-015"
-    resumed = state.step("resumed")
-    assert resumed is not None and resumed.attempts >= 1
+    resumed = confirmed.step("resumed")
+    assert resumed is not None and resumed.status == "done" and resumed.attempts >= 1
     job = b.twin.job("train-02")
     assert (job.state, job.nodes[1], len(job.replacements)) == ("running", "node-015", 1)
 
@@ -123,7 +133,9 @@ async def test_reset_gpu_clears_an_ecc_error(policy_gate: PolicyGate) -> None:
     assert b.twin.gpu("node-013", 2).health == "healthy"
 
 
-async def test_a_reset_that_does_not_clear_a_gsp_error_falls_back_to_a_reboot(policy_gate: PolicyGate) -> None:
+async def test_a_reset_that_does_not_clear_a_gsp_error_falls_back_to_a_reboot(
+    policy_gate: PolicyGate,
+) -> None:
     async with bench(policy_gate) as b:
         b.twin.inject_xid("node-013", 4, 119)
         reset, reboot = await b.run_with_fallbacks("reset-gpu", "inc-4/reset-gpu", node="node-013", gpu=4)
@@ -152,7 +164,9 @@ async def test_a_reboot_that_does_not_bring_the_gpu_back_escalates_with_a_ticket
     async with bench(policy_gate) as b:
         b.twin.inject_xid("node-013", 3, 79)
         b.twin.maintenance.mark_defective("node-013", 3)
-        reboot, escalate = await b.run_with_fallbacks("drain-and-reboot-node", "inc-6/reboot", node="node-013")
+        reboot, escalate = await b.run_with_fallbacks(
+            "drain-and-reboot-node", "inc-6/reboot", node="node-013"
+        )
 
     assert reboot.status == "rolled_back"
     assert "GPU [3] on node-013 still unhealthy after the reboot" in (reboot.error or "")
@@ -163,7 +177,9 @@ async def test_a_reboot_that_does_not_bring_the_gpu_back_escalates_with_a_ticket
     assert page.ticket == ticket.id and page.urgency == "high"
 
 
-async def test_return_to_service_puts_back_a_repaired_node_and_the_spare_pool_grows(policy_gate: PolicyGate) -> None:
+async def test_return_to_service_puts_back_a_repaired_node_and_the_spare_pool_grows(
+    policy_gate: PolicyGate,
+) -> None:
     async with bench(policy_gate) as b:
         b.twin.inject_xid("node-010", 3, 79)
         await b.run("isolate-gpu", "inc-7/isolate-gpu", node="node-010", gpu=3)
@@ -220,9 +236,11 @@ async def test_a_rejected_approval_abandons_the_parked_run(policy_gate: PolicyGa
 
 
 @pytest.mark.parametrize("runbook", RunbookLibrary.load().names())
-def test_every_bundled_runbook_uses_tools_the_server_offers(runbook: str, policy_gate: PolicyGate) -> None:
+async def test_every_bundled_runbook_uses_tools_the_server_offers(
+    runbook: str, policy_gate: PolicyGate
+) -> None:
     rig = build_rig(policy_gate)
-    offered = {tool.name for tool in rig.server._tool_manager.list_tools()}  # noqa: SLF001
+    offered = {tool.name for tool in await rig.server.list_tools()}
     book = RunbookLibrary.load().get(runbook)
     used = {s.tool for s in book.preconditions + book.steps + book.verify + book.rollback}
     assert used <= offered, used - offered

@@ -62,6 +62,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "costly restart": {**CALM, "gpu_hours_at_risk": 150},
     "costly restart approved": {**CALM, "gpu_hours_at_risk": 150, "approved": True},
     "spare reserve": {**CALM, "spares_available": 1, "min_spares": 1},
+    "spare reserve, swapped already": {**CALM, "spares_available": 1, "min_spares": 1, "takes_spare": False},
     "own request": {**CALM, "own_request": True},
     "nothing known": {},
 }
@@ -115,6 +116,7 @@ def expected(principal: Principal, action: str, ctx: dict[str, Any], resource: R
             and "spares_available" in ctx
             and "min_spares" in ctx
             and ctx["spares_available"] <= ctx["min_spares"]
+            and ctx.get("takes_spare", True)
         )
     )
     if not permitted or hard:

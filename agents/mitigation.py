@@ -1,0 +1,476 @@
+"""Mitigation: from an incident's plan to runbook runs, and what happens when one cannot finish.
+
+- A plan's runbooks run in order through the engine (each step an MCP call through the gate). A
+  run that fails or does not verify falls back to its runbook's fallback (reset → reboot →
+  escalate); a run that ends ``succeeded`` lets the next one go.
+- Approval: a run the policy sends to a person parks; the incident waits in ``awaiting_approval``
+  with the approval's id, reasons and expiry. ``watch`` notices the decision (``list_approvals``):
+  approved, the incident resumes and the parked call goes ahead; rejected or expired, the run is
+  abandoned and the incident goes to people — all on its timeline (the decision is in the audit).
+- Breaker: a run the open circuit breaker stopped leaves the incident ``escalated`` and held
+  (``held_by = "breaker"``). After a person resets the breaker, ``watch`` handles the backlog as
+  they chose: ``retry`` re-plans the held incidents from current facts, oldest first, one at a
+  time, through the same gate (so a storm that goes on trips the breaker again); ``escalate``
+  releases them to people.
+- Confirmation: checks that need time to hold (the job trains at its baseline step time again)
+  follow a succeeded run without holding the incident, which is ``mitigated`` meanwhile; they
+  hold (a timeline note) or the incident goes to people.
+- Waiting: a step that waits for time to pass (a restart, a reset, a reboot) parks its run; the
+  incident stays ``mitigating`` and ``poke`` (every watch tick, and ``drain``) lets it poll on.
+- Observe-only (the server says so in ``safety_status``): runbooks run as dry runs — planned,
+  policy-checked, recorded with what they would have done — and the incident goes to people.
+
+Everything is state in NATS (incidents, runs, approvals, breaker), so an agent restarted at any
+point picks up where it stopped (``recover``) and repeats no finished mutation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from agents.facts import gather_facts
+from agents.planner import Planner
+from agents.store import IncidentStore
+from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
+from events.models import utcnow
+from mcp_server.guard import BREAKER_OPEN
+from runbooks.client import ToolClient
+from runbooks.engine import RunbookEngine
+from runbooks.state import RunState
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
+    "mitigate": "mitigating",
+    "no_action": "suppressed",
+    "escalate": "escalated",
+}
+DECIDED = ["approved", "rejected", "expired", "used"]
+
+
+class Mitigator:
+    def __init__(
+        self,
+        *,
+        store: IncidentStore,
+        tools: ToolClient,
+        engine: RunbookEngine,
+        planner: Planner,
+        clock: Clock = utcnow,
+        start: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.tools = tools
+        self.engine = engine
+        self.planner = planner
+        self.clock = clock
+        self.start = start or (lambda incident_id: None)
+        self.parked: dict[str, str] = {}
+        """approval id -> incident id, for runs waiting for a person."""
+        self.held: set[str] = set()
+        """incidents the open breaker stopped."""
+        self.waiting: dict[str, str] = {}
+        self.confirming: dict[str, str] = {}
+        """run id -> incident id, for succeeded runs whose ``confirm`` checks have not held yet."""
+        """incident id -> the run that waits for something taking time (a restart, a reboot)."""
+
+    # -- plan and run -----------------------------------------------------------------------------
+
+    async def mitigate(self, incident_id: str) -> Incident:
+        await self._confirm(incident_id)
+        incident = await self.store.get_incident(incident_id)
+        if incident is None:
+            raise LookupError(incident_id)
+        if incident.plan is None:
+            incident = await self.plan(incident)
+        plan = incident.plan
+        assert plan is not None
+        runnable = incident.status in ("mitigating", "awaiting_approval") or (
+            incident.status == "escalated" and plan.disposition == "escalate"
+        )
+        if not plan.actions or not runnable or incident.held_by is not None:
+            return incident
+        escalated = False
+        for invocation in plan.actions:
+            incident, outcome = await self._run_chain(incident, invocation.runbook, invocation.params)
+            if outcome == "stop":
+                return incident
+            escalated |= outcome == "escalated"
+        incident = await self.store.update(incident_id, partial(self._finish, escalated=escalated))
+        await self._confirm(incident_id)
+        return await self.store.get_incident(incident_id) or incident
+
+    async def _confirm(self, incident_id: str) -> None:
+        """Go on with the ``confirm`` checks of the incident's succeeded runs."""
+        for run_id in [r for r, i in self.confirming.items() if i == incident_id]:
+            state = await self.engine.confirm(run_id)
+            if state is None or state.confirm_status == "pending":
+                continue
+            del self.confirming[run_id]
+            book = self.engine.library.get(state.runbook)
+            checks = "; ".join(step.description or step.id for step in book.confirm)
+            now = self.clock()
+            if state.confirm_status == "confirmed":
+                change = partial(_note, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
+            else:
+                why = f"after {state.runbook}, {checks} did not hold: {state.confirm_error}"
+                change = partial(_escalate, why=why, now=now)
+            await self.store.update(incident_id, change)
+
+    async def plan(self, incident: Incident) -> Incident:
+        node = incident.affected_nodes[0]
+        pci = incident.entity.split("/", 1)[1] if "/" in incident.entity else None
+        gpu = int(incident.affected_gpus[0].split("/")[1]) if incident.affected_gpus else None
+        facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
+        plan = await self.planner.plan(incident, facts)
+        observe_only = await self._observe_only()
+        now = self.clock()
+
+        def apply(inc: Incident) -> None:
+            inc.plan = plan
+            inc.observe_only = observe_only
+            for step in plan.notes:
+                inc.note(step.what, step.detail, at=now)
+            if plan.root_cause is not None:
+                inc.root_cause = plan.root_cause.model_copy(deep=True)
+            if facts.gpu is not None and f"{node}/{facts.gpu}" not in inc.affected_gpus:
+                inc.affected_gpus.append(f"{node}/{facts.gpu}")
+            if facts.job and facts.job not in inc.affected_jobs:
+                inc.affected_jobs.append(facts.job)
+            if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
+                inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
+            steps = ", ".join(f"{a.runbook}({_args(a.params)})" for a in plan.actions)
+            inc.note(
+                f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now
+            )
+            if observe_only and plan.actions:
+                inc.note(
+                    "observe-only",
+                    "the platform runs the plan as a dry run: it checks and records, it changes nothing",
+                )
+            inc.status = STATUS_AFTER_PLAN[plan.disposition]
+
+        return await self.store.update(incident.id, apply)
+
+    async def _run_chain(
+        self, incident: Incident, runbook: str, params: dict[str, Any], run_id: str | None = None
+    ) -> tuple[Incident, str]:
+        """Run one runbook (and its fallbacks); ``"ok"``, ``"escalated"`` (handed to people on
+        purpose: the escalate runbook) or ``"stop"`` (parked, held or failed: the incident says)."""
+        run_id = run_id or _run_id(incident, runbook)
+        if runbook == "escalate" and "evidence" not in params:
+            params = {**params, "evidence": _evidence(incident)}
+        state = await self.engine.run(
+            runbook, params, run_id=run_id, context=_context(incident), dry_run=incident.observe_only
+        )
+        incident = await self.store.update(incident.id, partial(self.record_run, state=state))
+        if state.status == "awaiting_approval":
+            return await self._park(incident, state), "stop"
+        if state.status == "waiting":
+            if self.waiting.get(incident.id) != run_id:
+                self.waiting[incident.id] = run_id
+                why = state.error or f"runbook {state.runbook} waits"
+                incident = await self.store.update(
+                    incident.id, partial(_note, what="waiting", detail=why, at=self.clock())
+                )
+            return incident, "stop"
+        if self.waiting.get(incident.id) == run_id:
+            del self.waiting[incident.id]
+        fallback = self.engine.fallback_for(state)
+        if fallback is not None:
+            name, fallback_params = fallback
+            why = f"runbook {runbook} {state.status}: {state.error or ''}; falling back to {name}"
+            incident = await self.store.update(
+                incident.id, partial(_note, what="fallback", detail=why, at=self.clock())
+            )
+            return await self._run_chain(incident, name, fallback_params, f"{run_id}/fallback-{name}")
+        if state.status == "succeeded" and state.confirm_status == "pending":
+            self.confirming[run_id] = incident.id
+        if state.status in ("succeeded", "dry_run"):
+            return incident, "escalated" if runbook == "escalate" and state.status == "succeeded" else "ok"
+        why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
+        if state.status == "denied" and BREAKER_OPEN in (state.error or ""):
+            self.held.add(incident.id)
+            return await self.store.update(incident.id, partial(_hold, why=why, now=self.clock())), "stop"
+        return await self.store.update(incident.id, partial(_escalate, why=why, now=self.clock())), "stop"
+
+    def record_run(self, incident: Incident, *, state: RunState) -> None:
+        """Write the run's mutating steps into the incident: actions with their decisions, timeline."""
+        now = self.clock()
+        for step in state.steps:
+            if not step.mutating or step.status not in ("done", "failed"):
+                continue
+            if any(a.run_id == state.run_id and a.step == step.id for a in incident.actions):
+                continue
+            result = step.result if isinstance(step.result, dict) else {"text": step.result}
+            incident.actions.append(
+                ActionRecord(
+                    run_id=state.run_id,
+                    step=step.id,
+                    tool=step.tool,
+                    arguments=step.arguments,
+                    decision=step.decision,
+                    reasons=list(result.get("policy", {}).get("reasons", []))
+                    if step.status == "done"
+                    else [],
+                    ok=step.status == "done",
+                    result=result,
+                    error=step.error,
+                    time=step.finished_at or now,
+                )
+            )
+            decision = step.decision or ("allow" if step.status == "done" else "error")
+            incident.note(f"policy: {decision}", f"{step.tool} {_args(step.arguments)}", at=now)
+            if step.status == "done" and result.get("dry_run"):
+                incident.note(
+                    f"{step.tool} would run", "dry run: allowed by the policy, nothing changed", at=now
+                )
+            elif step.status == "done":
+                incident.note(f"{step.tool} done", str(result.get("detail", "")), at=now)
+                data = result.get("data")
+                lost = data.get("gpu_hours_lost") if isinstance(data, dict) else None
+                if isinstance(lost, int | float):
+                    incident.gpu_hours_lost += float(lost)
+            else:
+                incident.note(f"{step.tool} failed", step.error or "", at=now)
+
+    def _finish(self, incident: Incident, *, escalated: bool) -> None:
+        now = self.clock()
+        if incident.observe_only:
+            incident.status = "escalated"
+            incident.note(
+                "observe-only: nothing changed",
+                "the actions above are what the platform would have done; a person acts "
+                "(or turns actions on: AIOPS_OBSERVE_ONLY=false)",
+                at=now,
+            )
+        elif escalated or incident.status == "escalated":
+            incident.status = "escalated"
+            incident.note("handed to people", "containment done; the rest needs a person", at=now)
+        else:
+            incident.status = "mitigated"
+            detail = f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost"
+            incident.note("mitigated", detail, at=now)
+
+    # -- approvals ------------------------------------------------------------------------------
+
+    async def _park(self, incident: Incident, state: RunState) -> Incident:
+        step = next((s for s in state.steps if s.status == "awaiting_approval"), None)
+        approval_id = state.approval_id
+        if step is None or approval_id is None:
+            why = f"runbook {state.runbook} waits for an approval the server did not name: {state.error}"
+            return await self.store.update(incident.id, partial(_escalate, why=why, now=self.clock()))
+        request = (await self._approvals(["pending"])).get(approval_id, {})
+        reasons = request.get("reasons") or [step.error or "the policy asks a person"]
+        ref = ApprovalRef(
+            id=approval_id,
+            action=step.tool,
+            target=str(request.get("target") or _args(step.arguments)),
+            summary=str(reasons[0]),
+            run_id=state.run_id,
+            step=step.id,
+            requested_at=request.get("requested_at"),
+            expires_at=request.get("expires_at"),
+        )
+        self.parked[approval_id] = incident.id
+        now = self.clock()
+
+        def park(inc: Incident) -> None:
+            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != approval_id] + [ref]
+            inc.status = "awaiting_approval"
+            inc.note(
+                "waiting for approval",
+                f"{approval_id}: {ref.action} on {ref.target} — {ref.summary}. "
+                f"`aiops approve {approval_id}` or `aiops reject {approval_id}`",
+                at=now,
+            )
+
+        return await self.store.update(incident.id, park)
+
+    async def check_parked(self) -> None:
+        """Resume or abandon the runs whose approval a person decided (or that expired)."""
+        if not self.parked:
+            return
+        decided = await self._approvals(DECIDED)
+        for approval_id, incident_id in list(self.parked.items()):
+            request = decided.get(approval_id)
+            if request is None:
+                continue
+            del self.parked[approval_id]
+            if request["status"] in ("approved", "used"):
+                await self._approved(incident_id, request)
+            else:
+                await self._refused(incident_id, request)
+
+    async def _approved(self, incident_id: str, request: dict[str, Any]) -> None:
+        now, who = self.clock(), request.get("decided_by") or "a person"
+        comment = f": {request['comment']}" if request.get("comment") else ""
+
+        def resume(inc: Incident) -> None:
+            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
+            inc.status = "mitigating"
+            inc.note("approved", f"{request['id']} approved by {who}{comment}; the run resumes", at=now)
+
+        await self.store.update(incident_id, resume)
+        self.start(incident_id)
+
+    async def _refused(self, incident_id: str, request: dict[str, Any]) -> None:
+        incident = await self.store.get_incident(incident_id)
+        if incident is None:
+            return
+        ref = next((r for r in incident.pending_approvals if r.id == request["id"]), None)
+        if request["status"] == "rejected":
+            comment = f": {request['comment']}" if request.get("comment") else ""
+            why = f"approval {request['id']} rejected by {request.get('decided_by')}{comment}"
+        else:
+            why = f"approval {request['id']} expired unanswered at {request.get('expires_at')}"
+        state = await self.engine.abandon(ref.run_id, why) if ref is not None else None
+        now = self.clock()
+
+        def abandon(inc: Incident) -> None:
+            if state is not None:
+                self.record_run(inc, state=state)
+            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
+            _escalate(inc, why=f"{why}; the run is abandoned, nothing more of it runs", now=now)
+
+        await self.store.update(incident_id, abandon)
+
+    # -- breaker backlog ------------------------------------------------------------------------
+
+    async def check_backlog(self) -> None:
+        """Once a person reset the breaker, retry the held incidents or release them to people."""
+        if not self.held:
+            return
+        status = await self._safety()
+        breaker = status.get("breaker") if status else None
+        if not isinstance(breaker, dict) or breaker.get("open", True):
+            return
+        backlog, who = breaker.get("backlog") or "retry", breaker.get("reset_by") or "a person"
+        held = [i for i in [await self.store.get_incident(i) for i in self.held] if i is not None]
+        for incident in sorted(held, key=lambda i: i.opened_at):
+            self.held.discard(incident.id)
+            now = self.clock()
+            if backlog == "retry":
+                await self.store.update(incident.id, partial(_retry, who=who, now=now))
+                await self.mitigate(incident.id)
+            else:
+                await self.store.update(incident.id, partial(_release_to_people, who=who, now=now))
+
+    # -- the watch loop -------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """After a restart: relearn which incidents wait for a person or for the breaker."""
+        for incident in await self.store.list_incidents(["awaiting_approval", "escalated"], limit=10_000):
+            for ref in incident.pending_approvals:
+                self.parked[ref.id] = incident.id
+            if incident.held_by == "breaker":
+                self.held.add(incident.id)
+        for incident in await self.store.list_incidents(["mitigated"], limit=1_000):
+            for invocation in incident.plan.actions if incident.plan else []:
+                run_id = _run_id(incident, invocation.runbook)
+                state = await self.engine.store.load(run_id)
+                if state is not None and state.confirm_status == "pending":
+                    self.confirming[run_id] = incident.id
+
+    def poke(self) -> None:
+        """Let every waiting run poll again (the watch loop does, and ``drain``: a simulation that
+        moves its clock between calls sees its runs progress with it)."""
+        for incident_id in sorted({*self.waiting, *self.confirming.values()}):
+            self.start(incident_id)
+
+    async def watch(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """Follow approvals, the breaker and waiting runs until ``stop``."""
+        await self.recover()
+        while not stop.is_set():
+            try:
+                self.poke()
+                await self.check_parked()
+                await self.check_backlog()
+            except Exception:
+                log.exception("checking approvals and the breaker failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+    # -- server facts ---------------------------------------------------------------------------
+
+    async def _approvals(self, statuses: list[str]) -> dict[str, dict[str, Any]]:
+        listed = await self.tools.call("list_approvals", {"status": statuses, "limit": 500})
+        if not listed.ok or not isinstance(listed.structured, dict):
+            return {}
+        return {a["id"]: a for a in listed.structured.get("approvals", [])}
+
+    async def _safety(self) -> dict[str, Any] | None:
+        status = await self.tools.call("safety_status", {})
+        return status.structured if status.ok and isinstance(status.structured, dict) else None
+
+    async def _observe_only(self) -> bool:
+        if "safety_status" not in await self.tools.tool_names():
+            return False
+        status = await self._safety()
+        return bool(status and status.get("observe_only"))
+
+
+def _run_id(incident: Incident, runbook: str) -> str:
+    base = f"{incident.id}/{runbook}"
+    return base if incident.attempt == 1 else f"{base}/attempt-{incident.attempt}"
+
+
+def _context(incident: Incident) -> dict[str, Any]:
+    return {"incident": {"id": incident.id, "entity": incident.entity, "evidence": _evidence(incident)}}
+
+
+def _evidence(incident: Incident) -> list[str]:
+    found = [incident.title] if incident.title else []
+    if incident.root_cause is not None:
+        found += incident.root_cause.evidence[:10]
+    found += [f"{a.tool} {_args(a.arguments)}: {a.error or 'done'}" for a in incident.actions[-10:]]
+    return found
+
+
+def _note(incident: Incident, *, what: str, detail: str, at: datetime) -> None:
+    incident.note(what, detail, at=at)
+
+
+def _escalate(incident: Incident, *, why: str, now: datetime) -> None:
+    incident.status = "escalated"
+    incident.note("escalated to a person", why, at=now)
+
+
+def _hold(incident: Incident, *, why: str, now: datetime) -> None:
+    incident.status, incident.held_by = "escalated", "breaker"
+    incident.note(
+        "held by the circuit breaker",
+        f"{why}. A person resets the breaker (`aiops breaker reset`); then this incident is retried "
+        "from current facts or left with people, as they decide",
+        at=now,
+    )
+
+
+def _retry(incident: Incident, *, who: str, now: datetime) -> None:
+    incident.held_by, incident.plan, incident.status = None, None, "open"
+    incident.attempt += 1
+    incident.note(
+        "breaker reset",
+        f"by {who}: retrying (attempt {incident.attempt}), re-planned from current facts",
+        at=now,
+    )
+
+
+def _release_to_people(incident: Incident, *, who: str, now: datetime) -> None:
+    incident.held_by = None
+    incident.note("breaker reset", f"by {who}: the backlog stays with people; nothing is retried", at=now)
+
+
+def _args(arguments: dict[str, object]) -> str:
+    return ", ".join(
+        f"{k}={v}"
+        for k, v in arguments.items()
+        if k not in ("idempotency_key", "reason", "incident_id", "dry_run")
+    )

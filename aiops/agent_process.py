@@ -1,0 +1,95 @@
+"""``aiops agent``: the triage agent as a process of its own.
+
+It holds no cluster credentials: it consumes ``GPU_EVENTS`` from NATS, keeps incidents and runbook
+runs in NATS KV, and acts only through the MCP endpoint of a running platform (``aiops up
+--no-agent``) with its own bearer token — exactly as a person's MCP client does. Killing it loses
+nothing: the fleet, NATS and the MCP server keep running; started again, it resumes every unfinished
+incident from its persisted runs, and the idempotency keys of its steps keep it from acting twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import httpx2
+import nats
+from faststream.nats import NatsBroker
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from agents.planner_select import select_planner
+from agents.store import IncidentStore
+from agents.triage import TriageAgent
+from aiops.platform import planner_config
+from aiops.settings import Settings
+from events.streams import ensure_jetstream
+from runbooks.client import McpToolClient
+from runbooks.engine import RunbookEngine
+from runbooks.library import RunbookLibrary
+from runbooks.state import KvRunStore, RunStore
+
+log = logging.getLogger(__name__)
+
+Wrap = Callable[[RunStore], RunStore]
+WrapTools = Callable[[McpToolClient], McpToolClient]
+
+
+async def run_agent(
+    settings: Settings,
+    *,
+    mcp_url: str,
+    token: str,
+    stop: asyncio.Event,
+    ready: Callable[[], None] | None = None,
+    wrap_runs: Wrap | None = None,
+    wrap_tools: WrapTools | None = None,
+) -> None:
+    """Run the agent until ``stop``. ``wrap_runs`` / ``wrap_tools`` wrap its two I/O seams (the
+    run store, the MCP client): fault-injection tests kill the process at a chosen step with them."""
+    if not settings.nats_url:
+        raise ValueError("the agent needs the platform's NATS: set AIOPS_NATS_URL (aiops up prints it)")
+    async with AsyncExitStack() as stack:
+        nc = await nats.connect(settings.nats_url, name=f"aiops-agent {settings.agent_id}")
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await ensure_jetstream(js)
+        http = await stack.enter_async_context(
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        )
+        client = await stack.enter_async_context(Client(streamable_http_client(mcp_url, http_client=http)))
+        tools = McpToolClient(client)
+        if wrap_tools is not None:
+            tools = wrap_tools(tools)
+        runs: RunStore = await KvRunStore.open(js)
+        if wrap_runs is not None:
+            runs = wrap_runs(runs)
+        library = RunbookLibrary.load()
+        choice = select_planner(planner_config(settings), tools=tools, library=library)
+        if choice.client is not None:
+            stack.push_async_callback(choice.client.close)
+        agent = TriageAgent(
+            js=js,
+            store=await IncidentStore.open(js),
+            tools=tools,
+            engine=RunbookEngine(tools, runs, library),
+            planner=choice.planner,
+            summarizer=choice.summarizer,
+            dedupe_window_s=settings.dedupe_window_s,
+            group_wait_s=settings.group_wait_s,
+        )
+        await agent.learn_fabric()
+        broker = NatsBroker(settings.nats_url, logger=None)
+        agent.subscribe(broker)
+        await broker.start()
+        stack.push_async_callback(broker.stop)
+        stack.push_async_callback(agent.drain)
+        watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
+        resumed = await agent.resume()
+        log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
+        if ready is not None:
+            ready()
+        await stop.wait()
+        await watch

@@ -1,0 +1,72 @@
+"""What the approval, breaker and observe-only end-to-end tests share: a platform whose clock the
+test moves in the background, and ways to wait for an incident or an approval."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiops.platform import Platform
+from aiops.settings import Settings
+from events import subjects
+from events.incident import Incident
+from events.models import AuditRecord
+from tests.waiting import eventually
+
+OPERATOR_TOKEN = "operator-token-olga-7f3a9c"
+OPERATOR_2_TOKEN = "operator-token-omar-2b8d1e"
+TOKENS = {OPERATOR_TOKEN: "olga:operator", OPERATOR_2_TOKEN: "omar:operator"}
+SIM_S_PER_TICK = 10.0
+
+
+async def ticking(platform: Platform, stop: asyncio.Event) -> None:
+    """Simulated time passes (10 s every 10 ms) so restarts and reboots end while the test waits."""
+    while not stop.is_set():
+        platform.twin.advance(SIM_S_PER_TICK)
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, *, http: bool = False, **settings: Any) -> AsyncIterator[Platform]:
+    """The embedded platform (agent inside) after 45 simulated minutes of training, its clock moving."""
+    config = Settings(http_port=0, tokens=TOKENS, **settings)
+    async with Platform(config, data_dir=tmp_path, serve_http=http, run_clock=False) as platform:
+        platform.twin.advance(45 * 60)
+        stop = asyncio.Event()
+        clock = asyncio.create_task(ticking(platform, stop))
+        try:
+            yield platform
+        finally:
+            stop.set()
+            await clock
+
+
+async def incident_where(
+    platform: Platform, check: Callable[[Incident], bool], *, within_s: float = 30, what: str = ""
+) -> Incident:
+    """The first incident for which ``check`` holds (waiting for it)."""
+    found: list[Incident] = []
+
+    async def look() -> bool:
+        found[:] = [i for i in await platform.store.list_incidents() if check(i)]
+        return bool(found)
+
+    await eventually(look, within_s=within_s, what=what or "an incident")
+    return found[0]
+
+
+async def audit_records(platform: Platform) -> list[AuditRecord]:
+    info = await platform.js.stream_info(subjects.STREAM_AUDIT)
+    if not info.state.messages:
+        return []
+    sub = await platform.js.pull_subscribe("gpu.audit.>", durable=None)
+    records: list[AuditRecord] = []
+    while len(records) < info.state.messages:
+        batch = await sub.fetch(info.state.messages - len(records), timeout=5)
+        records += [AuditRecord.model_validate(json.loads(m.data)) for m in batch]
+    await sub.unsubscribe()
+    return records
