@@ -174,12 +174,20 @@ class SlashRunner:
         if not await self._has(tool):
             return Reply(text=f"`{tool}` is not available on this server.")
         params: dict[str, Any] = {k: int(v) if v.isdigit() else v for k, v in command.params.items()}
-        return _outcome(tool, await self._call(tool, {"runbook": command.args["name"], "params": params}))
+        args: dict[str, Any] = {"runbook": command.args["name"], "params": params}
+        if not dry:
+            args["reason"] = f"requested in chat by {self.caller}"
+        result = await self._call(tool, args)
+        if not result.ok:
+            return _error(tool, result)
+        return render_run(result.structured or {})
 
 
 def _text_of(result: ToolResult) -> str:
-    if isinstance(result.structured, dict) and isinstance(result.structured.get("summary"), str):
-        return str(result.structured["summary"])
+    data = result.structured if isinstance(result.structured, dict) else {}
+    for key in ("headline", "summary"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
     return result.text
 
 
@@ -202,6 +210,20 @@ def _outcome(tool: str, result: ToolResult) -> Reply:
         text=text,
         blocks=[bk.section(f":white_check_mark: {detail}"), bk.context(note or tool)],
         response_type="in_channel",
+    )
+
+
+def render_run(run: dict[str, Any]) -> Reply:
+    steps = [
+        f"{s.get('phase')} {s.get('id')}: {s.get('tool')} {s.get('status')}"
+        + (f" (policy {s['decision']})" if s.get("decision") else "")
+        + (f" — {s['error']}" if s.get("error") else "")
+        for s in run.get("steps", [])
+    ]
+    head = f"runbook {run.get('runbook')} {run.get('status')}" + (" (dry run)" if run.get("dry_run") else "")
+    text = head + ("\n" + "\n".join(steps) if steps else "")
+    return Reply(
+        text=text, blocks=[bk.section(f"*{head}*"), bk.section(bk.code("\n".join(steps) or "no steps"))]
     )
 
 
