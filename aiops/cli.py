@@ -155,13 +155,14 @@ def mcp(
 def slash(
     text: str = typer.Argument(..., help='the command, e.g. "/gpu incidents" or "node node-003"'),
     as_json: bool = typer.Option(False, "--json", help="print the Slack Block Kit reply"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="confirm a destructive command without asking"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run an on-call /gpu command from the terminal (as in chat), e.g. aiops slash "/gpu status"."""
     from aiops.slash_cli import render, run_slash
 
     _logging(verbose)
-    reply = asyncio.run(run_slash(text, Settings()))
+    reply = asyncio.run(run_slash(text, Settings(), assume_yes=yes))
     typer.echo(render(reply, as_json))
 
 

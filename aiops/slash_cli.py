@@ -1,16 +1,20 @@
 """``aiops slash "/gpu ..."``: the on-call commands from a terminal, for engineers without chat.
 
 Against a running platform when ``AIOPS_MCP_URL`` (and ``AIOPS_MCP_TOKEN``) are set — the token's
-principal acts — else against a fleet twin of its own as ``AIOPS_MCP_PRINCIPAL``/``AIOPS_MCP_ROLE``.
+principal acts, and destructive commands ask for confirmation on the terminal (``--yes`` answers
+it) — else against a fleet twin of its own as ``AIOPS_MCP_PRINCIPAL``/``AIOPS_MCP_ROLE``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx2
-from mcp import Client
+from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
 from aiops.settings import Settings
@@ -20,13 +24,35 @@ from mcp_server.chatops.commands import SlashRunner
 from runbooks.client import McpToolClient
 
 
-async def run_slash(text: str, settings: Settings) -> Reply:
+class TerminalConfirmation:
+    """Answers the server's confirmation question (MCP elicitation) for the person at the terminal:
+    yes when they passed ``--yes``, else asks on the terminal, else (no terminal) declines."""
+
+    def __init__(self, assume_yes: bool, ask: Callable[[str], str] | None = None) -> None:
+        self.assume_yes = assume_yes
+        self.ask = ask if ask is not None else (input if sys.stdin.isatty() else None)
+
+    async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        if self.assume_yes:
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        if self.ask is None:
+            return types.ElicitResult(action="decline")
+        answer = self.ask(f"{params.message}\nGo ahead? [y/N] ").strip().lower()
+        if answer in ("y", "yes"):
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+
+async def run_slash(text: str, settings: Settings, *, assume_yes: bool = False) -> Reply:
     async with AsyncExitStack() as stack:
         if settings.mcp_url:
             headers = {"Authorization": f"Bearer {settings.mcp_token}"} if settings.mcp_token else {}
             http = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=60))
             client = await stack.enter_async_context(
-                Client(streamable_http_client(settings.mcp_url, http_client=http))
+                Client(
+                    streamable_http_client(settings.mcp_url, http_client=http),
+                    elicitation_callback=TerminalConfirmation(assume_yes),
+                )
             )
             caller = "terminal"
         else:
