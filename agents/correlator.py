@@ -142,8 +142,9 @@ class Correlator:
         return self._throughput(event)
 
     def track(self, incident_id: str, entity: str, node: str, last_seen: datetime, xids: set[int]) -> None:
-        """Re-learn an open incident (after a restart, from the store)."""
-        self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)))
+        """Re-learn an open incident (after a restart, from the store), with its node, so the hangs a
+        hardware incident explains still join it."""
+        self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)), node_key=True)
 
     # -- Xid and ECC: one GPU ------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from agents.correlator import Correlator
 from agents.facts import gather_facts
 from agents.planner import Planner
 from agents.store import IncidentStore
@@ -118,10 +119,10 @@ class Mitigator:
             checks = "; ".join(step.description or step.id for step in book.confirm)
             now = self.clock()
             if state.confirm_status == "confirmed":
-                change = partial(_note, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
+                change = partial(_once, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
             else:
                 why = f"after {state.runbook}, {checks} did not hold: {state.confirm_error}"
-                change = partial(_escalate, why=why, now=now)
+                change = partial(_escalate_once, why=why, now=now)
             await self.store.update(incident_id, change)
 
     async def plan(self, incident: Incident) -> Incident:
@@ -376,7 +377,8 @@ class Mitigator:
             for invocation in incident.plan.actions if incident.plan else []:
                 run_id = _run_id(incident, invocation.runbook)
                 state = await self.engine.store.load(run_id)
-                if state is not None and state.confirm_status == "pending":
+                # Pending, or decided while the incident was not told (the agent died in between).
+                if state is not None and state.confirm_status != "none":
                     self.confirming[run_id] = incident.id
 
     def poke(self) -> None:
@@ -417,6 +419,18 @@ class Mitigator:
         return bool(status and status.get("observe_only"))
 
 
+def relearn(correlator: Correlator, incident: Incident) -> None:
+    """Teach a fresh correlator (after a restart) an Xid incident it had open: its GPU under every
+    name (PCI id, index), seen last at its latest event. Older ones age out of its window."""
+    if incident.kind not in ("xid", "sxid") or not incident.affected_nodes or incident.folded_into:
+        return
+    node = incident.affected_nodes[0]
+    seen = [e.time for e in incident.timeline if e.what in ("event", "event joined")] or [incident.opened_at]
+    names = {incident.entity, *(f"{node}/gpu{g.split('/')[-1]}" for g in incident.affected_gpus)}
+    for name in sorted(n for n in names if n):
+        correlator.track(incident.id, name, node, max(seen), set(incident.xids))
+
+
 def _run_id(incident: Incident, runbook: str) -> str:
     base = f"{incident.id}/{runbook}"
     return base if incident.attempt == 1 else f"{base}/attempt-{incident.attempt}"
@@ -436,6 +450,16 @@ def _evidence(incident: Incident) -> list[str]:
 
 def _note(incident: Incident, *, what: str, detail: str, at: datetime) -> None:
     incident.note(what, detail, at=at)
+
+
+def _once(incident: Incident, *, what: str, detail: str, at: datetime) -> None:
+    if not any(e.what == what and e.detail == detail for e in incident.timeline):
+        incident.note(what, detail, at=at)
+
+
+def _escalate_once(incident: Incident, *, why: str, now: datetime) -> None:
+    if not any(e.detail == why for e in incident.timeline):
+        _escalate(incident, why=why, now=now)
 
 
 def _escalate(incident: Incident, *, why: str, now: datetime) -> None:

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from agents import intake
 from agents.correlator import AnyEvent, Correlation, Correlator
-from agents.mitigation import Mitigator
+from agents.mitigation import Mitigator, relearn
 from agents.planner import Planner
 from agents.store import IncidentStore
 from agents.summaries import Summarizer
@@ -221,7 +221,11 @@ class TriageAgent:
         self._tasks[incident_id] = task
 
     async def resume(self) -> int:
-        """Pick up incidents a previous run left open or mitigating."""
+        """Pick up incidents a previous run left open or mitigating, and re-learn the recent Xid
+        incidents, so an event redelivered after a crash joins its incident instead of opening a
+        second one for the same fault (and acting on it twice)."""
+        for incident in await self.store.list_incidents(limit=10_000):
+            relearn(self.correlator, incident)
         unfinished = await self.store.list_incidents(["open", "mitigating"], limit=10_000)
         for incident in unfinished:
             self.start_mitigation(incident.id)

@@ -53,7 +53,9 @@ async def run_agent(
         raise ValueError("the agent needs the platform's NATS: set AIOPS_NATS_URL (aiops up prints it)")
     async with AsyncExitStack() as stack:
         nc = await nats.connect(settings.nats_url, name=f"aiops-agent {settings.agent_id}")
-        stack.push_async_callback(nc.drain)
+        # Close, not drain: by then every incident and run is persisted, and an unacknowledged event
+        # is redelivered to the next agent anyway (a drain can wait on a stopped pull subscription).
+        stack.push_async_callback(nc.close)
         js = nc.jetstream()
         await ensure_jetstream(js)
         http = await stack.enter_async_context(
@@ -81,13 +83,18 @@ async def run_agent(
             group_wait_s=settings.group_wait_s,
         )
         await agent.learn_fabric()
+        # Before consuming: re-learn the open incidents first, so an event redelivered after a crash
+        # (or a hang its hardware incident explains) joins them instead of opening another.
+        resumed = await agent.resume()
         broker = NatsBroker(settings.nats_url, logger=None)
         agent.subscribe(broker)
         await broker.start()
         stack.push_async_callback(broker.stop)
         stack.push_async_callback(agent.drain)
+        stop_consuming = getattr(agent, "stop", None)  # the agent's own pull loop, where it has one
+        if stop_consuming is not None:
+            stack.push_async_callback(stop_consuming)  # first on the way out: no new events
         watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
-        resumed = await agent.resume()
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         if ready is not None:
             ready()

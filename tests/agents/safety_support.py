@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,8 +51,13 @@ async def incident_where(
 ) -> Incident:
     """The first incident for which ``check`` holds (waiting for it)."""
     found: list[Incident] = []
+    listed_at = [0.0]
 
     async def look() -> bool:
+        # Each listing opens a KV consumer: look every 0.2 s, not every 10 ms.
+        if time.monotonic() - listed_at[0] < 0.2:
+            return False
+        listed_at[0] = time.monotonic()
         found[:] = [i for i in await platform.store.list_incidents() if check(i)]
         return bool(found)
 
