@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -76,3 +78,28 @@ async def audit_records(platform: Platform) -> list[AuditRecord]:
         records += [AuditRecord.model_validate(json.loads(m.data)) for m in batch]
     await sub.unsubscribe()
     return records
+
+
+async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run ``aiops <args>`` as a person at a terminal would (the platform keeps serving meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aiops.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode or 0, out.decode()
+
+
+def as_operator(platform: Platform) -> dict[str, str]:
+    """The environment of an operator's terminal pointed at the platform."""
+    return {
+        **os.environ,
+        "AIOPS_MCP_URL": platform.http_url,
+        "AIOPS_MCP_TOKEN": OPERATOR_TOKEN,
+        "COLUMNS": "200",
+    }

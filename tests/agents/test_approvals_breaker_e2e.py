@@ -10,7 +10,7 @@ import pytest
 
 from events.incident import Incident
 from mcp_server.policy import Principal
-from tests.agents.safety_support import audit_records, incident_where, running
+from tests.agents.safety_support import as_operator, audit_records, cli, incident_where, running
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ async def test_the_breaker_holds_an_isolation_until_a_person_resets_it_and_the_b
     tmp_path: Path, backlog: str
 ) -> None:
     # 16 nodes, threshold 10%: one node taken out (6%) is fine, a second one (12%) trips the breaker.
-    async with running(tmp_path, breaker_threshold_pct=10, min_spares=2) as platform:
+    async with running(tmp_path, http=True, breaker_threshold_pct=10, min_spares=2) as platform:
         twin = platform.twin
         twin.inject_xid("node-013", 1, 79)
         first = await incident_where(platform, by_node("node-013"), what="the first isolation")
@@ -62,11 +62,21 @@ async def test_the_breaker_holds_an_isolation_until_a_person_resets_it_and_the_b
             platform, lambda i: i.held_by == "breaker", what="the breaker to hold one"
         )
         isolated_while_open = twin.gpu("node-014", 2).isolated
-        async with platform.sessions.session(OLGA) as tools:
-            status = await tools.call("safety_status", {})
-            reset = await tools.call(
-                "reset_breaker", {"comment": "one bad batch of GPUs; checked", "backlog": backlog}
+        if backlog == "retry":  # through MCP, as an operator's client would
+            async with platform.sessions.session(OLGA) as tools:
+                status = await tools.call("safety_status", {})
+                reset = await tools.call(
+                    "reset_breaker", {"comment": "one bad batch; checked", "backlog": backlog}
+                )
+            assert status.structured["breaker"]["open"] is True  # type: ignore[index]
+            assert reset.ok
+        else:  # from a terminal
+            shown = await cli(as_operator(platform), "breaker", "status")
+            done = await cli(
+                as_operator(platform), "breaker", "reset", "-m", "one bad batch", "--backlog", backlog
             )
+            assert shown[0] == 0 and "circuit breaker OPEN" in shown[1] and "node-013" in shown[1], shown[1]
+            assert done[0] == 0 and "circuit breaker reset by olga" in done[1], done[1]
         after = await incident_where(
             platform,
             lambda i: i.id == held.id and i.held_by is None and settled(i),
@@ -78,8 +88,6 @@ async def test_the_breaker_holds_an_isolation_until_a_person_resets_it_and_the_b
     assert held.status == "escalated"
     assert "circuit breaker open" in held.timeline[-1].detail
     assert not isolated_while_open
-    assert status.structured["breaker"]["open"] is True  # type: ignore[index]
-    assert reset.ok
     trail = [(r.principal, r.tool, r.decision) for r in audit]
     assert ("triage-agent", "trip_breaker", "deny") in trail
     assert ("olga", "reset_breaker", "allow") in trail
@@ -113,7 +121,7 @@ async def test_observe_only_plans_checks_and_records_but_leaves_the_twin_unchang
         "swap_spare would run",
         "restart_from_checkpoint would run",
     ]
-    assert done.timeline[-1].what == "observe-only: nothing changed"
+    assert "observe-only: nothing changed" in [e.what for e in done.timeline]  # later events may join
     assert not twin.gpu("node-003", 3).isolated
     assert (job.state, job.restarts, job.replacements, "node-003" in job.nodes) == ("stalled", 0, [], True)
     assert [(r.tool, r.decision, r.dry_run) for r in audit] == [

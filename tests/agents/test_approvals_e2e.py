@@ -4,9 +4,6 @@ abandoned), or nobody answers (it expires) — each on the incident's timeline a
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from aiops.settings import FreezeWindowSetting
 from events.incident import Incident
 from fleet import DEFAULT_EPOCH
 from mcp_server.policy import Principal
-from tests.agents.safety_support import OPERATOR_TOKEN, audit_records, incident_where, running
+from tests.agents.safety_support import as_operator, audit_records, cli, incident_where, running
 
 pytestmark = pytest.mark.slow
 
@@ -24,21 +21,6 @@ OLGA = Principal(id="olga", role="operator", kind="person")
 FREEZE = [
     FreezeWindowSetting(start=DEFAULT_EPOCH, end=DEFAULT_EPOCH + timedelta(days=30), reason="year-end run")
 ]
-
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """Run ``aiops <args>`` as a person at a terminal would (the platform keeps serving meanwhile)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aiops.cli",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return proc.returncode or 0, out.decode()
 
 
 def waiting(incident: Incident) -> bool:
@@ -53,7 +35,7 @@ async def test_a_person_approves_with_the_cli_then_rejects_and_the_run_is_abando
         [first] = parked.pending_approvals
         isolated_before = twin.gpu("node-003", 3).isolated
 
-        env = {**os.environ, "AIOPS_MCP_URL": platform.http_url, "AIOPS_MCP_TOKEN": OPERATOR_TOKEN}
+        env = as_operator(platform)
         listed = await cli(env, "approvals")
         approved = await cli(env, "approve", first.id, "-m", "GPU is gone, go")
         second = await incident_where(
@@ -86,9 +68,10 @@ async def test_a_person_approves_with_the_cli_then_rejects_and_the_run_is_abando
     assert [(a.tool, a.ok) for a in done.actions] == [("isolate_gpu", True), ("swap_spare", False)]
     notes = [(e.what, e.detail) for e in done.timeline]
     assert ("approved", f"{first.id} approved by olga: GPU is gone, go; the run resumes") in notes
-    assert notes[-1][0] == "escalated to a person"
-    assert f"approval {swap.id} rejected by olga: keep the spares" in notes[-1][1]
-    assert "the run is abandoned" in notes[-1][1]
+    escalated = [detail for what, detail in notes if what == "escalated to a person"]  # later events may join
+    assert len(escalated) == 1
+    assert f"approval {swap.id} rejected by olga: keep the spares" in escalated[0]
+    assert "the run is abandoned" in escalated[0]
     trail = [(r.principal, r.tool, r.decision, r.ok) for r in audit if not r.replayed]
     assert trail == [
         ("triage-agent", "isolate_gpu", "approval_required", False),

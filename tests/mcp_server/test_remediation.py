@@ -36,8 +36,12 @@ async def test_the_spare_pool_shows_the_reserve_and_the_spare_a_swap_would_take(
 async def test_a_swap_then_a_restart_resumes_the_job_at_its_baseline_step_time(rig: Rig) -> None:
     rig.twin.inject_xid("node-010", 3, 79)
 
-    swapped = await rig.ok("swap_spare", job="train-02", node="node-010", reason=WHY, idempotency_key="i/swap")
-    restarted = await rig.ok("restart_from_checkpoint", job="train-02", reason=WHY, idempotency_key="i/restart")
+    swapped = await rig.ok(
+        "swap_spare", job="train-02", node="node-010", reason=WHY, idempotency_key="i/swap"
+    )
+    restarted = await rig.ok(
+        "restart_from_checkpoint", job="train-02", reason=WHY, idempotency_key="i/restart"
+    )
     during = await rig.ok("job_progress", job="train-02")
     rig.twin.advance(480)
     after = await rig.ok("job_progress", job="train-02")
@@ -45,7 +49,11 @@ async def test_a_swap_then_a_restart_resumes_the_job_at_its_baseline_step_time(r
     assert swapped["changed"] and swapped["data"]["spare"] == "node-015"
     assert swapped["policy"]["decision"] == "allow"
     assert restarted["changed"] and restarted["data"]["replaced"] is None  # the gang was already whole
-    assert (during["state"], during["resumed"], during["resumes_at"] is not None) == ("restarting", False, True)
+    assert (during["state"], during["resumed"], during["resumes_at"] is not None) == (
+        "restarting",
+        False,
+        True,
+    )
     assert (after["state"], after["resumed"], after["slowdown"]) == ("running", True, 1.0)
     assert after["nodes"] == ["node-009", "node-015", "node-011", "node-012"]
 
@@ -154,12 +162,19 @@ async def test_a_ticket_and_a_page_are_recorded_once(rig: Rig) -> None:
 
     first = await rig.ok("open_ticket", incident_id="inc-1", **args)
     again = await rig.ok("open_ticket", incident_id="inc-1", **args)
-    page = await rig.ok("page_oncall", summary="GPU 3 on node-013 needs replacing", ticket=first["data"]["ticket"])
+    page = await rig.ok(
+        "page_oncall", summary="GPU 3 on node-013 needs replacing", ticket=first["data"]["ticket"]
+    )
 
     assert first["changed"] and not again["changed"]
     assert list(rig.desk.tickets) == [first["data"]["ticket"]]
     [ticket] = rig.desk.tickets.values()
-    assert (ticket.node, ticket.gpu, ticket.evidence, ticket.incident_id) == ("node-013", 3, ["Xid 48 x5"], "inc-1")
+    assert (ticket.node, ticket.gpu, ticket.evidence, ticket.incident_id) == (
+        "node-013",
+        3,
+        ["Xid 48 x5"],
+        "inc-1",
+    )
     assert ticket.opened_by == "triage-agent"
     [sent] = rig.desk.pages.values()
     assert page["changed"] and sent.ticket == ticket.id

@@ -20,7 +20,9 @@ SWAP = {
 }
 
 
-async def test_a_swap_into_the_reserve_waits_for_a_person_and_then_goes_ahead_once(policy_gate: PolicyGate) -> None:
+async def test_a_swap_into_the_reserve_waits_for_a_person_and_then_goes_ahead_once(
+    policy_gate: PolicyGate,
+) -> None:
     async with connected(build_rig(policy_gate, min_spares=2)) as rig:
         asked = await rig.error("swap_spare", **SWAP)
         approval_id = approval_id_in(asked)
@@ -39,7 +41,11 @@ async def test_a_swap_into_the_reserve_waits_for_a_person_and_then_goes_ahead_on
     assert "2 fit spare(s) left and the reserve is 2" in asked
     [request] = listed["approvals"]
     assert listed["pending"] == 1
-    assert (request["id"], request["action"], request["target"]) == (approval_id, "swap_spare", "train-02/node-010")
+    assert (request["id"], request["action"], request["target"]) == (
+        approval_id,
+        "swap_spare",
+        "train-02/node-010",
+    )
     assert (request["requested_by"], request["incident_id"]) == ("triage-agent", "inc-7")
     assert request["idempotency_key"] == "inc-7/swap-spare/swap"
     assert request["evidence"]["spares_available"] == 2 and request["evidence"]["min_spares"] == 2
@@ -65,7 +71,9 @@ async def test_a_rejected_action_stays_refused(policy_gate: PolicyGate) -> None:
     async with connected(build_rig(policy_gate, min_spares=2)) as rig:
         approval_id = approval_id_in(await rig.error("swap_spare", **SWAP))
         rig.as_(OPERATOR)
-        rejected = await rig.ok("reject_action", approval_id=approval_id, comment="keep the spares for train-01")
+        rejected = await rig.ok(
+            "reject_action", approval_id=approval_id, comment="keep the spares for train-01"
+        )
         late = await rig.error("approve_action", approval_id=approval_id)
         rig.as_(AGENT)
         message = await rig.error("swap_spare", **SWAP)
@@ -77,7 +85,9 @@ async def test_a_rejected_action_stays_refused(policy_gate: PolicyGate) -> None:
     assert rig.twin.job("train-02").replacements == []
 
 
-async def test_nobody_approves_their_own_request_and_the_agent_approves_nothing(policy_gate: PolicyGate) -> None:
+async def test_nobody_approves_their_own_request_and_the_agent_approves_nothing(
+    policy_gate: PolicyGate,
+) -> None:
     async with connected(build_rig(policy_gate, OPERATOR, min_spares=2)) as rig:
         approval_id = approval_id_in(await rig.error("swap_spare", **SWAP))
         own = await rig.error("approve_action", approval_id=approval_id)
@@ -108,7 +118,9 @@ async def test_an_approval_binds_to_the_exact_call(policy_gate: PolicyGate) -> N
     assert rig.twin.job("train-02").replacements == []
 
 
-async def test_an_expired_approval_cannot_be_approved_and_the_call_asks_again(policy_gate: PolicyGate) -> None:
+async def test_an_expired_approval_cannot_be_approved_and_the_call_asks_again(
+    policy_gate: PolicyGate,
+) -> None:
     async with connected(build_rig(policy_gate, min_spares=2, approval_ttl_s=0.0)) as rig:
         first = approval_id_in(await rig.error("swap_spare", **SWAP))
         listed = await rig.ok("list_approvals", status=["expired"])

@@ -55,7 +55,9 @@ async def test_the_breaker_trips_blocks_every_isolation_and_holds_until_a_person
     assert ("triage-agent", "reset_breaker", "deny") in trail
 
 
-async def test_a_dry_run_reports_that_the_breaker_would_trip_without_tripping_it(policy_gate: PolicyGate) -> None:
+async def test_a_dry_run_reports_that_the_breaker_would_trip_without_tripping_it(
+    policy_gate: PolicyGate,
+) -> None:
     async with connected(build_rig(policy_gate, breaker_threshold_pct=5)) as rig:
         message = await rig.error("cordon_node", node="node-013", reason="check", dry_run=True)
         status = await rig.ok("safety_status")
@@ -64,7 +66,9 @@ async def test_a_dry_run_reports_that_the_breaker_would_trip_without_tripping_it
     assert status["breaker"]["open"] is False and status["breaker"]["trips"] == 0
 
 
-async def test_no_action_may_take_more_of_the_cluster_out_of_service_than_allowed(policy_gate: PolicyGate) -> None:
+async def test_no_action_may_take_more_of_the_cluster_out_of_service_than_allowed(
+    policy_gate: PolicyGate,
+) -> None:
     async with connected(build_rig(policy_gate, max_out_of_service_pct=10)) as rig:
         await rig.ok("cordon_node", node="node-013", reason="check")  # 1 of 16: 7%
         again = await rig.ok("drain_node", node="node-013", reason="check")  # the same node: still 7%

@@ -29,7 +29,10 @@ def test_an_isolation_at_or_over_the_limit_is_denied_naming_the_rule_and_the_num
 ) -> None:
     done = limit + over
     decision = gate.check(
-        principal, "isolate_gpu", GPU, {**CALM, "isolations_last_hour": done, "max_isolations_per_hour": limit}
+        principal,
+        "isolate_gpu",
+        GPU,
+        {**CALM, "isolations_last_hour": done, "max_isolations_per_hour": limit},
     )
 
     assert decision.decision == "deny"

@@ -124,9 +124,7 @@ def expected(principal: Principal, action: str, ctx: dict[str, Any], resource: R
     return "approval_required" if needs_person else "allow"
 
 
-CELLS = [
-    pytest.param(p, a, c, id=f"{p}-{a}-{c}") for p in PRINCIPALS for a in ALL_ACTIONS for c in CONTEXTS
-]
+CELLS = [pytest.param(p, a, c, id=f"{p}-{a}-{c}") for p in PRINCIPALS for a in ALL_ACTIONS for c in CONTEXTS]
 
 
 def test_the_matrix_covers_every_action_the_schema_knows(gate: PolicyGate) -> None:
@@ -157,7 +155,9 @@ OWNERS = {
 
 @pytest.mark.parametrize("owner", OWNERS.values(), ids=list(OWNERS))
 @pytest.mark.parametrize("who", ["operator", "admin", "agent"])
-def test_only_cordons_this_platform_set_may_be_lifted_whoever_asks(gate: PolicyGate, owner: str, who: str) -> None:
+def test_only_cordons_this_platform_set_may_be_lifted_whoever_asks(
+    gate: PolicyGate, owner: str, who: str
+) -> None:
     node = Resource(type="Node", id="node-a1", attrs={**NODE.attrs, "cordoned": True, "cordon_owner": owner})
 
     decision = gate.check(PRINCIPALS[who], "uncordon_node", node, CALM)
@@ -174,7 +174,10 @@ def test_an_open_breaker_names_the_share_and_the_threshold(gate: PolicyGate) -> 
     decision = gate.check(OPERATOR, "drain_node", NODE, CONTEXTS["breaker open"])
 
     assert decision.policies == ["breaker-open"]
-    assert "after 25% of the cluster's nodes were taken out within its window (threshold 20%)" in decision.reasons[0]
+    assert (
+        "after 25% of the cluster's nodes were taken out within its window (threshold 20%)"
+        in decision.reasons[0]
+    )
     assert "a person must reset it" in decision.reasons[0]
 
 
