@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.first_action
 	$(BIN)/python -m evals.benchmarks.claude_planner
 	$(BIN)/python -m evals.benchmarks.mcp_latency
+	$(BIN)/python -m evals.benchmarks.agent_throughput
 
 clean:
 	rm -rf $(VENV) .aiops .pytest_cache .mypy_cache .ruff_cache

@@ -227,6 +227,7 @@ class Platform:
         await broker.start()
         self._stack.push_async_callback(broker.stop)
         self._stack.push_async_callback(self.agent.drain)
+        self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 
         self.shipper = KmsgShipper(self.js, self.twin.name)
         unsubscribe = self.twin.subscribe_kmsg(self.shipper.offer)
