@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from events import subjects
 from events.incident import Incident, IncidentStatus
+from events.kv import latest_values
 
 MAX_CAS_RETRIES = 20
 
@@ -78,19 +79,9 @@ class IncidentStore:
         self, statuses: Iterable[IncidentStatus] | None = None, limit: int = 50
     ) -> list[Incident]:
         wanted = set(statuses) if statuses else None
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return []
         found: list[Incident] = []
-        for key in keys:
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                continue
-            if not entry.value:
-                continue
-            incident = Incident.model_validate_json(entry.value)
+        for value in await latest_values(self._kv):
+            incident = Incident.model_validate_json(value)
             if wanted is None or incident.status in wanted:
                 found.append(incident)
         found.sort(key=lambda i: i.opened_at, reverse=True)

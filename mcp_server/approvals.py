@@ -19,11 +19,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from events import subjects
+from events.kv import latest_values
 from events.models import utcnow
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "used"]
@@ -147,21 +148,12 @@ class KvApprovals:
 
     async def list(self, statuses: Iterable[ApprovalStatus] | None = None) -> list[ApprovalRequest]:
         wanted = set(statuses) if statuses is not None else None
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
-        found = []
-        for key in keys:
-            try:
-                entry = await self.kv.get(key)
-            except KeyNotFoundError:
-                continue
-            if entry.value:
-                request = ApprovalRequest.model_validate_json(entry.value)
-                if wanted is None or request.status in wanted:
-                    found.append(request)
-        return sorted(found, key=lambda r: r.requested_at, reverse=True)
+        found = [ApprovalRequest.model_validate_json(v) for v in await latest_values(self.kv)]
+        return sorted(
+            (r for r in found if wanted is None or r.status in wanted),
+            key=lambda r: r.requested_at,
+            reverse=True,
+        )
 
     async def add(self, request: ApprovalRequest) -> None:
         await self.kv.create(_key(request.id), request.model_dump_json().encode())
