@@ -71,6 +71,7 @@ def up(
                 f"[bold]gpu-aiops is up[/bold]\n"
                 f"  NATS        {platform.nats_url}\n"
                 f"  MCP (HTTP)  {platform.http_url}\n"
+                f"  DCGM        {platform.detection.metrics_url} (the twin's dcgm-exporter)\n"
                 + (
                     f"  token       {platform.operator_token} (role operator; set AIOPS_TOKENS to configure)\n"
                     if platform.operator_token
