@@ -103,7 +103,9 @@ def _freeze_the_fleet() -> None:
 
 @app.command()
 def mcp(
-    http: bool = typer.Option(False, "--http", help="serve streamable HTTP with bearer tokens instead of stdio"),
+    http: bool = typer.Option(
+        False, "--http", help="serve streamable HTTP with bearer tokens instead of stdio"
+    ),
     port: int = typer.Option(None, help="HTTP port (default AIOPS_HTTP_PORT, 8765; 0 = any free port)"),
     read_only: bool = typer.Option(False, "--read-only", help="hide and refuse every mutating tool"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -144,7 +146,9 @@ def mcp(
         async with serving(built.server, settings.http_host, settings.http_port) as url:
             console.print(f"gpu-aiops MCP (streamable HTTP, stateless) at {url}")
             if built.generated_token:
-                console.print(f"  token {built.generated_token} (role operator; set AIOPS_TOKENS to configure)")
+                console.print(
+                    f"  token {built.generated_token} (role operator; set AIOPS_TOKENS to configure)"
+                )
             if settings.read_only:
                 console.print("  read-only: mutating tools are hidden and refused")
             await stop.wait()

@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path(".aiops"), description="embedded NATS data, state files")
     backend: Literal["twin", "kubernetes"] = Field(
-        default="twin", description="what the MCP tools act on: the embedded fleet twin or a Kubernetes cluster"
+        default="twin",
+        description="what the MCP tools act on: the embedded fleet twin or a Kubernetes cluster",
     )
     cluster: str = "sim-a"
     seed: int = 7
@@ -50,7 +51,8 @@ class Settings(BaseSettings):
     mcp_principal: str = Field(default="local-operator", description="who `aiops mcp` (stdio) acts as")
     mcp_role: Role = "operator"
     slack_signing_secret: str | None = Field(
-        default=None, description="Slack app signing secret; set it to serve /slack/commands and /slack/interactivity"
+        default=None,
+        description="Slack app signing secret; set it to serve /slack/commands and /slack/interactivity",
     )
     slack_users: dict[str, str] = Field(
         default_factory=dict,
@@ -59,7 +61,9 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = Field(default=None, description="bot token for incident notifications")
     slack_channel: str | None = Field(default=None, description="channel id for incident notifications")
     slack_api_url: str = "https://slack.com/api/"
-    mcp_url: str | None = Field(default=None, description="a running platform's MCP endpoint, for `aiops slash`")
+    mcp_url: str | None = Field(
+        default=None, description="a running platform's MCP endpoint, for `aiops slash`"
+    )
     mcp_token: str | None = Field(default=None, description="bearer token for mcp_url")
     tokens: dict[str, str] = Field(
         default_factory=dict,
@@ -91,14 +95,19 @@ class Settings(BaseSettings):
     tokens_file: Path | None = Field(
         default=None, description='a JSON file of bearer tokens, {"<token>": "<principal>:<role>[:<kind>]"}'
     )
-    read_only: bool = Field(default=False, description="people's MCP endpoints hide and refuse every mutation")
+    read_only: bool = Field(
+        default=False, description="people's MCP endpoints hide and refuse every mutation"
+    )
     confirm_destructive: bool = Field(
-        default=True, description="a person confirms destructive tools through MCP elicitation (refused if the client cannot ask)"
+        default=True,
+        description="a person confirms destructive tools through MCP elicitation (refused if the client cannot ask)",
     )
     prometheus_url: str | None = Field(
         default=None, description="a Prometheus scraping dcgm-exporter: the telemetry tools read it"
     )
-    kube_context: str | None = Field(default=None, description="kubeconfig context; unset = current (or in-cluster)")
+    kube_context: str | None = Field(
+        default=None, description="kubeconfig context; unset = current (or in-cluster)"
+    )
     kube_in_cluster: bool = Field(default=False, description="use the pod's service account")
     kube_job_kind: Literal["volcano", "pytorchjob", "jobset"] = Field(
         default="volcano", description="which job API the training jobs use (restart goes through it)"

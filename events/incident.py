@@ -133,7 +133,9 @@ class Incident(BaseModel):
     folded: list[str] = Field(
         default_factory=list, description="incidents folded into this one, a shared part's (capped)"
     )
-    acknowledged_by: str | None = Field(default=None, description="who on call took it (acknowledge_incident)")
+    acknowledged_by: str | None = Field(
+        default=None, description="who on call took it (acknowledge_incident)"
+    )
     acknowledged_at: datetime | None = None
     resolved_by: str | None = Field(default=None, description="who closed it (resolve_incident)")
     resolution: str | None = Field(default=None, description="how it ended, in the resolver's words")

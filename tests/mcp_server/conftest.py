@@ -71,7 +71,12 @@ def make_stack(twin: FleetTwin, policy_gate: PolicyGate) -> MakeStack:
             read_only=read_only,
         )
         return Stack(
-            twin=twin, audit=audit, identity=identity, server=build_server(deps), telemetry=telemetry, deps=deps
+            twin=twin,
+            audit=audit,
+            identity=identity,
+            server=build_server(deps),
+            telemetry=telemetry,
+            deps=deps,
         )
 
     return make
