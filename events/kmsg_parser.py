@@ -297,8 +297,9 @@ class KmsgParser:
             return []
 
     def flush(self) -> list[KmsgRecord]:
-        """Release a held SXid and drop an unfinished three-line report (end of stream, idle)."""
-        self._fell_off = None
+        """Release a held SXid (end of stream, idle). An unfinished three-line report is kept: its
+        next lines may simply not have arrived yet (a consumer that caught up between them), and
+        any line that does not continue it drops it."""
         return self._release_held()
 
     # -- per line --

@@ -578,3 +578,20 @@ def test_a_parser_bug_is_logged_and_the_stream_goes_on(
     assert "kmsg parser failed" in caplog.text
     monkeypatch.undo()
     assert [r.xid for r in parser.feed(line)] == [13]
+
+
+def test_a_three_line_report_survives_a_flush_between_its_lines() -> None:
+    # A consumer that caught up after line 2 flushes; line 3 arrives in its next batch.
+    parser = KmsgParser()
+    assert parser.feed(THREE_LINES[0]) == []
+    assert parser.feed(THREE_LINES[1]) == []
+    assert parser.flush() == []
+    assert [(r.xid, r.pci_bus_id) for r in parser.feed(THREE_LINES[2])] == [(79, "0000:2a:00.0")]
+
+
+def test_an_unfinished_three_line_report_is_dropped_by_a_line_that_does_not_continue_it() -> None:
+    parser = KmsgParser()
+    assert parser.feed(THREE_LINES[0]) == []
+    assert parser.flush() == []
+    assert parser.feed("NVRM: something else entirely") == []
+    assert parser.feed(THREE_LINES[2]) == []
