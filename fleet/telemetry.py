@@ -137,6 +137,7 @@ class FleetTelemetry:
                     counters.remap_correctable = rng.randrange(0, 3)
                 self.gpus[(node.name, gpu.index)] = counters
         self.link_factor: dict[str, float] = {}
+        self.workload_factor: dict[str, float] = {}
         self._stalls: dict[str, _Stall] = {}
         self._last_beat: dict[str, datetime] = {}
         self._subscribers: list[BeatCallback] = []
@@ -185,6 +186,14 @@ class FleetTelemetry:
         else:
             self.link_factor[leaf] = factor
 
+    def slow_workload(self, job: str, factor: float) -> None:
+        """The job's own work got slower (input pipeline, a bigger batch, new code): every rank
+        computes ``factor`` times longer, the collectives and the hardware stay as they were."""
+        if factor <= 1.0:
+            self.workload_factor.pop(job, None)
+        else:
+            self.workload_factor[job] = factor
+
     def pick_rank(self, ranks: int) -> int:
         return self._rng.randrange(ranks)
 
@@ -215,8 +224,9 @@ class FleetTelemetry:
     def step_profile(self, job: TrainingJob) -> tuple[float, list[float], float]:
         """(step time, compute time per rank, collective time) of ``job`` on its current gang."""
         base = self.base_step_s(job)
+        own = self.workload_factor.get(job.name, 1.0)
         compute = [
-            base * COMPUTE_SHARE * self.gpus[(node, g)].throttle
+            base * COMPUTE_SHARE * own * self.gpus[(node, g)].throttle
             for node in job.nodes
             for g in range(job.gpus_per_node)
         ]

@@ -304,6 +304,19 @@ class FleetTwin:
         self.telemetry.throttle(node, gpu, factor)
         self._record(self.clock.now(), "fault", f"{node} GPU {gpu} thermal throttling x{factor:g}")
 
+    def slow_workload(self, job: str, factor: float = 1.4) -> None:
+        """The job slows down through its own doing (a data loader, a bigger batch, a code change):
+        every rank computes ``factor`` times longer, with no hardware sign and no slow link; it
+        stays slow after a restart or on other nodes (1 ends it)."""
+        self.job(job)
+        self.telemetry.slow_workload(job, factor)
+        what = (
+            f"{job} workload slower: every rank computes x{factor:g}"
+            if factor > 1
+            else f"{job} workload back to normal"
+        )
+        self._record(self.clock.now(), "fault", what)
+
     def leaf_of(self, node: str) -> str:
         return self.node(node).leaf
 

@@ -112,3 +112,22 @@ def test_telemetry_is_deterministic_under_the_seed():
     assert beats_of(a, 30) == beats_of(b, 30)
     assert a.inject_hang("train-01") == b.inject_hang("train-01")
     assert beats_of(a, 30) == beats_of(b, 30)
+
+
+def test_a_slower_workload_stretches_every_rank_alike_with_no_hardware_sign(twin):
+    twin.advance(60)
+    healthy = {(b.job, b.rank): b for b in beats_of(twin, 10)}
+    twin.slow_workload("train-02", 1.5)
+    slow = [b for b in beats_of(twin, 10) if b.job == "train-02"]
+    assert twin.job("train-02").step_time_s == pytest.approx(1.5 * (0.7 * 1.5 + 0.3))
+    before = healthy[("train-02", 0)]
+    assert all(b.compute_s == pytest.approx(before.compute_s * 1.5, rel=0.03) for b in slow)
+    assert all(b.comm_s == pytest.approx(before.comm_s, rel=0.03) for b in slow)
+    assert all(c.clock_event_reasons == 0 for c in twin.telemetry.gpus.values())
+    assert twin.job("train-01").step_time_s == pytest.approx(2.0)
+    assert "train-02 workload slower" in twin.history[-1].text
+    twin.slow_workload("train-02", 1.0)
+    twin.advance(10)
+    assert twin.job("train-02").step_time_s == pytest.approx(1.5)
+    with pytest.raises(FleetError, match="no job named 'train-09'"):
+        twin.slow_workload("train-09")
