@@ -99,16 +99,17 @@ def _ecc(incident: Incident, facts: Facts, runbooks: Collection[str], planner: s
         why = f"{bad} on {where}: the GPU must be replaced (an RMA criterion); isolate it{then} and escalate"
         return Plan(planner=planner, disposition="escalate", rationale=why, actions=[isolate, *restart])
     if found & set(RESET_FOR):
+        pending = "a row remap is pending" if "ecc.remap_pending" in found else "pages are pending retirement"
         if RESET in runbooks:
             reset = RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})
-            why = f"a row remap is pending on {where}: schedule a GPU reset, which applies it (no error to contain)"
+            why = f"{pending} on {where}: schedule a GPU reset, which applies it (no error to contain)"
             if not facts.job:
                 return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
             # The reset drains the node: the job on it stops and restarts from its checkpoint elsewhere.
             why += f"; the reset drains {facts.node}, so job {facts.job} restarts from its checkpoint"
             again = RunbookInvocation(runbook=RESTART, params={"job": facts.job})
             return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset, again])
-        why = f"a row remap is pending on {where}: schedule a GPU reset (no {RESET} runbook here; a person does it)"
+        why = f"{pending} on {where}: schedule a GPU reset (no {RESET} runbook here; a person does it)"
         return Plan(planner=planner, disposition="escalate", rationale=why)
     why = f"{', '.join(sorted(found))} on {where} is a trend to watch, not a fault to act on"
     return Plan(planner=planner, disposition="no_action", rationale=why)

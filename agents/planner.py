@@ -92,7 +92,12 @@ class RulesPlanner:
             if facts.job and facts.job_state not in ("restarting", "running")
             else []
         )
-        if info.level is XidLevel.APPLICATION and action is not PlatformAction.NONE:
+        repeated = info.escalate_after.then if info.escalate_after else None
+        if "suspected_bad_hardware" in incident.findings and repeated in CONTAIN_GPU:
+            # The catalog's repetition rule tripped on this GPU (Xid 13 five times in a day points at
+            # the GPU, not the code): its diagnostics need the GPU out of the job, so contain it.
+            action = repeated
+        elif info.level is XidLevel.APPLICATION and action is not PlatformAction.NONE:
             # Usually the workload's fault (k8s-device-plugin's list): never a hardware action on a
             # single occurrence; repetition on one GPU is what escalates it.
             action = PlatformAction.RESTART_JOB

@@ -167,3 +167,13 @@ async def test_xid_incidents_still_follow_the_catalog():
         incident("xid", [], xids=[79]), Facts(node="node-003", gpu=3, job="train-01", job_state="stalled")
     )
     assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint"]
+
+
+async def test_pages_pending_retirement_on_an_idle_gpu_get_a_reset_that_says_so():
+    p = await plan(
+        incident("ecc", ["ecc.retired_pages_soft", "ecc.retired_pending"]),
+        Facts(node="node-014", gpu=7),
+        {"reset-gpu"},
+    )
+    assert [a.runbook for a in p.actions] == ["reset-gpu"]
+    assert "pages are pending retirement" in p.rationale and "row remap" not in p.rationale

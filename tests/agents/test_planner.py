@@ -73,3 +73,20 @@ async def test_a_hardware_xid_without_a_known_gpu_index_is_escalated():
 async def test_an_nvswitch_sxid_is_escalated_not_looked_up_as_an_xid():
     p = await plan(incident(12, kind="sxid"), BUSY)
     assert p.disposition == "escalate" and "SXid" in p.rationale
+
+
+async def test_a_gpu_that_repeats_an_application_xid_is_taken_out_for_diagnostics():
+    # The catalog's rule for Xid 13 (5 in 24 h on one GPU -> run diagnostics) tripped: restarting the
+    # job onto the same GPU would crash it again; contain the GPU and hand it to people.
+    inc = incident(13)
+    inc.findings.append("suspected_bad_hardware")
+    p = await RulesPlanner(runbooks={"isolate-gpu", "restart-from-checkpoint", "escalate"}).plan(inc, BUSY)
+    assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"]
+    assert p.actions[0].params["gpu"] == 3 and p.disposition == "escalate"
+
+
+async def test_a_repeated_xid_whose_rule_asks_for_a_ticket_keeps_its_own_action():
+    inc = incident(94)
+    inc.findings.append("suspected_bad_hardware")
+    p = await RulesPlanner(runbooks={"isolate-gpu", "restart-from-checkpoint", "escalate"}).plan(inc, BUSY)
+    assert [a.runbook for a in p.actions] == ["restart-from-checkpoint", "escalate"]
