@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FleetChoice(BaseModel):
@@ -23,27 +23,77 @@ class FleetChoice(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="FleetSpec fields")
 
 
+InjectionKind = Literal[
+    "xid", "fall_off_three_line", "kernel_message", "ecc", "hang", "degrade_link", "throttle", "slow_workload"
+]
+
+
+# Per injection kind: the fields it needs and the ones it may have (the twin call's arguments).
+ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
+    "xid": ({"node", "gpu", "xid"}, {"pid", "process", "caused_by", "recovery_action"}),
+    "fall_off_three_line": ({"node", "gpu"}, set()),
+    "kernel_message": ({"node", "message"}, set()),
+    "ecc": ({"node", "gpu", "ecc"}, {"count"}),
+    "hang": ({"job"}, {"rank"}),
+    "degrade_link": ({"leaf"}, {"factor"}),
+    "throttle": ({"node", "gpu"}, {"factor"}),
+    "slow_workload": ({"job"}, {"factor"}),
+}
+ECC_KINDS = ("dbe", "sbe_burst", "remap_pending", "remap_failure", "retired_pages")
+
+
 class Injection(BaseModel):
-    """One fault at ``at_s`` simulated seconds after the warm-up; ``kind`` names the twin call."""
+    """One fault at ``at_s`` simulated seconds after the warm-up; ``kind`` names the twin call
+    (``evals.scenarios.runner.KINDS``) and the other fields are its arguments."""
 
     model_config = ConfigDict(extra="allow")
 
     at_s: float = Field(ge=0)
-    kind: str
+    kind: InjectionKind
     note: str = ""
+
+    @model_validator(mode="after")
+    def _arguments_fit(self) -> Injection:
+        required, optional = ARGUMENTS[self.kind]
+        given = set(self.arguments())
+        if missing := required - given:
+            raise ValueError(f"{self.kind} needs {', '.join(sorted(missing))}")
+        if unknown := given - required - optional:
+            raise ValueError(f"{self.kind} takes no {', '.join(sorted(unknown))}")
+        ecc = self.arguments().get("ecc")
+        if self.kind == "ecc" and ecc not in ECC_KINDS:
+            raise ValueError(f"ecc must be one of {', '.join(ECC_KINDS)}, not {ecc!r}")
+        return self
 
     def arguments(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
+IncidentKind = Literal["xid", "sxid", "ecc", "hang", "throughput", "switch", "rack", "nvlink_domain"]
+IncidentStatus = Literal[
+    "open", "mitigating", "awaiting_approval", "mitigated", "escalated", "resolved", "suppressed"
+]
+
+
 class ExpectedIncident(BaseModel):
+    """One incident the platform must open (among those not folded into another), and how it ends."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str | None = None
-    root_cause: str | None = Field(default=None, description="'<entity type>:<entity id>'")
-    status: list[str] = Field(default_factory=list, description="any of these final statuses")
+    kind: IncidentKind | None = None
+    root_cause: str | None = Field(
+        default=None,
+        pattern=r"^(gpu|node|switch|rack|nvlink_domain|job|link|application):\S+$",
+        description="'<entity type>:<entity id>', e.g. gpu:node-003/gpu3, node:node-010, switch:leaf-01",
+    )
+    status: list[IncidentStatus] = Field(default_factory=list, description="any of these final statuses")
     runbooks: list[str] | None = Field(default=None, description="exactly these runbooks, in order")
-    max_time_to_mitigate_s: float | None = None
+    findings: list[str] = Field(
+        default_factory=list, description="findings the incident must carry, e.g. suspected_bad_hardware"
+    )
+    max_time_to_mitigate_s: float | None = Field(
+        default=None, description="simulated seconds from the fault to mitigated (detection included)"
+    )
 
 
 class ForbiddenAction(BaseModel):
@@ -59,6 +109,8 @@ class ForbiddenAction(BaseModel):
 
 
 class Expectations(BaseModel):
+    """Incident counts are of the incidents an operator sees: those not folded into a shared-part one."""
+
     model_config = ConfigDict(extra="forbid")
 
     incidents: list[ExpectedIncident] = Field(default_factory=list)
@@ -77,10 +129,22 @@ class Scenario(BaseModel):
     fleet: FleetChoice = Field(default_factory=FleetChoice)
     settings: dict[str, Any] = Field(default_factory=dict, description="aiops Settings overrides")
     warmup_s: float = 2700.0
+    detector_warmup_s: float = Field(
+        default=120.0, ge=0, description="last part of the warm-up the detectors watch (baselines)"
+    )
     tick_s: float = Field(default=5.0, gt=0)
+    dcgm_scrape_s: float = Field(
+        default=15.0, gt=0, description="simulated seconds between DCGM scrapes (a Prometheus-like cadence)"
+    )
     run_for_s: float = Field(default=600.0, ge=0, description="simulated time after the last injection")
     timeline: list[Injection]
     expect: Expectations
+
+    @model_validator(mode="after")
+    def _warmups(self) -> Scenario:
+        if self.detector_warmup_s > self.warmup_s:
+            raise ValueError(f"detector_warmup_s {self.detector_warmup_s} exceeds warmup_s {self.warmup_s}")
+        return self
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
