@@ -228,6 +228,17 @@ async def _wait_for(condition: Callable[[], bool], limit_s: float) -> bool:
     return True
 
 
+PARKED_S = 1e9
+
+
+def park_detector_loop(platform: Platform) -> None:
+    """The runner drives the detectors itself, once per tick; their own wall-clock loop is parked
+    (its intervals put out of reach), so no evaluation or scrape lands at a moment of its choosing.
+    At most the round in flight when this is called still runs (during the warm-up)."""
+    service = platform.detection.service
+    service.evaluate_interval_s = service.scrape_interval_s = PARKED_S
+
+
 async def detect(platform: Platform, beats: _BeatCounter, *, scrape: bool) -> bool:
     """Run the heartbeat detectors once at the twin's current time, after the heartbeats emitted so
     far have reached them, and scrape DCGM if ``scrape``; False if the heartbeats never arrived."""
@@ -287,7 +298,8 @@ async def read_audit(platform: Platform) -> list[AuditRecord]:
 def scenario_settings(scenario: Scenario, planner: str) -> Settings:
     """The platform's settings for a run: the scenario's overrides, the planner, free ports."""
     settings = Settings(http_port=0, **{**scenario.settings, "planner": planner})
-    if planner != "rules" and settings.anthropic_api_key is None:
+    key = settings.anthropic_api_key
+    if planner != "rules" and not (key and key.get_secret_value()):
         raise PlannerUnavailable(
             f"planner {planner!r} needs ANTHROPIC_API_KEY; without it, it would be the rules"
         )
@@ -305,6 +317,7 @@ async def run_scenario(scenario: Scenario, planner: str = "rules") -> ScenarioRu
             settings, spec=build_spec(scenario), data_dir=Path(tmp), serve_http=False, run_clock=False
         ) as platform:
             twin = platform.twin
+            park_detector_loop(platform)
             beats, scrapes = _BeatCounter(), _Cadence(scenario.dcgm_scrape_s)
             unsubscribe = twin.subscribe_heartbeats(beats)
             twin.advance(scenario.warmup_s - scenario.detector_warmup_s)

@@ -1,18 +1,43 @@
 import re
+from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
-from evals.scenarios.model import ForbiddenAction, Scenario, load_library
-from evals.scenarios.runner import run_scenario
-from evals.scenarios.score import score
+from evals.scenarios.model import ARGUMENTS, ForbiddenAction, Injection, Scenario, load_library
+from evals.scenarios.runner import (
+    KINDS,
+    OracleLoss,
+    PlannerUnavailable,
+    apply,
+    build_spec,
+    lost_so_far,
+    run_scenario,
+    scenario_settings,
+)
+from evals.scenarios.score import score, time_to_detect, time_to_mitigate, visible
+from events.incident import Incident, TimelineEntry
+from fleet import FleetTwin
 
 NEUTRAL = re.compile(r"^(node-\d{3,4}|train-\d{2}|leaf-\d{2}|rack-\d{2}|spine-\d{2})$")
+FAMILIES = {"xid", "ecc", "hang", "throughput", "topology", "policy", "safety"}
+
+
+def named(name: str) -> Scenario:
+    return next(s for s in load_library() if s.name == name)
 
 
 def test_the_library_loads_and_every_scenario_is_valid():
     scenarios = load_library()
-    assert len(scenarios) >= 20
+    assert len(scenarios) >= 30
     assert len({s.name for s in scenarios}) == len(scenarios)
+
+
+def test_every_fault_family_has_scenarios():
+    families = {s.family for s in load_library()}
+    assert families == FAMILIES
+    kinds = {i.kind for s in load_library() for i in s.timeline}
+    assert kinds == set(KINDS)  # every injection kind is exercised by some scenario
 
 
 def test_scenario_names_of_hardware_are_neutral():
@@ -22,6 +47,47 @@ def test_scenario_names_of_hardware_are_neutral():
                 value = injection.arguments().get(key)
                 if value is not None:
                     assert NEUTRAL.match(str(value)), (scenario.name, value)
+        for job in scenario.fleet.overrides.get("jobs", []):
+            assert NEUTRAL.match(job["name"]), (scenario.name, job["name"])
+
+
+def test_every_injection_names_hardware_and_jobs_that_exist_in_its_fleet():
+    for scenario in load_library():
+        twin = FleetTwin(build_spec(scenario))
+        for injection in scenario.timeline:
+            args = injection.arguments()
+            if "node" in args:
+                node = twin.node(args["node"])  # raises for an unknown node
+                if "gpu" in args:
+                    assert 0 <= args["gpu"] < len(node.gpus), (scenario.name, args)
+            if "job" in args:
+                job = twin.job(args["job"])
+                if "rank" in args:
+                    assert 0 <= args["rank"] < job.gpus, (scenario.name, args)
+            if "leaf" in args:
+                assert args["leaf"] in twin.cluster.leaves, (scenario.name, args)
+
+
+def test_injections_are_checked_against_the_twin_call_they_make():
+    assert set(ARGUMENTS) == set(KINDS)
+    with pytest.raises(ValidationError, match="ecc needs ecc"):
+        Injection.model_validate({"at_s": 0, "kind": "ecc", "node": "node-001", "gpu": 0})
+    with pytest.raises(ValidationError, match="hang takes no node"):
+        Injection.model_validate({"at_s": 0, "kind": "hang", "job": "train-01", "node": "node-001"})
+    with pytest.raises(ValidationError, match="ecc must be one of"):
+        Injection.model_validate({"at_s": 0, "kind": "ecc", "node": "node-001", "gpu": 0, "ecc": "melted"})
+    with pytest.raises(ValidationError):
+        Injection.model_validate({"at_s": 0, "kind": "meteor", "node": "node-001"})
+
+
+def test_expectations_reject_a_misspelt_status_or_root_cause():
+    base = named("hang-no-xid").model_dump()
+    with pytest.raises(ValidationError):
+        Scenario.model_validate({**base, "expect": {"incidents": [{"status": ["fixed"]}]}})
+    with pytest.raises(ValidationError):
+        Scenario.model_validate({**base, "expect": {"incidents": [{"root_cause": "node-010"}]}})
+    with pytest.raises(ValidationError, match="detector_warmup_s"):
+        Scenario.model_validate({**base, "warmup_s": 60})
 
 
 def test_a_forbidden_action_matches_on_tool_and_the_given_arguments_only():
@@ -31,9 +97,51 @@ def test_a_forbidden_action_matches_on_tool_and_the_given_arguments_only():
     assert not rule.matches("drain_node", {"node": "node-014"})
 
 
+def test_the_claude_planner_is_refused_without_a_key_instead_of_running_the_rules():
+    with pytest.raises(PlannerUnavailable, match="ANTHROPIC_API_KEY"):
+        scenario_settings(named("hang-no-xid"), "claude")
+    assert scenario_settings(named("hang-no-xid"), "rules").planner == "rules"
+
+
+def test_the_oracle_restarts_a_hung_job_at_once_and_lives_with_what_no_action_removes():
+    twin = FleetTwin()
+    twin.advance(900)
+    job = twin.job("train-02")
+    restart = (job.work_since_checkpoint_s + job.restart_overhead_s) * job.gpus / 3600
+    oracle = OracleLoss()
+    touched = apply(twin, Injection(at_s=0, kind="hang", job="train-02", rank=13), oracle, 600)  # type: ignore[call-arg]
+    assert oracle.gpu_hours == pytest.approx(restart)
+    assert touched == {"node-010", "node-010/5"}  # rank 13: second node of the gang, GPU 5
+    # The job stopped: its work since the checkpoint and the restart are committed losses already.
+    assert lost_so_far(twin) == pytest.approx(restart)
+
+    oracle = OracleLoss()
+    apply(twin, Injection(at_s=0, kind="slow_workload", job="train-01", factor=1.5), oracle, 3600)  # type: ignore[call-arg]
+    # compute is 70% of a step: 1.5x compute -> 1.35x step -> 26% of the throughput, for the hour
+    assert oracle.gpu_hours == pytest.approx(64 * (1 - 1 / 1.35), rel=1e-3)
+
+
+def _incident(id_: str, *times: int, folded_into: str | None = None) -> Incident:
+    t0 = FleetTwin().now()
+    incident = Incident(id=id_, cluster="sim-a", kind="hang", opened_at=t0, folded_into=folded_into)
+    for what, t in zip(("event", "mitigated"), times, strict=False):
+        incident.timeline.append(TimelineEntry(what=what, detail="", time=t0 + timedelta(seconds=t)))
+    return incident
+
+
+def test_times_run_from_the_fault_and_folded_incidents_are_not_counted():
+    incident = _incident("inc-a", 35, 40)
+    fault = incident.timeline[0].time - timedelta(seconds=35)
+    injected = [fault - timedelta(seconds=600), fault, fault + timedelta(seconds=600)]
+    assert time_to_detect(incident, injected) == 35
+    assert time_to_mitigate(incident, injected) == 40
+    assert time_to_mitigate(incident) == 5  # without faults: from the first event
+    assert [i.id for i in visible([incident, _incident("inc-b", 1, folded_into="inc-a")])] == ["inc-a"]
+
+
 @pytest.mark.slow
 async def test_a_scenario_runs_on_the_embedded_platform_and_scores():
-    scenario = next(s for s in load_library() if s.name == "gpu-off-bus-under-training")
+    scenario = named("gpu-off-bus-under-training")
     result = score(await run_scenario(scenario))
     assert result.passed, result.problems
     assert result.detected == result.diagnosed == result.acted_correctly == 1
@@ -42,11 +150,47 @@ async def test_a_scenario_runs_on_the_embedded_platform_and_scores():
 
 
 @pytest.mark.slow
+async def test_a_hang_with_no_xid_is_found_from_heartbeats_on_the_simulated_clock():
+    # Shortened: the hang is detected after its threshold (30 s) and mitigated at once.
+    scenario = named("hang-no-xid").model_copy(update={"run_for_s": 60})
+    run = await run_scenario(scenario)
+    result = score(run)
+    assert result.passed, result.problems
+    (expectation,) = result.expectations
+    assert expectation.runbooks == ["swap-spare"] and expectation.status == "mitigated"
+    assert 30 <= (expectation.time_to_detect_s or 0) <= 60
+    assert "node-010" not in run.twin.job("train-02").nodes
+
+
+@pytest.mark.slow
+async def test_a_degraded_leaf_switch_is_one_incident_and_no_node_is_touched():
+    # Shortened: four jobs slow down together and are blamed on the switch after 120 s sustained.
+    scenario = named("leaf-switch-storm").model_copy(update={"run_for_s": 180})
+    run = await run_scenario(scenario)
+    result = score(run)
+    assert result.passed, result.problems
+    assert result.incidents == 1 and result.mutations == 0
+    (switch,) = visible(run.incidents)
+    assert (switch.kind, switch.entity, switch.status) == ("switch", "leaf-01", "escalated")
+    assert sorted(switch.affected_jobs) == ["train-01", "train-02", "train-03", "train-04"]
+
+
+@pytest.mark.slow
+async def test_dcgm_counters_alone_open_an_ecc_incident():
+    scenario = named("ecc-retired-pages-idle").model_copy(update={"run_for_s": 90})
+    result = score(await run_scenario(scenario))
+    assert result.passed, result.problems
+    assert result.expectations[0].runbooks == ["reset-gpu"]
+    assert result.expectations[0].time_to_detect_s == 15  # the next DCGM scrape
+
+
+@pytest.mark.slow
 async def test_a_wrong_expectation_fails_the_scenario_with_a_reason():
-    scenario = next(s for s in load_library() if s.name == "channel-reset-benign")
+    scenario = named("channel-reset-benign")
     wrong = Scenario.model_validate(
         {
             **scenario.model_dump(),
+            "run_for_s": 10,
             "expect": {"incidents": [{"status": ["mitigated"], "runbooks": ["isolate-gpu"]}]},
         }
     )
