@@ -40,14 +40,15 @@ class IncidentStore:
         """Store a new incident. Incident ids are derived from their first event, so when the agent
         died after storing it but before acknowledging the event, the redelivered event opens the
         same id: the stored incident is returned, unchanged, and nothing is counted twice."""
+        data = incident.model_dump_json().encode()
         try:
-            await self._kv.create(_key(incident.id), incident.model_dump_json().encode())
+            await self._kv.create(_key(incident.id), data)
         except KeyWrongLastSequenceError:
             stored = await self.get_incident(incident.id)
             if stored is not None:
                 return stored
             raise
-        await self._publish(incident)
+        await self._publish(incident, data)
         return incident
 
     async def get_incident(self, incident_id: str) -> Incident | None:
@@ -65,13 +66,12 @@ class IncidentStore:
                 raise KeyNotFoundError
             incident = Incident.model_validate_json(entry.value)
             change(incident)
+            data = incident.model_dump_json().encode()
             try:
-                await self._kv.update(
-                    _key(incident_id), incident.model_dump_json().encode(), last=entry.revision
-                )
+                await self._kv.update(_key(incident_id), data, last=entry.revision)
             except KeyWrongLastSequenceError:
                 continue
-            await self._publish(incident)
+            await self._publish(incident, data)
             return incident
         raise IncidentConflict(f"incident {incident_id} kept changing under us")
 
@@ -87,7 +87,5 @@ class IncidentStore:
         found.sort(key=lambda i: i.opened_at, reverse=True)
         return found[:limit]
 
-    async def _publish(self, incident: Incident) -> None:
-        await self._js.publish(
-            subjects.incident(incident.cluster, incident.id), incident.model_dump_json().encode()
-        )
+    async def _publish(self, incident: Incident, data: bytes) -> None:
+        await self._js.publish(subjects.incident(incident.cluster, incident.id), data)

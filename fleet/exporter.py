@@ -8,7 +8,11 @@ exporter. Like the real exporter, a GPU that fell off the bus disappears from th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import weakref
+from collections.abc import Container, Iterator
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -16,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from fleet.telemetry import GpuCounters
 from fleet.topology import Gpu, Node
 
 if TYPE_CHECKING:
@@ -109,59 +112,126 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(twin: FleetTwin, node: Node, gpu: Gpu) -> str:
-    pairs = {
-        "gpu": str(gpu.index),
-        "UUID": gpu.uuid,
-        "pci_bus_id": exporter_pci_bus_id(gpu.pci_bus_id),
-        "device": f"nvidia{gpu.index}",
-        "modelName": twin.cluster.gpu_model,
-        "Hostname": node.name,
-        "DCGM_FI_DRIVER_VERSION": twin.cluster.driver_version,
-    }
-    return ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items())
+METRIC_FIELDS = {name: field for name, _, _, field in _METRICS}
+"""dcgm-exporter metric name -> the value of a GPU it exports (see ``GpuSeries``)."""
+_FIELDS = list(METRIC_FIELDS.values())
+RAW_FIELDS = ("throttle", *(f for f in _FIELDS if f not in ("sm_clock", "gr_active")))
+_read_raw = attrgetter(*RAW_FIELDS)
 
 
-def _value(counters: GpuCounters, busy: bool, field: str) -> float:
-    if field == "sm_clock":
-        return round(MAX_SM_CLOCK_MHZ / counters.throttle) if busy else 345
-    if field == "gr_active":
-        return 0.93 / counters.throttle if busy else 0.0
-    return float(getattr(counters, field))
+@dataclass(frozen=True, slots=True)
+class GpuSeries:
+    """One GPU's exported values at one instant: a copy, safe to read from another thread."""
+
+    labels: dict[str, str]
+    label_text: str
+    busy: bool
+    raw: tuple[float, ...]
+    """The counters named in ``RAW_FIELDS``, in that order."""
+    xid_counts: tuple[tuple[int, int], ...]
+
+    def value(self, field: str) -> float:
+        throttle = self.raw[0]
+        if field == "sm_clock":
+            return round(MAX_SM_CLOCK_MHZ / throttle) if self.busy else 345
+        if field == "gr_active":
+            return 0.93 / throttle if self.busy else 0.0
+        return float(self.raw[RAW_FIELDS.index(field)])
 
 
-def _exported(twin: FleetTwin, node_filter: str | None) -> Iterator[tuple[Node, Gpu, str, GpuCounters, bool]]:
-    for node in twin.nodes.values():
-        if (node_filter and node.name != node_filter) or node.state != "ready":
+# Labels never change for a GPU: built once per twin.
+_LABELS: weakref.WeakKeyDictionary[FleetTwin, dict[tuple[str, int], tuple[dict[str, str], str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _labels(twin: FleetTwin, node: Node, gpu: Gpu) -> tuple[dict[str, str], str]:
+    cache = _LABELS.setdefault(twin, {})
+    key = (node.name, gpu.index)
+    if key not in cache:
+        pairs = {
+            "gpu": str(gpu.index),
+            "UUID": gpu.uuid,
+            "pci_bus_id": exporter_pci_bus_id(gpu.pci_bus_id),
+            "device": f"nvidia{gpu.index}",
+            "modelName": twin.cluster.gpu_model,
+            "Hostname": node.name,
+            "DCGM_FI_DRIVER_VERSION": twin.cluster.driver_version,
+        }
+        cache[key] = (pairs, ",".join(f'{k}="{_escape(v)}"' for k, v in pairs.items()))
+    return cache[key]
+
+
+def snapshot(twin: FleetTwin, node: str | None = None) -> list[GpuSeries]:
+    """What a scrape of the fleet (or one node) would export now. Cheap; call it where the twin
+    lives (its event loop), then render or read it anywhere."""
+    now = twin.now()
+    out: list[GpuSeries] = []
+    for n in twin.nodes.values():
+        if (node and n.name != node) or n.state != "ready":
             continue
-        busy = any(job.state == "running" for job in twin.jobs_on_node(node.name))
-        for gpu in node.gpus:
+        busy = any(job.state == "running" for job in twin.jobs_on_node(n.name))
+        for gpu in n.gpus:
             if gpu.health == "fallen_off_bus":
                 continue  # the driver lost it; dcgm-exporter stops reporting it
-            yield node, gpu, _labels(twin, node, gpu), twin.telemetry.counters(node.name, gpu.index), busy
+            counters = twin.telemetry.counters(n.name, gpu.index)
+            labels, text = _labels(twin, n, gpu)
+            out.append(
+                GpuSeries(
+                    labels, text, busy, _read_raw(counters), tuple(sorted(counters.xid_counts(now).items()))
+                )
+            )
+    return out
 
 
-def render_metrics(twin: FleetTwin, node: str | None = None) -> str:
-    """The whole fleet's (or one node's) metrics as one dcgm-exporter scrape."""
-    series = list(_exported(twin, node))
-    now = twin.now()
+def series_values(
+    snap: list[GpuSeries], names: Container[str] | None = None
+) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(metric, labels, value) of every exported sample, as a parser of the text would read them.
+    The label dicts are shared: read them, do not change them."""
+    for name, _, _, field in _METRICS:
+        if names is not None and name not in names:
+            continue
+        for s in snap:
+            if name == "DCGM_FI_DEV_XID_ERRORS":
+                yield (
+                    name,
+                    {**s.labels, "err_code": str(int(s.raw[RAW_FIELDS.index("last_xid")]))},
+                    s.value(field),
+                )
+            else:
+                yield name, s.labels, s.value(field)
+    if names is None or XID_COUNT in names:
+        for s in snap:
+            for code, count in s.xid_counts:
+                yield XID_COUNT, {**s.labels, "xid": str(code)}, float(count)
+
+
+def render_snapshot(snap: list[GpuSeries]) -> str:
+    """A snapshot as one dcgm-exporter scrape in the Prometheus text format."""
+    last_xid = RAW_FIELDS.index("last_xid")
     out: list[str] = []
     for name, kind, help_text, field in _METRICS:
         out.append(f"# HELP {name} {help_text}")
         out.append(f"# TYPE {name} {kind}")
-        for _, _, labels, counters, busy in series:
-            value = _value(counters, busy, field)
+        for s in snap:
+            labels = s.label_text
             if name == "DCGM_FI_DEV_XID_ERRORS":
-                labels += f',err_code="{counters.last_xid}"'
-            out.append(f"{name}{{{labels}}} {value:g}")
+                labels += f',err_code="{int(s.raw[last_xid])}"'
+            out.append(f"{name}{{{labels}}} {s.value(field):g}")
     out.append(
         f"# HELP {XID_COUNT} Count of XID Errors within user-specified time window (see xid-count-window-size param)."
     )
     out.append(f"# TYPE {XID_COUNT} gauge")
-    for _, _, labels, counters, _ in series:
-        for code, count in sorted(counters.xid_counts(now).items()):
-            out.append(f'{XID_COUNT}{{{labels},xid="{code}"}} {count}')
+    for s in snap:
+        for code, count in s.xid_counts:
+            out.append(f'{XID_COUNT}{{{s.label_text},xid="{code}"}} {count}')
     return "\n".join(out) + "\n"
+
+
+def render_metrics(twin: FleetTwin, node: str | None = None) -> str:
+    """The whole fleet's (or one node's) metrics as one dcgm-exporter scrape."""
+    return render_snapshot(snapshot(twin, node))
 
 
 def exporter_app(twin: FleetTwin) -> Starlette:
@@ -171,6 +241,8 @@ def exporter_app(twin: FleetTwin) -> Starlette:
         node = request.query_params.get("node")
         if node and node not in twin.nodes:
             return PlainTextResponse(f"no node named {node!r}\n", status_code=404)
-        return Response(render_metrics(twin, node), media_type=CONTENT_TYPE)
+        # The state is read here, on the loop that owns the twin; the text is made in a thread.
+        text = await asyncio.to_thread(render_snapshot, snapshot(twin, node))
+        return Response(text, media_type=CONTENT_TYPE)
 
     return Starlette(routes=[Route("/metrics", metrics)])

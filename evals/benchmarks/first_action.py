@@ -77,6 +77,10 @@ async def run(rate: float, seconds: float, probes_per_s: float) -> dict[str, obj
                 target=_load, args=(p.nats_url, p.twin.name, noisy, rate, seconds, p.twin.now().isoformat())
             )
             loader.start()
+            # Probe under the load, not before it: wait until the agent sees background events.
+            ready_by = time.perf_counter() + 30
+            while p.agent.events_seen == 0 and time.perf_counter() < ready_by:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
             start = time.perf_counter()
             while time.perf_counter() - start < seconds and candidates:
                 node, gpu = candidates.pop()
@@ -85,7 +89,7 @@ async def run(rate: float, seconds: float, probes_per_s: float) -> dict[str, obj
                 probes[(node, gpu)] = time.perf_counter()
                 await publish_events(p.js, [probe])
                 await asyncio.sleep(1 / probes_per_s)
-            loader.join()
+            await asyncio.to_thread(loader.join)  # joining on the loop would stall the platform
             sent = int(rate * seconds)
             deadline = time.perf_counter() + 30
             while time.perf_counter() < deadline and not all(k in isolated_at for k in probes):  # noqa: ASYNC110
@@ -93,7 +97,7 @@ async def run(rate: float, seconds: float, probes_per_s: float) -> dict[str, obj
             events_seen = p.agent.events_seen
     TwinBackend.isolate_gpu = original  # type: ignore[method-assign]
     latencies = sorted((isolated_at[k] - t0) * 1000 for k, t0 in probes.items() if k in isolated_at)
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else latencies * 99
+    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) >= 2 else latencies * 99
     return {
         "background_rate_events_per_s": rate,
         "background_events": sent,

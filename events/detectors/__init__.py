@@ -5,7 +5,14 @@ no Xid line: ECC counters and row remaps, hung collectives, slow ranks and slow 
 """
 
 from events.detectors.dcgm import DcgmDetector
-from events.detectors.exposition import ExporterSource, MetricSource, PrometheusSource, Sample, TextSource
+from events.detectors.exposition import (
+    ExporterSource,
+    MetricSource,
+    PrometheusSource,
+    ReadingSource,
+    Sample,
+    TextSource,
+)
 from events.detectors.hang import HangDetector
 from events.detectors.service import DetectorService
 from events.detectors.throughput import ThroughputDetector
@@ -17,6 +24,7 @@ __all__ = [
     "HangDetector",
     "MetricSource",
     "PrometheusSource",
+    "ReadingSource",
     "Sample",
     "TextSource",
     "ThroughputDetector",

@@ -67,7 +67,9 @@ _REASONS: dict[EccFinding, str] = {
 
 
 @dataclass
-class _Gpu:
+class GpuReading:
+    """One GPU's DCGM fields from one scrape (``values`` keyed by the names of ``FIELDS``)."""
+
     node: str
     index: int
     pci_bus_id: str | None = None
@@ -86,8 +88,9 @@ class _Seen:
     xid_occurrences: int = 0
 
 
-def _group(samples: Iterable[Sample]) -> dict[tuple[str, int], _Gpu]:
-    gpus: dict[tuple[str, int], _Gpu] = {}
+def group_samples(samples: Iterable[Sample]) -> list[GpuReading]:
+    """The samples of a scrape, per GPU."""
+    gpus: dict[tuple[str, int], GpuReading] = {}
     for s in samples:
         node = next((s.labels[k] for k in NODE_LABELS if s.labels.get(k)), None)
         try:
@@ -99,7 +102,7 @@ def _group(samples: Iterable[Sample]) -> dict[tuple[str, int], _Gpu]:
         gpu = gpus.get((node, index))
         if gpu is None:
             pci = s.labels.get("pci_bus_id")
-            gpu = gpus[(node, index)] = _Gpu(
+            gpu = gpus[(node, index)] = GpuReading(
                 node, index, normalise_pci_bus_id(pci) if pci else None, s.labels.get("UUID")
             )
         if s.name == XID_COUNT:
@@ -111,7 +114,7 @@ def _group(samples: Iterable[Sample]) -> dict[tuple[str, int], _Gpu]:
             gpu.last_xid = s.value
         elif s.name in FIELDS:
             gpu.values[FIELDS[s.name]] = s.value
-    return gpus
+    return list(gpus.values())
 
 
 class DcgmDetector:
@@ -131,10 +134,24 @@ class DcgmDetector:
         self.scrapes = 0
 
     def observe(self, samples: Iterable[Sample], now: datetime) -> list[EccEvent | XidEvent]:
+        """The events of a scrape's samples."""
+        return self.observe_readings(group_samples(samples), now)
+
+    def observe_readings(self, readings: Iterable[GpuReading], now: datetime) -> list[EccEvent | XidEvent]:
+        """The events of a scrape already read per GPU (cheaper than samples on a big fleet)."""
         self.scrapes += 1
         out: list[EccEvent | XidEvent] = []
-        for key, gpu in _group(samples).items():
+        for gpu in readings:
+            key = (gpu.node, gpu.index)
             prev = self._seen.get(key)
+            if (
+                prev is not None
+                and gpu.values == prev.values
+                and gpu.xid_counts == prev.xid_counts
+                and gpu.last_xid == prev.last_xid
+            ):
+                prev.at = now  # nothing moved: nothing to report (most GPUs, most scrapes)
+                continue
             findings = self._findings(gpu.values, prev, now)
             if findings:
                 out.append(self._ecc(gpu, findings, now))
@@ -195,7 +212,7 @@ class DcgmDetector:
             found.append("remap_rows_exhausted")
         return found
 
-    def _ecc(self, gpu: _Gpu, findings: list[EccFinding], now: datetime) -> EccEvent:
+    def _ecc(self, gpu: GpuReading, findings: list[EccFinding], now: datetime) -> EccEvent:
         v = {k: int(x) for k, x in gpu.values.items()}
         return EccEvent(
             event_id=stable_id(self.cluster, gpu.node, gpu.index, "ecc", *findings, *sorted(v.items())),
@@ -211,7 +228,7 @@ class DcgmDetector:
             **v,
         )
 
-    def _xids(self, gpu: _Gpu, prev: _Seen | None, seen: _Seen, now: datetime) -> list[XidEvent]:
+    def _xids(self, gpu: GpuReading, prev: _Seen | None, seen: _Seen, now: datetime) -> list[XidEvent]:
         new: list[tuple[int, int]] = []
         if gpu.xid_counts or (prev is not None and prev.xid_counts):
             for code, count in sorted(gpu.xid_counts.items()):

@@ -12,9 +12,12 @@ import re
 import urllib.request
 from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from prometheus_api_client import PrometheusConnect
+
+if TYPE_CHECKING:
+    from events.detectors.dcgm import GpuReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +27,8 @@ class Sample:
     value: float
 
 
-_LINE = re.compile(
-    r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+-?\d+)?\s*$"
-)
+_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_TIMESTAMP = re.compile(r"-?\d+")
 _LABEL = re.compile(r'\s*(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*,?')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
@@ -40,39 +42,67 @@ def _unescape(value: str) -> str:
 def parse_exposition(text: str, names: Container[str] | None = None) -> tuple[list[Sample], int]:
     """Samples in Prometheus text format, and how many lines were malformed (skipped, not fatal).
 
-    With ``names``, only those metrics are parsed (the label parsing is the costly part).
+    With ``names``, only those metrics are parsed; the others are skipped on their name alone.
+    Label sets are parsed once per distinct text: an exporter repeats a GPU's labels on every one
+    of its metrics, so samples with the same label text share one (read-only) dict.
     """
     samples: list[Sample] = []
     malformed = 0
+    label_sets: dict[str, dict[str, str] | None] = {}
+    valid_names: dict[str, bool] = {}
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        m = _LINE.match(line)
-        if m is None:
+        # name{labels} value [timestamp], or name value [timestamp]; label values may hold spaces.
+        open_at = line.find("{")
+        if open_at >= 0:
+            close_at = line.rfind("}")
+            if close_at < open_at:
+                malformed += 1
+                continue
+            name, body, rest = line[:open_at].rstrip(), line[open_at + 1 : close_at], line[close_at + 1 :]
+        else:
+            name, _, rest = line.partition(" ")
+            body = ""
+        if names is not None and name not in names:
+            continue
+        ok = valid_names.get(name)
+        if ok is None:
+            ok = valid_names[name] = _NAME.fullmatch(name) is not None
+        fields = rest.split()
+        if not ok or not 1 <= len(fields) <= 2 or (len(fields) == 2 and not _TIMESTAMP.fullmatch(fields[1])):
             malformed += 1
             continue
-        if names is not None and m["name"] not in names:
-            continue
         try:
-            value = float(m["value"])
+            value = float(fields[0])
         except ValueError:
             malformed += 1
             continue
-        labels: dict[str, str] = {}
-        body = m["labels"] or ""
-        pos = 0
-        while pos < len(body):
-            lm = _LABEL.match(body, pos)
-            if lm is None:
-                break
-            labels[lm["key"]] = _unescape(lm["value"])
-            pos = lm.end()
-        if pos < len(body.rstrip()):
+        if body in label_sets:
+            labels = label_sets[body]
+        else:
+            labels = label_sets[body] = _parse_labels(body)
+        if labels is None:
             malformed += 1
             continue
-        samples.append(Sample(m["name"], labels, value))
+        samples.append(Sample(name, labels, value))
     return samples, malformed
+
+
+def _parse_labels(body: str) -> dict[str, str] | None:
+    """The labels between the braces; None when they are malformed."""
+    labels: dict[str, str] = {}
+    pos = 0
+    while pos < len(body):
+        lm = _LABEL.match(body, pos)
+        if lm is None:
+            break
+        labels[lm["key"]] = _unescape(lm["value"])
+        pos = lm.end()
+    if pos < len(body.rstrip()):
+        return None
+    return labels
 
 
 class MetricSource(Protocol):
@@ -82,6 +112,16 @@ class MetricSource(Protocol):
     def where(self) -> str: ...
 
     async def scrape(self) -> list[Sample]: ...
+
+
+@runtime_checkable
+class ReadingSource(Protocol):
+    """Somewhere DCGM fields come from already per GPU (no samples to parse and group)."""
+
+    @property
+    def where(self) -> str: ...
+
+    async def read(self) -> list[GpuReading]: ...
 
 
 class TextSource:
@@ -97,7 +137,9 @@ class TextSource:
         return "in-process exporter"
 
     async def scrape(self) -> list[Sample]:
-        samples, bad = parse_exposition(self._render(), self._names)
+        # Rendered here (the text reads state the event loop owns), parsed in a worker thread.
+        text = self._render()
+        samples, bad = await asyncio.to_thread(parse_exposition, text, self._names)
         self.malformed += bad
         return samples
 
@@ -120,9 +162,12 @@ class ExporterSource:
             body: bytes = resp.read()
             return body.decode("utf-8", "replace")
 
+    def _fetch_and_parse(self) -> tuple[list[Sample], int]:
+        return parse_exposition(self._fetch(), self._names)
+
     async def scrape(self) -> list[Sample]:
-        text = await asyncio.to_thread(self._fetch)
-        samples, bad = parse_exposition(text, self._names)
+        # Fetched and parsed in a worker thread: a fleet's scrape is tens of thousands of lines.
+        samples, bad = await asyncio.to_thread(self._fetch_and_parse)
         self.malformed += bad
         return samples
 

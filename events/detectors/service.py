@@ -22,8 +22,8 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from events import subjects
-from events.detectors.dcgm import DcgmDetector
-from events.detectors.exposition import MetricSource
+from events.detectors.dcgm import DcgmDetector, group_samples
+from events.detectors.exposition import MetricSource, ReadingSource
 from events.detectors.hang import HangDetector
 from events.detectors.throughput import ThroughputDetector
 from events.heartbeat import decode_heartbeats
@@ -43,7 +43,7 @@ class DetectorService:
         hang: HangDetector | None = None,
         throughput: ThroughputDetector | None = None,
         dcgm: DcgmDetector | None = None,
-        dcgm_source: MetricSource | None = None,
+        dcgm_source: MetricSource | ReadingSource | None = None,
         clock: Callable[[], datetime] = utcnow,
         evaluate_interval_s: float = 0.25,
         scrape_interval_s: float = 1.0,
@@ -61,6 +61,7 @@ class DetectorService:
         self.scrape_errors = 0
         self._sub: Subscription | None = None
         self._dead: list[DeadLetter] = []
+        self._scraping = asyncio.Lock()
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(
@@ -107,8 +108,18 @@ class DetectorService:
         """Scrape DCGM once and publish what changed; returns the events sent."""
         if self.dcgm_source is None:
             return 0
-        samples = await self.dcgm_source.scrape()
-        return await self._publish(list(self.dcgm.observe(samples, self.clock())))
+        # A fleet's scrape is tens of thousands of samples: sources parse them, and they are
+        # grouped per GPU, in worker threads; comparing the GPUs with their last scrape stays on
+        # the loop (it skips the unchanged ones, so it is cheap). A source that can read per GPU
+        # directly (the twin in process) skips samples altogether.
+        source = self.dcgm_source
+        async with self._scraping:
+            if isinstance(source, ReadingSource):
+                readings = await source.read()
+            else:
+                readings = await asyncio.to_thread(group_samples, await source.scrape())
+            found = self.dcgm.observe_readings(readings, self.clock())
+        return await self._publish(found)
 
     async def _publish(self, events: Sequence[AnyEvent]) -> int:
         dead, self._dead = self._dead, []
