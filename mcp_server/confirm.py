@@ -71,7 +71,8 @@ def confirmed_runbook(run_id: str) -> Iterator[None]:
         _confirmed_runbook.reset(token)
 
 
-def _deps(ctx: Context[Any, Any]) -> ServerDeps | None:
+def server_deps(ctx: Context[Any, Any]) -> ServerDeps | None:
+    """The deps of the server a resolver runs in (None outside a gpu-aiops server)."""
     server = ctx.mcp_server
     return server.deps if isinstance(server, GpuOpsServer) else None
 
@@ -88,7 +89,7 @@ async def ask(
 
     With ``resource``, the policy gate is consulted first: a person is not asked to confirm what
     the gate refuses them anyway (the tool then answers with the gate's reason)."""
-    deps = _deps(ctx)
+    deps = server_deps(ctx)
     if deps is None or not deps.confirm_destructive or dry_run or _confirmed_runbook.get() is not None:
         return Confirmation(confirm=True)
     principal = deps.identity()

@@ -1,18 +1,24 @@
 """Remediation tools: the spare pool, swapping a spare into a gang, drain, GPU reset, reboot, and
-putting a repaired node back (restore its GPUs, lift the platform's cordon)."""
+putting a repaired node back (restore its GPUs, lift the platform's cordon).
+
+The destructive ones (swap, cordon, drain, reset, reboot) ask a person to confirm first, as
+``isolate_gpu`` does (see ``mcp_server.confirm``); putting capacity back asks nothing."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context, Resolve
 from pydantic import Field
 
+from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation, server_deps
 from mcp_server.deps import ServerDeps
 from mcp_server.guard import MutationGuard
 from mcp_server.models import ActionOutcome, JobProgress, ServiceStatus, SparePool
 from mcp_server.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
+from mcp_server.tools.cluster import gpu_resource
 
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")]
 Key = Annotated[
@@ -26,20 +32,56 @@ IncidentId = Annotated[
 NodeName = Annotated[str, Field(description="node name, e.g. node-003")]
 
 
+async def _node_resource(deps: ServerDeps, node: str) -> Resource:
+    backend = deps.backend
+    view = await readable(backend.get_node(node))
+    attrs: dict[str, str | int | bool | float] = {
+        "cluster": backend.cluster,
+        "rack": view.rack,
+        "leaf": view.leaf_switch,
+        "cordoned": view.cordoned,
+    }
+    if view.cordon_owner:
+        attrs["cordon_owner"] = view.cordon_owner
+    return Resource(type="Node", id=node, attrs=attrs)
+
+
+# Confirmation resolvers (module-level: the tools' annotations name them). The gate pre-check in
+# ``ask`` sees the same resource as the tool body.
+
+
+async def _ask_on_node(ctx: Context, action: str, what: str, node: str, reason: str, dry_run: bool) -> Answer:
+    deps = server_deps(ctx)
+    resource = await _node_resource(deps, node) if deps is not None else None
+    return await ask(ctx, action, f"{what} {node}", reason, dry_run, resource)
+
+
+async def _confirm_cordon(ctx: Context, node: str, reason: str, dry_run: bool) -> Answer:
+    return await _ask_on_node(ctx, "cordon_node", "cordon node", node, reason, dry_run)
+
+
+async def _confirm_drain(ctx: Context, node: str, reason: str, dry_run: bool) -> Answer:
+    return await _ask_on_node(ctx, "drain_node", "drain node", node, reason, dry_run)
+
+
+async def _confirm_reboot(ctx: Context, node: str, reason: str, dry_run: bool) -> Answer:
+    return await _ask_on_node(ctx, "reboot_node", "reboot node", node, reason, dry_run)
+
+
+async def _confirm_reset(ctx: Context, node: str, gpu: int, reason: str, dry_run: bool) -> Answer:
+    return await ask(ctx, "reset_gpu", f"GPU {gpu} on {node}", reason, dry_run, gpu_resource(node, gpu))
+
+
+async def _confirm_swap(ctx: Context, job: str, node: str, reason: str, dry_run: bool) -> Answer:
+    # No gate pre-check: the gate's context for a swap (does it take a spare?) is the tool's.
+    return await ask(ctx, "swap_spare", f"{node} of job {job} (a spare takes its place)", reason, dry_run)
+
+
 def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     backend = deps.backend
 
     async def node_resource(node: str) -> Resource:
-        view = await readable(backend.get_node(node))
-        attrs: dict[str, str | int | bool | float] = {
-            "cluster": backend.cluster,
-            "rack": view.rack,
-            "leaf": view.leaf_switch,
-            "cordoned": view.cordoned,
-        }
-        if view.cordon_owner:
-            attrs["cordon_owner"] = view.cordon_owner
-        return Resource(type="Node", id=node, attrs=attrs)
+        return await _node_resource(deps, node)
 
     def actor() -> str:
         return deps.identity().id
@@ -81,6 +123,7 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         job: Annotated[str, Field(description="the training job")],
         node: Annotated[str, Field(description="the failed gang member to replace")],
         reason: Reason,
+        confirmation: Annotated[Confirmed, Resolve(_confirm_swap)],
         idempotency_key: Key = None,
         dry_run: DryRun = False,
         incident_id: IncidentId = None,
@@ -91,14 +134,17 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
 
         Policy-checked: a swap that dips into the spare reserve, or whose restart would discard
         more GPU-hours than the operators allow, waits for a person's approval. Swapping the same
-        node twice changes nothing more."""
+        node twice changes nothing more. A person is asked to confirm first when their client
+        supports it."""
         view = await readable(backend.get_job(job))
+        arguments = {"job": job, "node": node, "reason": reason, "idempotency_key": idempotency_key}
+        await require_confirmation(confirmation, deps, "swap_spare", arguments)
         return await guard.run(
             context={"takes_spare": node in view.nodes},  # a node swapped out already takes none
             action="swap_spare",
             target=f"{job}/{node}",
             resource=Resource(type="Job", id=job, attrs={"gpus": view.gpus}),
-            arguments={"job": job, "node": node, "reason": reason, "idempotency_key": idempotency_key},
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             incident_id=incident_id,
@@ -109,19 +155,22 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     async def cordon_node(
         node: NodeName,
         reason: Reason,
+        confirmation: Annotated[Confirmed, Resolve(_confirm_cordon)],
         idempotency_key: Key = None,
         dry_run: DryRun = False,
         incident_id: IncidentId = None,
     ) -> ActionOutcome:
         """Mark a node unschedulable (its running work keeps running). The cordon carries this
         platform as owner, so `uncordon_node` may lift it later. Counts against the blast radius
-        and the circuit breaker."""
+        and the circuit breaker. A person is asked to confirm first when their client supports it."""
+        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
+        await require_confirmation(confirmation, deps, "cordon_node", arguments)
         resource = await node_resource(node)
         return await guard.run(
             action="cordon_node",
             target=node,
             resource=resource,
-            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             incident_id=incident_id,
@@ -155,19 +204,23 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     async def drain_node(
         node: NodeName,
         reason: Reason,
+        confirmation: Annotated[Confirmed, Resolve(_confirm_drain)],
         idempotency_key: Key = None,
         dry_run: DryRun = False,
         incident_id: IncidentId = None,
     ) -> ActionOutcome:
         """Cordon a node and evict its work: a training gang with a member on it stops and needs
         `restart_from_checkpoint` (which replaces that member with a spare). Needed before
-        `reset_gpu` or `reboot_node`. Counts against the blast radius and the circuit breaker."""
+        `reset_gpu` or `reboot_node`. Counts against the blast radius and the circuit breaker.
+        A person is asked to confirm first when their client supports it."""
+        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
+        await require_confirmation(confirmation, deps, "drain_node", arguments)
         resource = await node_resource(node)
         return await guard.run(
             action="drain_node",
             target=node,
             resource=resource,
-            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             incident_id=incident_id,
@@ -179,19 +232,22 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         node: NodeName,
         gpu: Annotated[int, Field(ge=0, le=15, description="GPU index on the node")],
         reason: Reason,
+        confirmation: Annotated[Confirmed, Resolve(_confirm_reset)],
         idempotency_key: Key = None,
         dry_run: DryRun = False,
         incident_id: IncidentId = None,
     ) -> ActionOutcome:
         """Reset one GPU (tens of seconds; it clears ECC errors, applies pending row remaps). The
         node must be drained first; a GPU that fell off the bus cannot be reset — reboot the node.
-        The reset finishes after the call returns: check `describe_node` for the GPU's health."""
-        resource = Resource(type="Gpu", id=f"{node}/{gpu}", attrs={"node": node, "index": gpu})
+        The reset finishes after the call returns: check `describe_node` for the GPU's health. A
+        person is asked to confirm first when their client supports it."""
+        arguments = {"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key}
+        await require_confirmation(confirmation, deps, "reset_gpu", arguments)
         return await guard.run(
             action="reset_gpu",
             target=f"{node}/gpu{gpu}",
-            resource=resource,
-            arguments={"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key},
+            resource=gpu_resource(node, gpu),
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             incident_id=incident_id,
@@ -202,19 +258,23 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     async def reboot_node(
         node: NodeName,
         reason: Reason,
+        confirmation: Annotated[Confirmed, Resolve(_confirm_reboot)],
         idempotency_key: Key = None,
         dry_run: DryRun = False,
         incident_id: IncidentId = None,
     ) -> ActionOutcome:
         """Reboot a node (several minutes; its GPUs come back unless the hardware is broken). The
         node must be drained first. The reboot finishes after the call returns: check
-        `service_status`. Counts against the blast radius and the circuit breaker."""
+        `service_status`. Counts against the blast radius and the circuit breaker. A person is asked
+        to confirm first when their client supports it."""
+        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
+        await require_confirmation(confirmation, deps, "reboot_node", arguments)
         resource = await node_resource(node)
         return await guard.run(
             action="reboot_node",
             target=node,
             resource=resource,
-            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
+            arguments=arguments,
             idempotency_key=idempotency_key,
             dry_run=dry_run,
             incident_id=incident_id,

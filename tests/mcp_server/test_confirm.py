@@ -106,3 +106,38 @@ async def test_an_older_client_is_asked_in_the_middle_of_the_call(make_stack: Ma
         Client(refused.server, elicitation_callback=ScriptedPerson("decline"), mode="legacy")
     ) as client:
         assert "declined" in error(await client.call_tool("isolate_gpu", ISOLATE))
+
+
+REMEDIATIONS = {
+    "swap_spare": {"job": "train-02", "node": "node-010", "reason": "Xid 79 on node-010"},
+    "cordon_node": {"node": "node-013", "reason": "flapping NIC"},
+    "drain_node": {"node": "node-013", "reason": "before a reset"},
+    "reset_gpu": {"node": "node-013", "gpu": 2, "reason": "pending row remap"},
+    "reboot_node": {"node": "node-013", "reason": "GPU lost"},
+}
+
+
+async def test_every_destructive_remediation_needs_a_persons_confirmation(make_stack: MakeStack) -> None:
+    stack = make_stack(confirm_destructive=True)
+    async with held(Client(stack.server)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        for tool, arguments in REMEDIATIONS.items():
+            assert "confirmation" not in tools[tool].input_schema["properties"], tool
+            message = error(await client.call_tool(tool, arguments))
+            assert f"{tool} on" in message and "cannot ask" in message, (tool, message)
+    node = stack.twin.node("node-013")
+    assert not node.cordoned and node.state == "ready"
+    assert "node-010" in stack.twin.job("train-02").nodes
+    assert [(r.tool, r.decision) for r in stack.audit.entries] == [(t, "deny") for t in REMEDIATIONS]
+
+
+async def test_a_person_confirms_a_drain_and_then_the_reset_of_a_gpu(make_stack: MakeStack) -> None:
+    stack = make_stack(confirm_destructive=True)
+    person = ScriptedPerson("accept", confirm=True)
+    async with held(Client(stack.server, elicitation_callback=person)) as client:
+        assert ok(await client.call_tool("drain_node", REMEDIATIONS["drain_node"]))["changed"] is True
+        assert ok(await client.call_tool("reset_gpu", REMEDIATIONS["reset_gpu"]))["changed"] is True
+    drain, reset = person.questions
+    assert "drain_node on drain node node-013" in drain and "before a reset" in drain
+    assert "reset_gpu on GPU 2 on node-013" in reset
+    assert stack.twin.node("node-013").cordoned
