@@ -47,6 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.claude_planner
 	$(BIN)/python -m evals.benchmarks.mcp_latency
 	$(BIN)/python -m evals.benchmarks.agent_throughput
+	$(BIN)/python -m evals.benchmarks.twin_speed
+	$(BIN)/python -m evals.benchmarks.report
 
 clean:
 	rm -rf $(VENV) .aiops .pytest_cache .mypy_cache .ruff_cache
