@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from agents.store import IncidentStore
 from aiops.nats_server import EmbeddedNats
@@ -123,6 +125,19 @@ class Child:
                 os.kill(self.pid, signal.SIGKILL)
 
 
+async def ask(nc: NatsClient, subject: str, payload: bytes, within_s: float = 30) -> Msg:
+    """A request to the platform process, again while nobody answers: on a loaded machine its
+    connection can be re-established just then (its subscriptions come back with it)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            return await nc.request(subject, payload, timeout=10)
+        except nats.errors.NoRespondersError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 @asynccontextmanager
 async def zygote(log: Path) -> AsyncIterator[Zygote]:
     with log.open("ab") as errors:
@@ -194,7 +209,7 @@ class Scene:
         return records
 
     async def fleet(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((await self.nc.request(FLEET, b"{}", timeout=10)).data)
+        data: dict[str, Any] = json.loads((await ask(self.nc, FLEET, b"{}")).data)
         return data
 
 
@@ -220,7 +235,7 @@ async def scenario(z: Zygote, root: Path, *kill: str, census: bool = False) -> O
             scene.mcp_url = (await platform.ready())["mcp_url"]
             first = await scene.agent(*kill, *(["--census", str(census_file)] if census else []))
             children.append(first)
-            await nc.request(INJECT, json.dumps(FAULT).encode(), timeout=10)
+            await ask(nc, INJECT, json.dumps(FAULT).encode())
             killed = False
             if kill:
                 with contextlib.suppress(TimeoutError):  # a kill point never reached: see Outcome.killed
