@@ -5,6 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from evals.scenarios.model import ARGUMENTS, ForbiddenAction, Injection, Scenario, load_library
+from evals.scenarios.report import markdown, run_all, summary
 from evals.scenarios.runner import (
     KINDS,
     OracleLoss,
@@ -15,7 +16,14 @@ from evals.scenarios.runner import (
     run_scenario,
     scenario_settings,
 )
-from evals.scenarios.score import score, time_to_detect, time_to_mitigate, visible
+from evals.scenarios.score import (
+    ExpectationResult,
+    ScenarioScore,
+    score,
+    time_to_detect,
+    time_to_mitigate,
+    visible,
+)
 from events.incident import Incident, TimelineEntry
 from fleet import FleetTwin
 
@@ -197,3 +205,50 @@ async def test_a_wrong_expectation_fails_the_scenario_with_a_reason():
     result = score(await run_scenario(wrong))
     assert not result.passed
     assert any("expected ['isolate-gpu']" in p for p in result.problems)
+
+
+async def test_a_planner_that_cannot_run_is_reported_skipped_not_replaced():
+    skipped: dict[str, str] = {}
+    assert await run_all("hang-no-xid", ("claude",), skipped) == []
+    assert "ANTHROPIC_API_KEY" in skipped["claude"]
+
+
+def test_the_report_states_every_figure_and_the_failures_with_their_reasons():
+    ok = ScenarioScore(
+        "a",
+        "xid",
+        "rules",
+        True,
+        [
+            ExpectationResult(
+                "gpu:n/gpu1", "inc-1", True, True, True, True, 30.0, [], 0.0, "mitigated", ["isolate-gpu"]
+            )
+        ],
+        1,
+        1,
+        [],
+        2.0,
+        2.0,
+        1.0,
+        [],
+    )
+    bad = ScenarioScore(
+        "b",
+        "hang",
+        "rules",
+        False,
+        [ExpectationResult("node:n", None, False, False, False, False, None, ["no incident for node:n"])],
+        0,
+        0,
+        [],
+        5.0,
+        1.0,
+        1.0,
+        ["no incident for node:n"],
+    )
+    totals = summary([ok, bad])
+    assert totals["passed"] == 1 and totals["detected"] == 1 and totals["expected_incidents"] == 2
+    assert totals["mean_time_to_mitigate_s"] == 30.0 and totals["by_family"] == {"hang": "0/1", "xid": "1/1"}
+    text = markdown([ok, bad], totals, 12.0, {"claude": "needs a key"})
+    assert "| b | hang | rules | **no** |" in text and "no incident for node:n" in text
+    assert "planner claude: skipped (needs a key)" in text and "unsafe actions: 0" in text
