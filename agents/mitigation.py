@@ -75,6 +75,8 @@ class Mitigator:
         self.start = start or (lambda incident_id: None)
         self.parked: dict[str, str] = {}
         """approval id -> incident id, for runs waiting for a person."""
+        self._node_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        """node -> its lock and how many mitigations hold or wait for it."""
         self.held: set[str] = set()
         """incidents the open breaker stopped."""
         self.waiting: dict[str, str] = {}
@@ -85,6 +87,26 @@ class Mitigator:
     # -- plan and run -----------------------------------------------------------------------------
 
     async def mitigate(self, incident_id: str) -> Incident:
+        """Plan (once) and run the plan. Incidents on the same node take turns: two faults of one
+        node (two GPUs, say) must not both swap it out of its gang or restart its job at once, and
+        the second plans from the facts the first one's actions left."""
+        incident = await self.store.get_incident(incident_id)
+        if incident is None:
+            raise LookupError(incident_id)
+        key = incident.affected_nodes[0] if incident.affected_nodes else incident_id
+        lock, users = self._node_locks.get(key) or (asyncio.Lock(), 0)
+        self._node_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._mitigate(incident_id)
+        finally:
+            lock, users = self._node_locks[key]
+            if users == 1:
+                del self._node_locks[key]  # nobody else holds or waits: keep the map bounded
+            else:
+                self._node_locks[key] = (lock, users - 1)
+
+    async def _mitigate(self, incident_id: str) -> Incident:
         await self._confirm(incident_id)
         incident = await self.store.get_incident(incident_id)
         if incident is None:

@@ -101,3 +101,22 @@ async def test_a_blast_radius_denial_escalates_the_incident_and_isolates_nothing
         assert "blast radius" in incident.timeline[-1].detail
         assert p.twin.isolations_since(p.twin.spec.epoch) == []
         assert p.twin.job("train-01").restarts == 0
+
+
+async def test_two_gpus_of_one_node_failing_together_restart_the_job_once(platform):
+    twin = platform.twin
+    twin.inject_xid("node-003", 3, 79)
+    twin.inject_xid("node-003", 5, 79)
+
+    incidents = await wait_for_incidents(platform, 2, timeout_s=30)
+
+    # The two incidents take turns on the node: the second plans from what the first left (the
+    # node is no longer in the job's gang), so the job restarts once and both GPUs are isolated.
+    assert sorted(i.status for i in incidents) == ["mitigated", "mitigated"]
+    assert twin.job("train-01").restarts == 1
+    assert {(r.node, r.gpu) for r in twin.isolations_since(twin.spec.epoch)} == {
+        ("node-003", 3),
+        ("node-003", 5),
+    }
+    restarts = [a for i in incidents for a in i.actions if a.tool == "restart_from_checkpoint" and a.ok]
+    assert len(restarts) == 1
