@@ -261,6 +261,8 @@ def absorb(
             _add(incident.folded, *corr.shared.folds, cap=MAX_FOLDED)
             if incident.root_cause is not None and len(incident.root_cause.evidence) < 50:
                 incident.root_cause.evidence.append(corr.reason)
+        if incident.status == "suppressed" and corr.kind == "joined":
+            reopen(incident, corr.reason, event.time)
         joins = sum(1 for e in incident.timeline if e.what == "event joined")
         if joins < MAX_JOIN_NOTES:
             incident.note("event joined", detail, at=event.time)
@@ -268,6 +270,17 @@ def absorb(
             incident.note(
                 "event joined", f"{detail} (further joins are counted in event_count only)", at=event.time
             )
+
+
+def reopen(incident: Incident, why: str, now: datetime) -> None:
+    """New evidence on an incident judged benign (a DCGM remap-pending counter after the driver's
+    Xid 63 line, a fatal Xid after an application one): plan it again from everything it holds.
+    Each reopening needs evidence the incident did not have (repeats are duplicates), so a storm
+    cannot keep re-planning it."""
+    previous = incident.plan.rationale if incident.plan is not None else "no plan"
+    incident.status = "open"
+    incident.plan = None
+    incident.note("reopened", f"new evidence ({why}) after it was judged benign ({previous})", at=now)
 
 
 def cancel(incident: Incident, why: str, now: datetime) -> None:

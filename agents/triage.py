@@ -239,9 +239,12 @@ class TriageAgent:
             else:
                 self.start_mitigation(incident_id)
             return
-        await self.store.update(
+        incident = await self.store.update(
             incident_id, partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now)
         )
+        reopened = incident.status == "open" and incident.plan is None and incident.folded_into is None
+        if reopened and incident_id not in self._held:
+            self.start_mitigation(incident_id)  # reopened by new evidence (see intake.reopen)
 
     async def _fold(self, member: str, parent: str, why: str) -> None:
         try:

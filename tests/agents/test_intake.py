@@ -76,3 +76,18 @@ def test_folding_suppresses_an_idle_incident_and_links_one_already_acting():
     busy.status = "mitigated"
     fold(busy, into="inc-switch", why="leaf-02", now=T0)
     assert busy.status == "mitigated" and busy.folded_into == "inc-switch"
+
+
+def test_new_evidence_reopens_an_incident_judged_benign_and_a_repeat_does_not():
+    c = Correlator(fabric=fabric())
+    inc, _ = opened(xid(63, node="node-013", pci="0000:5d:00.0"), c)
+    inc.status = "suppressed"  # the plan for the driver's Xid 63 line alone: nothing to do
+
+    repeat = xid(63, node="node-013", pci="0000:5d:00.0", t=5, eid="again")
+    absorb(inc, [repeat], [c.assign(repeat)], T0)
+    assert inc.status == "suppressed"
+
+    counter = ecc(["remap_pending"], node="node-013", gpu=3, t=10, remap_pending=1)
+    absorb(inc, [counter], [c.assign(counter)], T0)
+    assert inc.status == "open" and inc.plan is None
+    assert inc.timeline[-2].what == "reopened" and "remap_pending" in inc.timeline[-2].detail
