@@ -293,15 +293,18 @@ def cancel(incident: Incident, why: str, now: datetime) -> None:
 
 
 def fold(incident: Incident, *, into: str, why: str, now: datetime) -> None:
-    """A shared-part incident explains this one: suppress it if nothing was done yet, link it anyway."""
+    """Another incident explains this one (a shared part it hangs off, or the fault of the job whose
+    processes a cleanup Xid tore down): suppress it if nothing was done yet, link it anyway."""
     if incident.folded_into == into or incident.id == into:
         return
     incident.folded_into = into
     if incident.status == "open":
         incident.status = "suppressed"
-        incident.note("folded into shared-part incident", f"{into}: {why}", at=now)
+        incident.note("folded into the incident that explains it", f"{into}: {why}", at=now)
     else:
-        incident.note("linked to shared-part incident", f"{into}: {why} (already {incident.status})", at=now)
+        incident.note(
+            "linked to the incident that explains it", f"{into}: {why} (already {incident.status})", at=now
+        )
 
 
 def _ranks(ranks: list[int]) -> str:

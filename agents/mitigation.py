@@ -34,8 +34,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from agents.correlator import Correlator
+from agents.correlator import SYMPATHETIC_XIDS, Correlator
 from agents.facts import gather_facts
+from agents.intake import fold
 from agents.planner import Planner
 from agents.store import IncidentStore
 from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
@@ -54,6 +55,8 @@ STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
     "escalate": "escalated",
 }
 DECIDED = ["approved", "rejected", "expired", "used"]
+JOB_CLEANUP_WINDOW_S = 600.0
+"""How long after a job's fault a cleanup Xid on another node of its gang is taken as its symptom."""
 
 
 class Mitigator:
@@ -76,6 +79,8 @@ class Mitigator:
         self.parked: dict[str, str] = {}
         """approval id -> incident id, for runs waiting for a person."""
         self._node_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._job_faults: dict[str, tuple[str, datetime]] = {}
+        """job -> the latest incident planned to act on it, and when (cleanup Xids fold into it)."""
         """node -> its lock and how many mitigations hold or wait for it."""
         self.held: set[str] = set()
         """incidents the open breaker stopped."""
@@ -114,7 +119,8 @@ class Mitigator:
         if incident.plan is None:
             incident = await self.plan(incident)
         plan = incident.plan
-        assert plan is not None
+        if plan is None:
+            return incident  # folded into the incident that explains it (see ``plan``)
         runnable = incident.status in ("mitigating", "awaiting_approval") or (
             incident.status == "escalated" and plan.disposition == "escalate"
         )
@@ -152,7 +158,16 @@ class Mitigator:
         pci = incident.entity.split("/", 1)[1] if "/" in incident.entity else None
         gpu = int(incident.affected_gpus[0].split("/")[1]) if incident.affected_gpus else None
         facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
+        cause = self._job_fault(incident, facts.job)
+        if cause is not None:
+            why = (
+                f"Xid {', '.join(map(str, incident.xids))} is the driver cleaning up {facts.job}'s processes "
+                f"on {node} after the fault of {cause}"
+            )
+            return await self.store.update(incident.id, partial(fold, into=cause, why=why, now=self.clock()))
         plan = await self.planner.plan(incident, facts)
+        if plan.disposition == "mitigate" and facts.job:
+            self._remember_job_fault(facts.job, incident.id)
         observe_only = await self._observe_only()
         now = self.clock()
 
@@ -181,6 +196,30 @@ class Mitigator:
             inc.status = STATUS_AFTER_PLAN[plan.disposition]
 
         return await self.store.update(incident.id, apply)
+
+    def _job_fault(self, incident: Incident, job: str | None) -> str | None:
+        """The recent incident of ``job``'s own fault that a cleanup-only Xid incident (Xid 45 on
+        another node of the gang: the driver tearing the job's processes down) is a symptom of."""
+        if (
+            job is None
+            or incident.kind != "xid"
+            or not incident.xids
+            or set(incident.xids) - SYMPATHETIC_XIDS
+        ):
+            return None
+        found = self._job_faults.get(job)
+        if found is None or found[0] == incident.id:
+            return None
+        if (self.clock() - found[1]).total_seconds() > JOB_CLEANUP_WINDOW_S:
+            return None
+        return found[0]
+
+    def _remember_job_fault(self, job: str, incident_id: str) -> None:
+        now = self.clock()
+        for name, (_, at) in list(self._job_faults.items()):
+            if (now - at).total_seconds() > JOB_CLEANUP_WINDOW_S:
+                del self._job_faults[name]
+        self._job_faults[job] = (incident_id, now)
 
     async def _run_chain(
         self, incident: Incident, runbook: str, params: dict[str, Any], run_id: str | None = None

@@ -128,7 +128,8 @@ class Incident(BaseModel):
         "'throughput.straggler', 'shared.switch', 'suspected_bad_hardware'",
     )
     folded_into: str | None = Field(
-        default=None, description="the shared-part incident this one was folded into (topology)"
+        default=None,
+        description="the incident that explains this one (a shared part; a job fault behind a cleanup Xid)",
     )
     folded: list[str] = Field(
         default_factory=list, description="incidents folded into this one, a shared part's (capped)"

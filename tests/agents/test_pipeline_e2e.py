@@ -120,3 +120,18 @@ async def test_two_gpus_of_one_node_failing_together_restart_the_job_once(platfo
     }
     restarts = [a for i in incidents for a in i.actions if a.tool == "restart_from_checkpoint" and a.ok]
     assert len(restarts) == 1
+
+
+async def test_cleanup_xids_on_other_nodes_of_the_gang_fold_into_the_jobs_fault(platform):
+    twin = platform.twin
+    twin.inject_xid("node-003", 3, 79)
+    [fault] = await wait_for_incidents(platform, 1, timeout_s=20)
+    # The collective aborts: the driver cleans up train-01's processes on another member.
+    twin.inject_xid("node-004", 0, 45)
+
+    incidents = {i.id: i for i in await wait_for_incidents(platform, 2, timeout_s=20)}
+    [cleanup] = [i for i in incidents.values() if i.id != fault.id]
+    assert cleanup.folded_into == fault.id and cleanup.status == "suppressed"
+    assert cleanup.actions == [] and "train-01" in cleanup.timeline[-1].detail
+    assert incidents[fault.id].status == "mitigated"
+    assert {r.node for r in twin.isolations_since(twin.spec.epoch)} == {"node-003"}
