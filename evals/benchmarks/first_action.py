@@ -57,14 +57,20 @@ async def run(rate: float, seconds: float, probes_per_s: float) -> dict[str, obj
 
     TwinBackend.isolate_gpu = timed  # type: ignore[method-assign]
     rng = random.Random(7)
-    settings = Settings(http_port=0, max_isolations_per_hour=100_000)
+    # The safety limits are the operators' to set; here they are out of the way, or the breaker
+    # would (rightly) stop isolating after a fifth of the fleet and the probes would measure a denial.
+    settings = Settings(
+        http_port=0, max_isolations_per_hour=100_000, breaker_threshold_pct=100, max_out_of_service_pct=100
+    )
     with tempfile.TemporaryDirectory() as tmp:
         async with Platform(
             settings, spec=spec(), data_dir=Path(tmp), serve_http=False, run_clock=False
         ) as p:
             p.twin.advance(45 * 60)
             nodes = [n.name for n in p.twin.nodes.values() if not n.spare]
-            candidates = [(n, g) for n in nodes for g in range(8)]
+            # Independent faults: one GPU per node (a second fault on a node waits for the first's
+            # mitigation to finish, on purpose: agents.mitigation).
+            candidates = [(n, rng.randrange(8)) for n in nodes]
             rng.shuffle(candidates)
             # The background is a storm of repeats from a few noisy GPUs (NVSentinel saw 800K Xid-95
             # lines for 29 distinct events): the agent must dedupe them, not open incidents.
