@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from agents.planner_select import select_planner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
-from aiops.platform import planner_config
+from aiops.platform import freeze_startup_objects, planner_config
 from aiops.settings import Settings
 from events.streams import ensure_jetstream
 from runbooks.client import McpToolClient
@@ -96,6 +96,7 @@ async def run_agent(
             stack.push_async_callback(stop_consuming)  # first on the way out: no new events
         watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
+        freeze_startup_objects()
         if ready is not None:
             ready()
         await stop.wait()

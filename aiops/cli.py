@@ -52,7 +52,7 @@ def up(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the whole platform until Ctrl-C: NATS, fleet twin, events service, agent, MCP over HTTP."""
-    from aiops.platform import Platform
+    from aiops.platform import Platform, freeze_startup_objects
 
     _logging(verbose)
     overrides: dict[str, object] = {} if port is None else {"http_port": port}
@@ -67,6 +67,7 @@ def up(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with Platform(settings) as platform:
+            freeze_startup_objects()
             console.print(
                 f"[bold]gpu-aiops is up[/bold]\n"
                 f"  NATS        {platform.nats_url}\n"

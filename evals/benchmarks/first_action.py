@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nats
 
-from aiops.platform import Platform
+from aiops.platform import Platform, freeze_startup_objects
 from aiops.settings import Settings
 from events.models import XidEvent, stable_id
 from events.publish import publish_events
@@ -67,6 +67,7 @@ async def run(rate: float, seconds: float, probes_per_s: float) -> dict[str, obj
             settings, spec=spec(), data_dir=Path(tmp), serve_http=False, run_clock=False
         ) as p:
             p.twin.advance(45 * 60)
+            freeze_startup_objects()  # as `aiops up` does
             nodes = [n.name for n in p.twin.nodes.values() if not n.spare]
             # Independent faults: one GPU per node (a second fault on a node waits for the first's
             # mitigation to finish, on purpose: agents.mitigation).
