@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -182,29 +181,6 @@ def snapshot(twin: FleetTwin, node: str | None = None) -> list[GpuSeries]:
                 )
             )
     return out
-
-
-def series_values(
-    snap: list[GpuSeries], names: Container[str] | None = None
-) -> Iterator[tuple[str, dict[str, str], float]]:
-    """(metric, labels, value) of every exported sample, as a parser of the text would read them.
-    The label dicts are shared: read them, do not change them."""
-    for name, _, _, field in _METRICS:
-        if names is not None and name not in names:
-            continue
-        for s in snap:
-            if name == "DCGM_FI_DEV_XID_ERRORS":
-                yield (
-                    name,
-                    {**s.labels, "err_code": str(int(s.raw[RAW_FIELDS.index("last_xid")]))},
-                    s.value(field),
-                )
-            else:
-                yield name, s.labels, s.value(field)
-    if names is None or XID_COUNT in names:
-        for s in snap:
-            for code, count in s.xid_counts:
-                yield XID_COUNT, {**s.labels, "xid": str(code)}, float(count)
 
 
 def render_snapshot(snap: list[GpuSeries]) -> str:
