@@ -14,7 +14,7 @@ from pydantic import Field
 
 from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation, server_deps
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard
+from mcp_server.guard import MutationGuard, Perform
 from mcp_server.models import ActionOutcome, JobProgress, ServiceStatus, SparePool
 from mcp_server.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
@@ -80,11 +80,33 @@ async def _confirm_swap(ctx: Context, job: str, node: str, reason: str, dry_run:
 def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     backend = deps.backend
 
-    async def node_resource(node: str) -> Resource:
-        return await _node_resource(deps, node)
-
     def actor() -> str:
         return deps.identity().id
+
+    async def on_node(
+        action: str,
+        node: str,
+        reason: str,
+        idempotency_key: str | None,
+        dry_run: bool,
+        incident_id: str | None,
+        perform: Perform,
+        confirmation: Confirmed | None = None,
+    ) -> ActionOutcome:
+        """One node's mutation through the gate, once the person confirmed it (destructive ones)."""
+        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
+        if confirmation is not None:
+            await require_confirmation(confirmation, deps, action, arguments)
+        return await guard.run(
+            action=action,
+            target=node,
+            resource=await _node_resource(deps, node),
+            arguments=arguments,
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            incident_id=incident_id,
+            perform=perform,
+        )
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -163,18 +185,15 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         """Mark a node unschedulable (its running work keeps running). The cordon carries this
         platform as owner, so `uncordon_node` may lift it later. Counts against the blast radius
         and the circuit breaker. A person is asked to confirm first when their client supports it."""
-        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
-        await require_confirmation(confirmation, deps, "cordon_node", arguments)
-        resource = await node_resource(node)
-        return await guard.run(
-            action="cordon_node",
-            target=node,
-            resource=resource,
-            arguments=arguments,
-            idempotency_key=idempotency_key,
-            dry_run=dry_run,
-            incident_id=incident_id,
-            perform=lambda: backend.cordon_node(node, reason, actor()),
+        return await on_node(
+            "cordon_node",
+            node,
+            reason,
+            idempotency_key,
+            dry_run,
+            incident_id,
+            lambda: backend.cordon_node(node, reason, actor()),
+            confirmation,
         )
 
     @server.tool(annotations=mutating(destructive=False))
@@ -188,16 +207,14 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         """Make a node schedulable again — only when this platform cordoned it: a cordon another
         owner set (a hardware team, kubectl by hand) is refused. A repaired node that was swapped
         out of a gang rejoins the warm spare pool. Check `service_status` first."""
-        resource = await node_resource(node)
-        return await guard.run(
-            action="uncordon_node",
-            target=node,
-            resource=resource,
-            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
-            idempotency_key=idempotency_key,
-            dry_run=dry_run,
-            incident_id=incident_id,
-            perform=lambda: backend.uncordon_node(node, reason, actor()),
+        return await on_node(
+            "uncordon_node",
+            node,
+            reason,
+            idempotency_key,
+            dry_run,
+            incident_id,
+            lambda: backend.uncordon_node(node, reason, actor()),
         )
 
     @server.tool(annotations=mutating(destructive=True))
@@ -213,18 +230,15 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         `restart_from_checkpoint` (which replaces that member with a spare). Needed before
         `reset_gpu` or `reboot_node`. Counts against the blast radius and the circuit breaker.
         A person is asked to confirm first when their client supports it."""
-        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
-        await require_confirmation(confirmation, deps, "drain_node", arguments)
-        resource = await node_resource(node)
-        return await guard.run(
-            action="drain_node",
-            target=node,
-            resource=resource,
-            arguments=arguments,
-            idempotency_key=idempotency_key,
-            dry_run=dry_run,
-            incident_id=incident_id,
-            perform=lambda: backend.drain_node(node, reason, actor()),
+        return await on_node(
+            "drain_node",
+            node,
+            reason,
+            idempotency_key,
+            dry_run,
+            incident_id,
+            lambda: backend.drain_node(node, reason, actor()),
+            confirmation,
         )
 
     @server.tool(annotations=mutating(destructive=True, idempotent=False))
@@ -267,18 +281,15 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
         node must be drained first. The reboot finishes after the call returns: check
         `service_status`. Counts against the blast radius and the circuit breaker. A person is asked
         to confirm first when their client supports it."""
-        arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
-        await require_confirmation(confirmation, deps, "reboot_node", arguments)
-        resource = await node_resource(node)
-        return await guard.run(
-            action="reboot_node",
-            target=node,
-            resource=resource,
-            arguments=arguments,
-            idempotency_key=idempotency_key,
-            dry_run=dry_run,
-            incident_id=incident_id,
-            perform=lambda: backend.reboot_node(node, reason, actor()),
+        return await on_node(
+            "reboot_node",
+            node,
+            reason,
+            idempotency_key,
+            dry_run,
+            incident_id,
+            lambda: backend.reboot_node(node, reason, actor()),
+            confirmation,
         )
 
     @server.tool(annotations=mutating(destructive=False))
@@ -291,14 +302,12 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     ) -> ActionOutcome:
         """Return the node's isolated GPUs that are healthy again to service (after a reset or a
         reboot); GPUs still unhealthy stay isolated."""
-        resource = await node_resource(node)
-        return await guard.run(
-            action="restore_gpus",
-            target=node,
-            resource=resource,
-            arguments={"node": node, "reason": reason, "idempotency_key": idempotency_key},
-            idempotency_key=idempotency_key,
-            dry_run=dry_run,
-            incident_id=incident_id,
-            perform=lambda: backend.restore_gpus(node, reason, actor()),
+        return await on_node(
+            "restore_gpus",
+            node,
+            reason,
+            idempotency_key,
+            dry_run,
+            incident_id,
+            lambda: backend.restore_gpus(node, reason, actor()),
         )
