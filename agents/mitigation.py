@@ -36,6 +36,19 @@ from typing import Any
 
 from agents.correlator import SYMPATHETIC_XIDS, Correlator
 from agents.facts import gather_facts
+from agents.incident_edits import (
+    args_text,
+    escalate,
+    escalate_once,
+    evidence_of,
+    hold_for_breaker,
+    note,
+    note_once,
+    release_to_people,
+    retry_after_reset,
+    run_context,
+    run_id_for,
+)
 from agents.intake import fold
 from agents.planner import Planner
 from agents.store import IncidentStore
@@ -147,10 +160,10 @@ class Mitigator:
             checks = "; ".join(step.description or step.id for step in book.confirm)
             now = self.clock()
             if state.confirm_status == "confirmed":
-                change = partial(_once, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
+                change = partial(note_once, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
             else:
                 why = f"after {state.runbook}, {checks} did not hold: {state.confirm_error}"
-                change = partial(_escalate_once, why=why, now=now)
+                change = partial(escalate_once, why=why, now=now)
             await self.store.update(incident_id, change)
 
     async def plan(self, incident: Incident) -> Incident:
@@ -184,7 +197,7 @@ class Mitigator:
                 inc.affected_jobs.append(facts.job)
             if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
                 inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
-            steps = ", ".join(f"{a.runbook}({_args(a.params)})" for a in plan.actions)
+            steps = ", ".join(f"{a.runbook}({args_text(a.params)})" for a in plan.actions)
             inc.note(
                 f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now
             )
@@ -226,11 +239,11 @@ class Mitigator:
     ) -> tuple[Incident, str]:
         """Run one runbook (and its fallbacks); ``"ok"``, ``"escalated"`` (handed to people on
         purpose: the escalate runbook) or ``"stop"`` (parked, held or failed: the incident says)."""
-        run_id = run_id or _run_id(incident, runbook)
+        run_id = run_id or run_id_for(incident, runbook)
         if runbook == "escalate" and "evidence" not in params:
-            params = {**params, "evidence": _evidence(incident)}
+            params = {**params, "evidence": evidence_of(incident)}
         state = await self.engine.run(
-            runbook, params, run_id=run_id, context=_context(incident), dry_run=incident.observe_only
+            runbook, params, run_id=run_id, context=run_context(incident), dry_run=incident.observe_only
         )
         incident = await self.store.update(incident.id, partial(self.record_run, state=state))
         if state.status == "awaiting_approval":
@@ -240,7 +253,7 @@ class Mitigator:
                 self.waiting[incident.id] = run_id
                 why = state.error or f"runbook {state.runbook} waits"
                 incident = await self.store.update(
-                    incident.id, partial(_note, what="waiting", detail=why, at=self.clock())
+                    incident.id, partial(note, what="waiting", detail=why, at=self.clock())
                 )
             return incident, "stop"
         if self.waiting.get(incident.id) == run_id:
@@ -250,7 +263,7 @@ class Mitigator:
             name, fallback_params = fallback
             why = f"runbook {runbook} {state.status}: {state.error or ''}; falling back to {name}"
             incident = await self.store.update(
-                incident.id, partial(_note, what="fallback", detail=why, at=self.clock())
+                incident.id, partial(note, what="fallback", detail=why, at=self.clock())
             )
             return await self._run_chain(incident, name, fallback_params, f"{run_id}/fallback-{name}")
         if state.status == "succeeded" and state.confirm_status == "pending":
@@ -260,8 +273,10 @@ class Mitigator:
         why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
         if state.status == "denied" and BREAKER_OPEN in (state.error or ""):
             self.held.add(incident.id)
-            return await self.store.update(incident.id, partial(_hold, why=why, now=self.clock())), "stop"
-        return await self.store.update(incident.id, partial(_escalate, why=why, now=self.clock())), "stop"
+            return await self.store.update(
+                incident.id, partial(hold_for_breaker, why=why, now=self.clock())
+            ), "stop"
+        return await self.store.update(incident.id, partial(escalate, why=why, now=self.clock())), "stop"
 
     def record_run(self, incident: Incident, *, state: RunState) -> None:
         """Write the run's mutating steps into the incident: actions with their decisions, timeline."""
@@ -289,7 +304,7 @@ class Mitigator:
                 )
             )
             decision = step.decision or ("allow" if step.status == "done" else "error")
-            incident.note(f"policy: {decision}", f"{step.tool} {_args(step.arguments)}", at=now)
+            incident.note(f"policy: {decision}", f"{step.tool} {args_text(step.arguments)}", at=now)
             if step.status == "done" and result.get("dry_run"):
                 incident.note(
                     f"{step.tool} would run", "dry run: allowed by the policy, nothing changed", at=now
@@ -328,13 +343,13 @@ class Mitigator:
         approval_id = state.approval_id
         if step is None or approval_id is None:
             why = f"runbook {state.runbook} waits for an approval the server did not name: {state.error}"
-            return await self.store.update(incident.id, partial(_escalate, why=why, now=self.clock()))
+            return await self.store.update(incident.id, partial(escalate, why=why, now=self.clock()))
         request = (await self._approvals(["pending"])).get(approval_id, {})
         reasons = request.get("reasons") or [step.error or "the policy asks a person"]
         ref = ApprovalRef(
             id=approval_id,
             action=step.tool,
-            target=str(request.get("target") or _args(step.arguments)),
+            target=str(request.get("target") or args_text(step.arguments)),
             summary=str(reasons[0]),
             run_id=state.run_id,
             step=step.id,
@@ -400,7 +415,7 @@ class Mitigator:
             if state is not None:
                 self.record_run(inc, state=state)
             inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
-            _escalate(inc, why=f"{why}; the run is abandoned, nothing more of it runs", now=now)
+            escalate(inc, why=f"{why}; the run is abandoned, nothing more of it runs", now=now)
 
         await self.store.update(incident_id, abandon)
 
@@ -420,10 +435,10 @@ class Mitigator:
             self.held.discard(incident.id)
             now = self.clock()
             if backlog == "retry":
-                await self.store.update(incident.id, partial(_retry, who=who, now=now))
+                await self.store.update(incident.id, partial(retry_after_reset, who=who, now=now))
                 await self.mitigate(incident.id)
             else:
-                await self.store.update(incident.id, partial(_release_to_people, who=who, now=now))
+                await self.store.update(incident.id, partial(release_to_people, who=who, now=now))
 
     # -- the watch loop -------------------------------------------------------------------------
 
@@ -436,7 +451,7 @@ class Mitigator:
                 self.held.add(incident.id)
         for incident in await self.store.list_incidents(["mitigated"], limit=1_000):
             for invocation in incident.plan.actions if incident.plan else []:
-                run_id = _run_id(incident, invocation.runbook)
+                run_id = run_id_for(incident, invocation.runbook)
                 state = await self.engine.store.load(run_id)
                 # Pending, or decided while the incident was not told (the agent died in between).
                 if state is not None and state.confirm_status != "none":
@@ -490,72 +505,3 @@ def relearn(correlator: Correlator, incident: Incident) -> None:
     names = {incident.entity, *(f"{node}/gpu{g.split('/')[-1]}" for g in incident.affected_gpus)}
     for name in sorted(n for n in names if n):
         correlator.track(incident.id, name, node, max(seen), set(incident.xids))
-
-
-def _run_id(incident: Incident, runbook: str) -> str:
-    base = f"{incident.id}/{runbook}"
-    return base if incident.attempt == 1 else f"{base}/attempt-{incident.attempt}"
-
-
-def _context(incident: Incident) -> dict[str, Any]:
-    return {"incident": {"id": incident.id, "entity": incident.entity, "evidence": _evidence(incident)}}
-
-
-def _evidence(incident: Incident) -> list[str]:
-    found = [incident.title] if incident.title else []
-    if incident.root_cause is not None:
-        found += incident.root_cause.evidence[:10]
-    found += [f"{a.tool} {_args(a.arguments)}: {a.error or 'done'}" for a in incident.actions[-10:]]
-    return found
-
-
-def _note(incident: Incident, *, what: str, detail: str, at: datetime) -> None:
-    incident.note(what, detail, at=at)
-
-
-def _once(incident: Incident, *, what: str, detail: str, at: datetime) -> None:
-    if not any(e.what == what and e.detail == detail for e in incident.timeline):
-        incident.note(what, detail, at=at)
-
-
-def _escalate_once(incident: Incident, *, why: str, now: datetime) -> None:
-    if not any(e.detail == why for e in incident.timeline):
-        _escalate(incident, why=why, now=now)
-
-
-def _escalate(incident: Incident, *, why: str, now: datetime) -> None:
-    incident.status = "escalated"
-    incident.note("escalated to a person", why, at=now)
-
-
-def _hold(incident: Incident, *, why: str, now: datetime) -> None:
-    incident.status, incident.held_by = "escalated", "breaker"
-    incident.note(
-        "held by the circuit breaker",
-        f"{why}. A person resets the breaker (`aiops breaker reset`); then this incident is retried "
-        "from current facts or left with people, as they decide",
-        at=now,
-    )
-
-
-def _retry(incident: Incident, *, who: str, now: datetime) -> None:
-    incident.held_by, incident.plan, incident.status = None, None, "open"
-    incident.attempt += 1
-    incident.note(
-        "breaker reset",
-        f"by {who}: retrying (attempt {incident.attempt}), re-planned from current facts",
-        at=now,
-    )
-
-
-def _release_to_people(incident: Incident, *, who: str, now: datetime) -> None:
-    incident.held_by = None
-    incident.note("breaker reset", f"by {who}: the backlog stays with people; nothing is retried", at=now)
-
-
-def _args(arguments: dict[str, object]) -> str:
-    return ", ".join(
-        f"{k}={v}"
-        for k, v in arguments.items()
-        if k not in ("idempotency_key", "reason", "incident_id", "dry_run")
-    )

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from agents import intake
 from agents.consumer import EventConsumer
 from agents.correlator import AnyEvent, Correlation, Correlator
+from agents.incident_edits import escalate
 from agents.mitigation import Mitigator, relearn
 from agents.planner import Planner
 from agents.store import IncidentStore
@@ -307,7 +308,7 @@ class TriageAgent:
         except Exception as exc:
             log.exception("mitigation of %s failed", incident_id)
             why = f"mitigation crashed: {exc!r}"
-            await self.store.update(incident_id, partial(_escalate, why=why, now=self.clock()))
+            await self.store.update(incident_id, partial(escalate, why=why, now=self.clock()))
         await self._summarize(incident_id)
 
     async def _summarize(self, incident_id: str) -> None:
@@ -351,8 +352,3 @@ class TriageAgent:
 def _report_start_failure(started: asyncio.Future[None]) -> None:
     if not started.cancelled() and started.exception() is not None:
         log.error("the agent could not start consuming GPU_EVENTS", exc_info=started.exception())
-
-
-def _escalate(incident: Incident, *, why: str, now: datetime) -> None:
-    incident.status = "escalated"
-    incident.note("escalated to a person", why, at=now)
