@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runbooks.client import ToolClient
+from contracts.client import ToolClient
 
 
 class Facts(BaseModel):

@@ -52,10 +52,10 @@ from agents.incident_edits import (
 from agents.intake import fold
 from agents.planner import Planner
 from agents.store import IncidentStore
+from contracts.client import ToolClient
 from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
 from events.models import utcnow
-from mcp_server.guard import BREAKER_OPEN
-from runbooks.client import ToolClient
+from mcp_server.gate.guard import BREAKER_OPEN
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
 

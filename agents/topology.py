@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from contracts.client import ToolClient
 from events.fabric import FabricMap, NodePlace, Part, PartKind
-from runbooks.client import ToolClient
 
 SignalClass = Literal["network", "compute", "nvlink"]
 

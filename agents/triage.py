@@ -32,12 +32,12 @@ from agents.planner import Planner
 from agents.store import IncidentStore
 from agents.summaries import Summarizer
 from agents.topology import load_fabric
+from contracts.client import ToolClient
 from events import faststream_compat, subjects
 from events.fabric import FabricMap
 from events.incident import Incident
 from events.models import DeadLetter, parse_event, utcnow
 from events.publish import publish_dead_letter
-from runbooks.client import ToolClient
 from runbooks.engine import RunbookEngine
 
 log = logging.getLogger(__name__)

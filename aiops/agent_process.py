@@ -25,8 +25,8 @@ from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.platform import freeze_startup_objects, planner_config
 from aiops.settings import Settings
+from contracts.client import McpToolClient
 from events.streams import ensure_jetstream
-from runbooks.client import McpToolClient
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import KvRunStore, RunStore

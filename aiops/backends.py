@@ -18,8 +18,8 @@ from aiops.settings import Settings
 from fleet import FleetSpec, FleetTwin
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.backends.twin_telemetry import TwinTelemetry
+from mcp_server.backends.twin.backend import TwinBackend
+from mcp_server.backends.twin.telemetry import TwinTelemetry
 
 
 @dataclass
@@ -47,7 +47,7 @@ def twin_for(settings: Settings) -> FleetTwin:
 def build_backends(settings: Settings, twin: FleetTwin | None = None) -> Backends:
     """The cluster backend and telemetry source ``settings`` ask for."""
     if settings.backend == "kubernetes":
-        from mcp_server.backends.kubernetes import KubernetesBackend, KubernetesConfig
+        from mcp_server.backends.kubernetes.backend import KubernetesBackend, KubernetesConfig
 
         cluster: ClusterBackend = KubernetesBackend.connect(
             KubernetesConfig(

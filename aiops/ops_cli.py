@@ -22,7 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
 
 from aiops.settings import Settings
-from runbooks.client import McpToolClient, ToolResult
+from contracts.client import McpToolClient, ToolResult
 
 Render = Callable[[Console, dict[str, Any]], None]
 

@@ -32,26 +32,26 @@ from aiops.detection import Detection, start_detection
 from aiops.nats_server import EmbeddedNats
 from aiops.safety import policy_limits
 from aiops.settings import Settings
+from chatops.notifier import IncidentNotifier
+from chatops.sessions import PrincipalSessions
+from chatops.slack import SlackEndpoint
+from contracts.client import McpToolClient
 from events import subjects
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.streams import ensure_jetstream
 from fleet import FleetSpec, FleetTwin, run_clock
-from mcp_server.approvals import KvApprovals
-from mcp_server.audit import JetStreamAudit
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.backends.twin_telemetry import TwinTelemetry
-from mcp_server.breaker import KvBreaker
-from mcp_server.chatops.notifier import IncidentNotifier
-from mcp_server.chatops.sessions import PrincipalSessions
-from mcp_server.chatops.slack import SlackEndpoint
+from mcp_server.backends.twin.backend import TwinBackend
+from mcp_server.backends.twin.telemetry import TwinTelemetry
 from mcp_server.deps import ServerDeps
 from mcp_server.escalation import JetStreamDesk
-from mcp_server.idempotency import KvIdempotency
+from mcp_server.gate.approvals import KvApprovals
+from mcp_server.gate.audit import JetStreamAudit
+from mcp_server.gate.breaker import KvBreaker
+from mcp_server.gate.idempotency import KvIdempotency
+from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.identity import BearerTokens, fixed_identity, load_tokens
-from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
-from runbooks.client import McpToolClient
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import KvRunStore
@@ -170,7 +170,7 @@ class Platform:
         backend = TwinBackend(self.twin)
         gate = PolicyGate.from_directory()
         self.store = await IncidentStore.open(self.js)
-        # The telemetry tools read the twin's counters and kernel log (mcp_server/backends/twin_telemetry.py).
+        # The telemetry tools read the twin's counters and kernel log (mcp_server/backends/twin/telemetry.py).
         self.telemetry = TwinTelemetry(self.twin)
         self._stack.callback(self.telemetry.close)
         common = {

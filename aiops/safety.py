@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiops.settings import Settings
 from mcp_server.deps import PolicyLimits
-from mcp_server.safety import FreezeWindow
+from mcp_server.gate.safety import FreezeWindow
 
 
 def observe_only(settings: Settings) -> bool:

@@ -19,9 +19,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aiops.settings import Settings
 from aiops.standalone import build_standalone_server
-from mcp_server.chatops.blocks import Reply
-from mcp_server.chatops.commands import SlashRunner
-from runbooks.client import McpToolClient
+from chatops.blocks import Reply
+from chatops.commands import SlashRunner
+from contracts.client import McpToolClient
 
 
 class TerminalConfirmation:

@@ -25,8 +25,8 @@ from aiops.safety import policy_limits
 from aiops.settings import Settings
 from fleet import run_clock
 from mcp_server.deps import ServerDeps
+from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.identity import BearerTokens, IdentityResolver, fixed_identity, load_tokens
-from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 
 WARMUP_S = 45 * 60

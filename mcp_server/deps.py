@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mcp_server.approvals import ApprovalBook, MemoryApprovals
-from mcp_server.audit import AuditSink, MemoryAudit
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
-from mcp_server.breaker import BreakerStore, MemoryBreaker
 from mcp_server.escalation import EscalationDesk, MemoryDesk
-from mcp_server.idempotency import IdempotencyStore, MemoryIdempotency
+from mcp_server.gate.approvals import ApprovalBook, MemoryApprovals
+from mcp_server.gate.audit import AuditSink, MemoryAudit
+from mcp_server.gate.breaker import BreakerStore, MemoryBreaker
+from mcp_server.gate.idempotency import IdempotencyStore, MemoryIdempotency
+from mcp_server.gate.policy import PolicyGate
+from mcp_server.gate.safety import FreezeWindow
 from mcp_server.identity import IdentityResolver
 from mcp_server.incident_source import IncidentSource, NoIncidents
-from mcp_server.policy import PolicyGate
-from mcp_server.safety import FreezeWindow
 from runbooks.library import RunbookLibrary
 from runbooks.state import MemoryRunStore, RunStore
 
@@ -24,7 +24,7 @@ class PolicyLimits:
     """Numbers operators set in configuration; the Cedar policies compare against them."""
 
     max_isolations_per_hour: int = 8
-    # The rest: see mcp_server/policy/policies/*.cedar and aiops/settings.py for what each means.
+    # The rest: see mcp_server/gate/policies/*.cedar and aiops/settings.py for what each means.
     max_out_of_service_pct: int = 30
     min_spares: int = 1
     max_gpu_hours_at_risk: int = 100

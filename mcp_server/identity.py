@@ -19,7 +19,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from pydantic import ValidationError
 
-from mcp_server.policy import Principal
+from mcp_server.gate.policy import Principal
 
 IdentityResolver = Callable[[], Principal]
 

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
-from mcp_server.models import JobState
+from contracts.tools import JobState
 
 # The DCGM fields the telemetry tools know, by dcgm-exporter metric name, with their unit.
 DcgmField = Literal[

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_server.policy import PolicyDecision, PolicyGate, Principal, Resource
-from mcp_server.policy.gate import CedarValue
+from mcp_server.gate.policy import CedarValue, PolicyDecision, PolicyGate, Principal, Resource
 
 READ_ONLY_POLICY = "read-only-mode"
 

@@ -13,9 +13,9 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
-from mcp_server.guard import DENIED
+from contracts.client import ToolResult
+from mcp_server.gate.guard import DENIED
 from mcp_server.surface import GpuOpsServer
-from runbooks.client import ToolResult
 
 
 class ServerToolClient:

@@ -13,7 +13,7 @@ from pydantic import AnyHttpUrl
 
 from mcp_server import prompts, resources
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard
+from mcp_server.gate.guard import MutationGuard
 from mcp_server.identity import BearerTokens
 from mcp_server.read_only import ReadOnlyGate
 from mcp_server.surface import GpuOpsServer

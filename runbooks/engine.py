@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from contracts.client import ToolClient, ToolResult
 from events.models import utcnow
-from mcp_server.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
-from mcp_server.idempotency import IN_FLIGHT
-from runbooks.client import ToolClient, ToolResult
+from mcp_server.gate.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
+from mcp_server.gate.idempotency import IN_FLIGHT
 from runbooks.library import RunbookLibrary
 from runbooks.models import Check, Runbook, ToolStep
 from runbooks.state import Phase, RunState, RunStore, StepState

@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 from agents.claude.answer import answer_tool_schema
 from agents.claude.prompt import ANSWER_TOOL, SKILL_TOOL, DataFence
-from runbooks.client import ToolResult, ToolSpec
+from contracts.client import ToolResult, ToolSpec
 from skills.skill_files import Skill
 
 
 class InvestigationTools(Protocol):
-    """What the loop needs of the agent's MCP client (``runbooks.client.McpToolClient`` fits)."""
+    """What the loop needs of the agent's MCP client (``contracts.client.McpToolClient`` fits)."""
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult: ...
 

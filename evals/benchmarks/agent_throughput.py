@@ -40,11 +40,11 @@ from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.detection import twin_fabric
 from aiops.nats_server import EmbeddedNats
+from contracts.client import ToolResult
 from evals.storm import build_storm, storm_spec
 from events import subjects
 from events.streams import ensure_jetstream
 from fleet import FleetTwin
-from runbooks.client import ToolResult
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import KvRunStore

@@ -27,11 +27,11 @@ import nats
 
 from aiops.platform import Platform, freeze_startup_objects
 from aiops.settings import Settings
+from contracts.tools import ActionChange
 from events.models import XidEvent, stable_id
 from events.publish import publish_events
 from fleet import FleetSpec, JobSpec
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.models import ActionChange
+from mcp_server.backends.twin.backend import TwinBackend
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "first_action.json"
 

@@ -37,11 +37,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 
 from fleet import FleetSpec, FleetTwin, JobSpec
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.backends.twin_telemetry import TwinTelemetry
+from mcp_server.backends.twin.backend import TwinBackend
+from mcp_server.backends.twin.telemetry import TwinTelemetry
 from mcp_server.deps import ServerDeps
+from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.identity import BearerTokens, fixed_identity
-from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 
 ROOT = Path(__file__).resolve().parents[2]

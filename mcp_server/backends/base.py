@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mcp_server.models import (
+from contracts.tools import (
     ActionChange,
     CheckpointStatus,
     FleetContext,

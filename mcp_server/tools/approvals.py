@@ -15,14 +15,14 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from contracts.tools import ActionChange, ActionOutcome, PolicyView
 from events.models import utcnow
-from mcp_server.approvals import ApprovalError, ApprovalRequest, ApprovalStatus, expire_due
 from mcp_server.backends.base import BackendError
-from mcp_server.breaker import Backlog, BreakerState, share_pct
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard, audit
-from mcp_server.models import ActionChange, ActionOutcome, PolicyView
-from mcp_server.policy import Resource
+from mcp_server.gate.approvals import ApprovalError, ApprovalRequest, ApprovalStatus, expire_due
+from mcp_server.gate.breaker import Backlog, BreakerState, share_pct
+from mcp_server.gate.guard import MutationGuard, audit
+from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating
 
 Comment = Annotated[str, Field(max_length=500, description="why, for the record")]

@@ -9,13 +9,13 @@ from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from contracts.tools import ActionOutcome, GpuView, NodeDetail, NodeFilter, NodePage, NodeQuery
 from mcp_server.backends.base import BackendError
-from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard
+from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
+from mcp_server.gate.guard import MutationGuard
+from mcp_server.gate.policy import Resource
 from mcp_server.metrics import EccCounters, XidOccurrence
-from mcp_server.models import ActionOutcome, GpuView, NodeDetail, NodeFilter, NodePage, NodeQuery
-from mcp_server.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
 
 GPU_STATUS_XID_WINDOW_S = 24 * 3600

@@ -10,12 +10,12 @@ from typing import Annotated, Literal
 from mcp.server import MCPServer
 from pydantic import Field
 
+from contracts.tools import ActionChange, ActionOutcome
 from events.models import stable_id
 from mcp_server.deps import ServerDeps
 from mcp_server.escalation import Page, Ticket
-from mcp_server.guard import MutationGuard
-from mcp_server.models import ActionChange, ActionOutcome
-from mcp_server.policy import Resource
+from mcp_server.gate.guard import MutationGuard
+from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import mutating
 
 Key = Annotated[

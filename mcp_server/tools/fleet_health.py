@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contracts.tools import NodeSummary
 from events.incident import IncidentStatus
 from mcp_server.deps import ServerDeps
-from mcp_server.models import NodeSummary
 
 OPEN_STATUSES: list[IncidentStatus] = ["open", "mitigating", "awaiting_approval", "escalated"]
 MAX_ATTENTION = 10

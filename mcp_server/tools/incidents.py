@@ -11,13 +11,13 @@ from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from contracts.tools import ActionChange, ActionOutcome
 from events.incident import Incident, IncidentStatus
 from events.models import utcnow
-from mcp_server.confirm import Answer, Confirmed, ask, confirmed_runbook, require_confirmation
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard
-from mcp_server.models import ActionChange, ActionOutcome
-from mcp_server.policy import Resource
+from mcp_server.gate.confirm import Answer, Confirmed, ask, confirmed_runbook, require_confirmation
+from mcp_server.gate.guard import MutationGuard
+from mcp_server.gate.policy import Resource
 from mcp_server.self_client import ServerToolClient
 from mcp_server.surface import GpuOpsServer
 from mcp_server.tools._common import READ_ONLY, mutating

@@ -2,7 +2,7 @@
 putting a repaired node back (restore its GPUs, lift the platform's cordon).
 
 The destructive ones (swap, cordon, drain, reset, reboot) ask a person to confirm first, as
-``isolate_gpu`` does (see ``mcp_server.confirm``); putting capacity back asks nothing."""
+``isolate_gpu`` does (see ``mcp_server.gate.confirm``); putting capacity back asks nothing."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Resolve
 from pydantic import Field
 
-from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation, server_deps
+from contracts.tools import ActionOutcome, JobProgress, ServiceStatus, SparePool
 from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard, Perform
-from mcp_server.models import ActionOutcome, JobProgress, ServiceStatus, SparePool
-from mcp_server.policy import Resource
+from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation, server_deps
+from mcp_server.gate.guard import MutationGuard, Perform
+from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
 from mcp_server.tools.cluster import gpu_resource
 

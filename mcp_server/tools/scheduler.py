@@ -8,11 +8,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Resolve
 from pydantic import BaseModel, Field
 
-from mcp_server.backends.base import BackendError
-from mcp_server.confirm import Answer, Confirmed, ask, require_confirmation
-from mcp_server.deps import ServerDeps
-from mcp_server.guard import MutationGuard
-from mcp_server.models import (
+from contracts.tools import (
     ActionOutcome,
     CheckpointStatus,
     JobForGpu,
@@ -20,7 +16,11 @@ from mcp_server.models import (
     JobView,
     NodeSummary,
 )
-from mcp_server.policy import Resource
+from mcp_server.backends.base import BackendError
+from mcp_server.deps import ServerDeps
+from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
+from mcp_server.gate.guard import MutationGuard
+from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
 from mcp_server.tools.cluster import parse_cursor
 

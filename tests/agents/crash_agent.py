@@ -23,7 +23,7 @@ from typing import Any
 
 from aiops.agent_process import run_agent
 from aiops.settings import Settings
-from runbooks.client import McpToolClient, ToolResult
+from contracts.client import McpToolClient, ToolResult
 from runbooks.state import RunState, RunStore
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from events.incident import Incident
-from mcp_server.policy import Principal
+from mcp_server.gate.policy import Principal
 from tests.agents.safety_support import as_operator, audit_records, cli, incident_where, running
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 from aiops.settings import FreezeWindowSetting
 from events.incident import Incident
 from fleet import DEFAULT_EPOCH
-from mcp_server.policy import Principal
+from mcp_server.gate.policy import Principal
 from tests.agents.safety_support import as_operator, audit_records, cli, incident_where, running
 
 pytestmark = pytest.mark.slow

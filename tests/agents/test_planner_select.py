@@ -12,8 +12,8 @@ from agents.facts import Facts
 from agents.planner import RulesPlanner
 from agents.planner_select import HybridPlanner, PlannerConfig, long_tail, select_planner
 from agents.summaries import ClaudeSummarizer, TemplateSummarizer
+from contracts.client import ToolResult, ToolSpec
 from events.incident import Incident, Plan
-from runbooks.client import ToolResult, ToolSpec
 from runbooks.library import RunbookLibrary
 
 BUSY = Facts(node="node-003", gpu=3, job="train-01", job_state="stalled")

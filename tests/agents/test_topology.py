@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from agents.topology import Signal, TopologyCorrelator, load_fabric
-from runbooks.client import ToolResult
+from contracts.client import ToolResult
 from tests.agents.factories import at, fabric
 
 

@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aiops.settings import Settings
 from aiops.standalone import HttpServer, build_standalone_http, serving
-from mcp_server.audit import MemoryAudit
+from mcp_server.gate.audit import MemoryAudit
 from mcp_server.identity import load_tokens, parse_principals
 from tests.mcp_server.support import ScriptedPerson, error, held, ok
 

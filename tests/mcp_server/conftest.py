@@ -8,12 +8,12 @@ import pytest
 from mcp import Client
 
 from fleet import FleetSpec, FleetTwin
-from mcp_server.audit import MemoryAudit
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.backends.twin_telemetry import TwinTelemetry
+from mcp_server.backends.twin.backend import TwinBackend
+from mcp_server.backends.twin.telemetry import TwinTelemetry
 from mcp_server.deps import PolicyLimits, ServerDeps
-from mcp_server.idempotency import IdempotencyStore, MemoryIdempotency
-from mcp_server.policy import PolicyGate, Principal
+from mcp_server.gate.audit import MemoryAudit
+from mcp_server.gate.idempotency import IdempotencyStore, MemoryIdempotency
+from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 from tests.mcp_server.support import (
     OPERATOR,

@@ -12,13 +12,13 @@ from mcp import Client
 from mcp.server import MCPServer
 
 from fleet import FleetSpec, FleetTwin
-from mcp_server.approvals import MemoryApprovals
-from mcp_server.audit import MemoryAudit
-from mcp_server.backends.twin import TwinBackend
-from mcp_server.breaker import MemoryBreaker
+from mcp_server.backends.twin.backend import TwinBackend
 from mcp_server.deps import PolicyLimits, ServerDeps
 from mcp_server.escalation import MemoryDesk
-from mcp_server.policy import PolicyGate, Principal
+from mcp_server.gate.approvals import MemoryApprovals
+from mcp_server.gate.audit import MemoryAudit
+from mcp_server.gate.breaker import MemoryBreaker
+from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 from tests.mcp_server.support import AGENT, SwitchableIdentity, error, held, ok
 

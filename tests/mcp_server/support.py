@@ -23,10 +23,10 @@ from events.incident import (
     TimelineEntry,
 )
 from fleet import FleetTwin
-from mcp_server.audit import MemoryAudit
-from mcp_server.backends.twin_telemetry import TwinTelemetry
+from mcp_server.backends.twin.telemetry import TwinTelemetry
 from mcp_server.deps import ServerDeps
-from mcp_server.policy import Principal
+from mcp_server.gate.audit import MemoryAudit
+from mcp_server.gate.policy import Principal
 
 OPERATOR = Principal(id="olga", role="operator", kind="person")
 VIEWER = Principal(id="victor", role="viewer", kind="person")

@@ -9,8 +9,8 @@ from mcp import Client
 
 from fleet import FleetTwin
 from mcp_server.deps import PolicyLimits
-from mcp_server.guard import DENIED
-from mcp_server.policy import Principal
+from mcp_server.gate.guard import DENIED
+from mcp_server.gate.policy import Principal
 from tests.mcp_server.support import ADMIN, AGENT, OPERATOR, VIEWER, MakeStack, Stack, error, held, ok
 
 ISOLATE = {"node": "node-003", "gpu": 2, "reason": "Xid 79 fell off the bus"}

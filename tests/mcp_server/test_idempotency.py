@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from events import subjects
 from events.models import stable_id
-from mcp_server.idempotency import Claim, IdempotencyStore, KvIdempotency, MemoryIdempotency, fingerprint
+from mcp_server.gate.idempotency import Claim, IdempotencyStore, KvIdempotency, MemoryIdempotency, fingerprint
 from tests.mcp_server.support import OPERATOR, VIEWER, MakeStack, error, held, ok, text_of
 
 RESTART = {"job": "train-02", "reason": "NCCL watchdog timeout"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mcp import Client
 
-from mcp_server.policy import PolicyGate, Resource
+from mcp_server.gate.policy import PolicyGate, Resource
 from mcp_server.read_only import READ_ONLY_POLICY, ReadOnlyGate
 from tests.mcp_server.support import ADMIN, MUTATING_TOOLS, READ_TOOLS, MakeStack, error, held, ok
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fleet.maintenance import REBOOT_S, RESET_S
-from mcp_server.guard import DENIED
-from mcp_server.policy import PolicyGate
+from mcp_server.gate.guard import DENIED
+from mcp_server.gate.policy import PolicyGate
 from tests.mcp_server.remediation_rig import Rig, build_rig, connected
 from tests.mcp_server.support import AGENT, OPERATOR, VIEWER
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from mcp_server.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
-from mcp_server.policy import PolicyGate
-from mcp_server.safety import FreezeWindow
+from mcp_server.gate.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
+from mcp_server.gate.policy import PolicyGate
+from mcp_server.gate.safety import FreezeWindow
 from tests.mcp_server.remediation_rig import OPERATOR_2, build_rig, connected
 from tests.mcp_server.support import ADMIN, AGENT, OPERATOR, VIEWER
 

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from mcp_server.guard import DENIED
-from mcp_server.policy import PolicyGate
+from mcp_server.gate.guard import DENIED
+from mcp_server.gate.policy import PolicyGate
 from tests.mcp_server.remediation_rig import build_rig, connected
 from tests.mcp_server.support import AGENT, OPERATOR
 

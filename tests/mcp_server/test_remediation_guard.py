@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from mcp_server.guard import MutationGuard
-from mcp_server.idempotency import MemoryIdempotency
-from mcp_server.models import ActionChange
-from mcp_server.policy import PolicyGate, Resource
+from contracts.tools import ActionChange
+from mcp_server.gate.guard import MutationGuard
+from mcp_server.gate.idempotency import MemoryIdempotency
+from mcp_server.gate.policy import PolicyGate, Resource
 from tests.mcp_server.remediation_rig import build_rig
 from tests.waiting import eventually
 

@@ -9,8 +9,8 @@ import jsonschema  # type: ignore[import-untyped]  # mcp's own dependency
 import pytest
 from mcp import Client
 
+from contracts.tools import NodeDetail
 from events.incident import Incident
-from mcp_server.models import NodeDetail
 from mcp_server.surface import compact_schema
 from tests.mcp_server.support import sample_incidents
 

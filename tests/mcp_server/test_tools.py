@@ -8,9 +8,9 @@ import jsonschema  # type: ignore[import-untyped]  # mcp's own dependency
 from mcp import Client
 from mcp.types import Tool
 
+from contracts.tools import CheckpointStatus, JobForGpu, NodeDetail, NodePage
 from events.incident import Incident
 from fleet import FleetTwin
-from mcp_server.models import CheckpointStatus, JobForGpu, NodeDetail, NodePage
 from mcp_server.tools.incidents import IncidentList
 from tests.mcp_server.support import ALL_TOOLS, DESTRUCTIVE_TOOLS, READ_TOOLS, Stack, error, ok
 

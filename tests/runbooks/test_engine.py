@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from runbooks.client import ToolResult
+from contracts.client import ToolResult
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import MemoryRunStore

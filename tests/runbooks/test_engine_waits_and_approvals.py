@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runbooks.client import ToolResult
+from contracts.client import ToolResult
 from runbooks.engine import RunbookEngine, evaluate
 from runbooks.library import RunbookError, RunbookLibrary
 from runbooks.models import Check, Runbook, ToolStep

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pytest
 from mcp import Client
 
+from contracts.client import McpToolClient
 from fleet import FleetTwin
-from mcp_server.policy import PolicyGate, Principal
-from runbooks.client import McpToolClient
+from mcp_server.gate.policy import PolicyGate, Principal
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import MemoryRunStore, RunState

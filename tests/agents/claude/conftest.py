@@ -11,15 +11,15 @@ from mcp import Client
 
 from agents.claude import ClaudeLimits, ClaudePlanner, make_client
 from agents.facts import Facts, gather_facts
+from contracts.client import McpToolClient
 from events.incident import Incident, RootCause
 from fleet import FleetSpec, FleetTwin
-from mcp_server.audit import MemoryAudit
-from mcp_server.backends.twin import TwinBackend
+from mcp_server.backends.twin.backend import TwinBackend
 from mcp_server.deps import PolicyLimits, ServerDeps
+from mcp_server.gate.audit import MemoryAudit
+from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.identity import fixed_identity
-from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
-from runbooks.client import McpToolClient
 from runbooks.library import RunbookLibrary
 from tests.agents.claude.loopback import LoopbackMessagesServer
 from tests.mcp_server.support import held

@@ -12,14 +12,14 @@ import pytest
 from kubernetes import client as k8s
 from mcp import Client
 
+from contracts.tools import NodeQuery
 from mcp_server.backends.base import BackendError, NotFound
-from mcp_server.backends.kubernetes import ISOLATION_TAINT, KubernetesBackend, KubernetesConfig
-from mcp_server.backends.kubernetes_api import KubeApi
-from mcp_server.backends.kubernetes_jobs import JobKind
+from mcp_server.backends.kubernetes.api import KubeApi
+from mcp_server.backends.kubernetes.backend import ISOLATION_TAINT, KubernetesBackend, KubernetesConfig
+from mcp_server.backends.kubernetes.jobs import JobKind
 from mcp_server.deps import ServerDeps
+from mcp_server.gate.policy import PolicyGate
 from mcp_server.identity import fixed_identity
-from mcp_server.models import NodeQuery
-from mcp_server.policy import PolicyGate
 from tests.mcp_server.backends.kube_api import KubeApiDouble, recording
 from tests.mcp_server.support import OPERATOR, error, ok
 

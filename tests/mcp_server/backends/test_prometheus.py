@@ -20,10 +20,10 @@ from prometheus_api_client import PrometheusConnect
 from fleet import FleetSpec, FleetTwin
 from fleet.exporter import exporter_app
 from mcp_server.backends.prometheus import PrometheusTelemetry
-from mcp_server.backends.twin import TwinBackend
+from mcp_server.backends.twin.backend import TwinBackend
 from mcp_server.deps import ServerDeps
+from mcp_server.gate.policy import PolicyGate
 from mcp_server.identity import fixed_identity
-from mcp_server.policy import PolicyGate
 from mcp_server.server import build_server
 from tests.mcp_server.support import VIEWER, error, held, ok
 from tests.waiting import eventually

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mcp_server.breaker import TAKES_OUT, BreakerState, share_pct, would_trip
-from mcp_server.models import NodeDetail
-from mcp_server.policy import Resource
-from mcp_server.policy.gate import CedarValue
+from contracts.tools import NodeDetail
+from mcp_server.gate.breaker import TAKES_OUT, BreakerState, share_pct, would_trip
+from mcp_server.gate.policy import CedarValue, Resource
 
 if TYPE_CHECKING:  # deps imports FreezeWindow from here
     from mcp_server.deps import ServerDeps

@@ -36,8 +36,8 @@ from pydantic import BaseModel, Field
 
 from events.models import AuditRecord
 from mcp_server.deps import ServerDeps
-from mcp_server.policy import Principal, Resource
-from mcp_server.safety import policy_context
+from mcp_server.gate.policy import Principal, Resource
+from mcp_server.gate.safety import policy_context
 from mcp_server.surface import GpuOpsServer
 
 NOT_CONFIRMED = "not confirmed"

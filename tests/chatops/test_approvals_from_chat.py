@@ -14,7 +14,7 @@ from aiops.settings import FreezeWindowSetting
 from events.incident import Incident
 from fleet import DEFAULT_EPOCH
 from tests.agents.safety_support import audit_records, incident_where, running
-from tests.mcp_server.chatops.loopback_slack import signed, slack_side
+from tests.chatops.loopback_slack import signed, slack_side
 
 pytestmark = pytest.mark.slow
 

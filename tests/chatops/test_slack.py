@@ -12,7 +12,7 @@ import pytest
 
 from aiops.platform import Platform
 from aiops.settings import Settings
-from tests.mcp_server.chatops.loopback_slack import signed, slack_side
+from tests.chatops.loopback_slack import signed, slack_side
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from chatops import blocks as bk
+from chatops.commands import render_incident
 from events.incident import Incident
-from mcp_server.chatops import blocks as bk
-from mcp_server.chatops.commands import render_incident
 
 log = logging.getLogger(__name__)
 

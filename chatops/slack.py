@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcp_server.chatops.blocks import Reply
-from mcp_server.chatops.commands import SLOW, SlashRunner
-from mcp_server.chatops.grammar import Command, UsageError, parse
-from mcp_server.policy import Principal
-from runbooks.client import ToolClient
+from chatops.blocks import Reply
+from chatops.commands import SLOW, SlashRunner
+from chatops.grammar import Command, UsageError, parse
+from contracts.client import ToolClient
+from mcp_server.gate.policy import Principal
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,7 @@ cordons this platform set, whoever set the others.
 
 from __future__ import annotations
 
-from fleet import FleetError, FleetTwin
-from fleet.errors import UnknownGpuError, UnknownJobError, UnknownNodeError
-from fleet.results import ActionResult
-from mcp_server.backends.base import BackendError, NotFound
-from mcp_server.models import (
+from contracts.tools import (
     ActionChange,
     JobProgress,
     ServiceStatus,
@@ -20,6 +16,10 @@ from mcp_server.models import (
     owned_by_platform,
     platform_owner,
 )
+from fleet import FleetError, FleetTwin
+from fleet.errors import UnknownGpuError, UnknownJobError, UnknownNodeError
+from fleet.results import ActionResult
+from mcp_server.backends.base import BackendError, NotFound
 
 AT_BASELINE = 1.10
 """A job whose step time is within 10% of its baseline trains at full speed (noise, not a fault)."""

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.policy import PolicyGate
-from mcp_server.policy.gate import POLICY_DIR
-from tests.mcp_server.policy.cases import AGENT, CALM, GPU, NODE, OPERATOR, RESOURCE_OF
+from mcp_server.gate.policy import POLICY_DIR, PolicyGate
+from tests.mcp_server.gate.cases import AGENT, CALM, GPU, NODE, OPERATOR, RESOURCE_OF
 
 NEEDS_APPROVAL = (
     "isolate_gpu",

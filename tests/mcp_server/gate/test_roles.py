@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_server.policy import PolicyGate, Principal
-from tests.mcp_server.policy.cases import (
+from mcp_server.gate.policy import PolicyGate, Principal
+from tests.mcp_server.gate.cases import (
     ADMIN,
     AGENT,
     ALL_ACTIONS,

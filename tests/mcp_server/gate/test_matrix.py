@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from events.incident import Decision
-from mcp_server.policy import PolicyGate, Principal, Resource
-from tests.mcp_server.policy.cases import (
+from mcp_server.gate.policy import PolicyGate, Principal, Resource
+from tests.mcp_server.gate.cases import (
     ADMIN,
     AGENT,
     ALL_ACTIONS,

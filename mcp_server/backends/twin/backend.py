@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fleet import FleetError, FleetTwin, Node, TrainingJob
-from fleet.errors import UnknownGpuError, UnknownJobError, UnknownNodeError
-from mcp_server.backends.base import BackendError, NotFound
-from mcp_server.backends.twin_maintenance import TwinMaintenance
-from mcp_server.models import (
+from contracts.tools import (
     ActionChange,
     CheckpointStatus,
     FleetContext,
@@ -19,6 +15,10 @@ from mcp_server.models import (
     NodeQuery,
     NodeSummary,
 )
+from fleet import FleetError, FleetTwin, Node, TrainingJob
+from fleet.errors import UnknownGpuError, UnknownJobError, UnknownNodeError
+from mcp_server.backends.base import BackendError, NotFound
+from mcp_server.backends.twin.maintenance import TwinMaintenance
 
 
 def _fail(exc: FleetError) -> BackendError:

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from mcp import Client
 from mcp.server import MCPServer
 
-from mcp_server.policy import Principal
-from runbooks.client import McpToolClient, ToolClient
+from contracts.client import McpToolClient, ToolClient
+from mcp_server.gate.policy import Principal
 
 
 class PrincipalSessions:

@@ -1,6 +1,6 @@
 import pytest
 
-from mcp_server.chatops.grammar import SPECS, UsageError, parse, usage
+from chatops.grammar import SPECS, UsageError, parse, usage
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_server.policy import PolicyGate
+from mcp_server.gate.policy import PolicyGate
 
 
 @pytest.fixture(scope="session")

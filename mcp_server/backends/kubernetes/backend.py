@@ -28,24 +28,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as kubeconfig
 
-from mcp_server.backends.base import BackendError, NotFound
-from mcp_server.backends.kubernetes_api import Json, KubeApi, KubeError
-from mcp_server.backends.kubernetes_jobs import (
-    BASELINE_STEP,
-    CHECKPOINT_AT,
-    CHECKPOINT_INTERVAL,
-    CHECKPOINT_STEP,
-    GPU_HOURS_LOST,
-    JOB_APIS,
-    PREFIX,
-    STEP,
-    STEP_TIME,
-    JobKind,
-    annotation_float,
-    annotation_time,
-    restart,
-)
-from mcp_server.models import (
+from contracts.tools import (
     ActionChange,
     CheckpointStatus,
     FleetContext,
@@ -62,6 +45,23 @@ from mcp_server.models import (
     SpareView,
     owned_by_platform,
     platform_owner,
+)
+from mcp_server.backends.base import BackendError, NotFound
+from mcp_server.backends.kubernetes.api import Json, KubeApi, KubeError
+from mcp_server.backends.kubernetes.jobs import (
+    BASELINE_STEP,
+    CHECKPOINT_AT,
+    CHECKPOINT_INTERVAL,
+    CHECKPOINT_STEP,
+    GPU_HOURS_LOST,
+    JOB_APIS,
+    PREFIX,
+    STEP,
+    STEP_TIME,
+    JobKind,
+    annotation_float,
+    annotation_time,
+    restart,
 )
 
 GPUS = PREFIX + "gpus"

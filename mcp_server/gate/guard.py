@@ -5,11 +5,11 @@ the backend only after the policy gate allowed it, and every attempt is audited 
 ones waiting for approval and the breaker's trips too.
 
 - Approvals: when the gate answers ``approval_required``, the guard records an approval request
-  (``mcp_server.approvals``) and refuses the call naming its id; once a person approved it, the
+  (``mcp_server.gate.approvals``) and refuses the call naming its id; once a person approved it, the
   same call (same caller, tool, arguments, idempotency key) passes with ``context.approved`` and
   uses the approval up. A rejected request refuses the call; an expired one is asked again.
 - Breaker: an action that would take the share of nodes taken out within the breaker's window
-  past its threshold trips the breaker instead (``mcp_server.breaker``); each take-out that went
+  past its threshold trips the breaker instead (``mcp_server.gate.breaker``); each take-out that went
   ahead is logged against its node.
 - Crash safety: once the idempotency key is claimed, deciding, acting and recording the outcome
   run shielded from the caller's cancellation, so a caller that dies mid-call (its connection
@@ -26,16 +26,16 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from contracts.tools import ActionChange, ActionOutcome, PolicyView
 from events.models import AuditRecord, utcnow
-from mcp_server import approvals as approval_book
-from mcp_server.approvals import ApprovalRequest
 from mcp_server.backends.base import BackendError
-from mcp_server.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
 from mcp_server.deps import ServerDeps
-from mcp_server.idempotency import IdempotencyConflict, fingerprint
-from mcp_server.models import ActionChange, ActionOutcome, PolicyView
-from mcp_server.policy import PolicyDecision, Principal, Resource
-from mcp_server.safety import CallFacts, policy_context
+from mcp_server.gate import approvals as approval_book
+from mcp_server.gate.approvals import ApprovalRequest
+from mcp_server.gate.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
+from mcp_server.gate.idempotency import IdempotencyConflict, fingerprint
+from mcp_server.gate.policy import PolicyDecision, Principal, Resource
+from mcp_server.gate.safety import CallFacts, policy_context
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from mcp_server.backends.kubernetes_api import Json, KubeApi
-from mcp_server.models import JobState
+from contracts.tools import JobState
+from mcp_server.backends.kubernetes.api import Json, KubeApi
 
 JobKind = Literal["volcano", "pytorchjob", "jobset"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcp_server.policy import Principal, Resource
+from mcp_server.gate.policy import Principal, Resource
 
 OPERATIONAL = (
     "isolate_gpu",

@@ -24,9 +24,9 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
+from contracts.tools import ActionOutcome
 from events import subjects
 from events.models import stable_id
-from mcp_server.models import ActionOutcome
 
 STALE_AFTER_S = 300.0
 IN_FLIGHT = "is still running"

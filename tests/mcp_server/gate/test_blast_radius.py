@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_server.policy import PolicyGate, Principal
-from tests.mcp_server.policy.cases import ADMIN, AGENT, CALM, GPU, NODE, OPERATOR
+from mcp_server.gate.policy import PolicyGate, Principal
+from tests.mcp_server.gate.cases import ADMIN, AGENT, CALM, GPU, NODE, OPERATOR
 
 ISOLATORS = pytest.mark.parametrize("principal", [AGENT, OPERATOR, ADMIN], ids=["agent", "operator", "admin"])
 LIMITS = pytest.mark.parametrize("limit", [1, 3, 10])

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.policy import PolicyError, PolicyGate, Principal, Resource
-from mcp_server.policy.gate import POLICY_DIR
-from tests.mcp_server.policy.cases import AGENT, CALM, CLUSTER, GPU, NODE, OPERATOR
+from mcp_server.gate.policy import POLICY_DIR, PolicyError, PolicyGate, Principal, Resource
+from tests.mcp_server.gate.cases import AGENT, CALM, CLUSTER, GPU, NODE, OPERATOR
 
 OK = '@id("ok")\n@reason("fine")\npermit (principal, action, resource);\n'
 

@@ -10,10 +10,10 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mcp_server.chatops import blocks as bk
-from mcp_server.chatops.blocks import Reply
-from mcp_server.chatops.grammar import Command, UsageError, parse, usage
-from runbooks.client import ToolClient, ToolResult
+from chatops import blocks as bk
+from chatops.blocks import Reply
+from chatops.grammar import Command, UsageError, parse, usage
+from contracts.client import ToolClient, ToolResult
 
 ACTIVE = ["open", "mitigating", "awaiting_approval", "escalated"]
 SEVERITY_ICON = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":white_circle:"}

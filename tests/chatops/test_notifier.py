@@ -7,7 +7,7 @@ import pytest
 from aiops.demo import wait_for_incidents
 from aiops.platform import Platform
 from aiops.settings import Settings
-from tests.mcp_server.chatops.loopback_slack import slack_side
+from tests.chatops.loopback_slack import slack_side
 
 pytestmark = pytest.mark.slow
 

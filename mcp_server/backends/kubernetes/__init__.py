@@ -1,0 +1,1 @@
+"""The Kubernetes cluster backend (API client, job kinds, the ClusterBackend)."""

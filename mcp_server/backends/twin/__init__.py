@@ -1,0 +1,1 @@
+"""The fleet-twin backend (cluster, maintenance, telemetry)."""
