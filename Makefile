@@ -26,7 +26,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# The official MCP conformance suite (pinned in tests/conformance/package.json), run by the tests.
+CONFORMANCE := tests/conformance/node_modules/.installed
+$(CONFORMANCE): tests/conformance/package.json tests/conformance/package-lock.json
+	npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
+	touch $(CONFORMANCE)
+
+unit: $(STAMP) $(CONFORMANCE)
 	$(BIN)/python -m pytest -q -n 2
 
 test: lint typecheck unit

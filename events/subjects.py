@@ -58,6 +58,11 @@ def dlq(source: str) -> str:
     return f"gpu.dlq.{token(source)}"
 
 
+def incidents_all(cluster: str | None = None) -> str:
+    """Every incident change (of one cluster, or of all)."""
+    return f"gpu.incidents.{token(cluster)}.*" if cluster else "gpu.incidents.>"
+
+
 def incident(cluster: str, incident_id: str) -> str:
     return f"gpu.incidents.{token(cluster)}.{token(incident_id)}"
 

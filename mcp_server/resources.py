@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import yaml
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from mcp_server.deps import ServerDeps
 from mcp_server.tools.fleet_health import OPEN_STATUSES, fleet_health_of
@@ -127,7 +127,7 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
     )
     def xid_any(code: str) -> str:
         if not code.isdigit():
-            raise ResourceError(f"an Xid code is a number, not {code!r}")
+            raise ResourceNotFoundError(f"an Xid code is a number, not {code!r}")
         return xid_markdown(catalog.info_or_unknown(int(code)))
 
     @server.resource(
@@ -146,7 +146,7 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
     async def incident(incident_id: str) -> str:
         found = await deps.incidents.get_incident(incident_id)
         if found is None:
-            raise ResourceError(f"no incident {incident_id!r}; incidents://open lists the open ones")
+            raise ResourceNotFoundError(f"no incident {incident_id!r}; incidents://open lists the open ones")
         return found.model_dump_json(indent=1)
 
     @server.resource(

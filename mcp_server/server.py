@@ -11,7 +11,7 @@ from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from mcp_server import prompts, resources
+from mcp_server import prompts, protocol, resources
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.guard import MutationGuard
 from mcp_server.identity import BearerTokens
@@ -70,6 +70,7 @@ def build_server(
     telemetry.register(server, deps)
     resources.register(server, deps)
     prompts.register(server, deps)
+    server.live = protocol.install(server, deps)
     if deps.read_only:
         server.hide_mutating_tools()
     return server

@@ -9,7 +9,12 @@ Three things set it apart from a plain ``MCPServer``:
   the listing is shorter for a model to read, and a client that validates every result against the
   schema (the MCP SDK does, with ``jsonschema``) spends about half the time on it;
 - it knows which tools can change something (annotations not read-only), so a read-only server
-  can hide them.
+  can hide them;
+- protocol errors carry the spec's codes: an unknown tool, an unknown prompt or a prompt called
+  without a required argument is invalid-params (-32602), not an ``isError`` result (unknown tool)
+  or the SDK's code 0 (prompts). A tool that exists but fails or is refused still answers
+  ``isError``, which a model can read and act on — a mutating tool a read-only server hides
+  included: it is known, and refused.
 """
 
 from __future__ import annotations
@@ -18,12 +23,27 @@ import inspect
 from collections.abc import Callable
 from typing import Any, cast
 
+import pydantic
 from mcp.server import MCPServer
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.prompts.base import Prompt
-from mcp.types import Icon, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    GetPromptResult,
+    Icon,
+    InputRequiredResult,
+    TextContent,
+    ToolAnnotations,
+)
 from mcp.types import Tool as MCPTool
 
 from mcp_server.deps import ServerDeps
+from mcp_server.protocol import Live
 
 _DEFS_PREFIX = "#/$defs/"
 # Keys whose values are data, not sub-schemas: never rewrite inside them.
@@ -40,6 +60,7 @@ class GpuOpsServer(MCPServer[Any]):
         self.mutating_tools: set[str] = set()
         self.hidden_tools: set[str] = set()
         self._listed: dict[str, tuple[int, MCPTool]] = {}
+        self.live: Live | None = None  # completions, logging levels, subscriptions (protocol.install)
 
     def add_tool(
         self,
@@ -82,6 +103,37 @@ class GpuOpsServer(MCPServer[Any]):
             self.remove_tool(name)
             self.hidden_tools.add(name)
 
+    async def _handle_call_tool(
+        self, ctx: ServerRequestContext[Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        if params.name in self.hidden_tools:
+            # A tool this read-only server hides is known, and refused: a result the caller can read.
+            refusal = f"{params.name} is refused: this server runs in read-only mode"
+            return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+        if self._tool_manager.get_tool(params.name) is None:
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"Unknown tool: {params.name}", data={"name": params.name}
+            )
+        return await super()._handle_call_tool(ctx, params)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}", data={"name": name})
+        given = arguments or {}
+        missing = [a.name for a in prompt.arguments or [] if a.required and given.get(a.name) is None]
+        if missing:
+            raise MCPError(code=INVALID_PARAMS, message=f"prompt {name!r} needs: {', '.join(missing)}")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except MCPError:
+            raise
+        except ValueError as exc:
+            bad_argument = _caused_by(exc, pydantic.ValidationError)
+            raise MCPError(code=INVALID_PARAMS if bad_argument else INTERNAL_ERROR, message=str(exc)) from exc
+
     async def list_tools(self) -> list[MCPTool]:
         listed = []
         for tool in await super().list_tools():
@@ -94,6 +146,15 @@ class GpuOpsServer(MCPServer[Any]):
                 self._listed[tool.name] = cached
             listed.append(cached[1])
         return listed
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -15,12 +15,13 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 _HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length", "authorization"}
 
 
 def make_app(upstream: str, token: str) -> web.Application:
     async def forward(request: web.Request) -> web.StreamResponse:
-        session: aiohttp.ClientSession = request.app["session"]
+        session: aiohttp.ClientSession = request.app[SESSION]
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         headers["Authorization"] = f"Bearer {token}"
         body = await request.read()
@@ -32,16 +33,19 @@ def make_app(upstream: str, token: str) -> web.Application:
                 if key.lower() not in _HOP:
                     response.headers[key] = value
             await response.prepare(request)
-            async for chunk in upstream_response.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                async for chunk in upstream_response.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the client hung up mid-stream (the suite closes SSE streams early): nothing to do
             return response
 
     async def open_session(app: web.Application) -> None:
-        app["session"] = aiohttp.ClientSession(auto_decompress=False)
+        app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
 
     async def close_session(app: web.Application) -> None:
-        await app["session"].close()
+        await app[SESSION].close()
 
     app = web.Application()
     app.on_startup.append(open_session)
