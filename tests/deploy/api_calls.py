@@ -132,25 +132,47 @@ def scoped(calls: Iterable[Call]) -> set[Call]:
     }
 
 
+class LoopbackApi:
+    """One loopback API server for many operations, each on freshly seeded objects (a server's
+    shutdown waits out its poll interval: one per operation would cost half a second each)."""
+
+    def __init__(self, kind: JobKind = "volcano") -> None:
+        self.kind = kind
+        self.double: KubeApiDouble = seeded(kind)
+
+    def __enter__(self) -> LoopbackApi:
+        self.url, self.server = self.double.serve()
+        self.double.url = self.url  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    async def record(self, operation: Operation) -> tuple[object, list[Seen]]:
+        """Run ``operation`` on the recorded objects as seeded; its result and the requests it made."""
+        fresh = seeded(self.kind)
+        with self.double.lock:
+            self.double.collections = fresh.collections
+            self.double.evictions = fresh.evictions
+            self.double.seen = []
+        result = await operation(backend_for(self.double, self.kind))
+        return result, list(self.double.seen)
+
+
 async def record(operation: Operation, kind: JobKind = "volcano") -> tuple[object, list[Seen]]:
     """Run ``operation`` on a fresh loopback API; its result and the requests it made."""
-    double: KubeApiDouble = seeded(kind)
-    url, server = double.serve()
-    double.url = url  # type: ignore[attr-defined]
-    try:
-        result = await operation(backend_for(double, kind))
-    finally:
-        server.shutdown()
-        server.server_close()
-    return result, list(double.seen)
+    with LoopbackApi(kind) as api:
+        return await api.record(operation)
 
 
 async def calls_of(operations: dict[str, Operation], kind: JobKind = "volcano") -> dict[str, set[Call]]:
     """Each operation's calls; a write that changed nothing fails (its write path went unexercised)."""
     out: dict[str, set[Call]] = {}
-    for name, operation in operations.items():
-        result, seen = await record(operation, kind)
-        if name in WRITES and not (isinstance(result, ActionChange) and result.changed):
-            raise AssertionError(f"{name} changed nothing against the recordings: {result!r}")
-        out[name] = {call_of(s) for s in seen}
+    with LoopbackApi(kind) as api:
+        for name, operation in operations.items():
+            result, seen = await api.record(operation)
+            if name in WRITES and not (isinstance(result, ActionChange) and result.changed):
+                raise AssertionError(f"{name} changed nothing against the recordings: {result!r}")
+            out[name] = {call_of(s) for s in seen}
     return out
