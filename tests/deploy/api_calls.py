@@ -106,7 +106,7 @@ def call_of(seen: Seen, job_namespace: str = JOB_NAMESPACE) -> Call:
     namespace = None
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
-    plural, name, sub = (rest + [None, None])[:3]
+    plural, name, sub = [*rest, None, None][:3]
     resource = f"{plural}/{sub}" if sub else str(plural)
     verb = {
         ("GET", True): "get",

@@ -7,6 +7,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ Obj = dict[str, Any]
 def tool(name: str, install: str) -> str:
     """The path of a command-line tool; skipped when absent here, a failure under CI (``CI=true``),
     which installs it in ``.ci/run``."""
-    path = shutil.which(name)
+    beside_python = Path(sys.executable).parent / name  # a wheel's binary in this virtual environment
+    path = str(beside_python) if beside_python.exists() else shutil.which(name)
     if path is None:
         message = f"{name} is not installed: {install}; CI installs it in .ci/run"
         if os.environ.get("CI") == "true":

@@ -17,8 +17,8 @@ from tests.deploy.api_calls import (
     READS,
     WRITES,
     Call,
-    backend_operations,
     LoopbackApi,
+    backend_operations,
     calls_of,
     scoped,
 )
