@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,11 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import (
+    KUBECTL_INSTALL,
     KUBERNETES,
     NAMESPACE,
     OVERLAYS,
+    ROOT,
     SECRET,
     Obj,
     containers,
@@ -26,6 +31,7 @@ from tests.deploy.manifests import (
     ours,
     pod_spec,
     render,
+    tool,
 )
 
 pytestmark = pytest.mark.slow
@@ -381,3 +387,48 @@ def test_every_gpu_aiops_process_agrees_on_the_cluster_and_the_nats_url() -> Non
                 assert name in settings, f"{obj['metadata']['name']} has no {name}"
                 values.add(settings[name])
     assert all(len(v) == 1 for v in seen.values()), seen
+
+
+def _docs_block(pattern: str) -> str:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    found = re.search(pattern, text, re.S)
+    assert found, f"docs/deploy.md lost its example {pattern!r}"
+    return found.group(1)
+
+
+def _kustomize(directory: Path) -> list[Obj]:
+    done = subprocess.run(
+        [tool("kubectl", KUBECTL_INSTALL), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def test_the_overlays_docs_deploy_md_shows_render_as_it_says(tmp_path: Path) -> None:
+    shutil.copytree(KUBERNETES, tmp_path / "gpu-aiops" / "deploy" / "kubernetes")
+    mine = tmp_path / "my-cluster"
+    mine.mkdir()
+    block = _docs_block(r"```yaml\n   # my-cluster/kustomization.yaml\n(.*?)   ```")
+    (mine / "kustomization.yaml").write_text(textwrap.dedent(block))
+    docs = _kustomize(mine)
+    clusters = set()
+    for obj in docs:
+        for container in containers(obj):
+            if ours(container):
+                assert container["image"] == "registry.example.com/gpu-aiops:0.1.0"
+                clusters.add(_settings_of(docs, container, obj["metadata"]["namespace"])["AIOPS_CLUSTER"])
+    assert clusters == {"prod-a"}
+
+    helm = tmp_path / "helm-nats"
+    helm.mkdir()
+    deletes = _docs_block(r"Remove the base's NATS objects in your overlay:\n\n```yaml\n(.*?)```")
+    (helm / "kustomization.yaml").write_text(
+        "resources:\n  - ../gpu-aiops/deploy/kubernetes/overlays/observe-only\n" + deletes
+    )
+    names = {(o["kind"], o["metadata"]["name"]) for o in _kustomize(helm)}
+    assert not {("StatefulSet", "nats"), ("Service", "nats"), ("Service", "nats-headless")} & names
+    assert ("NetworkPolicy", "nats") in names  # it selects the chart's pods by the same labels
