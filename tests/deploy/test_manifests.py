@@ -375,9 +375,9 @@ def _settings_of(docs: list[Obj], container: Obj, namespace: str) -> dict[str, A
     return values
 
 
-def test_every_gpu_aiops_process_agrees_on_the_cluster_and_the_nats_url() -> None:
+def test_every_gpu_aiops_process_agrees_on_the_cluster_nats_and_replicas() -> None:
     docs = render("acting")
-    seen: dict[str, set[str]] = {"AIOPS_CLUSTER": set(), "AIOPS_NATS_URL": set()}
+    seen: dict[str, set[str]] = {"AIOPS_CLUSTER": set(), "AIOPS_NATS_URL": set(), "AIOPS_JS_REPLICAS": set()}
     for obj in docs:
         for container in containers(obj):
             if not ours(container):
