@@ -63,6 +63,7 @@ def test_only_the_node_agent_holds_a_capability_and_it_is_syslog() -> None:
             assert service["PrivateDevices"] == ["yes"]
 
 
+@pytest.mark.slow
 def test_systemd_parses_every_unit_without_a_complaint(tmp_path: Path) -> None:
     """``systemd-analyze verify`` on each unit, with a stand-in binary and settings files (the real
     ones live on the host); any warning (an unknown or misspelt directive) fails."""
