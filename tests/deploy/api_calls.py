@@ -15,9 +15,9 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from mcp_server.backends.kubernetes import KubernetesBackend
-from mcp_server.backends.kubernetes_jobs import JobKind
-from mcp_server.models import ActionChange, NodeQuery
+from contracts.tools import ActionChange, NodeQuery
+from mcp_server.backends.kubernetes.backend import KubernetesBackend
+from mcp_server.backends.kubernetes.jobs import JobKind
 from tests.mcp_server.backends.kube_api import KubeApiDouble, Seen
 from tests.mcp_server.backends.test_kubernetes import backend_for, seeded
 
