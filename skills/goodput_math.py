@@ -145,7 +145,16 @@ def binomial_tail(n: int, p: float, k: int) -> float:
         return 1.0
     if k > n:
         return 0.0
-    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+    if p == 0:
+        return 0.0
+    if p == 1:
+        return 1.0
+
+    def pmf(i: int) -> float:
+        log = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+        return math.exp(log + i * math.log(p) + (n - i) * math.log1p(-p))
+
+    return max(0.0, 1.0 - sum(pmf(i) for i in range(k)))
 
 
 @dataclass(frozen=True)
