@@ -7,7 +7,8 @@ same node fails again. ``signal``: what a detector sees first.
 
 ``precursor``: the share of the cause's failures preceded by a signal the platform can act on before
 the crash, and that signal. The published data name the signals, not the shares, so every share
-here is an ASSUMPTION (the study labels it so and sweeps nothing it does not print):
+here is an ASSUMPTION (the study prints each one); HBM and thermal take theirs from the twin's
+failure model (``fleet.failure_model.PRECURSORS``), so the study and the twin agree:
 
 - HBM memory / GPU SRAM: retired pages climbing toward DCGM's limits (15 a soft warning, 63 a bad
   GPU), pending row remaps, Xid 63 retirement events and Xid 92 excessive single-bit interrupts come
@@ -29,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evals.goodput.operators import Signal
+from fleet.failure_model import PRECURSORS
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ CAUSES: tuple[Cause, ...] = (
     Cause(
         "faulty GPU", 0.353, "xid", True, 0.3, "lemon rule (repeat Xids on the GPU)", 0.6
     ),  # Xid 79, 119/120, 74, 109
-    Cause("HBM memory", 0.172, "ecc", True, 0.5, "retired pages / pending remaps / SBE rate", 0.7),
+    Cause("HBM memory", 0.172, "ecc", True, PRECURSORS["hbm"].share, PRECURSORS["hbm"].signal, 0.7),
     Cause("software bug", 0.129, "software", False),  # the application; a restart clears it
     Cause("network switch / cable", 0.084, "network", True, 0.0, "", 0.3),  # link down/flaps
     Cause("unplanned host maintenance", 0.076, "host", True, 0.0, "", 0.3),  # the node goes away
@@ -55,6 +57,14 @@ CAUSES: tuple[Cause, ...] = (
     Cause("NIC", 0.017, "network", True, 0.0, "", 0.3),
     Cause("NCCL watchdog, cause unknown", 0.017, "hang", False),  # a hang
     Cause("silent data corruption", 0.014, "silent", False),  # no signal
-    Cause("thermal interface / sensor", 0.014, "xid", True, 0.7, "recurring thermal throttling", 0.2),
+    Cause(
+        "thermal interface / sensor",
+        0.014,
+        "xid",
+        True,
+        PRECURSORS["thermal"].share,
+        PRECURSORS["thermal"].signal,
+        0.2,
+    ),
     Cause("other host parts", 0.038, "host", True, 0.0, "", 0.3),
 )
