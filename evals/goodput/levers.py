@@ -11,7 +11,8 @@
   (``Levers.precursors``, policy ``next_restart``); ``precursors_drain``: the same flags, the job
   drained at its next checkpoint boundary (policy ``drain``).
 - ``repair``: the platform's reset / reboot / verify before a ticket (``Levers.fast_repair``).
-- ``all``: every lever; spare sizing then uses the shorter repair times.
+- ``all``: every lever; spare sizing then uses the shorter repair times. ``all_but_precursors``:
+  the levers that rest on no assumed precursor share.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from skills.goodput_math import daly_interval_s, spare_advice, young_interval_s
 
 ASSUMED_RATE = 4.0  # per 1000 node-days: the rate a job's configured interval was tuned for
 SPARE_TARGET = 0.01  # P(a node failure finds the pool dry): ByteRobust sizes at the P99
-LEVERS = ("checkpoint", "spares", "precursors", "precursors_drain", "repair", "all")
+LEVERS = ("checkpoint", "spares", "precursors", "precursors_drain", "repair", "all_but_precursors", "all")
 REPAIR_SIGMA = 0.5  # the simulator's lognormal spread of a person's repair
 
 
@@ -94,6 +95,9 @@ def setting(case: FleetCase, lever: str) -> tuple[FleetCase, Levers]:
         return base, Levers(precursors=True, precursor_policy="drain")
     if lever == "repair":
         return base, Levers(fast_repair=True)
+    if lever == "all_but_precursors":
+        fast = Levers(fast_repair=True)
+        return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     if lever == "all":
         fast = Levers(precursors=True, fast_repair=True)
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))

@@ -154,8 +154,12 @@ def study(times: MeasuredTimes, seeds: tuple[int, ...] = SEEDS) -> dict[str, obj
                 "ratio_all_levers": paired(by_lever["all"], bound_daly, "ratio"),
             }
         )
-        for summary in by_lever.values():
-            row = asdict(summary) | {"delta_vs_baseline": paired(summary, by_lever["baseline"], "delta")}
+        for lever, summary in by_lever.items():
+            bound = bound_daly if lever in ("checkpoint", "all", "all_but_precursors") else cells["instant"]
+            row = asdict(summary) | {
+                "delta_vs_baseline": paired(summary, by_lever["baseline"], "delta"),
+                "ratio_to_instant": paired(summary, bound, "ratio"),
+            }
             lever_rows.append(row)
         gaps.append({"gpus": gpus, **gap_attribution(base_case, aiops, cells, seeds)})
         for rate in RATES:
