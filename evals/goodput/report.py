@@ -54,28 +54,52 @@ def _goal(results: dict[str, Any]) -> list[str]:
         "ETTR mean ± 95% CI over the seeds; ratios are per seed on the same failures (paired). "
         "*Baseline*: the job's configured interval (Young's for 4/1000), ~4 spares per 1,024 nodes, "
         "a person repairs removed nodes. *All levers*: Daly's interval for the observed rate, the "
-        "advised spare pool, pre-emptive removal, the platform's reset/reboot repair; its bound is "
-        "the instant operator at the same (Daly) interval.",
+        "advised spare pool, pre-emptive removal (swap at the next stop), the platform's reset/reboot "
+        "repair. Two bounds for it: the instant operator at the same interval (which does not pre-empt), "
+        "and the instant operator with the same pre-emptive removal (the platform's response alone).",
         "",
-        "| GPUs | manual | naive restart | gpu-aiops | instant | gpu-aiops ÷ instant | gpu-aiops, all levers | instant (Daly) | all levers ÷ instant | goal |",
-        "|---:|---|---|---|---|---|---|---|---|---|",
+        "| GPUs | manual | naive restart | gpu-aiops | instant | gpu-aiops ÷ instant | gpu-aiops, all levers | "
+        "instant (Daly) | all levers ÷ instant (Daly) | instant, same levers | all levers ÷ instant, same levers |",
+        "|---:|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in results["goal"]:
-        rows, goal = g["rows"], GOAL.get(g["gpus"])
-        met = (
-            "-"
-            if goal is None
-            else (
-                f"≥ {goal}: baseline {'met' if g['ratio_baseline']['mean'] >= goal else 'NOT met'}, "
-                f"levers {'met' if g['ratio_all_levers']['mean'] >= goal else 'NOT met'}"
-            )
-        )
+        rows = g["rows"]
         lines.append(
             f"| {g['gpus']:,} | {_e(rows['manual'])} | {_e(rows['naive'])} | {_e(rows['gpu_aiops'])} | "
             f"{_e(rows['instant'])} | {_r(g['ratio_baseline'])} | {_e(rows['gpu_aiops_all_levers'])} | "
-            f"{_e(rows['instant_daly'])} | {_r(g['ratio_all_levers'])} | {met} |"
+            f"{_e(rows['instant_daly'])} | {_r(g['ratio_all_levers'])} | {_e(rows['instant_same_levers'])} | "
+            f"{_r(g['ratio_same_levers'])} |"
         )
-    return [*lines, ""]
+    lines += ["", *_verdict(results), ""]
+    return lines
+
+
+def _verdict(results: dict[str, Any]) -> list[str]:
+    """The goal figures in words, from the numbers above."""
+    out = []
+    for g in results["goal"]:
+        goal = GOAL.get(g["gpus"])
+        if goal is None:
+            continue
+
+        def says(stat: dict[str, float], goal: float = goal) -> str:
+            return f"{stat['mean']:.3f} ({'meets' if stat['mean'] >= goal else 'misses'} {goal})"
+
+        out.append(
+            f"- {g['gpus']:,} GPUs, goal ≥ {goal}: baseline {says(g['ratio_baseline'])}; all levers against "
+            f"the instant operator {says(g['ratio_all_levers'])}; all levers against an instant operator "
+            f"with the same pre-emptive removal {says(g['ratio_same_levers'])}."
+        )
+    out.append(
+        "- Measured detection and mitigation are simulated seconds (processing takes none on the twin's "
+        "clock; the wall-clock event-to-first-action latency, `make bench`, is a fraction of a second). "
+        "What remains between gpu-aiops and the bound is what the table below attributes: mostly silent "
+        "data corruption (no signal: found as a person would), then the escalated network faults and "
+        "the unmeasured host faults. Pre-emptive removal lifts the ratio past the goals only against a "
+        "bound that does not pre-empt, and its inputs (which faults warn, how early, how many false "
+        "flags) are assumptions."
+    )
+    return out
 
 
 def _levers(results: dict[str, Any]) -> list[str]:
@@ -130,9 +154,11 @@ def _levers(results: dict[str, Any]) -> list[str]:
     d = Levers()
     lines += [
         "",
-        f"Precursor lead time exponential with mean {d.precursor_lead_mean_s / 3600:.0f} h (a drain needs one "
-        f"checkpoint cycle of warning and a free spare); {d.false_drains_per_catch:.0f} false drain per true "
-        f"catch, each a planned restart plus a node out {d.false_drain_verify_s / 3600:.0f} h for diagnostics; "
+        f"Precursor lead time exponential with mean {d.precursor_lead_mean_s / 3600:.0f} h; swapped at the next "
+        "stop, a flagged node is out before its crash when the job stopped after the warning and a spare was "
+        "free; drained, it needs one checkpoint cycle of warning and a free spare. "
+        f"{d.false_drains_per_catch:.0f} false flag per true catch, each a node out "
+        f"{d.false_drain_verify_s / 3600:.0f} h for diagnostics (and, drained, a planned restart); "
         f"platform repair {d.fast_repair_s / 60:.0f} min (the twin's 480 s HGX reboot + 30 min verification).",
         "",
     ]
