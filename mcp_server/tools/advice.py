@@ -79,7 +79,12 @@ def history_of(incidents: list[Incident], nodes: int, now: datetime, window_days
 
 async def history(deps: ServerDeps, window_days: float) -> History:
     context = await readable(deps.backend.fleet_context())
-    found = await deps.incidents.list_incidents(None, HISTORY_LIMIT)
+    found = await deps.incidents.list_incidents(None, HISTORY_LIMIT)  # newest first
+    if len(found) >= HISTORY_LIMIT and found[-1].opened_at > context.now - timedelta(days=window_days):
+        raise ToolError(
+            f"the last {window_days:g} days hold more than {HISTORY_LIMIT} incidents, more than this "
+            "tool reads: pass a shorter window_days"
+        )
     return history_of(found, context.cluster_nodes, context.now, window_days)
 
 

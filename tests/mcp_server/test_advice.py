@@ -126,3 +126,15 @@ async def test_the_spares_resource_reads_the_advice_or_says_why_not(stack: Stack
         with_history(stack, [])
         with pytest.raises(Exception, match="failures_per_1000_node_days"):
             await client.read_resource("advice://spares")
+
+
+async def test_a_history_longer_than_the_tool_reads_is_an_error_not_a_silent_undercount(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mcp_server.tools.advice.HISTORY_LIMIT", 2)
+    now = now_of(stack)
+    with_history(stack, [hardware_incident(i, now, 1 + i, 2) for i in range(3)])
+    async with held(Client(stack.server)) as client:
+        assert "shorter window_days" in error(await client.call_tool("spare_advice", {}))
+        advice = await call(client, "spare_advice", window_days=1.5)  # the newest two cover it
+        assert advice["node_removals_per_1000_node_days"] > 0
