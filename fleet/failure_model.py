@@ -5,6 +5,15 @@ published figures to common units; the source is named next to each number. Faul
 Poisson process per class; within a class, a few "lemon" GPUs carry most of the draws, as on NCSA
 Delta (>90% of Xid 95 from 4 GPUs; one GPU with 99% of the uncontained memory errors) and at Meta
 (removing ~40 lemon nodes cut large-job failures from 14% to 4%).
+
+Precursors (``precursors=True``; off by default, so a model without them draws exactly as before):
+some faults announce themselves. A drawn fault of a class in ``PRECURSORS`` comes, with the class's
+share, as a precursor now (corrected-ECC bursts and retired pages for HBM, which DCGM counts toward
+its 15 / 63 retired-page limits; recurring light throttling for thermal faults) and the fault itself
+``lead`` hours later (exponential, mean ``precursor_lead_h``). The shares and the lead time are
+ASSUMPTIONS: the published data (xid-and-dcgm.md, failure-rates.md) name these signals, not how often
+they come first. A faulty GPU's precursor is its own earlier faults (the lemon rule), which the
+lemon concentration already models.
 """
 
 from __future__ import annotations
@@ -55,6 +64,25 @@ THERMAL_THROTTLE_FACTOR = 1.6
 # Lemons concentrate the GPU's own failures; a switch or a software bug is no GPU's fault.
 LEMON_CLASSES: frozenset[FaultClass] = frozenset({"faulty_gpu", "hbm", "thermal"})
 
+PrecursorKind = Literal["sbe_burst", "retired_pages", "throttle"]
+
+
+@dataclass(frozen=True)
+class Precursor:
+    share: float  # ASSUMPTION: the share of the class's faults that show the precursor first
+    kinds: tuple[PrecursorKind, ...]
+    signal: str
+
+
+PRECURSORS: dict[FaultClass, Precursor] = {
+    "hbm": Precursor(0.5, ("sbe_burst", "retired_pages"), "corrected-ECC bursts, retired pages climbing"),
+    "thermal": Precursor(0.7, ("throttle",), "recurring thermal throttling"),
+}
+PRECURSOR_LEAD_H = 24.0  # ASSUMPTION: mean warning time
+PRECURSOR_THROTTLE_FACTOR = 1.15  # a light throttle: below the straggler detector's 3x, above noise
+PRECURSOR_SBE_COUNT = 50
+PRECURSOR_RETIRED_PAGES = 16  # just past DCGM's soft warning of 15 retired pages
+
 FAULTY_GPU_XIDS: tuple[int, ...] = (79, 119, 74, 109)
 SOFTWARE_XIDS: tuple[int, ...] = (13, 31)
 
@@ -67,6 +95,7 @@ class FaultDraw:
     node: str
     gpu: int
     xid: int | None = None
+    precursor: PrecursorKind | None = None  # a warning of a fault to come, not the fault
 
 
 @dataclass
@@ -83,7 +112,12 @@ class FailureModel:
     lemons: int = 4
     acceleration: float = 1.0
     rates: dict[FaultClass, FailureRate] = field(default_factory=lambda: dict(RATES))
+    precursors: bool = False
+    precursor_lead_h: float = PRECURSOR_LEAD_H
     lemon_gpus: list[GpuRef] = field(init=False)
+    elapsed_h: float = field(init=False, default=0.0)
+    pending: list[tuple[float, FaultDraw]] = field(init=False, default_factory=list)
+    """Faults announced by a precursor, with the model hour they strike at."""
 
     def __post_init__(self) -> None:
         if self.acceleration < 0:
@@ -110,6 +144,7 @@ class FailureModel:
         """The faults of ``hours`` of simulated time, in class order (deterministic under the rng)."""
         if hours <= 0 or not self.gpus:
             return []
+        start, self.elapsed_h = self.elapsed_h, self.elapsed_h + hours
         draws: list[FaultDraw] = []
         for cls in self.rates:
             for _ in range(_poisson(self.rng, self.expected(cls, hours))):
@@ -120,7 +155,26 @@ class FailureModel:
                 elif cls == "software":
                     xid = self.rng.choice(SOFTWARE_XIDS)
                 draws.append(FaultDraw(cls=cls, node=node, gpu=gpu, xid=xid))
-        return draws
+        if not self.precursors:
+            return draws
+        return self._with_precursors(draws, start)
+
+    def _with_precursors(self, draws: list[FaultDraw], start: float) -> list[FaultDraw]:
+        """Faults due from earlier precursors, then this interval's: each announced one replaced by
+        its precursor now and queued for later."""
+        due = [d for at, d in self.pending if at <= self.elapsed_h]
+        self.pending = [(at, d) for at, d in self.pending if at > self.elapsed_h]
+        out = list(due)
+        for draw in draws:
+            warn = PRECURSORS.get(draw.cls)
+            if warn is None or self.rng.random() >= warn.share:
+                out.append(draw)
+                continue
+            kind = self.rng.choice(warn.kinds)
+            out.append(FaultDraw(cls=draw.cls, node=draw.node, gpu=draw.gpu, precursor=kind))
+            lead = self.rng.expovariate(1 / self.precursor_lead_h)
+            self.pending.append((start + lead, draw))
+        return out
 
     def _pick(self, *, lemons: bool) -> GpuRef:
         if lemons and self.lemon_gpus and self.rng.random() < LEMON_SHARE:
@@ -147,7 +201,9 @@ class _Injectable(Protocol):
 
     def inject_xid(self, node: str, gpu: int, xid: int) -> list[str]: ...
 
-    def inject_ecc(self, node: str, gpu: int, kind: Literal["dbe"]) -> list[str]: ...
+    def inject_ecc(
+        self, node: str, gpu: int, kind: Literal["dbe", "sbe_burst", "retired_pages"], count: int = ...
+    ) -> list[str]: ...
 
     def inject_hang(self, job: str, rank: int | None = None) -> int: ...
 
@@ -162,7 +218,12 @@ class _Injectable(Protocol):
 
 def apply_draw(twin: _Injectable, draw: FaultDraw) -> None:
     """Make a drawn fault happen on the twin, with the signal its class produces."""
-    if draw.xid is not None:
+    if draw.precursor == "throttle":
+        twin.throttle_gpu(draw.node, draw.gpu, PRECURSOR_THROTTLE_FACTOR)
+    elif draw.precursor is not None:
+        count = PRECURSOR_SBE_COUNT if draw.precursor == "sbe_burst" else PRECURSOR_RETIRED_PAGES
+        twin.inject_ecc(draw.node, draw.gpu, draw.precursor, count)
+    elif draw.xid is not None:
         twin.inject_xid(draw.node, draw.gpu, draw.xid)
     elif draw.cls == "hbm":
         twin.inject_ecc(draw.node, draw.gpu, "dbe")

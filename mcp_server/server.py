@@ -17,7 +17,16 @@ from mcp_server.gate.guard import MutationGuard
 from mcp_server.identity import BearerTokens
 from mcp_server.read_only import ReadOnlyGate
 from mcp_server.surface import GpuOpsServer
-from mcp_server.tools import approvals, cluster, escalation, incidents, remediation, scheduler, telemetry
+from mcp_server.tools import (
+    advice,
+    approvals,
+    cluster,
+    escalation,
+    incidents,
+    remediation,
+    scheduler,
+    telemetry,
+)
 
 Lifespan = Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]
 
@@ -26,7 +35,8 @@ gpu-aiops: operate a GPU training cluster. Start wide and narrow down: fleet_hea
 glance), list_incidents / get_incident (what the triage agent found and did), top_offenders (GPUs
 and nodes with the most faults), then list_nodes / describe_node / gpu_status, list_jobs /
 describe_job / checkpoint_status, and the telemetry tools (gpu_metrics, xid_history, ecc_status,
-job_throughput, promql). Read tools are safe to call freely. Mutating tools pass a policy gate that
+job_throughput, promql), and goodput advice (spare_advice: the warm pool to keep; checkpoint_advice:
+a job's optimum checkpoint interval). Read tools are safe to call freely. Mutating tools pass a policy gate that
 may deny them or ask for a person's approval; a denial names the rule. Use dry_run=true (or
 plan_runbook) to see what would happen first, and an idempotency_key when a call may be retried.
 A person may be asked to confirm a destructive action. Resources hold the runbooks, the Xid
@@ -68,6 +78,7 @@ def build_server(
     approvals.register(server, deps, guard)
     incidents.register(server, deps, guard)
     telemetry.register(server, deps)
+    advice.register(server, deps)
     resources.register(server, deps)
     prompts.register(server, deps)
     server.live = protocol.install(server, deps)

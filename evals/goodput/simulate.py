@@ -17,6 +17,7 @@ import heapq
 import math
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 from evals.goodput.causes import CAUSES, Cause
 from evals.goodput.operators import HOUR, Operator, lognormal
@@ -74,6 +75,10 @@ class RunResult:
     escalated: int = 0
     failed_restarts: int = 0
     spare_shortfalls: int = 0
+    spares: int = 0
+    spare_wait_s: float = 0.0
+    drains_avoided: int = 0
+    false_drains: int = 0
 
     @property
     def ettr(self) -> float:
@@ -110,24 +115,98 @@ def _train(result: RunResult, since_ckpt: float, wall: float, interval: float, w
     return rest
 
 
-def simulate(case: FleetCase, operator: Operator, seed: int, causes: tuple[Cause, ...] = CAUSES) -> RunResult:
+@dataclass(frozen=True)
+class Levers:
+    """The platform's levers the study switches on one at a time (defaults: all off).
+
+    ``spares``: the warm pool size (the spare advice); None keeps the case's ~4 per 1,024 nodes.
+    ``precursors``: pre-emptive removal — a failure of a cause with a precursor (``Cause.precursor``)
+    warns ``lead`` seconds ahead (exponential, mean ``precursor_lead_mean_s``). ``precursor_policy``
+    says what the platform does with a flagged node: ``next_restart`` swaps it out at the job's next
+    stop (any interruption), never stopping the job for it — the failure is avoided when the job
+    stopped between the warning and the crash and a spare was free; ``drain`` stops the job at its
+    next checkpoint boundary (no work lost; needs one checkpoint cycle of warning and a free spare).
+    ``false_drains_per_catch`` healthy nodes are flagged with every true catch: each takes a spare
+    out for ``false_drain_verify_s`` and, under ``drain``, costs the job a planned restart. ``fast_repair``: a removed node first gets the platform's reset /
+    reboot and verification (``fast_repair_s``), which fixes ``Cause.reset_fixes`` of them; the rest
+    (and every node without the lever) go to a person's repair (lognormal, the case's median)."""
+
+    spares: int | None = None
+    precursors: bool = False
+    precursor_policy: Literal["next_restart", "drain"] = "next_restart"
+    precursor_lead_mean_s: float = 24 * HOUR  # ASSUMPTION: precursors show a day ahead on average
+    false_drains_per_catch: float = 1.0  # ASSUMPTION: precision 0.5
+    false_drain_verify_s: float = 2 * HOUR  # ASSUMPTION: drain, diagnostics (DCGM diag), return
+    fast_repair: bool = False
+    fast_repair_s: float = 480.0 + 30 * 60.0  # the twin's HGX reboot (480 s) + 30 min verification
+
+
+def simulate(
+    case: FleetCase,
+    operator: Operator,
+    seed: int,
+    causes: tuple[Cause, ...] = CAUSES,
+    levers: Levers = Levers(),
+) -> RunResult:
+    """One run. The failures (times, causes, repair draws, precursor draws) come from their own
+    random stream under ``seed``, so every operator and lever setting meets the same failures; the
+    operator's response times and the false drains have streams of their own."""
     rng = random.Random(seed)
+    respond_rng = random.Random(seed + 1_000_003)
+    false_rng = random.Random(seed + 2_000_003)
     interval, write = case.interval_s, case.checkpoint_write_s
     horizon = case.days * DAY
     result = RunResult(
         operator.name, case.gpus, case.failures_per_1000_node_days, interval, seed, wall_s=horizon
     )
-    spares = case.spares
+    spares = case.spares if levers.spares is None else levers.spares
+    result.spares = spares
     repairs: list[float] = []  # times at which repaired nodes rejoin the spare pool
-    t, since_ckpt, running_from = 0.0, 0.0, 0.0
+    covered = sum(c.share * c.precursor for c in causes) / sum(c.share for c in causes)
+    false_rate = case.failure_rate_per_s * covered * levers.false_drains_per_catch if levers.precursors else 0
+    next_false = false_rng.expovariate(false_rate) if false_rate > 0 else math.inf
+    t, since_ckpt, running_from, last_stop = 0.0, 0.0, 0.0, -math.inf
+    drain = levers.precursor_policy == "drain"
+
+    def stop(at: float, down: float, keep_work: bool) -> None:
+        """The job trains until ``at``, then is down for ``down``; a crash loses the work since the
+        last durable checkpoint (a write in flight too), a drain at the checkpoint boundary keeps it."""
+        nonlocal since_ckpt, running_from, last_stop
+        last_stop = at
+        since_ckpt = _train(result, since_ckpt, at - running_from, interval, write)
+        lost = 0.0 if keep_work else min(since_ckpt, interval)
+        result.productive_s -= lost
+        result.lost_work_s += lost
+        result.downtime_s += down
+        since_ckpt, running_from = 0.0, at + down
+
     while True:
         t += rng.expovariate(case.failure_rate_per_s)
+        cause = _pick(causes, rng)
+        ticket = lognormal(rng, case.repair_median_s, 0.5)
+        fixed_fast, warned, lead = (
+            rng.random() < cause.reset_fixes,
+            rng.random() < cause.precursor,
+            (rng.expovariate(1 / levers.precursor_lead_mean_s)),
+        )
+        while next_false < min(t, horizon):  # a drain of a healthy node the precursors flagged
+            at, next_false = next_false, next_false + false_rng.expovariate(false_rate)
+            while repairs and repairs[0] <= at:
+                heapq.heappop(repairs)
+                spares += 1
+            if spares == 0 or (drain and at < running_from):
+                continue
+            spares -= 1
+            heapq.heappush(repairs, at + levers.false_drain_verify_s)
+            result.false_drains += 1
+            if drain:
+                swap = operator.respond("xid", True, True, respond_rng).recover_s
+                stop(at, swap + case.restart_overhead_s, keep_work=True)
         if t >= horizon:
             break
         while repairs and repairs[0] <= t:
             heapq.heappop(repairs)
             spares += 1
-        cause = _pick(causes, rng)
         result.incidents += 1
         spare_ready = spares > 0
         if cause.persistent:
@@ -135,23 +214,36 @@ def simulate(case: FleetCase, operator: Operator, seed: int, causes: tuple[Cause
                 spares -= 1
             else:
                 result.spare_shortfalls += 1
-            heapq.heappush(repairs, t + lognormal(rng, case.repair_median_s, 0.5))
+            repair = levers.fast_repair_s if levers.fast_repair and fixed_fast else ticket
+            heapq.heappush(repairs, t + repair)
         if t < running_from:
             continue  # the job is already down for an earlier failure
-        since_ckpt = _train(result, since_ckpt, t - running_from, interval, write)
-        lost = since_ckpt if since_ckpt <= interval else interval  # a write in flight is lost too
-        result.productive_s -= lost
-        result.lost_work_s += lost
-        response = operator.respond(cause.signal, cause.persistent, spare_ready, rng)
+        if levers.precursors and warned and spare_ready and not drain and last_stop >= t - lead:
+            # Swapped out at the job's last stop, after the warning: the crash never reaches the job.
+            result.drains_avoided += 1
+            continue
+        if levers.precursors and warned and spare_ready and drain and lead >= interval + write:
+            # Drained at the checkpoint boundary before the crash: no work lost, a planned swap.
+            result.drains_avoided += 1
+            response = operator.respond(cause.signal, cause.persistent, True, respond_rng)
+            stop(t, response.recover_s + case.restart_overhead_s, keep_work=True)
+            continue
+        response = operator.respond(cause.signal, cause.persistent, spare_ready, respond_rng)
+        wait = 0.0
+        if response.waits_for_spare and cause.persistent:
+            wait = max(0.0, heapq.heappop(repairs) - t)  # the first node back from repair is ours
+            result.spare_wait_s += wait
         down = (
-            response.detect_s + response.recover_s + case.restart_overhead_s * (1 + response.failed_restarts)
+            response.detect_s
+            + response.recover_s
+            + wait
+            + case.restart_overhead_s * (1 + response.failed_restarts)
         )
-        result.downtime_s += down
+        stop(t, down, keep_work=False)
         result.interruptions += 1
         result.needed_person += response.needed_person
         result.escalated += response.escalated
         result.failed_restarts += response.failed_restarts
-        since_ckpt, running_from = 0.0, t + down
     if running_from < horizon:
         _train(result, since_ckpt, horizon - running_from, interval, write)
     return result

@@ -1,4 +1,6 @@
-"""Runs the scenario library and writes the report: ``evals/out/scenarios.{json,md,png}``.
+"""Runs the scenario library and writes the report: ``evals/out/scenarios.{json,md,png}``, and the
+per-family time-to-detect / time-to-mitigate distributions ``evals/out/response_times.json`` the
+fleet goodput study reads (``evals.goodput.measured``).
 
 Run: ``.venv/bin/python -m evals.scenarios.report [name-filter] [--planners rules,claude]``
 (``make eval`` runs it with the rules planner). A planner that cannot run here (Claude without
@@ -72,6 +74,53 @@ def summary(scores: list[ScenarioScore]) -> dict[str, object]:
         "gpu_hours_lost": round(sum(s.gpu_hours_lost for s in scores), 3),
         "oracle_gpu_hours": round(sum(s.oracle_gpu_hours for s in scores), 3),
         "by_family": {f: f"{p}/{n}" for f, (p, n) in sorted(families.items())},
+    }
+
+
+def _quantiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "median": None, "p90": None, "max": None}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "median": statistics.median(ordered),
+        "p90": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))],
+        "max": ordered[-1],
+    }
+
+
+def response_times(scores: list[ScenarioScore]) -> dict[str, object]:
+    """Per scenario family, every matched expected incident's time to detect and to mitigate
+    (simulated seconds from the fault), with what it was about and how it ended."""
+    families: dict[str, list[dict[str, object]]] = {}
+    for s in scores:
+        for e in s.expectations:
+            if e.time_to_detect_s is None:
+                continue
+            families.setdefault(s.family, []).append(
+                {
+                    "scenario": s.name,
+                    "planner": s.planner,
+                    "root_cause": e.expected if ":" in e.expected else None,
+                    "status": e.status,
+                    "runbooks": e.runbooks,
+                    "passed": s.passed,
+                    "detect_s": e.time_to_detect_s,
+                    "mitigate_s": e.time_to_mitigate_s,
+                }
+            )
+    return {
+        "unit": "simulated seconds from the fault (tick resolution); processing takes no simulated time",
+        "families": {
+            family: {
+                "samples": samples,
+                "detect_s": _quantiles([float(x["detect_s"]) for x in samples]),  # type: ignore[arg-type]
+                "mitigate_s": _quantiles(
+                    [float(x["mitigate_s"]) for x in samples if x["mitigate_s"] is not None]  # type: ignore[arg-type]
+                ),
+            }
+            for family, samples in sorted(families.items())
+        },
     }
 
 
@@ -185,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     )
     (out / "scenarios.md").write_text(markdown(scores, totals, wall, skipped))
+    times = {"command": " ".join(["python -m evals.scenarios.report", *argv]), **response_times(scores)}
+    (out / "response_times.json").write_text(json.dumps(times, indent=2))
     plot(scores, out / "scenarios.png")
     print(markdown(scores, totals, wall, skipped))
 

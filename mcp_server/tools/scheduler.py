@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from contracts.tools import (
@@ -22,6 +23,7 @@ from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.gate.guard import MutationGuard
 from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import READ_ONLY, mutating, readable
+from mcp_server.tools.advice import CheckpointAdviceView, checkpoint_advice_of
 from mcp_server.tools.cluster import parse_cursor
 
 JobFilter = Literal["any", "running", "stalled", "restarting", "pending", "failed", "completed", "unhealthy"]
@@ -51,6 +53,10 @@ class JobDetail(BaseModel):
     checkpoint: CheckpointStatus
     gang: list[GangMember] = Field(description="the job's nodes in rank order, with their health")
     unfit_members: list[str] = Field(description="gang nodes that could not run the job now")
+    checkpoint_advice: CheckpointAdviceView | None = Field(
+        default=None, description="the checkpoint_advice tool's answer with its defaults; null: see the note"
+    )
+    checkpoint_advice_note: str | None = Field(default=None, description="why there is no advice")
 
 
 def _member(node: NodeSummary) -> GangMember:
@@ -111,7 +117,8 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
     async def describe_job(job: Annotated[str, Field(description="job name")]) -> JobDetail:
         """Everything about one training job: its gang in rank order with each node's health (and
         which members are unfit to run it), progress against its baseline step time, and its
-        checkpoint (age and the GPU-hours a restart now would discard)."""
+        checkpoint (age and the GPU-hours a restart now would discard), and the checkpoint interval
+        the fleet's failure rate calls for (`checkpoint_advice`)."""
         view = await readable(backend.get_job(job))
         checkpoint = await readable(backend.checkpoint_status(job))
         try:
@@ -120,12 +127,20 @@ def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
             progress = None  # a backend that cannot measure it (no baseline known)
         members = {n.name: n for n in await readable(backend.node_summaries())}
         gang = [_member(members[name]) for name in view.nodes if name in members]
+        advice: CheckpointAdviceView | None = None
+        note: str | None = None
+        try:
+            advice = await checkpoint_advice_of(deps, view)
+        except ToolError as exc:
+            note = str(exc)
         return JobDetail(
             job=view,
             progress=progress,
             checkpoint=checkpoint,
             gang=gang,
             unfit_members=[m.node for m in gang if not m.fit],
+            checkpoint_advice=advice,
+            checkpoint_advice_note=note,
         )
 
     @server.tool(annotations=READ_ONLY)

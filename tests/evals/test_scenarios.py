@@ -4,8 +4,9 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
+from evals.goodput.measured import timings_from
 from evals.scenarios.model import ARGUMENTS, ForbiddenAction, Injection, Scenario, load_library
-from evals.scenarios.report import markdown, run_all, summary
+from evals.scenarios.report import markdown, response_times, run_all, summary
 from evals.scenarios.runner import (
     KINDS,
     OracleLoss,
@@ -252,3 +253,28 @@ def test_the_report_states_every_figure_and_the_failures_with_their_reasons():
     text = markdown([ok, bad], totals, 12.0, {"claude": "needs a key"})
     assert "| b | hang | rules | **no** |" in text and "no incident for node:n" in text
     assert "planner claude: skipped (needs a key)" in text and "unsafe actions: 0" in text
+
+
+def test_the_report_writes_each_familys_detection_and_mitigation_times_for_the_goodput_study():
+    def expectation(label: str, detect: float | None, mitigate: float | None) -> ExpectationResult:
+        return ExpectationResult(
+            label, "inc", True, True, True, True, mitigate, [], detect, "mitigated", ["swap-spare"]
+        )
+
+    scores = [
+        ScenarioScore(
+            "a", "xid", "rules", True, [expectation("gpu:n/gpu1", 0.0, 5.0), expectation("xid", 5.0, None)],
+            2, 1, [], 1.0, 1.0, 1.0, [],
+        ),
+        ScenarioScore("b", "hang", "rules", True, [expectation("node:n", 35.0, 40.0)], 1, 1, [], 1.0, 1.0, 1.0, []),
+        ScenarioScore("c", "ecc", "rules", False, [expectation("gpu:m/gpu0", None, None)], 0, 0, [], 0, 0, 1.0, []),
+    ]  # fmt: skip
+    times = response_times(scores)["families"]
+    assert set(times) == {"xid", "hang"}  # an expectation never detected has no time
+    xid = times["xid"]
+    assert [s["root_cause"] for s in xid["samples"]] == ["gpu:n/gpu1", None]
+    assert xid["detect_s"]["n"] == 2 and xid["mitigate_s"] == {"n": 1, "median": 5.0, "p90": 5.0, "max": 5.0}
+    # The study reads exactly this shape.
+    measured = timings_from(response_times(scores)).timings
+    assert measured["xid"].samples == ((0.0, 5.0),)
+    assert measured["hang"].samples == ((35.0, 5.0),)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from fleet import FleetSpec, FleetTwin
-from fleet.failure_model import LEMON_SHARE, RATES, FailureModel
+from fleet.failure_model import LEMON_SHARE, PRECURSORS, RATES, FailureModel
 
 GPUS = [(f"node-{n:03d}", g) for n in range(1, 129) for g in range(8)]  # 1,024 GPUs
 
@@ -55,3 +55,37 @@ def test_failures_are_off_by_default_and_draw_nothing_without_time():
     twin.advance(24 * 3600)
     assert [r for r in twin.history if r.kind == "fault"] == []
     assert FailureModel(GPUS, random.Random(1)).draw(0) == []
+
+
+def test_precursors_are_off_by_default_and_leave_the_draws_unchanged():
+    plain, flagged_off = (
+        FailureModel(GPUS, random.Random(5), acceleration=20_000),
+        FailureModel(GPUS, random.Random(5), acceleration=20_000, precursors=False),
+    )
+    assert plain.draw(24) == flagged_off.draw(24)
+    assert all(d.precursor is None for d in plain.draw(24))
+
+
+def test_faults_with_precursors_announce_themselves_and_strike_later_on_the_same_gpu():
+    model = FailureModel(GPUS, random.Random(6), acceleration=5_000, precursors=True, precursor_lead_h=12)
+    first = model.draw(1)
+    warned = [d for d in first if d.precursor is not None]
+    hbm = [d for d in first if d.cls == "hbm"]
+    assert warned and {d.cls for d in warned} <= set(PRECURSORS)
+    assert {d.precursor for d in warned if d.cls == "hbm"} <= {"sbe_burst", "retired_pages"}
+    # About half the HBM faults come as a warning first (PRECURSORS["hbm"].share).
+    assert sum(d.precursor is not None for d in hbm) / len(hbm) == pytest.approx(
+        PRECURSORS["hbm"].share, abs=0.15
+    )
+    later = [d for _ in range(200) for d in model.draw(1)]
+    struck = {(d.cls, d.node, d.gpu) for d in later if d.precursor is None}
+    assert all((d.cls, d.node, d.gpu) in struck for d in warned)
+
+
+def test_a_twin_shows_the_precursor_signals():
+    twin = FleetTwin(FleetSpec.small(seed=4))
+    model = twin.enable_failures(acceleration=2_000_000)
+    model.precursors = True
+    twin.advance(600)
+    faults = [r.text for r in twin.history if r.kind == "fault"]
+    assert any("sbe_burst" in t or "retired_pages" in t for t in faults)

@@ -58,6 +58,7 @@ MUTATING_TOOLS = DESTRUCTIVE_TOOLS | {"acknowledge_incident", "resolve_incident"
 # Remediation, escalation, approvals and the breaker (issue 4: tools/remediation.py, escalation.py,
 # approvals.py); their tests live in tests/mcp_server/test_remediation*.py.
 READ_TOOLS |= {"spare_pool", "job_progress", "service_status", "list_approvals", "safety_status"}
+READ_TOOLS |= {"spare_advice", "checkpoint_advice"}
 REMEDIATION_TOOLS = {
     "swap_spare",
     "cordon_node",

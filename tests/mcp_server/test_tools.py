@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # mcp's own dependency
+import pytest
 from mcp import Client
-from mcp.types import Tool
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, Tool
 
 from contracts.tools import CheckpointStatus, JobForGpu, NodeDetail, NodePage
 from events.incident import Incident
@@ -372,8 +374,11 @@ async def test_an_unknown_incident_is_a_tool_error_naming_it(client: Client) -> 
     assert "inc-nope" in message and "list_incidents" in message
 
 
-async def test_an_unknown_tool_is_an_error(client: Client) -> None:
-    assert "no_such_tool" in error(await client.call_tool("no_such_tool", {}))
+async def test_an_unknown_tool_is_a_protocol_error_naming_it(client: Client) -> None:
+    # The spec's protocol error for an unknown tool (invalid params), not an isError result.
+    with pytest.raises(MCPError) as raised:
+        await client.call_tool("no_such_tool", {})
+    assert raised.value.error.code == INVALID_PARAMS and "no_such_tool" in raised.value.error.message
 
 
 async def test_the_server_keeps_answering_after_errors(client: Client) -> None:

@@ -1,0 +1,344 @@
+"""Goodput advice tools: how many warm spares to keep (``spare_advice``, resource
+``advice://spares``) and how often a job should checkpoint (``checkpoint_advice``, also in
+``describe_job``), from the platform's own incident history and the fleet's size.
+
+The math is ``skills.goodput_math`` (the fleet goodput study uses the same functions):
+
+- the failure rate is the incidents of the last ``window_days`` (not folded into another, not
+  suppressed) over the fleet's node-days: every such incident for a job's failure rate, those
+  rooted in a GPU or node for node removals;
+- the repair time is how long resolved hardware incidents stayed between ``mitigated`` (the node
+  taken out) and ``resolved``;
+- a caller may give either figure instead, and must when the history has none: nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from pydantic import BaseModel, Field
+
+from contracts.tools import JobView
+from events.incident import Incident
+from mcp_server.deps import ServerDeps
+from mcp_server.tools._common import READ_ONLY, readable
+from skills import goodput_math
+
+NODE_ROOTS = frozenset({"gpu", "node"})
+HISTORY_LIMIT = 5000
+GPUS_PER_NODE = 8
+# Used only when the caller gives no write time: the backends report none (heartbeats carry steps,
+# not checkpoint phases). The answer names it as its basis.
+ASSUMED_WRITE_S = 10.0  # the published target at 10k+ GPUs
+ASSUMED_RESTART_S = 600.0  # published restart overhead 5-15 min
+
+
+@dataclass(frozen=True)
+class History:
+    """What the incident history says about the fleet over a window."""
+
+    nodes: int
+    window_days: float
+    incidents: int
+    node_removals: int
+    repair_samples_s: tuple[float, ...]
+    mitigate_samples_s: tuple[float, ...]
+
+    @property
+    def node_days(self) -> float:
+        return self.nodes * self.window_days
+
+
+def _entry(incident: Incident, what: str) -> datetime | None:
+    return next((e.time for e in incident.timeline if e.what == what), None)
+
+
+def history_of(incidents: list[Incident], nodes: int, now: datetime, window_days: float) -> History:
+    """Count the window's incidents and measure their mitigation and repair times."""
+    since = now - timedelta(days=window_days)
+    counted = [
+        i
+        for i in incidents
+        if since <= i.opened_at <= now and i.folded_into is None and i.status != "suppressed"
+    ]
+    removals = [i for i in counted if i.root_cause is not None and i.root_cause.entity_type in NODE_ROOTS]
+    repairs, mitigations = [], []
+    for incident in counted:
+        mitigated, resolved = _entry(incident, "mitigated"), _entry(incident, "resolved")
+        if mitigated is not None:
+            mitigations.append((mitigated - incident.opened_at).total_seconds())
+        if incident in removals and mitigated is not None and resolved is not None and resolved > mitigated:
+            repairs.append((resolved - mitigated).total_seconds())
+    return History(nodes, window_days, len(counted), len(removals), tuple(repairs), tuple(mitigations))
+
+
+async def history(deps: ServerDeps, window_days: float) -> History:
+    context = await readable(deps.backend.fleet_context())
+    found = await deps.incidents.list_incidents(None, HISTORY_LIMIT)  # newest first
+    if len(found) >= HISTORY_LIMIT and found[-1].opened_at > context.now - timedelta(days=window_days):
+        raise ToolError(
+            f"the last {window_days:g} days hold more than {HISTORY_LIMIT} incidents, more than this "
+            "tool reads: pass a shorter window_days"
+        )
+    return history_of(found, context.cluster_nodes, context.now, window_days)
+
+
+class SpareAdviceView(BaseModel):
+    """The warm-spare pool that keeps the chance a node failure finds none free under the target."""
+
+    nodes: int = Field(description="nodes in the cluster")
+    window_days: float
+    node_removals_per_1000_node_days: float
+    removals_basis: str = Field(description="where the failure rate comes from")
+    mean_repair_h: float
+    repair_basis: str = Field(description="where the repair time comes from")
+    model: Literal["poisson", "binomial"]
+    target_p_dry: float
+    advised_spares: int = Field(description="the fewest warm spares with P(dry) under the target")
+    p_dry: float = Field(description="P(a node failure finds no spare free) with the advised pool")
+    current_spares: int = Field(description="warm spares in the pool now (fit to take a gang member)")
+    p_dry_current: float
+    policy_min_spares: int = Field(description="the policy's reserve (min_spares); it may follow the advice")
+    job: str | None = None
+    ettr_with_advice: float | None = Field(
+        default=None, description="the job's expected ETTR from node-removing failures, advised pool"
+    )
+    ettr_without_spares: float | None = None
+
+
+class CheckpointAdviceView(BaseModel):
+    """Daly's optimum checkpoint interval for a job, and what it gains over the current one."""
+
+    job: str
+    gpus: int
+    failures_per_1000_node_days: float
+    failure_basis: str
+    job_mtbf_h: float
+    checkpoint_write_s: float
+    write_basis: str
+    current_interval_s: float
+    young_interval_s: float
+    advised_interval_s: float = Field(description="Daly's higher-order optimum")
+    downtime_per_failure_s: float
+    downtime_basis: str
+    ettr_current: float
+    ettr_advised: float
+    ettr_gain: float = Field(description="advised minus current (renewal model)")
+    gpu_hours_per_day_gained: float
+
+
+def _rate(given: float | None, count: int, hist: History, what: str, window_days: float) -> tuple[float, str]:
+    """Failures per node-day: given (per 1000 node-days) or counted; none counted is an error."""
+    if given is not None:
+        return given / 1000, f"given: {given} per 1000 node-days"
+    if count == 0:
+        raise ToolError(
+            f"no {what} in the incident history of the last {window_days:g} days to measure a failure "
+            "rate from: pass failures_per_1000_node_days (published fleets: 2.3-6.5, default ~4)"
+        )
+    return count / hist.node_days, (
+        f"incident history: {count} {what} over {hist.nodes} nodes x {hist.window_days:g} days"
+    )
+
+
+async def spare_advice_of(
+    deps: ServerDeps,
+    *,
+    target_p_dry: float = 0.01,
+    window_days: float = 30.0,
+    failures_per_1000_node_days: float | None = None,
+    repair_hours: float | None = None,
+    model: Literal["poisson", "binomial"] = "poisson",
+    job: str | None = None,
+) -> SpareAdviceView:
+    hist = await history(deps, window_days)
+    rate, rate_basis = _rate(
+        failures_per_1000_node_days, hist.node_removals, hist, "node-removing incidents", window_days
+    )
+    if repair_hours is not None:
+        repair_s, repair_basis = repair_hours * 3600, f"given: {repair_hours} h"
+    elif hist.repair_samples_s:
+        repair_s = statistics.fmean(hist.repair_samples_s)
+        repair_basis = (
+            f"incident history: mean of {len(hist.repair_samples_s)} repairs (mitigated to resolved)"
+        )
+    else:
+        raise ToolError(
+            f"no repaired (resolved) hardware incidents in the last {window_days:g} days to measure repair "
+            "time from: pass repair_hours (published: 2.2 h mean by a person, minutes for a reset or reboot)"
+        )
+    view = await readable(deps.backend.get_job(job)) if job is not None else None
+    removals_per_day = rate * hist.nodes
+    try:
+        advice = goodput_math.spare_advice(
+            nodes=hist.nodes,
+            node_failures_per_day=removals_per_day,
+            mean_repair_s=repair_s,
+            target_p_dry=target_p_dry,
+            model=model,
+            job_gpus=view.gpus if view else None,
+            checkpoint_interval_s=view.checkpoint_interval_s if view else None,
+            swap_downtime_s=ASSUMED_RESTART_S,
+        )
+    except ValueError as exc:
+        raise ToolError(str(exc)) from exc
+    pool = await readable(deps.backend.spare_pool())
+    args = {"nodes": hist.nodes, "node_failures_per_day": removals_per_day, "mean_repair_s": repair_s}
+    return SpareAdviceView(
+        nodes=hist.nodes,
+        window_days=window_days,
+        node_removals_per_1000_node_days=round(rate * 1000, 4),
+        removals_basis=rate_basis,
+        mean_repair_h=round(repair_s / 3600, 3),
+        repair_basis=repair_basis,
+        model=model,
+        target_p_dry=target_p_dry,
+        advised_spares=advice.spares,
+        p_dry=advice.p_dry,
+        current_spares=pool.fit,
+        p_dry_current=goodput_math.p_dry(pool.fit, **args, model=model),  # type: ignore[arg-type]
+        policy_min_spares=deps.limits.min_spares,
+        job=job,
+        ettr_with_advice=advice.ettr_with,
+        ettr_without_spares=advice.ettr_without,
+    )
+
+
+async def checkpoint_advice_of(
+    deps: ServerDeps,
+    view: JobView,
+    *,
+    checkpoint_write_s: float | None = None,
+    window_days: float = 30.0,
+    failures_per_1000_node_days: float | None = None,
+    restart_overhead_s: float | None = None,
+) -> CheckpointAdviceView:
+    hist = await history(deps, window_days)
+    rate, rate_basis = _rate(failures_per_1000_node_days, hist.incidents, hist, "incidents", window_days)
+    if checkpoint_write_s is not None:
+        write, write_basis = checkpoint_write_s, "given"
+    else:
+        write = ASSUMED_WRITE_S
+        write_basis = f"ASSUMED {ASSUMED_WRITE_S:g} s: the backend reports no checkpoint write times; pass checkpoint_write_s"
+    restart = ASSUMED_RESTART_S if restart_overhead_s is None else restart_overhead_s
+    mitigate = statistics.fmean(hist.mitigate_samples_s) if hist.mitigate_samples_s else 0.0
+    downtime_basis = (
+        f"mean time to mitigate {mitigate:.0f} s (incident history, {len(hist.mitigate_samples_s)} incidents) + "
+        + (
+            f"restart {restart:g} s (given)"
+            if restart_overhead_s is not None
+            else f"restart ASSUMED {restart:g} s"
+        )
+    )
+    try:
+        advice = goodput_math.checkpoint_advice(
+            gpus=view.gpus,
+            gpus_per_node=GPUS_PER_NODE,
+            failures_per_node_day=rate,
+            checkpoint_write_s=write,
+            current_interval_s=view.checkpoint_interval_s,
+            downtime_per_failure_s=mitigate + restart,
+        )
+    except ValueError as exc:
+        raise ToolError(str(exc)) from exc
+    return CheckpointAdviceView(
+        job=view.name,
+        gpus=view.gpus,
+        failures_per_1000_node_days=round(rate * 1000, 4),
+        failure_basis=rate_basis,
+        job_mtbf_h=round(advice.job_mtbf_s / 3600, 3),
+        checkpoint_write_s=write,
+        write_basis=write_basis,
+        current_interval_s=view.checkpoint_interval_s,
+        young_interval_s=round(advice.young_interval_s, 1),
+        advised_interval_s=round(advice.recommended_interval_s, 1),
+        downtime_per_failure_s=round(advice.downtime_per_failure_s, 1),
+        downtime_basis=downtime_basis,
+        ettr_current=round(advice.ettr_current, 5),
+        ettr_advised=round(advice.ettr_recommended, 5),
+        ettr_gain=round(advice.ettr_gain, 5),
+        gpu_hours_per_day_gained=round(advice.gpu_hours_per_day_gained, 2),
+    )
+
+
+Window = Annotated[float, Field(gt=0, le=365, description="days of incident history to count")]
+Rate = Annotated[
+    float | None,
+    Field(gt=0, le=1000, description="failures per 1000 node-days instead of the incident history's"),
+]
+
+
+def register(server: MCPServer, deps: ServerDeps) -> None:
+    @server.tool(annotations=READ_ONLY)
+    async def spare_advice(
+        target_p_dry: Annotated[
+            float, Field(gt=0, lt=0.5, description="acceptable P(a node failure finds no spare free)")
+        ] = 0.01,
+        window_days: Window = 30.0,
+        failures_per_1000_node_days: Rate = None,
+        repair_hours: Annotated[
+            float | None, Field(gt=0, le=24 * 30, description="mean repair time instead of the history's")
+        ] = None,
+        model: Annotated[
+            Literal["poisson", "binomial"], Field(description="nodes in repair: Poisson or binomial")
+        ] = "poisson",
+        job: Annotated[str | None, Field(description="also price the pool in this job's ETTR")] = None,
+    ) -> SpareAdviceView:
+        """How many warm spares to keep: from the node-removing failures per node-day and the repair
+        times in the incident history (or given), the fewest spares that keep the chance a failure
+        finds the pool empty under the target (nodes in repair ~ Poisson, as ByteRobust sizes its
+        standby), against the pool now and the policy's min_spares. With a job: its expected ETTR
+        with the advised pool and with none. Read-only; the history must hold the figures or you
+        pass them."""
+        return await spare_advice_of(
+            deps,
+            target_p_dry=target_p_dry,
+            window_days=window_days,
+            failures_per_1000_node_days=failures_per_1000_node_days,
+            repair_hours=repair_hours,
+            model=model,
+            job=job,
+        )
+
+    @server.tool(annotations=READ_ONLY)
+    async def checkpoint_advice(
+        job: Annotated[str, Field(description="job name")],
+        checkpoint_write_s: Annotated[
+            float | None, Field(gt=0, le=3600, description="blocking write time of one checkpoint, seconds")
+        ] = None,
+        window_days: Window = 30.0,
+        failures_per_1000_node_days: Rate = None,
+        restart_overhead_s: Annotated[
+            float | None, Field(ge=0, le=7200, description="the job's restart overhead, seconds")
+        ] = None,
+    ) -> CheckpointAdviceView:
+        """How often this job should checkpoint: Daly's optimum interval from its GPU count, its
+        checkpoint write time and the fleet's failure rate per node-day (incident history, or
+        given), and the ETTR it gains over the job's current interval (renewal model). Every input
+        names its basis; an assumed one says ASSUMED. Read-only."""
+        view = await readable(deps.backend.get_job(job))
+        return await checkpoint_advice_of(
+            deps,
+            view,
+            checkpoint_write_s=checkpoint_write_s,
+            window_days=window_days,
+            failures_per_1000_node_days=failures_per_1000_node_days,
+            restart_overhead_s=restart_overhead_s,
+        )
+
+    @server.resource(
+        "advice://spares",
+        name="spare advice",
+        description="The advised warm-spare pool (P(dry) < 1%) from the last 30 days of incidents",
+        mime_type="application/json",
+    )
+    async def spares_resource() -> str:
+        try:
+            return (await spare_advice_of(deps)).model_dump_json(indent=1)
+        except ToolError as exc:
+            raise ResourceError(str(exc)) from exc
