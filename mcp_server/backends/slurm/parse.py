@@ -1,0 +1,388 @@
+"""Slurm's answers as data: ``sinfo --json`` nodes and ``squeue --json`` jobs (OpenAPI v0.0.38
+shapes, Slurm 22.05 and later), ``scontrol show -o`` records, host lists, GRES strings, and the
+gpu-aiops conventions in node and job fields (README "Run on a Slurm cluster"):
+
+- a node's ``Extra`` holds JSON the site or node agent writes: ``gpus`` (``[{index, uuid,
+  pci_bus_id}]``, NVML's inventory), ``gpu_health`` (``{"<index>": "fallen_off_bus" | "error"}``),
+  ``last_xid`` (``{"<index>": 79}``), ``rack``, ``leaf_switch``;
+- a node's ``Comment`` carries this platform's record after the marker ``gpu-aiops:`` (JSON:
+  ``isolated`` GPUs with reason, actor and time, ``gres`` count before a reduction); text before
+  the marker belongs to the site and is kept;
+- a drain whose reason starts with ``gpu-aiops:`` is this platform's; any other drain is not;
+- a job's ``Comment`` carries the training loop's facts after ``gpu-aiops:`` as ``key=value``
+  words: ``step``, ``step_time_s``, ``baseline_step_s``, ``checkpoint_step``, ``checkpoint_at``
+  (ISO 8601 or Unix seconds), ``checkpoint_interval_s``, ``gpu_hours_lost``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mcp_server.models import JobState, NodeState
+
+MARK = "gpu-aiops:"
+"""Prefix of every drain reason, and marker of the record in a node's or job's comment."""
+
+Json = dict[str, Any]
+
+
+class ParseError(ValueError):
+    """Slurm answered something this parser cannot read (a version with other shapes?)."""
+
+
+# -- host lists ------------------------------------------------------------------------------------
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside brackets: ``a[1-2],b`` -> ``["a[1-2]", "b"]``."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def expand_hostlist(text: str | None) -> list[str]:
+    """``gpu-node-[001-003,007]`` -> the four names, in order (Slurm's hostlist syntax)."""
+    if not text or text in ("(null)", "None"):
+        return []
+    names: list[str] = []
+    for part in _split_top(text):
+        match = re.match(r"^([^\[]*)\[([^\]]+)\](.*)$", part)
+        if not match:
+            names.append(part)
+            continue
+        head, ranges, tail = match.groups()
+        for rng in ranges.split(","):
+            lo, _, hi = rng.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                raise ParseError(f"cannot read the host list {text!r}")
+            for i in range(int(lo), int(hi or lo) + 1):
+                names.extend(f"{head}{i:0{len(lo)}d}{rest}" for rest in expand_hostlist(tail) or [""])
+    return names
+
+
+# -- scontrol show -o ----------------------------------------------------------------------------
+
+
+def scontrol_records(text: str) -> list[dict[str, str]]:
+    """``scontrol show <thing> -o``: one record a line, ``Key=Value`` words (a value may hold spaces)."""
+    records = []
+    for line in text.splitlines():
+        record: dict[str, str] = {}
+        key = None
+        for word in line.split():
+            name, eq, value = word.partition("=")
+            if eq and re.fullmatch(r"[A-Za-z][A-Za-z0-9_:/]*", name):
+                key = name
+                record[key] = value
+            elif key is not None:
+                record[key] += " " + word
+        if record:
+            records.append(record)
+    return records
+
+
+# -- GRES ---------------------------------------------------------------------------------------------
+
+
+def gpu_count(gres: str | None) -> int:
+    """GPUs in a GRES string: ``gpu:8``, ``gpu:a100:4(S:0-1),gpu:h100:4`` -> 8."""
+    total = 0
+    for item in _split_top(gres or ""):
+        item = re.sub(r"\(.*\)$", "", item)
+        parts = item.split(":")
+        if parts[0] != "gpu":
+            continue
+        if len(parts) == 1:
+            total += 1
+        elif parts[-1].isdigit():
+            total += int(parts[-1])
+        else:
+            total += 1  # gpu:a100 (a type, count 1)
+    return total
+
+
+def with_gpu_count(gres: str, count: int) -> str:
+    """The GRES string with its (single) GPU entry's count set: ``gpu:a100:8`` -> ``gpu:a100:7``."""
+    out, done = [], False
+    for item in _split_top(gres):
+        parts = re.sub(r"\(.*\)$", "", item).split(":")
+        if parts[0] == "gpu":
+            if done:
+                raise ParseError(f"{gres!r} has several GPU types; reduce them in gres.conf instead")
+            done = True
+            kind = parts[1:-1] if parts[-1].isdigit() else parts[1:]
+            out.append(":".join(["gpu", *kind, str(count)]))
+        else:
+            out.append(item)
+    if not done:
+        raise ParseError(f"no GPU in the GRES {gres!r}")
+    return ",".join(out)
+
+
+def gpu_indices(detail: str) -> list[int]:
+    """The GPU indices of one node's ``gres_detail`` entry: ``gpu:8(IDX:0-7)`` -> 0..7."""
+    out: list[int] = []
+    for match in re.finditer(r"gpu[^()]*\(IDX:([0-9,\-]+)\)", detail):
+        for rng in match.group(1).split(","):
+            lo, _, hi = rng.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+# -- comments --------------------------------------------------------------------------------------
+
+
+def split_comment(comment: str | None) -> tuple[str, str]:
+    """(the site's text, this platform's record after ``gpu-aiops:``)."""
+    text = comment or ""
+    at = text.find(MARK)
+    if at < 0:
+        return text, ""
+    return text[:at].rstrip(" |"), text[at + len(MARK) :].strip()
+
+
+def node_record(comment: str | None) -> Json:
+    _, ours = split_comment(comment)
+    if not ours:
+        return {}
+    try:
+        record = json.loads(ours)
+    except ValueError as exc:
+        raise ParseError(f"the gpu-aiops record in the node comment is not JSON: {ours[:80]!r}") from exc
+    return record if isinstance(record, dict) else {}
+
+
+def with_node_record(comment: str | None, record: Json) -> str:
+    site, _ = split_comment(comment)
+    if not record:
+        return site
+    ours = MARK + json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return f"{site} | {ours}" if site else ours
+
+
+def job_facts(comment: str | None) -> dict[str, str]:
+    """``gpu-aiops: step=1200 checkpoint_step=1000`` -> {"step": "1200", ...}."""
+    _, ours = split_comment(comment)
+    facts = {}
+    for word in ours.split():
+        key, eq, value = word.partition("=")
+        if eq:
+            facts[key] = value
+    return facts
+
+
+def fact_float(facts: dict[str, str], key: str) -> float | None:
+    try:
+        return float(facts[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def fact_time(facts: dict[str, str], key: str) -> datetime | None:
+    value = facts.get(key)
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def drain_owner(reason: str | None) -> str | None:
+    """``gpu-aiops: <why> [by <actor>]`` -> ``gpu-aiops/<actor>``; None for any other reason."""
+    if not reason or not reason.startswith(MARK):
+        return None
+    match = re.search(r"\[by ([^\]]+)\]", reason)
+    return f"gpu-aiops/{match.group(1) if match else 'unknown'}"
+
+
+def drain_reason(reason: str, actor: str) -> str:
+    """The reason this platform sets: its prefix is the ownership mark."""
+    one_line = " ".join(reason.split())[:400]
+    return f"{MARK} {one_line} [by {actor}]"
+
+
+# -- nodes and jobs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlurmNode:
+    name: str
+    state: str
+    flags: frozenset[str]
+    reason: str
+    reason_by: str | None
+    gres: str
+    gres_used: str
+    partitions: tuple[str, ...]
+    features: tuple[str, ...]
+    comment: str
+    extra: Json = field(default_factory=dict)
+
+    @property
+    def drained(self) -> bool:
+        return bool(self.flags & {"DRAIN", "DRAINING", "DRAINED"}) or self.state in ("drained", "draining")
+
+    @property
+    def rebooting(self) -> bool:
+        return any(f.startswith("REBOOT") for f in self.flags) or self.state == "reboot"
+
+    @property
+    def view_state(self) -> NodeState:
+        if self.rebooting:
+            return "rebooting"
+        if self.state in ("down", "future", "unknown") or self.flags & {"NOT_RESPONDING", "INVALID_REG"}:
+            return "not_ready" if self.state != "unknown" else "unknown"
+        if self.state in ("idle", "mixed", "allocated", "completing", "drained", "draining"):
+            return "ready"
+        return "unknown"
+
+    @property
+    def gpus(self) -> int:
+        return gpu_count(self.gres)
+
+    @property
+    def busy(self) -> bool:
+        return self.state in ("mixed", "allocated", "completing") or "COMPLETING" in self.flags
+
+
+def _extra(text: str | None, node: str) -> Json:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}  # a site's own use of Extra; the node agent's inventory is absent
+    return value if isinstance(value, dict) else {}
+
+
+def parse_nodes(doc: Json) -> list[SlurmNode]:
+    """``sinfo --json``'s ``nodes``."""
+    if "nodes" not in doc:
+        raise ParseError(f"sinfo --json answered without nodes (keys: {', '.join(doc) or 'none'})")
+    out = []
+    for n in doc["nodes"]:
+        try:
+            out.append(
+                SlurmNode(
+                    name=n["name"],
+                    state=str(n.get("state", "unknown")).lower(),
+                    flags=frozenset(str(f).upper() for f in n.get("state_flags") or []),
+                    reason=n.get("reason") or "",
+                    reason_by=n.get("reason_set_by_user") or None,
+                    gres=n.get("gres") or "",
+                    gres_used=n.get("gres_used") or "",
+                    partitions=tuple(n.get("partitions") or ()),
+                    features=tuple(f for f in (n.get("active_features") or "").split(",") if f),
+                    comment=n.get("comment") or "",
+                    extra=_extra(n.get("extra"), n["name"]),
+                )
+            )
+        except KeyError as exc:
+            raise ParseError(f"a node in sinfo --json lacks {exc}") from exc
+    return out
+
+
+JOB_STATES: dict[str, JobState] = {
+    "RUNNING": "running",
+    "PENDING": "pending",
+    "CONFIGURING": "pending",
+    "REQUEUED": "restarting",
+    "REQUEUE_FED": "restarting",
+    "REQUEUE_HOLD": "restarting",
+    "RESIZING": "running",
+    "SUSPENDED": "stalled",
+    "STOPPED": "stalled",
+    "COMPLETING": "restarting",
+    "COMPLETED": "completed",
+    "CANCELLED": "failed",
+    "FAILED": "failed",
+    "TIMEOUT": "failed",
+    "NODE_FAIL": "failed",
+    "PREEMPTED": "failed",
+    "BOOT_FAIL": "failed",
+    "DEADLINE": "failed",
+    "OUT_OF_MEMORY": "failed",
+}
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    job_id: int
+    name: str
+    slurm_state: str
+    reason: str
+    nodes: tuple[str, ...]
+    gpus_by_node: dict[str, tuple[int, ...]]
+    gpus_per_node: int
+    excluded: tuple[str, ...]
+    partition: str
+    requeue: bool
+    restarts: int
+    comment: str
+    facts: dict[str, str]
+
+    @property
+    def state(self) -> JobState:
+        if self.slurm_state == "PENDING" and self.reason in ("BeginTime", "JobHeldAdmin", "JobHeldUser"):
+            return "restarting" if self.restarts else "pending"
+        return JOB_STATES.get(self.slurm_state, "unknown")
+
+    @property
+    def active(self) -> bool:
+        return self.slurm_state in ("RUNNING", "CONFIGURING", "SUSPENDED", "COMPLETING", "RESIZING")
+
+
+def parse_jobs(doc: Json) -> list[SlurmJob]:
+    """``squeue --json``'s ``jobs``."""
+    if "jobs" not in doc:
+        raise ParseError(f"squeue --json answered without jobs (keys: {', '.join(doc) or 'none'})")
+    out = []
+    for j in doc["jobs"]:
+        try:
+            state = str(j["job_state"]).upper()
+            nodes = tuple(expand_hostlist(j.get("nodes"))) if state != "PENDING" else ()
+            details = j.get("gres_detail") or []
+            allocated = [
+                a.get("nodename") for a in (j.get("job_resources") or {}).get("allocated_nodes") or []
+            ]
+            order = allocated if len(allocated) == len(details) else list(nodes)
+            by_node = {node: tuple(gpu_indices(detail)) for node, detail in zip(order, details, strict=False)}
+            per_node = gpu_count((j.get("tres_per_node") or "").replace("gres:", "").replace("gres/", ""))
+            if not per_node and by_node:
+                per_node = max(len(v) for v in by_node.values())
+            out.append(
+                SlurmJob(
+                    job_id=int(j["job_id"]),
+                    name=j.get("name") or str(j["job_id"]),
+                    slurm_state=state,
+                    reason=j.get("state_reason") or "",
+                    nodes=nodes,
+                    gpus_by_node=by_node,
+                    gpus_per_node=per_node,
+                    excluded=tuple(expand_hostlist(j.get("excluded_nodes"))),
+                    partition=j.get("partition") or "",
+                    requeue=bool(j.get("requeue")),
+                    restarts=int(j.get("restart_cnt") or 0),
+                    comment=j.get("comment") or "",
+                    facts=job_facts(j.get("comment")),
+                )
+            )
+        except KeyError as exc:
+            raise ParseError(f"a job in squeue --json lacks {exc}") from exc
+    return out

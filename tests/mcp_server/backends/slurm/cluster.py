@@ -1,0 +1,198 @@
+"""A real Slurm cluster on loopback in a temporary directory: ``munged`` with a generated key,
+``slurmctld`` and emulated ``slurmd -N`` nodes, each with eight GPU GRES backed by empty files.
+
+Debian's ``slurm-wlm`` (22.05) emulates several nodes on one host: every node has its own port
+in ``slurm.conf`` and runs its own ``slurmd -N <node>``. Everything runs as the current user
+(root in CI) and is stopped by pid file at exit; a slurmd with a running step may need SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL = "apt-get install -y --no-install-recommends slurm-wlm munge"
+SLURMCTLD = shutil.which("slurmctld") or (
+    "/usr/sbin/slurmctld" if Path("/usr/sbin/slurmctld").exists() else None
+)
+SBIN = Path(SLURMCTLD).parent if SLURMCTLD else Path("/usr/sbin")
+GPUS_PER_NODE = 8
+START_S = 30.0
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class SlurmCluster:
+    root: Path
+    nodes: list[str] = field(default_factory=lambda: [f"gpu-node-{i:03d}" for i in range(1, 5)])
+    spare_partition: str = "spares"
+    spares: list[str] = field(default_factory=list)
+    pidfiles: list[Path] = field(default_factory=list)
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "slurm.conf"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def run(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=30)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
+
+    def _write(self) -> None:
+        root = self.root
+        for sub in ("munge", "state", "spool", "log", "run", "dev"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        key = root / "munge" / "munge.key"
+        key.write_bytes(secrets.token_bytes(1024))
+        key.chmod(0o400)
+        (root / "munge").chmod(0o700)
+        for i in range(GPUS_PER_NODE):
+            (root / "dev" / f"nvidia{i}").touch()
+        ctld_port, *node_ports = free_ports(1 + len(self.nodes))
+        host = socket.gethostname().split(".")[0]
+        workers = [n for n in self.nodes if n not in self.spares]
+        lines = [
+            "ClusterName=loopback",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            f"SlurmctldPort={ctld_port}",
+            "AuthType=auth/munge",
+            f"AuthInfo=socket={root / 'munge' / 'socket'}",
+            "CredType=cred/munge",
+            "SlurmUser=root",
+            "SlurmdUser=root",
+            f"StateSaveLocation={root / 'state'}",
+            f"SlurmdSpoolDir={root / 'spool'}/%n",
+            f"SlurmctldPidFile={root / 'run' / 'slurmctld.pid'}",
+            f"SlurmdPidFile={root / 'run'}/slurmd-%n.pid",
+            f"SlurmctldLogFile={root / 'log' / 'slurmctld.log'}",
+            f"SlurmdLogFile={root / 'log'}/slurmd-%n.log",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            "MpiDefault=none",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core",
+            "SchedulerType=sched/backfill",
+            "ReturnToService=2",
+            "GresTypes=gpu",
+            "JobRequeue=1",
+            f"RebootProgram={shutil.which('true') or '/bin/true'}",
+            "SlurmctldTimeout=30",
+            "SlurmdTimeout=30",
+            "InactiveLimit=0",
+            "KillWait=2",
+            "MinJobAge=300",
+            "SchedulerParameters=sched_interval=1",
+            "MessageTimeout=5",
+        ]
+        for node, port in zip(self.nodes, node_ports, strict=True):
+            lines.append(
+                f"NodeName={node} NodeAddr=127.0.0.1 NodeHostname={host} Port={port} "
+                f"CPUs=2 RealMemory=1000 Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN"
+            )
+        lines.append(f"PartitionName=gpu Nodes={','.join(workers)} Default=YES MaxTime=INFINITE State=UP")
+        if self.spares:
+            lines.append(
+                f"PartitionName={self.spare_partition} Nodes={','.join(self.spares)} MaxTime=INFINITE State=UP"
+            )
+        self.conf.write_text("\n".join(lines) + "\n")
+        gres = [
+            f"NodeName={node} Name=gpu File={root / 'dev'}/nvidia[0-{GPUS_PER_NODE - 1}]"
+            for node in self.nodes
+        ]
+        (root / "gres.conf").write_text("\n".join(gres) + "\n")
+        for node in self.nodes:
+            (root / "spool" / node).mkdir(exist_ok=True)
+
+    def start(self) -> None:
+        self._write()
+        root = self.root
+        munge = root / "munge"
+        self._daemon(
+            [
+                str(SBIN / "munged"),
+                "--key-file",
+                str(munge / "munge.key"),
+                "--socket",
+                str(munge / "socket"),
+                "--pid-file",
+                str(munge / "munged.pid"),
+                "--log-file",
+                str(munge / "munged.log"),
+                "--seed-file",
+                str(munge / "seed"),
+                "--force",
+            ],
+            munge / "munged.pid",
+        )
+        self._daemon([str(SBIN / "slurmctld"), "-f", str(self.conf), "-i"], root / "run" / "slurmctld.pid")
+        for node in self.nodes:
+            self._daemon(
+                [str(SBIN / "slurmd"), "-f", str(self.conf), "-N", node], root / "run" / f"slurmd-{node}.pid"
+            )
+        self.wait_until(lambda: self.idle_nodes() == set(self.nodes), "every node to register idle")
+
+    def _daemon(self, argv: list[str], pidfile: Path) -> None:
+        self.pidfiles.append(pidfile)
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} did not start: {done.stderr.strip() or done.stdout.strip()}")
+        self.wait_until(pidfile.exists, f"{pidfile.name}")
+
+    def idle_nodes(self) -> set[str]:
+        out = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False)
+        return {line.split()[0] for line in out.splitlines() if line.split()[1:] == ["idle"]}
+
+    def wait_until(self, check: object, what: str, within_s: float = START_S) -> None:
+        deadline = time.monotonic() + within_s
+        while not check():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}; logs in {self.root / 'log'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Every daemon by its pid file, slurmds first; SIGKILL what outlives SIGTERM."""
+        pids = []
+        for pidfile in reversed(self.pidfiles):
+            try:
+                pid = int(pidfile.read_text().split()[0])
+                os.kill(pid, signal.SIGTERM)
+                pids.append(pid)
+            except (OSError, ValueError, IndexError):
+                continue
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A zombie of ours would still answer; daemons detach, so they are reaped by init.
+    return True
