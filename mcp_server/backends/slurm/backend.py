@@ -20,6 +20,8 @@ What each action is in Slurm (README "Run on a Slurm cluster"):
 
 from __future__ import annotations
 
+import asyncio
+
 from mcp_server.backends.base import BackendError, NotFound
 from mcp_server.backends.slurm.commands import SlurmCommands, SlurmConfig, SlurmError
 from mcp_server.backends.slurm.parse import (
@@ -37,6 +39,8 @@ from mcp_server.backends.slurm.parse import (
 )
 from mcp_server.backends.slurm.reads import SlurmReads, now
 from mcp_server.models import ActionChange, owned_by_platform
+
+POLL_S = 0.1
 
 
 class SlurmBackend(SlurmReads):
@@ -167,7 +171,19 @@ class SlurmBackend(SlurmReads):
                 f"GPU {', '.join(held)} on {node} is isolated by this drain: restore_gpus first"
             )
         await self._update_node(node, "state=resume")
-        return ActionChange(changed=True, detail=f"resumed {node} in Slurm ({reason}, by {actor})")
+        detail = f"resumed {node} in Slurm ({reason}, by {actor})"
+        if not await self._responding(node):
+            detail += f"; slurmctld has not heard from its slurmd within {self.config.timeout_s:g} s since"
+        return ActionChange(changed=True, detail=detail)
+
+    async def _responding(self, node: str) -> bool:
+        """A resumed node is "not responding" (``idle*``) until slurmctld pings it: wait for that."""
+        deadline = asyncio.get_running_loop().time() + self.config.timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            if not (await self.cmd.run("sinfo", "-h", "-n", node, "-o", "%T")).strip().endswith("*"):
+                return True
+            await asyncio.sleep(POLL_S)
+        return False
 
     async def reboot_node(self, node: str, reason: str, actor: str) -> ActionChange:
         target = await self._node(node)
@@ -214,8 +230,10 @@ class SlurmBackend(SlurmReads):
         try:
             if exclude:
                 await self.cmd.run("scontrol", "update", f"jobid={jid}", f"excnodelist={','.join(exclude)}")
-            # A requeued job waits out Slurm's requeue delay otherwise.
-            await self.cmd.run("scontrol", "update", f"jobid={jid}", "starttime=now")
+            # The requeue completes once the job's processes are gone; it then sets the job's
+            # begin time to Slurm's requeue delay (minutes), which ``starttime=now`` takes back.
+            if await self._requeued(jid):
+                await self.cmd.run("scontrol", "update", f"jobid={jid}", "starttime=now")
         finally:
             await self.cmd.run("scontrol", "release", jid)
         return ActionChange(
@@ -230,6 +248,16 @@ class SlurmBackend(SlurmReads):
                 "replaced": ",".join(n for n in target.nodes if n in exclude) or None,
             },
         )
+
+    async def _requeued(self, jid: str) -> bool:
+        """Whether the held job finished its requeue (pending again) within the time-out."""
+        deadline = asyncio.get_running_loop().time() + self.config.timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            state = (await self.cmd.run("squeue", "-h", "-j", jid, "-o", "%T")).strip()
+            if state == "PENDING":
+                return True
+            await asyncio.sleep(POLL_S)
+        return False
 
     async def _take_spare(self, spare: str, partition: str) -> str:
         """Move ``spare`` out of the site's spare pool into ``partition``; what happened."""

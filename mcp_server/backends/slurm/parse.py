@@ -321,6 +321,12 @@ JOB_STATES: dict[str, JobState] = {
 }
 
 
+UNPLACEABLE = frozenset(
+    {"Resources", "ReqNodeNotAvail", "PartitionNodeLimit", "NodeDown", "BadConstraints", "PartitionDown"}
+)
+"""Pending reasons that mean a requeued job has nowhere to run (not: it is on its way)."""
+
+
 @dataclass(frozen=True)
 class SlurmJob:
     job_id: int
@@ -339,8 +345,9 @@ class SlurmJob:
 
     @property
     def state(self) -> JobState:
-        if self.slurm_state == "PENDING" and self.reason in ("BeginTime", "JobHeldAdmin", "JobHeldUser"):
-            return "restarting" if self.restarts else "pending"
+        if self.slurm_state == "PENDING" and (self.restarts or "requeue" in self.reason.lower()):
+            # Requeued: on its way back, unless Slurm says it cannot be placed now.
+            return "pending" if self.reason in UNPLACEABLE else "restarting"
         return JOB_STATES.get(self.slurm_state, "unknown")
 
     @property

@@ -8,6 +8,7 @@ in ``slurm.conf`` and runs its own ``slurmd -N <node>``. Everything runs as the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -172,7 +173,12 @@ class SlurmCluster:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Every daemon by its pid file, slurmds first; SIGKILL what outlives SIGTERM."""
+        """Jobs first (their slurmstepd outlive slurmd), then every daemon by its pid file, slurmds
+        first; SIGKILL what outlives SIGTERM, and any process left that runs under this cluster."""
+        if self.pidfiles:
+            self.run("scancel", "--quiet", "--user", str(os.getuid()), check=False)
+            with contextlib.suppress(RuntimeError):  # the sweep below kills what is left
+                self.wait_until(lambda: not self.run("squeue", "-h", check=False).strip(), "jobs to end", 15)
         pids = []
         for pidfile in reversed(self.pidfiles):
             try:
@@ -187,12 +193,30 @@ class SlurmCluster:
                 time.sleep(0.05)
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        for pid in self._strays():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        self.pidfiles.clear()
+
+    def _strays(self) -> list[int]:
+        """Processes of this cluster still running: slurmstepd and job scripts carry its SLURM_CONF."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                found.append(int(entry.name))
+        return found
 
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    # A zombie of ours would still answer; daemons detach, so they are reaped by init.
-    return True
+    return state != "Z"  # a daemon's zombie waits for init to reap it
