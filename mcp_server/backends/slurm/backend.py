@@ -10,8 +10,9 @@ What each action is in Slurm (README "Run on a Slurm cluster"):
   where ``gres.conf`` names device files (``File=``, the usual case): then the node is drained
   instead, and the answer says which (``data.mode`` is ``gres`` or ``drain``);
 - restart from checkpoint: ``scontrol requeuehold``, ``ExcNodeList`` += the job's nodes that are
-  drained or hold an isolated or unhealthy GPU, ``StartTime=now``, ``release``: the job restarts
-  elsewhere and its training loop resumes from its newest checkpoint;
+  drained or hold an isolated or unhealthy GPU, ``release``: the job starts again elsewhere once
+  Slurm's requeue delay is over (the job credential's lifetime, ``AuthInfo`` ``cred_expire``,
+  120 s by default) and its training loop resumes from its newest checkpoint;
 - swap a spare: the spare leaves the site's spare partition (joining the job's partition) or spare
   reservation, the failed node is drained, and the job restarts without it;
 - reboot: ``scontrol reboot ASAP nextstate=resume reason=...``: Slurm drains the node and reboots
@@ -24,18 +25,19 @@ import asyncio
 
 from mcp_server.backends.base import BackendError, NotFound
 from mcp_server.backends.slurm.commands import SlurmCommands, SlurmConfig, SlurmError
-from mcp_server.backends.slurm.parse import (
-    MARK,
+from mcp_server.backends.slurm.conventions import (
     Json,
     ParseError,
-    SlurmNode,
     drain_owner,
     drain_reason,
-    expand_hostlist,
     node_record,
+    with_node_record,
+)
+from mcp_server.backends.slurm.parse import (
+    SlurmNode,
+    expand_hostlist,
     scontrol_records,
     with_gpu_count,
-    with_node_record,
 )
 from mcp_server.backends.slurm.reads import SlurmReads, now
 from mcp_server.models import ActionChange, owned_by_platform
@@ -230,10 +232,8 @@ class SlurmBackend(SlurmReads):
         try:
             if exclude:
                 await self.cmd.run("scontrol", "update", f"jobid={jid}", f"excnodelist={','.join(exclude)}")
-            # The requeue completes once the job's processes are gone; it then sets the job's
-            # begin time to Slurm's requeue delay (minutes), which ``starttime=now`` takes back.
-            if await self._requeued(jid):
-                await self.cmd.run("scontrol", "update", f"jobid={jid}", "starttime=now")
+            # The job starts again once Slurm's requeue delay is over (the job credential's
+            # lifetime, AuthInfo cred_expire, 120 s by default): sooner, a node that ran it refuses it.
         finally:
             await self.cmd.run("scontrol", "release", jid)
         return ActionChange(
@@ -248,16 +248,6 @@ class SlurmBackend(SlurmReads):
                 "replaced": ",".join(n for n in target.nodes if n in exclude) or None,
             },
         )
-
-    async def _requeued(self, jid: str) -> bool:
-        """Whether the held job finished its requeue (pending again) within the time-out."""
-        deadline = asyncio.get_running_loop().time() + self.config.timeout_s
-        while asyncio.get_running_loop().time() < deadline:
-            state = (await self.cmd.run("squeue", "-h", "-j", jid, "-o", "%T")).strip()
-            if state == "PENDING":
-                return True
-            await asyncio.sleep(POLL_S)
-        return False
 
     async def _take_spare(self, spare: str, partition: str) -> str:
         """Move ``spare`` out of the site's spare pool into ``partition``; what happened."""
@@ -308,6 +298,3 @@ class SlurmBackend(SlurmReads):
             detail=f"{moved}; {node} drained; {restarted.detail}",
             data={"old": node, "new": spare},
         )
-
-
-__all__ = ["MARK", "SlurmBackend", "SlurmConfig"]

@@ -7,16 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 from mcp_server.backends.base import BackendError, NotFound
 from mcp_server.backends.slurm.commands import SlurmCommands, SlurmConfig
-from mcp_server.backends.slurm.parse import (
+from mcp_server.backends.slurm.conventions import (
     Json,
     ParseError,
-    SlurmJob,
-    SlurmNode,
     drain_owner,
-    expand_hostlist,
     fact_float,
     fact_time,
     node_record,
+)
+from mcp_server.backends.slurm.parse import (
+    SlurmJob,
+    SlurmNode,
+    expand_hostlist,
     parse_jobs,
     parse_nodes,
     scontrol_records,

@@ -26,6 +26,7 @@ SLURMCTLD = shutil.which("slurmctld") or (
 SBIN = Path(SLURMCTLD).parent if SLURMCTLD else Path("/usr/sbin")
 GPUS_PER_NODE = 8
 START_S = 30.0
+CRED_EXPIRE_S = 5
 
 
 def free_ports(count: int) -> list[int]:
@@ -79,7 +80,8 @@ class SlurmCluster:
             f"SlurmctldHost={host}(127.0.0.1)",
             f"SlurmctldPort={ctld_port}",
             "AuthType=auth/munge",
-            f"AuthInfo=socket={root / 'munge' / 'socket'}",
+            # A requeued job waits out the job credential's lifetime before it starts again.
+            f"AuthInfo=socket={root / 'munge' / 'socket'},cred_expire={CRED_EXPIRE_S}",
             "CredType=cred/munge",
             "SlurmUser=root",
             "SlurmdUser=root",

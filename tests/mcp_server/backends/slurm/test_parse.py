@@ -10,21 +10,23 @@ from typing import Any
 
 import pytest
 
-from mcp_server.backends.slurm.parse import (
+from mcp_server.backends.slurm.conventions import (
     ParseError,
     drain_owner,
     drain_reason,
-    expand_hostlist,
     fact_time,
-    gpu_count,
-    gpu_indices,
     job_facts,
     node_record,
+    with_node_record,
+)
+from mcp_server.backends.slurm.parse import (
+    expand_hostlist,
+    gpu_count,
+    gpu_indices,
     parse_jobs,
     parse_nodes,
     scontrol_records,
     with_gpu_count,
-    with_node_record,
 )
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "slurm"
