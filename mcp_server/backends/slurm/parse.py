@@ -236,6 +236,7 @@ class SlurmJob:
     nodes: tuple[str, ...]
     gpus_by_node: dict[str, tuple[int, ...]]
     gpus_per_node: int
+    node_count: int
     excluded: tuple[str, ...]
     partition: str
     requeue: bool
@@ -282,6 +283,7 @@ def parse_jobs(doc: Json) -> list[SlurmJob]:
                     nodes=nodes,
                     gpus_by_node=by_node,
                     gpus_per_node=per_node,
+                    node_count=int(j.get("node_count") or len(nodes)),
                     excluded=tuple(expand_hostlist(j.get("excluded_nodes"))),
                     partition=j.get("partition") or "",
                     requeue=bool(j.get("requeue")),

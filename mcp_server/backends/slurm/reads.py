@@ -204,7 +204,8 @@ class SlurmReads:
 
     def _job_view(self, job: SlurmJob) -> JobView:
         facts = job.facts
-        gpus = sum(len(v) for v in job.gpus_by_node.values()) or len(job.nodes) * job.gpus_per_node
+        # A pending or requeued job has no nodes yet: it will take node_count of them.
+        gpus = sum(len(v) for v in job.gpus_by_node.values()) or job.node_count * job.gpus_per_node
         return JobView.model_construct(
             name=str(job.job_id),
             state=job.state,
