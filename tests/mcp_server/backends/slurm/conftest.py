@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,18 +22,24 @@ CHECKPOINTED = (
 )
 
 
-@pytest.fixture
-def slurm() -> Iterator[SlurmCluster]:
+@contextmanager
+def loopback(spares: list[str]) -> Iterator[SlurmCluster]:
     # A short root: slurmstepd's socket paths under it must stay within 108 bytes (pytest's
     # tmp_path is too deep for them).
     root = Path(tempfile.mkdtemp(prefix="slurm-"))
-    cluster = SlurmCluster(root, spares=["gpu-node-004"])
+    cluster = SlurmCluster(root, spares=spares)
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def slurm() -> Iterator[SlurmCluster]:
+    with loopback(["gpu-node-004"]) as cluster:
+        yield cluster
 
 
 @pytest.fixture

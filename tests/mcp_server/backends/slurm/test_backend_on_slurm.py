@@ -12,7 +12,7 @@ import pytest
 from mcp_server.backends.base import BackendError, NotFound
 from mcp_server.backends.slurm import SlurmBackend, SlurmConfig, SlurmError
 from tests.mcp_server.backends.slurm.cluster import INSTALL, SLURMCTLD, SlurmCluster
-from tests.mcp_server.backends.slurm.conftest import report_gpu, submit
+from tests.mcp_server.backends.slurm.conftest import loopback, report_gpu, submit
 from tests.system_packages import require
 from tests.waiting import eventually
 
@@ -139,6 +139,27 @@ async def test_a_swap_takes_the_spare_out_of_its_partition_and_requeues_without_
     assert "gpu-node-004 moved from partition spares to gpu" in swapped.detail
     assert (await backend.spare_pool()).spares == []
     assert (await backend.get_node(bad)).cordon_owner == "gpu-aiops/triage-agent"
+
+
+async def test_a_swap_takes_the_spare_out_of_the_spare_reservation() -> None:
+    with loopback(spares=[]) as slurm:  # every node in partition gpu; two of them reserved
+        slurm.run(
+            "scontrol", "create", "reservation", "reservationname=spare-pool", "nodes=gpu-node-[003-004]",
+            "starttime=now", "duration=infinite", "users=daemon", "flags=maint,ignore_jobs",
+        )  # fmt: skip
+        backend = SlurmBackend.connect(SlurmConfig(conf=slurm.conf, spare_reservation="spare-pool"))
+        job = submit(slurm)
+        bad, good = await running(backend, job)
+        pool = await backend.spare_pool(job, bad)
+
+        swapped = await backend.swap_spare(job, bad, "Xid 79", "triage-agent")
+        after = await running(backend, job)
+        left = slurm.run("scontrol", "show", "reservation", "spare-pool", "-o")
+
+    assert [s.name for s in pool.spares] == ["gpu-node-003", "gpu-node-004"] and pool.candidate == "gpu-node-003"
+    assert "gpu-node-003 left reservation spare-pool" in swapped.detail
+    assert sorted(after) == sorted([good, "gpu-node-003"])
+    assert " Nodes=gpu-node-004 " in left
 
 
 async def test_a_reboot_waits_for_the_running_job(slurm: SlurmCluster, backend: SlurmBackend) -> None:
