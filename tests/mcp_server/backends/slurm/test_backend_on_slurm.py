@@ -156,7 +156,10 @@ async def test_a_swap_takes_the_spare_out_of_the_spare_reservation() -> None:
         after = await running(backend, job)
         left = slurm.run("scontrol", "show", "reservation", "spare-pool", "-o")
 
-    assert [s.name for s in pool.spares] == ["gpu-node-003", "gpu-node-004"] and pool.candidate == "gpu-node-003"
+    assert [s.name for s in pool.spares] == [
+        "gpu-node-003",
+        "gpu-node-004",
+    ] and pool.candidate == "gpu-node-003"
     assert "gpu-node-003 left reservation spare-pool" in swapped.detail
     assert sorted(after) == sorted([good, "gpu-node-003"])
     assert " Nodes=gpu-node-004 " in left
