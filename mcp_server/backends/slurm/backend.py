@@ -10,11 +10,12 @@ What each action is in Slurm (README "Run on a Slurm cluster"):
   where ``gres.conf`` names device files (``File=``, the usual case): then the node is drained
   instead, and the answer says which (``data.mode`` is ``gres`` or ``drain``);
 - restart from checkpoint: ``scontrol requeuehold``, ``ExcNodeList`` += the job's nodes that are
-  drained or hold an isolated or unhealthy GPU, ``release``: the job starts again elsewhere once
+  drained or hold an isolated or unhealthy GPU, ``release``: the job starts again without them once
   Slurm's requeue delay is over (the job credential's lifetime, ``AuthInfo`` ``cred_expire``,
   120 s by default) and its training loop resumes from its newest checkpoint;
 - swap a spare: the spare leaves the site's spare partition (joining the job's partition) or spare
-  reservation, the failed node is drained, and the job restarts without it;
+  reservation, the failed node is drained, and the job is requeued pinned to its new gang
+  (``ReqNodeList``; in Slurm a gang changes only by a requeue);
 - reboot: ``scontrol reboot ASAP nextstate=resume reason=...``: Slurm drains the node and reboots
   it only once its jobs have ended, so never under a running job.
 """
@@ -34,6 +35,7 @@ from mcp_server.backends.slurm.conventions import (
     with_node_record,
 )
 from mcp_server.backends.slurm.parse import (
+    SlurmJob,
     SlurmNode,
     expand_hostlist,
     scontrol_records,
@@ -226,19 +228,10 @@ class SlurmBackend(SlurmReads):
             return ActionChange(
                 changed=False, detail=f"Slurm job {target.job_id} is {target.state}; nothing changed"
             )
-        jid = str(target.job_id)
-        exclude = sorted(set(target.excluded) | set(await self._bad_nodes(target.nodes)))
-        await self.cmd.run("scontrol", "requeuehold", jid)
-        try:
-            if exclude:
-                await self.cmd.run("scontrol", "update", f"jobid={jid}", f"excnodelist={','.join(exclude)}")
-            # The job starts again once Slurm's requeue delay is over (the job credential's
-            # lifetime, AuthInfo cred_expire, 120 s by default): sooner, a node that ran it refuses it.
-        finally:
-            await self.cmd.run("scontrol", "release", jid)
+        exclude = await self._requeue(target, sorted(await self._bad_nodes(target.nodes)))
         return ActionChange(
             changed=True,
-            detail=f"requeued Slurm job {jid} ({target.name}) from its checkpoint"
+            detail=f"requeued Slurm job {target.job_id} ({target.name}) from its checkpoint"
             + (f", excluding {', '.join(exclude)}" if exclude else "")
             + f" ({reason}, by {actor})",
             data={
@@ -248,6 +241,26 @@ class SlurmBackend(SlurmReads):
                 "replaced": ",".join(n for n in target.nodes if n in exclude) or None,
             },
         )
+
+    async def _requeue(self, target: SlurmJob, bad: list[str], gang: list[str] | None = None) -> list[str]:
+        """Requeue ``target`` without ``bad`` (on exactly ``gang`` when given); the excluded nodes.
+
+        The job starts again once Slurm's requeue delay is over (the job credential's lifetime,
+        ``AuthInfo`` ``cred_expire``, 120 s by default): sooner, a node that ran it would refuse it."""
+        jid = str(target.job_id)
+        exclude = sorted(set(target.excluded) | set(bad))
+        settings = [f"excnodelist={','.join(exclude)}"] if exclude else []
+        if gang is not None:
+            settings.append(f"reqnodelist={','.join(sorted(gang))}")
+        elif set(target.required) & set(exclude):
+            settings.append("reqnodelist=")  # pinned to a node now out: let Slurm place it
+        await self.cmd.run("scontrol", "requeuehold", jid)
+        try:
+            if settings:
+                await self.cmd.run("scontrol", "update", f"jobid={jid}", *settings)
+        finally:
+            await self.cmd.run("scontrol", "release", jid)
+        return exclude
 
     async def _take_spare(self, spare: str, partition: str) -> str:
         """Move ``spare`` out of the site's spare pool into ``partition``; what happened."""
@@ -281,20 +294,39 @@ class SlurmBackend(SlurmReads):
         return f"{spare} left reservation {reservation}"
 
     async def swap_spare(self, job: str, node: str, reason: str, actor: str) -> ActionChange:
+        """The spare leaves the pool and takes ``node``'s place: the job is requeued onto its new
+        gang (in Slurm a gang changes only by a requeue), and ``node`` is drained."""
         target = await self._job(job)
         if node not in target.nodes:
+            if node in target.excluded:
+                return ActionChange(
+                    changed=False, detail=f"{node} was already swapped out of Slurm job {target.job_id}"
+                )
             raise BackendError(
                 f"{node} is not among the nodes of Slurm job {target.job_id} ({', '.join(target.nodes) or 'none'})"
             )
+        if not target.active:
+            raise BackendError(f"Slurm job {target.job_id} is {target.state}: there is no gang to swap into")
         pool = await self.spare_pool(job, node)
         if pool.candidate is None:
-            raise BackendError(f"no fit spare to replace {node} in Slurm job {target.job_id}")
+            unfit = "; ".join(f"{s.name}: {s.why_unfit}" for s in pool.spares) or "the spare pool is empty"
+            raise BackendError(f"no fit spare to replace {node} in Slurm job {target.job_id}: {unfit}")
         spare = pool.candidate
-        await self._drain(await self._node(node), f"swapped out of job {target.job_id}: {reason}", actor)
+        drained = await self._drain(
+            await self._node(node), f"swapped out of job {target.job_id}: {reason}", actor
+        )
         moved = await self._take_spare(spare, target.partition)
-        restarted = await self.restart_from_checkpoint(job, f"swap {node} for {spare}: {reason}", actor)
+        gang = [n for n in target.nodes if n != node] + [spare]
+        await self._requeue(target, [node], gang)
         return ActionChange(
             changed=True,
-            detail=f"{moved}; {node} drained; {restarted.detail}",
-            data={"old": node, "new": spare},
+            detail=f"{moved}; {drained.detail}; requeued Slurm job {target.job_id} onto "
+            f"{', '.join(sorted(gang))} ({pool.candidate_why}; {reason}, by {actor})",
+            data={
+                "job": str(target.job_id),
+                "node": node,
+                "spare": spare,
+                "why": pool.candidate_why,
+                "spares_left": pool.fit - 1,
+            },
         )

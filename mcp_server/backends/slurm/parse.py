@@ -237,6 +237,7 @@ class SlurmJob:
     gpus_by_node: dict[str, tuple[int, ...]]
     gpus_per_node: int
     node_count: int
+    required: tuple[str, ...]
     excluded: tuple[str, ...]
     partition: str
     requeue: bool
@@ -264,7 +265,12 @@ def parse_jobs(doc: Json) -> list[SlurmJob]:
     for j in doc["jobs"]:
         try:
             state = str(j["job_state"]).upper()
+            required = tuple(expand_hostlist(j.get("required_nodes")))
             nodes = tuple(expand_hostlist(j.get("nodes"))) if state != "PENDING" else ()
+            if required and len(required) == int(j.get("node_count") or 0):
+                # Pinned to its nodes (a swapped gang): it runs on exactly those, also while a
+                # requeue is still completing on the old ones.
+                nodes = required
             details = j.get("gres_detail") or []
             allocated = [
                 a.get("nodename") for a in (j.get("job_resources") or {}).get("allocated_nodes") or []
@@ -284,6 +290,7 @@ def parse_jobs(doc: Json) -> list[SlurmJob]:
                     gpus_by_node=by_node,
                     gpus_per_node=per_node,
                     node_count=int(j.get("node_count") or len(nodes)),
+                    required=required,
                     excluded=tuple(expand_hostlist(j.get("excluded_nodes"))),
                     partition=j.get("partition") or "",
                     requeue=bool(j.get("requeue")),

@@ -132,9 +132,17 @@ async def test_a_swap_takes_the_spare_out_of_its_partition_and_requeues_without_
     assert (pool.candidate, pool.fit) == ("gpu-node-004", 1)
 
     swapped = await backend.swap_spare(job, bad, "Xid 79", "triage-agent")
+    pinned = await backend.get_job(job)
+    again = await backend.swap_spare(job, bad, "Xid 79", "triage-agent")
     after = await running(backend, job)
 
-    assert swapped.data == {"old": bad, "new": "gpu-node-004"}
+    assert (swapped.data["spare"], swapped.data["node"], swapped.data["spares_left"]) == (
+        "gpu-node-004",
+        bad,
+        0,
+    )
+    assert pinned.state == "restarting" and sorted(pinned.nodes) == sorted([good, "gpu-node-004"])
+    assert not again.changed and "already swapped out" in again.detail
     assert sorted(after) == sorted([good, "gpu-node-004"])
     assert "gpu-node-004 moved from partition spares to gpu" in swapped.detail
     assert (await backend.spare_pool()).spares == []

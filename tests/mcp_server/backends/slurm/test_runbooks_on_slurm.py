@@ -96,6 +96,23 @@ async def test_an_xid_79_runs_the_runbooks_end_to_end_and_the_node_returns(
     assert (node["cordoned"], node["gpus_isolated"], node["state"]) == (False, 0, "ready")
 
 
+async def test_the_swap_spare_runbook_requeues_the_job_onto_the_spare(
+    slurm: SlurmCluster, backend: SlurmBackend
+) -> None:
+    job = submit(slurm)
+    bad, good = await running(backend, job)
+
+    async with bench(backend, min_spares=0) as b:
+        swapped = await b.run("swap-spare", "inc-3/swap", job=job, node=bad, reason="Xid 79 on GPU 3")
+        after = await running(backend, job)
+        pool = ok(await b.call("spare_pool"))
+
+    assert swapped.status == "succeeded", swapped.error
+    assert mutations(swapped) == [("swap_spare", "done"), ("restart_from_checkpoint", "done")]
+    assert sorted(after) == sorted([good, "gpu-node-004"])
+    assert pool["spares"] == []
+
+
 async def test_return_to_service_leaves_a_drain_by_someone_else_alone(
     slurm: SlurmCluster, backend: SlurmBackend
 ) -> None:
