@@ -47,6 +47,7 @@ class SlurmCluster:
     spare_partition: str = "spares"
     spares: list[str] = field(default_factory=list)
     pidfiles: list[Path] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
 
     @property
     def conf(self) -> Path:
@@ -195,10 +196,17 @@ class SlurmCluster:
                 time.sleep(0.05)
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        for pid in self._strays():
+        strays = self._strays()
+        for pid in strays:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        self.pidfiles.clear()
+        self.stopped = pids + strays
+        with contextlib.suppress(RuntimeError):  # leftovers() tells the caller
+            self.wait_until(lambda: not self.leftovers(), "killed processes to go", 5)
+
+    def leftovers(self) -> list[int]:
+        """Processes of this cluster still alive after ``stop`` (there should be none)."""
+        return [pid for pid in self.stopped if _alive(pid)] + [p for p in self._strays() if _alive(p)]
 
     def _strays(self) -> list[int]:
         """Processes of this cluster still running: slurmstepd and job scripts carry its SLURM_CONF."""

@@ -34,6 +34,7 @@ def loopback(spares: list[str]) -> Iterator[SlurmCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+    assert not cluster.leftovers(), f"Slurm processes outlived the test: {cluster.leftovers()}"
 
 
 @pytest.fixture
