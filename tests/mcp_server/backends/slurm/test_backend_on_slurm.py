@@ -69,9 +69,8 @@ async def test_an_xid_79_is_mitigated_and_the_repaired_node_resumed(
     node = await backend.get_node(bad)
     # This cluster's gres.conf names device files: Slurm refuses a lower count, so the node drains.
     assert isolated.changed and isolated.data["mode"] == "drain"
-    assert (
-        "Slurm would not lower the GPU GRES" in isolated.detail and "invalid with File" not in isolated.detail
-    )
+    assert "Slurm would not lower the GPU GRES" in isolated.detail
+    assert "Invalid generic resource (gres) specification" in isolated.detail
     assert not again.changed
     assert node.gpus[3].isolated and node.cordoned and node.cordon_owner == "gpu-aiops/triage-agent"
     assert node.labels["slurm/reason"].startswith("gpu-aiops: GPU 3 isolated: Xid 79")

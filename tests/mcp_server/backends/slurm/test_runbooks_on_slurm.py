@@ -14,6 +14,7 @@ from mcp import Client
 
 from mcp_server.backends.slurm import SlurmBackend
 from mcp_server.deps import PolicyLimits, ServerDeps
+from mcp_server.guard import DENIED
 from mcp_server.policy import PolicyGate, Principal
 from mcp_server.server import build_server
 from runbooks.client import McpToolClient
@@ -149,7 +150,7 @@ async def test_a_viewer_and_observe_only_change_nothing_in_slurm(
         observed = error(await b.call("restart_from_checkpoint", job=job, reason="Xid 79 on its node"))
         drained = error(await b.call("drain_node", node=bad, reason="Xid 79 on GPU 3"))
 
-    assert "isolate_gpu" in by_viewer
+    assert DENIED in by_viewer and "no policy permits role 'viewer' to call isolate_gpu" in by_viewer
     assert planned["dry_run"] and not planned["changed"] and planned["policy"]["decision"] == "allow"
     assert "observe-only mode" in observed and "observe-only mode" in drained
     assert slurm.run("scontrol", "show", "node", bad, "-o") == before
