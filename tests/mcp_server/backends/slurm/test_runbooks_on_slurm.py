@@ -1,6 +1,7 @@
 """The bundled runbooks through the real MCP client, the server's policy gate and the Slurm backend
 on a real loopback Slurm: an Xid 79 mitigated (isolate-gpu, restart-from-checkpoint) and the node
-returned after repair (return-to-service); another owner's drain, a viewer and observe-only hold."""
+returned after repair (return-to-service); a spare swapped in (swap-spare); another owner's drain,
+a viewer and observe-only hold; and ``aiops mcp``'s server built from ``AIOPS_BACKEND=slurm``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from aiops.settings import Settings
+from aiops.standalone import build_standalone_server
 from mcp_server.backends.slurm import SlurmBackend
 from mcp_server.deps import PolicyLimits, ServerDeps
 from mcp_server.guard import DENIED
@@ -156,3 +159,30 @@ async def test_a_viewer_and_observe_only_change_nothing_in_slurm(
     assert slurm.run("scontrol", "show", "node", bad, "-o") == before
     view = await backend.get_job(job)
     assert (view.state, view.restarts) == ("running", 0)
+
+
+async def test_aiops_mcp_with_the_slurm_backend_reads_slurm_and_starts_observe_only(
+    slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "AIOPS_BACKEND": "slurm",
+        "AIOPS_SLURM_CONF": str(slurm.conf),
+        "AIOPS_SLURM_SPARE_PARTITION": "spares",
+        "AIOPS_CLUSTER": "loopback",
+    }.items():
+        monkeypatch.setenv(name, value)
+    server = build_standalone_server(Settings(_env_file=None))  # type: ignore[call-arg]
+
+    async with held(Client(server)) as client:
+        nodes = ok(await client.call_tool("list_nodes", {}))
+        refused = error(await client.call_tool("cordon_node", {"node": "gpu-node-001", "reason": "Xid 79"}))
+
+    assert [n["name"] for n in nodes["nodes"]] == [
+        "gpu-node-001",
+        "gpu-node-002",
+        "gpu-node-003",
+        "gpu-node-004",
+    ]
+    assert [n["name"] for n in nodes["nodes"] if n["spare"]] == ["gpu-node-004"]
+    assert "observe-only mode" in refused
+    assert slurm.run("sinfo", "-h", "-n", "gpu-node-001", "-o", "%T").strip() == "idle"
