@@ -48,6 +48,17 @@ POLL_S = 0.1
 
 
 class SlurmBackend(SlurmReads):
+    """Slurm offers no compare-and-set on a node's comment: this process serialises its own
+    read-modify-write of a node's record; two platform replicas isolating GPUs on one node at the
+    same moment could still lose one record (the drain or GRES change itself stays)."""
+
+    def __init__(self, commands: SlurmCommands) -> None:
+        super().__init__(commands)
+        self._records: dict[str, asyncio.Lock] = {}
+
+    def _record_lock(self, node: str) -> asyncio.Lock:
+        return self._records.setdefault(node, asyncio.Lock())
+
     @classmethod
     def connect(cls, config: SlurmConfig) -> SlurmBackend:
         """Finds the client commands now: a missing one is an error at start, not at the first call."""
@@ -80,6 +91,10 @@ class SlurmBackend(SlurmReads):
     # -- GPUs -----------------------------------------------------------------------------------------
 
     async def isolate_gpu(self, node: str, gpu: int, reason: str, actor: str) -> ActionChange:
+        async with self._record_lock(node):
+            return await self._isolate(node, gpu, reason, actor)
+
+    async def _isolate(self, node: str, gpu: int, reason: str, actor: str) -> ActionChange:
         target = await self._node(node)
         if not any(g.index == gpu for g in self._gpus(target)):
             raise NotFound(f"no GPU {gpu} on {node}")
@@ -112,6 +127,10 @@ class SlurmBackend(SlurmReads):
         )
 
     async def restore_gpus(self, node: str, reason: str, actor: str) -> ActionChange:
+        async with self._record_lock(node):
+            return await self._restore(node, reason, actor)
+
+    async def _restore(self, node: str, reason: str, actor: str) -> ActionChange:
         target = await self._node(node)
         record = self._record(target)
         isolated: dict[str, dict[str, str]] = dict(record.get("isolated") or {})

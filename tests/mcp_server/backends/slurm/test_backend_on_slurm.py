@@ -4,6 +4,7 @@ spare swapped in, reboots that wait for jobs, and drains of others never lifted.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -98,6 +99,18 @@ async def test_an_xid_79_is_mitigated_and_the_repaired_node_resumed(
     assert "gpu-node" in slurm.run("sinfo", "-h", "-n", bad, "-o", "%N %T") and "idle" in slurm.run(
         "sinfo", "-h", "-n", bad, "-o", "%T"
     )
+
+
+async def test_two_isolations_at_once_on_one_node_are_both_recorded(backend: SlurmBackend) -> None:
+    first, second = await asyncio.gather(
+        backend.isolate_gpu("gpu-node-002", 3, "Xid 79", "triage-agent"),
+        backend.isolate_gpu("gpu-node-002", 5, "Xid 48", "olga"),
+    )
+    node = await backend.get_node("gpu-node-002")
+
+    assert first.changed and second.changed
+    assert [g.index for g in node.gpus if g.isolated] == [3, 5]
+    assert (await backend.fleet_context()).isolations_last_hour == 2
 
 
 async def test_a_node_someone_else_drained_is_never_resumed(
