@@ -6,6 +6,8 @@ The tools never know: they get a ``ClusterBackend`` and a ``TelemetrySource``.
   Prometheus when ``prometheus_url`` is set (one that scrapes the twin's exporter).
 - ``kubernetes``: the cluster from the Kubernetes API (in-cluster or kubeconfig); telemetry from
   the Prometheus that scrapes dcgm-exporter (none without ``prometheus_url``).
+- ``slurm``: the cluster through Slurm's client commands (``slurm_*`` settings); telemetry as for
+  Kubernetes.
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ def build_backends(settings: Settings, twin: FleetTwin | None = None) -> Backend
         if settings.prometheus_url:
             telemetry = _prometheus(settings.prometheus_url)
         return Backends(cluster=cluster, telemetry=telemetry)
+
+    if settings.backend == "slurm":
+        from mcp_server.backends.slurm import SlurmBackend, SlurmConfig
+
+        slurm = SlurmBackend.connect(
+            SlurmConfig(
+                cluster=settings.cluster,
+                conf=settings.slurm_conf,
+                bin_dir=settings.slurm_bin_dir,
+                timeout_s=settings.slurm_timeout_s,
+                spare_partition=settings.slurm_spare_partition,
+                spare_reservation=settings.slurm_spare_reservation,
+            )
+        )
+        return Backends(
+            cluster=slurm,
+            telemetry=_prometheus(settings.prometheus_url) if settings.prometheus_url else NoTelemetry(),
+        )
 
     twin = twin if twin is not None else twin_for(settings)
     if settings.prometheus_url:

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["viewer", "operator", "admin", "agent"]
@@ -28,9 +28,9 @@ class Settings(BaseSettings):
         default=None, description="an existing NATS; unset = start the embedded server"
     )
     data_dir: Path = Field(default=Path(".aiops"), description="embedded NATS data, state files")
-    backend: Literal["twin", "kubernetes"] = Field(
+    backend: Literal["twin", "kubernetes", "slurm"] = Field(
         default="twin",
-        description="what the MCP tools act on: the embedded fleet twin or a Kubernetes cluster",
+        description="what the MCP tools act on: the embedded fleet twin, a Kubernetes or a Slurm cluster",
     )
     cluster: str = "sim-a"
     seed: int = 7
@@ -113,6 +113,21 @@ class Settings(BaseSettings):
         default="volcano", description="which job API the training jobs use (restart goes through it)"
     )
     kube_job_namespace: str = Field(default="default", description="namespace of the training jobs")
+    # The Slurm backend (mcp_server/backends/slurm/; README "Run on a Slurm cluster").
+    slurm_conf: Path | None = Field(
+        default=None, description="slurm.conf for sinfo/squeue/scontrol (SLURM_CONF); unset = Slurm's default"
+    )
+    slurm_bin_dir: Path | None = Field(
+        default=None, description="where Slurm's client commands are; unset = PATH"
+    )
+    slurm_timeout_s: float = Field(default=30.0, gt=0, description="a Slurm command that takes longer fails")
+    slurm_spare_partition: str | None = Field(
+        default=None,
+        description="the partition holding warm spares (a swap moves one into the job's partition)",
+    )
+    slurm_spare_reservation: str | None = Field(
+        default=None, description="or: the reservation holding warm spares (a swap takes one out of it)"
+    )
     # Safety of real operations (aiops/safety.py turns these into the policy's limits).
     observe_only: bool | None = Field(
         default=None,
@@ -147,3 +162,14 @@ class Settings(BaseSettings):
     agent_token: str | None = Field(
         default=None, description="bearer token `aiops agent` presents to the MCP endpoint"
     )
+
+    @model_validator(mode="after")
+    def _one_spare_pool(self) -> Settings:
+        if self.slurm_spare_partition and self.slurm_spare_reservation:
+            raise ValueError(
+                "set AIOPS_SLURM_SPARE_PARTITION or AIOPS_SLURM_SPARE_RESERVATION, not both: "
+                "the Slurm spare pool is one or the other"
+            )
+        if self.slurm_conf is not None and not self.slurm_conf.is_file():
+            raise ValueError(f"AIOPS_SLURM_CONF={self.slurm_conf} is not a file")
+        return self
