@@ -55,7 +55,6 @@ from agents.store import IncidentStore
 from contracts.client import ToolClient
 from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
 from events.models import utcnow
-from mcp_server.gate.guard import BREAKER_OPEN
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
 
@@ -271,7 +270,7 @@ class Mitigator:
         if state.status in ("succeeded", "dry_run"):
             return incident, "escalated" if runbook == "escalate" and state.status == "succeeded" else "ok"
         why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
-        if state.status == "denied" and BREAKER_OPEN in (state.error or ""):
+        if state.status == "denied" and state.refusal is not None and state.refusal.kind == "breaker_open":
             self.held.add(incident.id)
             return await self.store.update(
                 incident.id, partial(hold_for_breaker, why=why, now=self.clock())

@@ -9,7 +9,9 @@ Three things set it apart from a plain ``MCPServer``:
   the listing is shorter for a model to read, and a client that validates every result against the
   schema (the MCP SDK does, with ``jsonschema``) spends about half the time on it;
 - it knows which tools can change something (annotations not read-only), so a read-only server
-  can hide them.
+  can hide them;
+- a call the gate refused (``mcp_server.gate.refused.Refused``) is answered as an ``is_error``
+  result whose structured content is the ``contracts.refusal.Refusal``, beside the sentence.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Prompt
-from mcp.types import Icon, ToolAnnotations
+from mcp.types import CallToolResult, Icon, InputRequiredResult, ToolAnnotations
 from mcp.types import Tool as MCPTool
 
 from mcp_server.deps import ServerDeps
+from mcp_server.gate.refused import refusal_in, refused_result
 
 _DEFS_PREFIX = "#/$defs/"
 # Keys whose values are data, not sub-schemas: never rewrite inside them.
@@ -81,6 +86,17 @@ class GpuOpsServer(MCPServer[Any]):
         for name in sorted(self.mutating_tools):
             self.remove_tool(name)
             self.hidden_tools.add(name)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            refused = refusal_in(exc)
+            if refused is None:
+                raise
+            return refused_result(refused.refusal, str(exc))
 
     async def list_tools(self) -> list[MCPTool]:
         listed = []
