@@ -25,10 +25,8 @@ from typing import Literal
 from agents.offenders import OffenderLedger, Repeat
 from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
 from events.fabric import FabricMap, Part
-from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
+from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
 from skills.catalog import XidLevel, load_catalog
-
-AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
 
 SYMPATHETIC_XIDS = frozenset({45})
 """Xids that report the aftermath of another fault; they never open an incident while a cause is open."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agents.correlator import AnyEvent, Correlation, gpu_entity
+from agents.correlator import Correlation, gpu_entity
 from agents.planner import describe_xid
 from agents.topology import PART_LABEL, Verdict
 from events.incident import EntityType, Incident, RootCause, Severity
-from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent
+from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent
 
 MAX_EVENT_IDS = 100
 MAX_JOIN_NOTES = 25
