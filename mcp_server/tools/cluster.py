@@ -10,6 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from contracts.tools import ActionOutcome, GpuView, NodeDetail, NodeFilter, NodePage, NodeQuery
+from events import dcgm_fields
 from mcp_server.backends.base import BackendError
 from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.gate.policy import Resource
@@ -130,14 +131,14 @@ async def gpu_status(
     try:
         status.ecc = (await telemetry.ecc_counters(node, gpu))[0]
         status.recent_xids = (await telemetry.xid_history(node, gpu, GPU_STATUS_XID_WINDOW_S))[:10]
-        fields = ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"]
+        fields = [dcgm_fields.GPU_TEMP, dcgm_fields.POWER_USAGE, dcgm_fields.CLOCKS_EVENT_REASONS]
         series = {s.field: s.last for s in await telemetry.gpu_metrics(node, [gpu], fields, 300, 60)}
     except BackendError as exc:
         status.telemetry_note = str(exc)
         return status
-    status.temperature_c = series.get("DCGM_FI_DEV_GPU_TEMP")
-    status.power_w = series.get("DCGM_FI_DEV_POWER_USAGE")
-    reasons = series.get("DCGM_FI_DEV_CLOCKS_EVENT_REASONS")
+    status.temperature_c = series.get(dcgm_fields.GPU_TEMP)
+    status.power_w = series.get(dcgm_fields.POWER_USAGE)
+    reasons = series.get(dcgm_fields.CLOCKS_EVENT_REASONS)
     status.clock_event_reasons = int(reasons) if reasons is not None else None
     if view.health == "fallen_off_bus":
         status.telemetry_note = "the GPU fell off the bus: DCGM no longer reports it"

@@ -11,6 +11,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from events import dcgm_fields
 from events.models import utcnow
 from mcp_server.backends.base import BackendError
 from mcp_server.backends.telemetry import MAX_POINTS, MAX_WINDOW_S
@@ -206,7 +207,7 @@ async def job_throughput(
     counted = await readable(telemetry.step_count(job, window_s)) if view.state != "pending" else None
     throttled: list[str] = []
     hottest: tuple[float, str] | None = None
-    fields = ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"]
+    fields = [dcgm_fields.GPU_TEMP, dcgm_fields.CLOCKS_EVENT_REASONS]
     activity: list[float] = []
     for node in view.nodes:
         try:
@@ -217,12 +218,12 @@ async def job_throughput(
             if s.last is None:
                 continue
             where = f"{s.node}/{s.gpu}"
-            if s.field == "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" and int(s.last) & THROTTLE_BITS:
+            if s.field == dcgm_fields.CLOCKS_EVENT_REASONS and int(s.last) & THROTTLE_BITS:
                 throttled.append(where)
-            if s.field == "DCGM_FI_DEV_GPU_TEMP" and (hottest is None or s.last > hottest[0]):
+            if s.field == dcgm_fields.GPU_TEMP and (hottest is None or s.last > hottest[0]):
                 hottest = (s.last, where)
         try:
-            active = await telemetry.gpu_metrics(node, None, ["DCGM_FI_PROF_GR_ENGINE_ACTIVE"], 300, 60)
+            active = await telemetry.gpu_metrics(node, None, [dcgm_fields.GR_ENGINE_ACTIVE], 300, 60)
             activity += [s.last for s in active if s.last is not None]
         except BackendError:
             pass  # the source does not carry engine activity (the twin samples counters only)
