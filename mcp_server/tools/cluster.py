@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from contracts.tools import ActionOutcome, GpuView, NodeDetail, NodeFilter, NodePage, NodeQuery
 from events import dcgm_fields
+from events.gpu_ref import GpuRef
 from mcp_server.backends.base import BackendError
 from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.gate.policy import Resource
@@ -52,7 +53,7 @@ def parse_cursor(cursor: str | None) -> int:
 
 
 def gpu_resource(node: str, gpu: int) -> Resource:
-    return Resource(type="Gpu", id=f"{node}/gpu{gpu}", attrs={"node": node, "index": gpu})
+    return Resource(type="Gpu", id=GpuRef(node, gpu).entity_id, attrs={"node": node, "index": gpu})
 
 
 async def _confirm_isolate(ctx: Context, node: str, gpu: int, reason: str, dry_run: bool) -> Answer:
@@ -166,7 +167,7 @@ async def isolate_gpu(
     deps = deps_of(ctx)
     guard = guard_of(ctx)
     backend = deps.backend
-    target = f"{node}/gpu{gpu}"
+    target = GpuRef(node, gpu).entity_id
     arguments = {"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key}
     detail = await readable(backend.get_node(node))
     if not any(g.index == gpu for g in detail.gpus):

@@ -12,6 +12,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from contracts.tools import ActionChange, ActionOutcome
+from events.gpu_ref import GpuRef
 from events.incident import Incident, IncidentStatus
 from events.models import utcnow
 from mcp_server.deps import ServerDeps
@@ -124,7 +125,7 @@ def runbook_resource(cluster: str, params: RunbookParams) -> Resource:
     """What a runbook acts on, for the policy gate: a GPU, a node, a job, or the cluster."""
     node, gpu, job = params.get("node"), params.get("gpu"), params.get("job")
     if isinstance(node, str) and isinstance(gpu, int) and not isinstance(gpu, bool):
-        return Resource(type="Gpu", id=f"{node}/gpu{gpu}", attrs={"node": node, "index": gpu})
+        return Resource(type="Gpu", id=GpuRef(node, gpu).entity_id, attrs={"node": node, "index": gpu})
     if isinstance(node, str):
         return Resource(type="Node", id=node, attrs={"cluster": cluster})
     if isinstance(job, str):

@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context, Resolve
 from pydantic import Field
 
 from contracts.tools import ActionOutcome, JobProgress, ServiceStatus, SparePool
+from events.gpu_ref import GpuRef
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation, server_deps
 from mcp_server.gate.guard import MutationGuard, Perform
@@ -305,7 +306,7 @@ async def reset_gpu(
     await require_confirmation(confirmation, deps, "reset_gpu", arguments)
     return await guard.run(
         action="reset_gpu",
-        target=f"{node}/gpu{gpu}",
+        target=GpuRef(node, gpu).entity_id,
         resource=gpu_resource(node, gpu),
         arguments=arguments,
         idempotency_key=idempotency_key,
