@@ -11,6 +11,11 @@ ones waiting for approval and the breaker's trips too.
 - Breaker: an action that would take the share of nodes taken out within the breaker's window
   past its threshold trips the breaker instead (``mcp_server.gate.breaker``); each take-out that went
   ahead is logged against its node.
+- Refusals: a call the gate does not let through raises ``Refused`` with a
+  ``contracts.refusal.Refusal`` (kind ``denied``, ``approval_required``, ``breaker_open``,
+  ``in_flight`` or ``read_only``, the deciding rule, the reasons, the approval's id and expiry);
+  the server answers it as an ``is_error`` result whose structured content is that refusal,
+  beside the sentence (``mcp_server.gate.refused``).
 - Crash safety: once the idempotency key is claimed, deciding, acting and recording the outcome
   run shielded from the caller's cancellation, so a caller that dies mid-call (its connection
   dropped) cannot leave a mutation done but unrecorded — the retry is answered from the record.
