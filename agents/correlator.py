@@ -25,10 +25,9 @@ from typing import Literal
 from agents.offenders import OffenderLedger, Repeat
 from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
 from events.fabric import FabricMap, Part
-from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
+from events.gpu_ref import GpuRef
+from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
 from skills.catalog import XidLevel, load_catalog
-
-AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
 
 SYMPATHETIC_XIDS = frozenset({45})
 """Xids that report the aftermath of another fault; they never open an incident while a cause is open."""
@@ -50,7 +49,7 @@ def gpu_entity(event: XidEvent) -> str:
     if event.pci_bus_id:
         return f"{event.node}/{event.pci_bus_id}"
     if event.gpu is not None:
-        return f"{event.node}/gpu{event.gpu}"
+        return GpuRef(event.node, event.gpu).entity_id
     return event.node
 
 
@@ -60,7 +59,7 @@ def gpu_keys(node: str, gpu: int | None, pci_bus_id: str | None) -> list[str]:
     if pci_bus_id:
         keys.append(f"{node}/{pci_bus_id}")
     if gpu is not None:
-        keys.append(f"{node}/gpu{gpu}")
+        keys.append(GpuRef(node, gpu).entity_id)
     return keys or [node]
 
 

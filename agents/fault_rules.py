@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from agents.facts import Facts
+from events.gpu_ref import GpuRef
 from events.incident import Incident, Plan, RunbookInvocation
 
 ISOLATE, RESTART, RESET, SWAP = "isolate-gpu", "restart-from-checkpoint", "reset-gpu", "swap-spare"
@@ -150,13 +151,14 @@ def _slowdown(incident: Incident, facts: Facts, runbooks: Collection[str], plann
             swap = RunbookInvocation(runbook=SWAP, params={"job": job, "node": nodes[0]})
             return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[swap])
         if len(nodes) == 1 and len(incident.affected_gpus) == 1:
-            node, gpu = incident.affected_gpus[0].split("/")
+            culprit = GpuRef.parse(incident.affected_gpus[0])
+            node, gpu = culprit.node, culprit.index
             why = (
                 f"{job} waits for GPU {gpu} of {node}: isolate it and restart the job from its checkpoint, "
                 f"so the scheduler replaces {node} with a spare (no {SWAP} runbook)"
             )
             isolate = RunbookInvocation(
-                runbook=ISOLATE, params={"node": node, "gpu": int(gpu), "reason": f"straggler in {job}"}
+                runbook=ISOLATE, params={"node": node, "gpu": gpu, "reason": f"straggler in {job}"}
             )
             restart = RunbookInvocation(runbook=RESTART, params={"job": job})
             return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[isolate, restart])

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agents.correlator import AnyEvent, Correlation, gpu_entity
+from agents.correlator import Correlation, gpu_entity
 from agents.planner import describe_xid
 from agents.topology import PART_LABEL, Verdict
+from events.gpu_ref import GpuRef
 from events.incident import EntityType, Incident, RootCause, Severity
-from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent
+from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent
 
 MAX_EVENT_IDS = 100
 MAX_JOIN_NOTES = 25
@@ -83,14 +84,16 @@ def _open_xid(incident_id: str, event: XidEvent) -> tuple[Incident, str]:
         xids=[event.xid],
         recovery_action=event.recovery_action,
         affected_nodes=[event.node],
-        affected_gpus=[f"{event.node}/{event.gpu}"] if event.gpu is not None else [],
+        affected_gpus=[str(GpuRef(event.node, event.gpu))] if event.gpu is not None else [],
     )
     incident.note("event", f"Xid {event.xid} ({what.mnemonic}): {event.message}", at=event.time)
     return incident, what.meaning
 
 
 def _open_ecc(incident_id: str, event: EccEvent) -> tuple[Incident, str]:
-    entity = f"{event.node}/{event.pci_bus_id}" if event.pci_bus_id else f"{event.node}/gpu{event.gpu}"
+    entity = (
+        f"{event.node}/{event.pci_bus_id}" if event.pci_bus_id else GpuRef(event.node, event.gpu).entity_id
+    )
     severity: Severity = "info"
     for finding in event.findings:
         level = _ECC_SEVERITY.get(finding, "info")
@@ -112,12 +115,12 @@ def _open_ecc(incident_id: str, event: EccEvent) -> tuple[Incident, str]:
         entity=entity,
         root_cause=RootCause(
             entity_type="gpu",
-            entity_id=f"{event.node}/gpu{event.gpu}",
+            entity_id=GpuRef(event.node, event.gpu).entity_id,
             confidence=0.7,
             evidence=[event.reason, counters],
         ),
         affected_nodes=[event.node],
-        affected_gpus=[f"{event.node}/{event.gpu}"],
+        affected_gpus=[str(GpuRef(event.node, event.gpu))],
         findings=[f"ecc.{f}" for f in event.findings],
     )
     incident.note("event", f"DCGM: {event.reason} ({counters})", at=event.time)

@@ -53,9 +53,9 @@ from agents.intake import fold
 from agents.planner import Planner
 from agents.store import IncidentStore
 from contracts.client import ToolClient
+from events.gpu_ref import GpuRef
 from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
 from events.models import utcnow
-from mcp_server.gate.guard import BREAKER_OPEN
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
 
@@ -169,7 +169,7 @@ class Mitigator:
     async def plan(self, incident: Incident) -> Incident:
         node = incident.affected_nodes[0]
         pci = incident.entity.split("/", 1)[1] if "/" in incident.entity else None
-        gpu = int(incident.affected_gpus[0].split("/")[1]) if incident.affected_gpus else None
+        gpu = GpuRef.parse(incident.affected_gpus[0]).index if incident.affected_gpus else None
         facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
         cause = self._job_fault(incident, facts.job)
         if cause is not None:
@@ -191,12 +191,12 @@ class Mitigator:
                 inc.note(step.what, step.detail, at=now)
             if plan.root_cause is not None:
                 inc.root_cause = plan.root_cause.model_copy(deep=True)
-            if facts.gpu is not None and f"{node}/{facts.gpu}" not in inc.affected_gpus:
-                inc.affected_gpus.append(f"{node}/{facts.gpu}")
+            if facts.gpu is not None and str(GpuRef(node, facts.gpu)) not in inc.affected_gpus:
+                inc.affected_gpus.append(str(GpuRef(node, facts.gpu)))
             if facts.job and facts.job not in inc.affected_jobs:
                 inc.affected_jobs.append(facts.job)
             if inc.root_cause is not None and facts.gpu is not None and inc.root_cause.entity_type == "gpu":
-                inc.root_cause.entity_id = f"{node}/gpu{facts.gpu}"
+                inc.root_cause.entity_id = GpuRef(node, facts.gpu).entity_id
             steps = ", ".join(f"{a.runbook}({args_text(a.params)})" for a in plan.actions)
             inc.note(
                 f"plan by {plan.planner}", f"{plan.rationale}" + (f" → {steps}" if steps else ""), at=now
@@ -271,7 +271,7 @@ class Mitigator:
         if state.status in ("succeeded", "dry_run"):
             return incident, "escalated" if runbook == "escalate" and state.status == "succeeded" else "ok"
         why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
-        if state.status == "denied" and BREAKER_OPEN in (state.error or ""):
+        if state.status == "denied" and state.refusal is not None and state.refusal.kind == "breaker_open":
             self.held.add(incident.id)
             return await self.store.update(
                 incident.id, partial(hold_for_breaker, why=why, now=self.clock())
@@ -502,6 +502,9 @@ def relearn(correlator: Correlator, incident: Incident) -> None:
         return
     node = incident.affected_nodes[0]
     seen = [e.time for e in incident.timeline if e.what in ("event", "event joined")] or [incident.opened_at]
-    names = {incident.entity, *(f"{node}/gpu{g.split('/')[-1]}" for g in incident.affected_gpus)}
+    names = {
+        incident.entity,
+        *(GpuRef(node, GpuRef.parse(g).index).entity_id for g in incident.affected_gpus),
+    }
     for name in sorted(n for n in names if n):
         correlator.track(incident.id, name, node, max(seen), set(incident.xids))

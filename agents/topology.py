@@ -100,10 +100,6 @@ class TopologyCorrelator:
             found = {p for p in found if p[0] == "nvlink_domain"}
         return tuple(sorted(found, key=lambda p: (kinds.index(p[0]), p[1])))
 
-    def shared_incident(self, part: Part) -> str | None:
-        shared = self._shared.get(part)
-        return shared.incident_id if shared else None
-
     def observe(self, signal: Signal, new_id: Callable[[Part], str]) -> Verdict | None:
         """Record ``signal``; a verdict when it joins or creates a shared-part incident."""
         self._expire(signal.time)

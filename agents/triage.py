@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from agents import intake
 from agents.consumer import EventConsumer
-from agents.correlator import AnyEvent, Correlation, Correlator
+from agents.correlator import Correlation, Correlator
 from agents.incident_edits import escalate
 from agents.mitigation import Mitigator, relearn
 from agents.planner import Planner
@@ -36,7 +36,7 @@ from contracts.client import ToolClient
 from events import faststream_compat, subjects
 from events.fabric import FabricMap
 from events.incident import Incident
-from events.models import DeadLetter, parse_event, utcnow
+from events.models import AnyEvent, DeadLetter, parse_event, utcnow
 from events.publish import publish_dead_letter
 from runbooks.engine import RunbookEngine
 

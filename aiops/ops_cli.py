@@ -60,9 +60,14 @@ def _run(
     result = asyncio.run(call_tool(endpoint, bearer, tool, arguments))
     console = Console()
     if not result.ok:
-        console.print(
-            f"[bold red]{tool} refused:[/bold red] {result.text.removeprefix(f'Error executing tool {tool}: ')}"
-        )
+        said = result.text.removeprefix(f"Error executing tool {tool}: ")
+        refusal = result.refusal
+        if refusal is None:
+            console.print(f"[bold red]{tool} failed:[/bold red] {said}")
+        else:
+            console.print(f"[bold red]{tool} refused ({refusal.kind.replace('_', ' ')}):[/bold red] {said}")
+            if refusal.kind == "approval_required" and refusal.approval_id:
+                console.print(f"    a person approves it with `aiops approve {refusal.approval_id}`")
         raise typer.Exit(1)
     data = result.structured if isinstance(result.structured, dict) else {}
     if as_json:

@@ -191,9 +191,26 @@ def _text_of(result: ToolResult) -> str:
     return result.text
 
 
+REFUSAL_ICON = {
+    "denied": ":no_entry:",
+    "read_only": ":no_entry:",
+    "breaker_open": ":rotating_light:",
+    "approval_required": ":hourglass_flowing_sand:",
+    "in_flight": ":hourglass_flowing_sand:",
+}
+
+
 def _error(what: str, result: ToolResult) -> Reply:
     message = result.text.removeprefix(f"Error executing tool {what}: ")
-    return Reply(text=f"{what} failed: {message}", blocks=[bk.section(f":warning: {message}")])
+    refusal = result.refusal
+    if refusal is None:
+        return Reply(text=f"{what} failed: {message}", blocks=[bk.section(f":warning: {message}")])
+    blocks = [bk.section(f"{REFUSAL_ICON[refusal.kind]} {message}")]
+    if refusal.approval_id and refusal.kind == "approval_required":
+        blocks.append(bk.context(f"approval {refusal.approval_id}: `/gpu approve {refusal.approval_id}`"))
+    elif refusal.rule:
+        blocks.append(bk.context(f"policy {refusal.rule}"))
+    return Reply(text=f"{what} refused: {message}", blocks=blocks)
 
 
 def _outcome(tool: str, result: ToolResult) -> Reply:

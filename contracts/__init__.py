@@ -1,1 +1,1 @@
-"""The contracts at the MCP seam: tool output models, refusals, and the ToolClient protocol. Imports nothing of the project."""
+"""The contracts at the MCP seam: tool output models, refusals, and the ToolClient protocol. Imports only `events` (the wire models)."""

@@ -1,7 +1,10 @@
-"""The engine's view of the MCP server: call a tool, know which tools mutate.
+"""A client's view of the MCP server: call a tool, know which tools mutate.
 
 ``McpToolClient`` adapts a connected ``mcp.Client`` (in-process, stdio or HTTP — the engine does not
 care), so runbook steps go through the same server, policy gate and audit as a person's calls.
+
+A refused call's ``ToolResult`` carries the parsed ``Refusal`` (``contracts.refusal``): clients
+branch on its fields, never on the text, which is for people.
 """
 
 from __future__ import annotations
@@ -11,11 +14,25 @@ from typing import Any, Protocol
 from mcp import Client
 from pydantic import BaseModel, Field
 
+from contracts.refusal import Refusal, refusal_of
+
 
 class ToolResult(BaseModel):
     ok: bool
     structured: Any = None
     text: str = ""
+    refusal: Refusal | None = None
+    """Set when the server refused the call (policy, approval, breaker, a key in flight, read-only)."""
+
+    @classmethod
+    def of(cls, *, is_error: bool, structured: Any, text: str) -> ToolResult:
+        """The result of one call as the server sent it: an error's structured content is its refusal."""
+        refusal = refusal_of(is_error, structured)
+        return cls(ok=not is_error, structured=None if refusal else structured, text=text, refusal=refusal)
+
+    @classmethod
+    def refused(cls, refusal: Refusal, text: str) -> ToolResult:
+        return cls(ok=False, text=text, refusal=refusal)
 
 
 class ToolSpec(BaseModel):
@@ -38,6 +55,10 @@ class ToolClient(Protocol):
         """Every tool the server offers to this caller."""
         ...
 
+    async def tool_specs(self) -> list[ToolSpec]:
+        """Every tool with its input schema and whether its annotations say it is read-only."""
+        ...
+
 
 class McpToolClient:
     def __init__(self, client: Client) -> None:
@@ -49,7 +70,7 @@ class McpToolClient:
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         res = await self._client.call_tool(tool, arguments)
         text = "\n".join(getattr(block, "text", "") for block in res.content)
-        return ToolResult(ok=not res.is_error, structured=res.structured_content, text=text)
+        return ToolResult.of(is_error=res.is_error, structured=res.structured_content, text=text)
 
     async def read_only_tools(self) -> set[str]:
         if self._read_only is None:

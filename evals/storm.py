@@ -20,11 +20,10 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
+from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
 from events.publish import encode_event, event_subject
 from fleet import FleetSpec, JobSpec
 
-AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
 T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 """Default start; pass the fleet twin's ``now()`` to line the storm up with its clock."""
 BUSES = (

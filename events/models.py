@@ -138,7 +138,9 @@ class ThroughputEvent(EventBase):
     recovered: bool = Field(default=False, description="back at baseline: cancels an earlier slowdown")
 
 
-GpuEvent = Annotated[XidEvent | EccEvent | HangEvent | ThroughputEvent, Field(discriminator="kind")]
+AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
+"""Any typed GPU event (``GpuEvent`` is the same union, discriminated on ``kind`` for parsing)."""
+GpuEvent = Annotated[AnyEvent, Field(discriminator="kind")]
 _GPU_EVENT: TypeAdapter[XidEvent | EccEvent | HangEvent | ThroughputEvent] = TypeAdapter(GpuEvent)
 
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from nats.js import JetStreamContext
 
 from events import subjects
-from events.models import DeadLetter, EccEvent, HangEvent, ThroughputEvent, XidEvent, event_key
+from events.models import AnyEvent, DeadLetter, event_key
 
-AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
+__all__ = ["AnyEvent", "encode_event", "event_subject", "publish_dead_letter", "publish_events"]
 
 
 def event_subject(event: AnyEvent) -> str:
@@ -19,12 +19,6 @@ def event_subject(event: AnyEvent) -> str:
 
 def encode_event(event: AnyEvent) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
-
-
-async def publish_event(js: JetStreamContext, event: AnyEvent) -> bool:
-    """Publish one event into GPU_EVENTS; returns False when JetStream dropped it as a duplicate."""
-    ack = await js.publish(event_subject(event), encode_event(event), headers={"Nats-Msg-Id": event.event_id})
-    return not ack.duplicate
 
 
 async def publish_events(js: JetStreamContext, events: Sequence[AnyEvent]) -> int:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from events import dcgm_fields
 from fleet.topology import Gpu, Node
 
 if TYPE_CHECKING:
@@ -27,78 +28,9 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SM_CLOCK_MHZ = 1980
 
-# (name, type, help, value of a GPU). Names and help texts as in dcgm-exporter's counter CSVs.
-_METRICS: list[tuple[str, str, str, str]] = [
-    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz).", "sm_clock"),
-    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", "gpu_temp_c"),
-    ("DCGM_FI_DEV_MEMORY_TEMP", "gauge", "Memory temperature (in C).", "memory_temp_c"),
-    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "power_w"),
-    (
-        "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
-        "gauge",
-        "Current clock event reasons (bitmask).",
-        "clock_event_reasons",
-    ),
-    ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active.", "gr_active"),
-    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", "last_xid"),
-    (
-        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-        "counter",
-        "Total number of single-bit volatile ECC errors.",
-        "sbe_volatile",
-    ),
-    (
-        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-        "counter",
-        "Total number of double-bit volatile ECC errors.",
-        "dbe_volatile",
-    ),
-    (
-        "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
-        "counter",
-        "Total number of single-bit persistent ECC errors.",
-        "sbe_aggregate",
-    ),
-    (
-        "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
-        "counter",
-        "Total number of double-bit persistent ECC errors.",
-        "dbe_aggregate",
-    ),
-    (
-        "DCGM_FI_DEV_RETIRED_SBE",
-        "counter",
-        "Total number of retired pages due to single-bit errors.",
-        "retired_sbe",
-    ),
-    (
-        "DCGM_FI_DEV_RETIRED_DBE",
-        "counter",
-        "Total number of retired pages due to double-bit errors.",
-        "retired_dbe",
-    ),
-    (
-        "DCGM_FI_DEV_RETIRED_PENDING",
-        "counter",
-        "Total number of pages pending retirement.",
-        "retired_pending",
-    ),
-    (
-        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-        "counter",
-        "Number of remapped rows for uncorrectable errors",
-        "remap_uncorrectable",
-    ),
-    (
-        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-        "counter",
-        "Number of remapped rows for correctable errors",
-        "remap_correctable",
-    ),
-    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "Whether remapping of rows has failed", "remap_failure"),
-    ("DCGM_FI_DEV_ROW_REMAP_PENDING", "gauge", "Whether remapping of rows is pending", "remap_pending"),
-]
-XID_COUNT = "DCGM_EXP_XID_ERRORS_COUNT"
+# (name, type, help, value of a GPU): the DCGM vocabulary, in dcgm-exporter's order.
+_METRICS: list[tuple[str, str, str, str]] = [(f.name, f.kind, f.help, f.sample) for f in dcgm_fields.FIELDS]
+XID_COUNT = dcgm_fields.XID_COUNT
 
 
 def exporter_pci_bus_id(pci_bus_id: str) -> str:
@@ -192,12 +124,10 @@ def render_snapshot(snap: list[GpuSeries]) -> str:
         out.append(f"# TYPE {name} {kind}")
         for s in snap:
             labels = s.label_text
-            if name == "DCGM_FI_DEV_XID_ERRORS":
+            if name == dcgm_fields.XID_ERRORS:
                 labels += f',err_code="{int(s.raw[last_xid])}"'
             out.append(f"{name}{{{labels}}} {s.value(field):g}")
-    out.append(
-        f"# HELP {XID_COUNT} Count of XID Errors within user-specified time window (see xid-count-window-size param)."
-    )
+    out.append(f"# HELP {XID_COUNT} {dcgm_fields.XID_COUNT_HELP}")
     out.append(f"# TYPE {XID_COUNT} gauge")
     for s in snap:
         for code, count in s.xid_counts:

@@ -8,59 +8,21 @@ paste them into PromQL.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from contracts.tools import JobState
+from events import dcgm_fields
 
 # The DCGM fields the telemetry tools know, by dcgm-exporter metric name, with their unit.
-DcgmField = Literal[
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_MEMORY_TEMP",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_SM_CLOCK",
-    "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
-    "DCGM_FI_DEV_XID_ERRORS",
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
-    "DCGM_FI_DEV_RETIRED_SBE",
-    "DCGM_FI_DEV_RETIRED_DBE",
-    "DCGM_FI_DEV_RETIRED_PENDING",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-    "DCGM_FI_DEV_ROW_REMAP_PENDING",
-]
-DCGM_FIELDS: dict[str, str] = {
-    "DCGM_FI_DEV_GPU_TEMP": "C",
-    "DCGM_FI_DEV_MEMORY_TEMP": "C",
-    "DCGM_FI_DEV_POWER_USAGE": "W",
-    "DCGM_FI_DEV_SM_CLOCK": "MHz",
-    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "ratio",
-    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": "bitmask",
-    "DCGM_FI_DEV_XID_ERRORS": "last Xid",
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "count",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "count",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": "count",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL": "count",
-    "DCGM_FI_DEV_RETIRED_SBE": "pages",
-    "DCGM_FI_DEV_RETIRED_DBE": "pages",
-    "DCGM_FI_DEV_RETIRED_PENDING": "pages",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": "rows",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": "rows",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE": "flag",
-    "DCGM_FI_DEV_ROW_REMAP_PENDING": "flag",
-}
-assert set(DCGM_FIELDS) == set(get_args(DcgmField))
+DcgmField = dcgm_fields.DcgmFieldName
+DCGM_FIELDS: dict[str, str] = dcgm_fields.UNITS
 DEFAULT_FIELDS = (
-    "DCGM_FI_DEV_GPU_TEMP",
-    "DCGM_FI_DEV_POWER_USAGE",
-    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    dcgm_fields.GPU_TEMP,
+    dcgm_fields.POWER_USAGE,
+    dcgm_fields.CLOCKS_EVENT_REASONS,
+    dcgm_fields.ECC_DBE_VOL,
 )
 # DCGM's own limits (DcgmGPUHardwareLimits.h): 15 retired pages is a soft warning, 63 a bad GPU;
 # 512 uncorrectable remapped rows is a bad GPU; a row-remap failure means replace.

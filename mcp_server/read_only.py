@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_server.gate.policy import CedarValue, PolicyDecision, PolicyGate, Principal, Resource
+from mcp_server.gate.refused import READ_ONLY_POLICY
 
-READ_ONLY_POLICY = "read-only-mode"
+__all__ = ["READ_ONLY_POLICY", "ReadOnlyGate"]
 
 
 class ReadOnlyGate(PolicyGate):

@@ -13,7 +13,6 @@ from pydantic import AnyHttpUrl
 
 from mcp_server import prompts, protocol, resources
 from mcp_server.deps import ServerDeps
-from mcp_server.gate.guard import MutationGuard
 from mcp_server.identity import BearerTokens
 from mcp_server.read_only import ReadOnlyGate
 from mcp_server.surface import GpuOpsServer
@@ -70,15 +69,8 @@ def build_server(
         lifespan=lifespan,
         deps=deps,
     )
-    guard = MutationGuard(deps)
-    cluster.register(server, deps, guard)
-    scheduler.register(server, deps, guard)
-    remediation.register(server, deps, guard)
-    escalation.register(server, deps, guard)
-    approvals.register(server, deps, guard)
-    incidents.register(server, deps, guard)
-    telemetry.register(server, deps)
-    advice.register(server, deps)
+    for tools in (cluster, scheduler, remediation, escalation, approvals, incidents, telemetry, advice):
+        tools.register(server)
     resources.register(server, deps)
     prompts.register(server, deps)
     server.live = protocol.install(server, deps)

@@ -15,6 +15,8 @@ Three things set it apart from a plain ``MCPServer``:
   or the SDK's code 0 (prompts). A tool that exists but fails or is refused still answers
   ``isError``, which a model can read and act on — a mutating tool a read-only server hides
   included: it is known, and refused.
+- a call the gate refused (``mcp_server.gate.refused.Refused``) is answered as an ``is_error``
+  result whose structured content is the ``contracts.refusal.Refusal``, beside the sentence.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any, cast
 import pydantic
 from mcp.server import MCPServer
 from mcp.server.context import ServerRequestContext
-from mcp.server.mcpserver.context import Context
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
@@ -37,12 +40,13 @@ from mcp.types import (
     GetPromptResult,
     Icon,
     InputRequiredResult,
-    TextContent,
     ToolAnnotations,
 )
 from mcp.types import Tool as MCPTool
 
+from contracts.refusal import Refusal
 from mcp_server.deps import ServerDeps
+from mcp_server.gate.refused import refusal_in, refused_result
 from mcp_server.protocol import Live
 
 _DEFS_PREFIX = "#/$defs/"
@@ -103,13 +107,26 @@ class GpuOpsServer(MCPServer[Any]):
             self.remove_tool(name)
             self.hidden_tools.add(name)
 
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            refused = refusal_in(exc)
+            if refused is None:
+                raise
+            return refused_result(refused.refusal, str(exc))
+
     async def _handle_call_tool(
         self, ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
         if params.name in self.hidden_tools:
             # A tool this read-only server hides is known, and refused: a result the caller can read.
-            refusal = f"{params.name} is refused: this server runs in read-only mode"
-            return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+            refusal = Refusal(
+                kind="read_only", rule="read-only-mode", reasons=["the server runs in read-only mode"]
+            )
+            return refused_result(refusal, f"{params.name} is refused: this server runs in read-only mode")
         if self._tool_manager.get_tool(params.name) is None:
             raise MCPError(
                 code=INVALID_PARAMS, message=f"Unknown tool: {params.name}", data={"name": params.name}

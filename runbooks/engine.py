@@ -32,8 +32,6 @@ from typing import Any
 
 from contracts.client import ToolClient, ToolResult
 from events.models import utcnow
-from mcp_server.gate.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
-from mcp_server.gate.idempotency import IN_FLIGHT
 from runbooks.library import RunbookLibrary
 from runbooks.models import Check, Runbook, ToolStep
 from runbooks.state import Phase, RunState, RunStore, StepState
@@ -282,18 +280,19 @@ class RunbookEngine:
             return False
         record.finished_at = utcnow()
         record.result = result.structured if result.structured is not None else result.text
+        refusal = result.refusal
         if result.ok:
             record.decision = _decision_of(result.structured) if mutating else None
-        elif DENIED in result.text:
-            record.decision, state.status = "deny", "denied"
-        elif APPROVAL_REQUIRED in result.text:
+        elif refusal is not None and refusal.kind != "approval_required":
+            record.decision, state.status, state.refusal = "deny", "denied", refusal
+        elif refusal is not None:
             record.decision = "approval_required"
             if state.dry_run or phase != "step":
-                state.status = "denied"  # nothing waits in a dry run; a rollback does not wait
+                state.status, state.refusal = "denied", refusal  # nothing waits in a dry run or a rollback
             else:
                 record.status, record.approval_id, record.error = (
                     "awaiting_approval",
-                    approval_id_in(result.text),
+                    refusal.approval_id,
                     failure,
                 )
                 state.status, state.approval_id = "awaiting_approval", record.approval_id
@@ -349,7 +348,7 @@ class RunbookEngine:
                     result = await self.tools.call(step.tool, arguments)
                     # The same call is still running on the server (a resumed run whose first
                     # attempt died mid-call): its outcome will answer us; wait for it.
-                    if result.ok or IN_FLIGHT not in result.text:
+                    if result.refusal is None or result.refusal.kind != "in_flight":
                         return result
                     await asyncio.sleep(IN_FLIGHT_RETRY_S)
         except TimeoutError:
@@ -358,16 +357,10 @@ class RunbookEngine:
     async def _takes_incident_id(self, tool: str) -> bool:
         """Whether the tool accepts ``incident_id`` (the server links approvals and audit to it)."""
         if self._takes_incident is None:
-            specs = getattr(self.tools, "tool_specs", None)
-            found: set[str] = set()
-            if specs is not None:
-                try:
-                    found = {
-                        s.name for s in await specs() if "incident_id" in s.input_schema.get("properties", {})
-                    }
-                except Exception:  # a tool client without listings: send no incident id
-                    log.debug("could not list tool specs", exc_info=True)
-            self._takes_incident = found
+            specs = await self.tools.tool_specs()
+            self._takes_incident = {
+                s.name for s in specs if "incident_id" in s.input_schema.get("properties", {})
+            }
         return tool in self._takes_incident
 
 

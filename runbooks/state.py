@@ -11,6 +11,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
+from contracts.refusal import Refusal
 from events import subjects
 from events.incident import Decision
 from events.models import stable_id, utcnow
@@ -66,6 +67,7 @@ class RunState(BaseModel):
     saved: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     approval_id: str | None = Field(default=None, description="set while the run waits for a person")
+    refusal: Refusal | None = Field(default=None, description="why the gate refused the step that stopped it")
     confirm_status: ConfirmStatus = Field(
         default="none", description="the runbook's `confirm` checks after it succeeded"
     )

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.facts import Facts
+from events.gpu_ref import GpuRef
 from events.incident import EntityType, Incident, Plan, PlanNote, RootCause, RunbookInvocation
 from runbooks.engine import RunbookParamError, check_params
 from runbooks.library import RunbookError, RunbookLibrary
@@ -85,9 +86,9 @@ class IncidentScope:
 
     def __init__(self, incident: Incident, facts: Facts) -> None:
         self.nodes = {*incident.affected_nodes, facts.node}
-        self.gpus = {tuple(g.split("/", 1)) for g in incident.affected_gpus if "/" in g}
+        self.gpus = {ref for g in incident.affected_gpus if (ref := GpuRef.maybe(g)) is not None}
         if facts.gpu is not None:
-            self.gpus.add((facts.node, str(facts.gpu)))
+            self.gpus.add(GpuRef(facts.node, facts.gpu))
         self.jobs = {*incident.affected_jobs, *([facts.job] if facts.job else [])}
 
     def outside(self, params: dict[str, Any]) -> str | None:
@@ -95,8 +96,8 @@ class IncidentScope:
         node, gpu, job = params.get("node"), params.get("gpu"), params.get("job")
         if node is not None and str(node) not in self.nodes:
             return f"node {node} is not part of the incident (its nodes: {', '.join(sorted(self.nodes))})"
-        if gpu is not None and (str(node), str(gpu)) not in self.gpus:
-            known = ", ".join(f"{n} GPU {g}" for n, g in sorted(self.gpus)) or "none known"
+        if gpu is not None and GpuRef.maybe(f"{node}/{gpu}") not in self.gpus:
+            known = ", ".join(f"{r.node} GPU {r.index}" for r in sorted(self.gpus)) or "none known"
             return f"GPU {gpu} on {node} is not part of the incident (its GPUs: {known})"
         if job is not None and str(job) not in self.jobs:
             return (

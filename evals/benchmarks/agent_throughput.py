@@ -40,7 +40,7 @@ from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.detection import twin_fabric
 from aiops.nats_server import EmbeddedNats
-from contracts.client import ToolResult
+from contracts.client import ToolResult, ToolSpec
 from evals.storm import build_storm, storm_spec
 from events import subjects
 from events.streams import ensure_jetstream
@@ -60,6 +60,12 @@ class _NoTools:
 
     async def read_only_tools(self) -> set[str]:
         return set()
+
+    async def tool_names(self) -> set[str]:
+        return set()
+
+    async def tool_specs(self) -> list[ToolSpec]:
+        return []
 
 
 class _EventPathOnly(TriageAgent):

@@ -1,7 +1,7 @@
 """Benchmark: what one incident costs the Claude planner, on scripted runs.
 
-The real anthropic SDK talks to the loopback Messages API server of the tests
-(``tests/agents/claude/loopback.py``), and the planner's read-only tool calls go to a real MCP
+The real anthropic SDK talks to the loopback Messages API server the tests use too
+(``evals/loopback_anthropic.py``), and the planner's read-only tool calls go to a real MCP
 server over a fleet twin. Per scenario and incident: model calls, input and output tokens, dollars
 at the configured model's price, and wall time (median and max over the repeats).
 
@@ -33,6 +33,16 @@ from agents.claude.prompt import system_prompt
 from agents.facts import gather_facts
 from agents.summaries import ClaudeSummarizer
 from contracts.client import McpToolClient
+from evals.loopback_anthropic import (
+    CHARS_PER_TOKEN,
+    Hang,
+    LoopbackMessagesServer,
+    Raw,
+    Turn,
+    submit,
+    text,
+    tool_use,
+)
 from events.incident import Incident, RootCause
 from fleet import FleetSpec, FleetTwin
 from mcp_server.backends.twin.backend import TwinBackend
@@ -43,16 +53,6 @@ from mcp_server.identity import fixed_identity
 from mcp_server.server import build_server
 from runbooks.library import RunbookLibrary
 from skills.skill_files import load_skills
-from tests.agents.claude.loopback import (
-    CHARS_PER_TOKEN,
-    Hang,
-    LoopbackMessagesServer,
-    Raw,
-    Turn,
-    submit,
-    text,
-    tool_use,
-)
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "claude_planner.json"
 MODEL = "claude-sonnet-4-6"

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from events import dcgm_fields
 from events.detectors.exposition import Sample
 from events.kmsg_parser import normalise_pci_bus_id
 from events.models import EccEvent, EccFinding, XidEvent, stable_id
@@ -34,21 +35,10 @@ RETIRED_PAGES_HARD_LIMIT = 63
 UNCORRECTABLE_ROWS_LIMIT = 512
 DEFAULT_SBE_PER_HOUR = 1000.0
 
-FIELDS: dict[str, str] = {
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "sbe_volatile",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "dbe_volatile",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": "sbe_aggregate",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL": "dbe_aggregate",
-    "DCGM_FI_DEV_RETIRED_SBE": "retired_sbe",
-    "DCGM_FI_DEV_RETIRED_DBE": "retired_dbe",
-    "DCGM_FI_DEV_RETIRED_PENDING": "retired_pending",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": "remap_correctable",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": "remap_uncorrectable",
-    "DCGM_FI_DEV_ROW_REMAP_PENDING": "remap_pending",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE": "remap_failure",
-}
-XID_COUNT = "DCGM_EXP_XID_ERRORS_COUNT"
-LAST_XID = "DCGM_FI_DEV_XID_ERRORS"
+FIELDS: dict[str, str] = {name: dcgm_fields.BY_NAME[name].sample for name in dcgm_fields.MEMORY_HEALTH}
+"""The memory-health fields the detector reads, and the reading each fills."""
+XID_COUNT = dcgm_fields.XID_COUNT
+LAST_XID = dcgm_fields.XID_ERRORS
 METRIC_NAMES = frozenset({*FIELDS, XID_COUNT, LAST_XID})
 NODE_LABELS = ("Hostname", "node", "kubernetes_node", "instance")
 

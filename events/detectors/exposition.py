@@ -3,6 +3,11 @@
 Three sources behind one protocol: dcgm-exporter's ``/metrics`` over HTTP (on a node, or the fleet
 twin's), a Prometheus that scrapes the exporters (through prometheus-api-client), and text from a
 function (the twin in the same process). All return the same ``Sample`` list.
+
+The text parser is hand-written rather than ``prometheus_client``'s: on one scrape of 2,048 GPUs
+(8.3 MB) it takes about 0.35 s where ``prometheus_client.parser`` takes about 4.2 s, 12-16x slower
+(``evals/benchmarks/exposition_parser.py``), and that one stops at the first malformed line and
+renames counter samples ``<name>_total``; this one counts a malformed line and goes on.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from events.detectors.exposition import MetricSource, ReadingSource
 from events.detectors.hang import HangDetector
 from events.detectors.throughput import ThroughputDetector
 from events.heartbeat import decode_heartbeats
-from events.models import DeadLetter, Heartbeat, utcnow
-from events.publish import AnyEvent, publish_dead_letter, publish_events
+from events.models import AnyEvent, DeadLetter, Heartbeat, utcnow
+from events.publish import publish_dead_letter, publish_events
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests import RequestException
 
+from events import dcgm_fields
 from mcp_server.backends.base import BackendError
 from mcp_server.backends.telemetry import MAX_POINTS, MAX_PROMQL_SERIES
 from mcp_server.metrics import (
@@ -36,22 +37,23 @@ from mcp_server.metrics import (
 from skills.catalog import load_catalog
 
 QUERY_TIMEOUT_S = 15
-XID_COUNT = "DCGM_EXP_XID_ERRORS_COUNT"
-XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
+XID_COUNT = dcgm_fields.XID_COUNT
+XID_GAUGE = dcgm_fields.XID_ERRORS
 MIN_STEP_S = 5
 
+# The memory-health fields, by the EccCounters attribute each fills.
 _ECC_FIELDS = {
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "sbe_volatile",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "dbe_volatile",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": "sbe_aggregate",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL": "dbe_aggregate",
-    "DCGM_FI_DEV_RETIRED_SBE": "retired_sbe",
-    "DCGM_FI_DEV_RETIRED_DBE": "retired_dbe",
-    "DCGM_FI_DEV_RETIRED_PENDING": "retired_pending",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": "remapped_rows_correctable",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": "remapped_rows_uncorrectable",
-    "DCGM_FI_DEV_ROW_REMAP_PENDING": "row_remap_pending",
-    "DCGM_FI_DEV_ROW_REMAP_FAILURE": "row_remap_failure",
+    dcgm_fields.ECC_SBE_VOL: "sbe_volatile",
+    dcgm_fields.ECC_DBE_VOL: "dbe_volatile",
+    dcgm_fields.ECC_SBE_AGG: "sbe_aggregate",
+    dcgm_fields.ECC_DBE_AGG: "dbe_aggregate",
+    dcgm_fields.RETIRED_SBE: "retired_sbe",
+    dcgm_fields.RETIRED_DBE: "retired_dbe",
+    dcgm_fields.RETIRED_PENDING: "retired_pending",
+    dcgm_fields.REMAPPED_ROWS_CORRECTABLE: "remapped_rows_correctable",
+    dcgm_fields.REMAPPED_ROWS_UNCORRECTABLE: "remapped_rows_uncorrectable",
+    dcgm_fields.ROW_REMAP_PENDING: "row_remap_pending",
+    dcgm_fields.ROW_REMAP_FAILURE: "row_remap_failure",
 }
 
 
@@ -242,8 +244,8 @@ class PrometheusTelemetry:
             entry.by_code[str(occurrence.xid)] = entry.by_code.get(str(occurrence.xid), 0) + 1
         window = f"{max(MIN_STEP_S, int(window_s))}s"
         for field, attr in (
-            ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "dbe"),
-            ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "sbe"),
+            (dcgm_fields.ECC_DBE_VOL, "dbe"),
+            (dcgm_fields.ECC_SBE_VOL, "sbe"),
         ):
             for row in await self._instant(f"max_over_time({field}[{window}]) > 0"):
                 labels, index = row["metric"], _gpu(row["metric"])

@@ -11,6 +11,11 @@ ones waiting for approval and the breaker's trips too.
 - Breaker: an action that would take the share of nodes taken out within the breaker's window
   past its threshold trips the breaker instead (``mcp_server.gate.breaker``); each take-out that went
   ahead is logged against its node.
+- Refusals: a call the gate does not let through raises ``Refused`` with a
+  ``contracts.refusal.Refusal`` (kind ``denied``, ``approval_required``, ``breaker_open``,
+  ``in_flight`` or ``read_only``, the deciding rule, the reasons, the approval's id and expiry);
+  the server answers it as an ``is_error`` result whose structured content is that refusal,
+  beside the sentence (``mcp_server.gate.refused``).
 - Crash safety: once the idempotency key is claimed, deciding, acting and recording the outcome
   run shielded from the caller's cancellation, so a caller that dies mid-call (its connection
   dropped) cannot leave a mutation done but unrecorded — the retry is answered from the record.
@@ -20,12 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from contracts.refusal import Refusal
 from contracts.tools import ActionChange, ActionOutcome, PolicyView
 from events.models import AuditRecord, utcnow
 from mcp_server.backends.base import BackendError
@@ -33,26 +38,18 @@ from mcp_server.deps import ServerDeps
 from mcp_server.gate import approvals as approval_book
 from mcp_server.gate.approvals import ApprovalRequest
 from mcp_server.gate.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
-from mcp_server.gate.idempotency import IdempotencyConflict, fingerprint
+from mcp_server.gate.idempotency import IdempotencyConflict, KeyInFlight, fingerprint
 from mcp_server.gate.policy import PolicyDecision, Principal, Resource
+from mcp_server.gate.refused import BREAKER_POLICY, Refused, deciding_rule, refusal_kind
 from mcp_server.gate.safety import CallFacts, policy_context
 
 log = logging.getLogger(__name__)
 
 Perform = Callable[[], Awaitable[ActionChange]]
 
-# Tool errors for policy refusals start with these, so a client (the runbook engine) can tell a
-# refusal from a failure without parsing prose.
+# The sentences of refusals start with these (for people; programs read the ``Refusal``).
 DENIED = "policy denied"
 APPROVAL_REQUIRED = "policy requires approval for"
-BREAKER_OPEN = "circuit breaker open"
-_APPROVAL_ID = re.compile(r"\bapproval (apr-[0-9a-f]+)")
-
-
-def approval_id_in(text: str) -> str | None:
-    """The approval id a refusal names (``... approval apr-1a2b3c4d5e ...``), if any."""
-    found = _APPROVAL_ID.search(text)
-    return found.group(1) if found else None
 
 
 class MutationGuard:
@@ -81,6 +78,8 @@ class MutationGuard:
             assert idempotency_key is not None
             try:
                 earlier = await self.deps.idempotency.claim(scope, idempotency_key, fp)
+            except KeyInFlight as exc:
+                raise Refused(Refusal(kind="in_flight", reasons=[str(exc)]), str(exc)) from exc
             except IdempotencyConflict as exc:
                 raise ToolError(str(exc)) from exc
             if earlier is not None:
@@ -127,7 +126,13 @@ class MutationGuard:
         if decision.decision != "allow":
             await self._audit(principal, action, call.arguments, policy, None, ok=False, dry_run=call.dry_run)
             prefix = DENIED if decision.decision == "deny" else APPROVAL_REQUIRED
-            raise ToolError(f"{prefix} {call.describe()}: " + "; ".join(decision.reasons))
+            kind = refusal_kind(decision.decision, decision.policies)
+            raise Refused(
+                Refusal(
+                    kind=kind, rule=deciding_rule(kind, decision.policies), reasons=list(decision.reasons)
+                ),
+                f"{prefix} {call.describe()}: " + "; ".join(decision.reasons),
+            )
         if call.dry_run:
             outcome = ActionOutcome(
                 action=action,
@@ -184,7 +189,13 @@ class MutationGuard:
             )
             policy = PolicyView(decision="deny", reasons=[reason], policies=decision.policies)
             await self._audit(call.principal, call.action, call.arguments, policy, None, ok=False)
-            raise ToolError(f"{DENIED} {call.describe()}: {reason}")
+            refusal = Refusal(
+                kind="denied",
+                rule=deciding_rule("denied", decision.policies),
+                reasons=[reason],
+                approval_id=found.id,
+            )
+            raise Refused(refusal, f"{DENIED} {call.describe()}: {reason}")
         if found is None or status != "pending":
             found = approval_book.new_request(
                 ttl_s=self.deps.limits.approval_ttl_s,
@@ -214,7 +225,14 @@ class MutationGuard:
             decision="approval_required", reasons=[*decision.reasons, note], policies=decision.policies
         )
         await self._audit(call.principal, call.action, call.arguments, policy, None, ok=False, result=note)
-        raise ToolError(f"{APPROVAL_REQUIRED} {call.describe()}: " + "; ".join(policy.reasons))
+        refusal = Refusal(
+            kind="approval_required",
+            rule=deciding_rule("approval_required", decision.policies),
+            reasons=list(policy.reasons),
+            approval_id=found.id,
+            expires_at=found.expires_at,
+        )
+        raise Refused(refusal, f"{APPROVAL_REQUIRED} {call.describe()}: " + "; ".join(policy.reasons))
 
     async def _use_approval(self, grant: ApprovalRequest) -> None:
         now = utcnow()
@@ -247,7 +265,7 @@ class MutationGuard:
         state = await self.deps.breaker.update(self.deps.backend.cluster, trip)
         if state.tripped_at == facts.now and state.trip_reason == reason:
             policy = PolicyView(
-                decision="deny", reasons=[f"circuit breaker tripped: {reason}"], policies=["breaker-open"]
+                decision="deny", reasons=[f"circuit breaker tripped: {reason}"], policies=[BREAKER_POLICY]
             )
             await self._audit(
                 call.principal,

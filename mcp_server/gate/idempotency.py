@@ -37,6 +37,10 @@ class IdempotencyConflict(Exception):
     """Another call with the same key is still running, or the key was used for other arguments."""
 
 
+class KeyInFlight(IdempotencyConflict):
+    """The earlier call with this key has not finished: the caller retries a little later."""
+
+
 class Claim(BaseModel):
     state: Literal["pending", "done"]
     fingerprint: str
@@ -73,7 +77,7 @@ def _settle(existing: Claim, key: str, fp: str, now: float, stale_after_s: float
     if existing.state == "done" and existing.outcome is not None:
         return existing.outcome
     if now - existing.since < stale_after_s:
-        raise IdempotencyConflict(f"an earlier call with idempotency key {key!r} {IN_FLIGHT}")
+        raise KeyInFlight(f"an earlier call with idempotency key {key!r} {IN_FLIGHT}")
     return None
 
 

@@ -20,13 +20,14 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import BaseModel, Field
 
 from contracts.tools import JobView
 from events.incident import Incident
 from mcp_server.deps import ServerDeps
-from mcp_server.tools._common import READ_ONLY, readable
+from mcp_server.tools._common import READ_ONLY, deps_of, readable
 from skills import goodput_math
 
 NODE_ROOTS = frozenset({"gpu", "node"})
@@ -273,63 +274,72 @@ Rate = Annotated[
 ]
 
 
-def register(server: MCPServer, deps: ServerDeps) -> None:
-    @server.tool(annotations=READ_ONLY)
-    async def spare_advice(
-        target_p_dry: Annotated[
-            float, Field(gt=0, lt=0.5, description="acceptable P(a node failure finds no spare free)")
-        ] = 0.01,
-        window_days: Window = 30.0,
-        failures_per_1000_node_days: Rate = None,
-        repair_hours: Annotated[
-            float | None, Field(gt=0, le=24 * 30, description="mean repair time instead of the history's")
-        ] = None,
-        model: Annotated[
-            Literal["poisson", "binomial"], Field(description="nodes in repair: Poisson or binomial")
-        ] = "poisson",
-        job: Annotated[str | None, Field(description="also price the pool in this job's ETTR")] = None,
-    ) -> SpareAdviceView:
-        """How many warm spares to keep: from the node-removing failures per node-day and the repair
-        times in the incident history (or given), the fewest spares that keep the chance a failure
-        finds the pool empty under the target (nodes in repair ~ Poisson, as ByteRobust sizes its
-        standby), against the pool now and the policy's min_spares. With a job: its expected ETTR
-        with the advised pool and with none. Read-only; the history must hold the figures or you
-        pass them."""
-        return await spare_advice_of(
-            deps,
-            target_p_dry=target_p_dry,
-            window_days=window_days,
-            failures_per_1000_node_days=failures_per_1000_node_days,
-            repair_hours=repair_hours,
-            model=model,
-            job=job,
-        )
+async def spare_advice(
+    ctx: Context,
+    target_p_dry: Annotated[
+        float, Field(gt=0, lt=0.5, description="acceptable P(a node failure finds no spare free)")
+    ] = 0.01,
+    window_days: Window = 30.0,
+    failures_per_1000_node_days: Rate = None,
+    repair_hours: Annotated[
+        float | None, Field(gt=0, le=24 * 30, description="mean repair time instead of the history's")
+    ] = None,
+    model: Annotated[
+        Literal["poisson", "binomial"], Field(description="nodes in repair: Poisson or binomial")
+    ] = "poisson",
+    job: Annotated[str | None, Field(description="also price the pool in this job's ETTR")] = None,
+) -> SpareAdviceView:
+    """How many warm spares to keep: from the node-removing failures per node-day and the repair
+    times in the incident history (or given), the fewest spares that keep the chance a failure
+    finds the pool empty under the target (nodes in repair ~ Poisson, as ByteRobust sizes its
+    standby), against the pool now and the policy's min_spares. With a job: its expected ETTR
+    with the advised pool and with none. Read-only; the history must hold the figures or you
+    pass them."""
+    return await spare_advice_of(
+        deps_of(ctx),
+        target_p_dry=target_p_dry,
+        window_days=window_days,
+        failures_per_1000_node_days=failures_per_1000_node_days,
+        repair_hours=repair_hours,
+        model=model,
+        job=job,
+    )
 
-    @server.tool(annotations=READ_ONLY)
-    async def checkpoint_advice(
-        job: Annotated[str, Field(description="job name")],
-        checkpoint_write_s: Annotated[
-            float | None, Field(gt=0, le=3600, description="blocking write time of one checkpoint, seconds")
-        ] = None,
-        window_days: Window = 30.0,
-        failures_per_1000_node_days: Rate = None,
-        restart_overhead_s: Annotated[
-            float | None, Field(ge=0, le=7200, description="the job's restart overhead, seconds")
-        ] = None,
-    ) -> CheckpointAdviceView:
-        """How often this job should checkpoint: Daly's optimum interval from its GPU count, its
-        checkpoint write time and the fleet's failure rate per node-day (incident history, or
-        given), and the ETTR it gains over the job's current interval (renewal model). Every input
-        names its basis; an assumed one says ASSUMED. Read-only."""
-        view = await readable(deps.backend.get_job(job))
-        return await checkpoint_advice_of(
-            deps,
-            view,
-            checkpoint_write_s=checkpoint_write_s,
-            window_days=window_days,
-            failures_per_1000_node_days=failures_per_1000_node_days,
-            restart_overhead_s=restart_overhead_s,
-        )
+
+async def checkpoint_advice(
+    ctx: Context,
+    job: Annotated[str, Field(description="job name")],
+    checkpoint_write_s: Annotated[
+        float | None, Field(gt=0, le=3600, description="blocking write time of one checkpoint, seconds")
+    ] = None,
+    window_days: Window = 30.0,
+    failures_per_1000_node_days: Rate = None,
+    restart_overhead_s: Annotated[
+        float | None, Field(ge=0, le=7200, description="the job's restart overhead, seconds")
+    ] = None,
+) -> CheckpointAdviceView:
+    """How often this job should checkpoint: Daly's optimum interval from its GPU count, its
+    checkpoint write time and the fleet's failure rate per node-day (incident history, or
+    given), and the ETTR it gains over the job's current interval (renewal model). Every input
+    names its basis; an assumed one says ASSUMED. Read-only."""
+    deps = deps_of(ctx)
+    view = await readable(deps.backend.get_job(job))
+    return await checkpoint_advice_of(
+        deps,
+        view,
+        checkpoint_write_s=checkpoint_write_s,
+        window_days=window_days,
+        failures_per_1000_node_days=failures_per_1000_node_days,
+        restart_overhead_s=restart_overhead_s,
+    )
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(spare_advice, annotations=READ_ONLY)
+    server.add_tool(checkpoint_advice, annotations=READ_ONLY)
+    deps = getattr(server, "deps", None)
+    if not isinstance(deps, ServerDeps):
+        return  # a server without gpu-aiops deps serves the tools (they say so) but no resource
 
     @server.resource(
         "advice://spares",

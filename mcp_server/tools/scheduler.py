@@ -18,11 +18,9 @@ from contracts.tools import (
     NodeSummary,
 )
 from mcp_server.backends.base import BackendError
-from mcp_server.deps import ServerDeps
 from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
-from mcp_server.gate.guard import MutationGuard
 from mcp_server.gate.policy import Resource
-from mcp_server.tools._common import READ_ONLY, mutating, readable
+from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating, readable
 from mcp_server.tools.advice import CheckpointAdviceView, checkpoint_advice_of
 from mcp_server.tools.cluster import parse_cursor
 
@@ -83,111 +81,131 @@ async def _confirm_restart(ctx: Context, job: str, reason: str, dry_run: bool) -
     )
 
 
-def register(server: MCPServer, deps: ServerDeps, guard: MutationGuard) -> None:
+async def list_jobs(
+    ctx: Context,
+    state: Annotated[
+        JobFilter, Field(description="which jobs; 'unhealthy' = stalled, restarting, pending or failed")
+    ] = "any",
+    node: Annotated[str | None, Field(description="only jobs whose gang includes this node")] = None,
+    limit: Annotated[int, Field(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Field(description="next_cursor of the previous page")] = None,
+) -> JobPage:
+    """List training jobs: state, gang of nodes, GPUs, step, step time, last checkpoint,
+    restarts and GPU-hours lost. Filter by state or by a node of the gang; paged."""
+    deps = deps_of(ctx)
     backend = deps.backend
+    offset = parse_cursor(cursor)
+    jobs = await readable(backend.list_jobs())
+    if node is not None:
+        await readable(backend.get_node(node))  # an unknown node is an error, not an empty list
+        jobs = [j for j in jobs if node in j.nodes]
+    if state == "unhealthy":
+        jobs = [j for j in jobs if j.state in ("stalled", "restarting", "pending", "failed")]
+    elif state != "any":
+        jobs = [j for j in jobs if j.state == state]
+    more = offset + limit < len(jobs)
+    return JobPage(
+        jobs=jobs[offset : offset + limit],
+        total=len(jobs),
+        next_cursor=str(offset + limit) if more else None,
+    )
 
-    @server.tool(annotations=READ_ONLY)
-    async def list_jobs(
-        state: Annotated[
-            JobFilter, Field(description="which jobs; 'unhealthy' = stalled, restarting, pending or failed")
-        ] = "any",
-        node: Annotated[str | None, Field(description="only jobs whose gang includes this node")] = None,
-        limit: Annotated[int, Field(ge=1, le=500)] = 100,
-        cursor: Annotated[str | None, Field(description="next_cursor of the previous page")] = None,
-    ) -> JobPage:
-        """List training jobs: state, gang of nodes, GPUs, step, step time, last checkpoint,
-        restarts and GPU-hours lost. Filter by state or by a node of the gang; paged."""
-        offset = parse_cursor(cursor)
-        jobs = await readable(backend.list_jobs())
-        if node is not None:
-            await readable(backend.get_node(node))  # an unknown node is an error, not an empty list
-            jobs = [j for j in jobs if node in j.nodes]
-        if state == "unhealthy":
-            jobs = [j for j in jobs if j.state in ("stalled", "restarting", "pending", "failed")]
-        elif state != "any":
-            jobs = [j for j in jobs if j.state == state]
-        more = offset + limit < len(jobs)
-        return JobPage(
-            jobs=jobs[offset : offset + limit],
-            total=len(jobs),
-            next_cursor=str(offset + limit) if more else None,
-        )
 
-    @server.tool(annotations=READ_ONLY)
-    async def describe_job(job: Annotated[str, Field(description="job name")]) -> JobDetail:
-        """Everything about one training job: its gang in rank order with each node's health (and
-        which members are unfit to run it), progress against its baseline step time, and its
-        checkpoint (age and the GPU-hours a restart now would discard), and the checkpoint interval
-        the fleet's failure rate calls for (`checkpoint_advice`)."""
-        view = await readable(backend.get_job(job))
-        checkpoint = await readable(backend.checkpoint_status(job))
-        try:
-            progress: JobProgress | None = await backend.job_progress(job)
-        except BackendError:
-            progress = None  # a backend that cannot measure it (no baseline known)
-        members = {n.name: n for n in await readable(backend.node_summaries())}
-        gang = [_member(members[name]) for name in view.nodes if name in members]
-        advice: CheckpointAdviceView | None = None
-        note: str | None = None
-        try:
-            advice = await checkpoint_advice_of(deps, view)
-        except ToolError as exc:
-            note = str(exc)
-        return JobDetail(
-            job=view,
-            progress=progress,
-            checkpoint=checkpoint,
-            gang=gang,
-            unfit_members=[m.node for m in gang if not m.fit],
-            checkpoint_advice=advice,
-            checkpoint_advice_note=note,
-        )
+async def describe_job(ctx: Context, job: Annotated[str, Field(description="job name")]) -> JobDetail:
+    """Everything about one training job: its gang in rank order with each node's health (and
+    which members are unfit to run it), progress against its baseline step time, its
+    checkpoint (age and the GPU-hours a restart now would discard), and the checkpoint interval
+    the fleet's failure rate calls for (`checkpoint_advice`)."""
+    deps = deps_of(ctx)
+    backend = deps.backend
+    view = await readable(backend.get_job(job))
+    checkpoint = await readable(backend.checkpoint_status(job))
+    try:
+        progress: JobProgress | None = await backend.job_progress(job)
+    except BackendError:
+        progress = None  # a backend that cannot measure it (no baseline known)
+    members = {n.name: n for n in await readable(backend.node_summaries())}
+    gang = [_member(members[name]) for name in view.nodes if name in members]
+    advice: CheckpointAdviceView | None = None
+    note: str | None = None
+    try:
+        advice = await checkpoint_advice_of(deps, view)
+    except ToolError as exc:
+        note = str(exc)
+    return JobDetail(
+        job=view,
+        progress=progress,
+        checkpoint=checkpoint,
+        gang=gang,
+        unfit_members=[m.node for m in gang if not m.fit],
+        checkpoint_advice=advice,
+        checkpoint_advice_note=note,
+    )
 
-    @server.tool(annotations=READ_ONLY)
-    async def job_for_gpu(
-        node: Annotated[str, Field(description="node name")],
-        gpu: Annotated[int, Field(ge=0, le=15, description="GPU index on the node")],
-    ) -> JobForGpu:
-        """Which training job uses this GPU (null when the GPU is idle), with the job's state,
-        gang of nodes, step and last checkpoint."""
-        await readable(backend.get_node(node))
-        job = await readable(backend.job_for_gpu(node, gpu))
-        return JobForGpu(node=node, gpu=gpu, job=job)
 
-    @server.tool(annotations=READ_ONLY)
-    async def checkpoint_status(job: Annotated[str, Field(description="job name")]) -> CheckpointStatus:
-        """The job's last checkpoint: when, at which step, how old, and how many GPU-hours of
-        progress a restart from it would discard right now (`gpu_hours_at_risk`)."""
-        return await readable(backend.checkpoint_status(job))
+async def job_for_gpu(
+    ctx: Context,
+    node: Annotated[str, Field(description="node name")],
+    gpu: Annotated[int, Field(ge=0, le=15, description="GPU index on the node")],
+) -> JobForGpu:
+    """Which training job uses this GPU (null when the GPU is idle), with the job's state,
+    gang of nodes, step and last checkpoint."""
+    deps = deps_of(ctx)
+    backend = deps.backend
+    await readable(backend.get_node(node))
+    job = await readable(backend.job_for_gpu(node, gpu))
+    return JobForGpu(node=node, gpu=gpu, job=job)
 
-    @server.tool(annotations=mutating(destructive=True, idempotent=False))
-    async def restart_from_checkpoint(
-        job: Annotated[str, Field(description="job name")],
-        reason: Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")],
-        confirmation: Annotated[Confirmed, Resolve(_confirm_restart)],
-        idempotency_key: Annotated[
-            str | None,
-            Field(max_length=200, description="repeat-safe key; without one, every call restarts the job"),
-        ] = None,
-        dry_run: Annotated[bool, Field(description="check policy and report, change nothing")] = False,
-    ) -> ActionOutcome:
-        """Restart a training job from its last checkpoint. Progress since that checkpoint is lost
-        (see `checkpoint_status`) and the restart takes the job's restart overhead. The scheduler
-        re-places the gang: nodes that lost a GPU or are cordoned are replaced by warm spares.
 
-        Policy-checked. Not naturally idempotent: pass an `idempotency_key` when retrying. A person
-        is asked to confirm first when their client supports it.
-        """
-        view = await readable(backend.get_job(job))
-        arguments = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
-        await require_confirmation(confirmation, deps, "restart_from_checkpoint", arguments)
-        resource = Resource(type="Job", id=job, attrs={"gpus": view.gpus})
-        return await guard.run(
-            action="restart_from_checkpoint",
-            target=job,
-            resource=resource,
-            arguments=arguments,
-            idempotency_key=idempotency_key,
-            dry_run=dry_run,
-            perform=lambda: backend.restart_from_checkpoint(job, reason, deps.identity().id),
-        )
+async def checkpoint_status(
+    ctx: Context, job: Annotated[str, Field(description="job name")]
+) -> CheckpointStatus:
+    """The job's last checkpoint: when, at which step, how old, and how many GPU-hours of
+    progress a restart from it would discard right now (`gpu_hours_at_risk`)."""
+    deps = deps_of(ctx)
+    backend = deps.backend
+    return await readable(backend.checkpoint_status(job))
+
+
+async def restart_from_checkpoint(
+    ctx: Context,
+    job: Annotated[str, Field(description="job name")],
+    reason: Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")],
+    confirmation: Annotated[Confirmed, Resolve(_confirm_restart)],
+    idempotency_key: Annotated[
+        str | None,
+        Field(max_length=200, description="repeat-safe key; without one, every call restarts the job"),
+    ] = None,
+    dry_run: Annotated[bool, Field(description="check policy and report, change nothing")] = False,
+) -> ActionOutcome:
+    """Restart a training job from its last checkpoint. Progress since that checkpoint is lost
+    (see `checkpoint_status`) and the restart takes the job's restart overhead. The scheduler
+    re-places the gang: nodes that lost a GPU or are cordoned are replaced by warm spares.
+
+    Policy-checked. Not naturally idempotent: pass an `idempotency_key` when retrying. A person
+    is asked to confirm first when their client supports it.
+    """
+    deps = deps_of(ctx)
+    guard = guard_of(ctx)
+    backend = deps.backend
+    view = await readable(backend.get_job(job))
+    arguments = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
+    await require_confirmation(confirmation, deps, "restart_from_checkpoint", arguments)
+    resource = Resource(type="Job", id=job, attrs={"gpus": view.gpus})
+    return await guard.run(
+        action="restart_from_checkpoint",
+        target=job,
+        resource=resource,
+        arguments=arguments,
+        idempotency_key=idempotency_key,
+        dry_run=dry_run,
+        perform=lambda: backend.restart_from_checkpoint(job, reason, deps.identity().id),
+    )
+
+
+def register(server: MCPServer) -> None:
+    server.add_tool(list_jobs, annotations=READ_ONLY)
+    server.add_tool(describe_job, annotations=READ_ONLY)
+    server.add_tool(job_for_gpu, annotations=READ_ONLY)
+    server.add_tool(checkpoint_status, annotations=READ_ONLY)
+    server.add_tool(restart_from_checkpoint, annotations=mutating(destructive=True, idempotent=False))

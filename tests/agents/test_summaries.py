@@ -10,8 +10,8 @@ from anthropic import AsyncAnthropic
 
 from agents.claude import ClaudeLimits, make_client
 from agents.summaries import ClaudeSummarizer, TemplateSummarizer
+from evals.loopback_anthropic import Hang, LoopbackMessagesServer, Raw, text
 from events.incident import ActionRecord, Incident, Plan, RootCause, RunbookInvocation
-from tests.agents.claude.loopback import Hang, LoopbackMessagesServer, Raw, text
 
 
 def mitigated() -> Incident:

@@ -43,6 +43,7 @@ async def test_the_terminal_runs_commands_as_the_tokens_principal_and_confirms_d
 
     assert read[0] == 0 and "0000:3a:00.0" in read[1]
     assert "policy denied" in denied[1] and "role viewer" in denied[1]
+    assert "refused:" in denied[1]  # chatops read the refusal, not the sentence
     assert "not confirmed" in unconfirmed[1] and not untouched
     assert "isolated GPU 2 on node-003" in confirmed[1]
     assert twin.gpu("node-003", 2).isolated

@@ -11,6 +11,7 @@ from typing import Any
 from mcp import Client
 from mcp.server import MCPServer
 
+from contracts.refusal import Refusal
 from fleet import FleetSpec, FleetTwin
 from mcp_server.backends.twin.backend import TwinBackend
 from mcp_server.deps import PolicyLimits, ServerDeps
@@ -20,7 +21,7 @@ from mcp_server.gate.audit import MemoryAudit
 from mcp_server.gate.breaker import MemoryBreaker
 from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.server import build_server
-from tests.mcp_server.support import AGENT, SwitchableIdentity, error, held, ok
+from tests.mcp_server.support import AGENT, SwitchableIdentity, error, held, ok, refusal
 
 WARMUP_S = 2700
 OPERATOR_2 = Principal(id="omar", role="operator", kind="person")
@@ -47,6 +48,11 @@ class Rig:
 
     async def error(self, tool: str, **arguments: Any) -> str:
         return error(await self.client.call_tool(tool, arguments))
+
+    async def refused(self, tool: str, **arguments: Any) -> tuple[str, Refusal]:
+        """The sentence and the refusal of a call the gate refuses."""
+        result = await self.client.call_tool(tool, arguments)
+        return error(result), refusal(result)
 
     def audited(self) -> list[tuple[str, str, str, bool]]:
         return [(e.principal, e.tool, e.decision, e.ok) for e in self.audit.entries]

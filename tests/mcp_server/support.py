@@ -13,6 +13,7 @@ from mcp import Client
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
+from contracts.refusal import Refusal, refusal_of
 from events.incident import (
     ActionRecord,
     Incident,
@@ -205,6 +206,14 @@ def error(result: CallToolResult) -> str:
     message = text_of(result)
     assert message
     return message
+
+
+def refusal(result: CallToolResult) -> Refusal:
+    """The refusal of a call the gate refused (fails the test for a success or another failure)."""
+    error(result)
+    found = refusal_of(result.is_error, result.structured_content)
+    assert found is not None, f"expected a refusal, got {text_of(result)!r}"
+    return found
 
 
 def text_of(result: CallToolResult) -> str:

@@ -11,7 +11,18 @@ from fleet import FleetTwin
 from mcp_server.deps import PolicyLimits
 from mcp_server.gate.guard import DENIED
 from mcp_server.gate.policy import Principal
-from tests.mcp_server.support import ADMIN, AGENT, OPERATOR, VIEWER, MakeStack, Stack, error, held, ok
+from tests.mcp_server.support import (
+    ADMIN,
+    AGENT,
+    OPERATOR,
+    VIEWER,
+    MakeStack,
+    Stack,
+    error,
+    held,
+    ok,
+    refusal,
+)
 
 ISOLATE = {"node": "node-003", "gpu": 2, "reason": "Xid 79 fell off the bus"}
 RESTART = {"job": "train-02", "reason": "NCCL watchdog timeout"}
@@ -27,8 +38,11 @@ def isolations(twin: FleetTwin) -> int:
 async def test_a_viewer_may_not_isolate_a_gpu_and_the_denial_names_the_role(make_stack: MakeStack) -> None:
     stack = make_stack(VIEWER)
     async with held(Client(stack.server)) as client:
-        message = error(await client.call_tool("isolate_gpu", ISOLATE))
-    assert DENIED in message  # "policy denied", so a client can tell a refusal from a failure
+        result = await client.call_tool("isolate_gpu", ISOLATE)
+    message, refused = error(result), refusal(result)
+    assert (refused.kind, refused.approval_id) == ("denied", None)  # what a program reads
+    assert refused.reasons == ["no policy permits role 'viewer' to call isolate_gpu"]
+    assert DENIED in message  # the sentence a person reads
     assert "role viewer" in message
     assert "victor" in message
     assert "node-003/gpu2" in message
@@ -82,10 +96,10 @@ async def test_the_third_isolation_in_an_hour_is_denied_by_the_blast_radius_rule
     async with held(Client(stack.server)) as client:
         for gpu in (0, 1):
             ok(await client.call_tool("isolate_gpu", {"node": "node-013", "gpu": gpu, "reason": "ECC storm"}))
-        message = error(
-            await client.call_tool("isolate_gpu", {"node": "node-013", "gpu": 2, "reason": "ECC storm"})
-        )
+        third = await client.call_tool("isolate_gpu", {"node": "node-013", "gpu": 2, "reason": "ECC storm"})
+    message = error(third)
     assert DENIED in message
+    assert (refusal(third).kind, refusal(third).rule) == ("denied", "blast-radius-max-isolations-per-hour")
     assert "blast radius rule max-isolations-per-hour" in message
     assert "2 GPU isolations in the last hour, limit 2 per hour" in message
     assert [g.isolated for g in stack.twin.node("node-013").gpus[:3]] == [True, True, False]

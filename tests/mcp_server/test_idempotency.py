@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from events import subjects
 from events.models import stable_id
 from mcp_server.gate.idempotency import Claim, IdempotencyStore, KvIdempotency, MemoryIdempotency, fingerprint
-from tests.mcp_server.support import OPERATOR, VIEWER, MakeStack, error, held, ok, text_of
+from tests.mcp_server.support import OPERATOR, VIEWER, MakeStack, error, held, ok, refusal, text_of
 
 RESTART = {"job": "train-02", "reason": "NCCL watchdog timeout"}
 ISOLATE = {"node": "node-003", "gpu": 2, "reason": "Xid 79 fell off the bus"}
@@ -224,8 +224,10 @@ async def test_a_key_whose_call_is_still_running_is_refused(
     await store.claim(f"{OPERATOR.id}:restart_from_checkpoint", "inc-7/restart", fingerprint(arguments))
     stack = make_stack(OPERATOR, idempotency=store)
     async with held(Client(stack.server)) as client:
-        message = error(await client.call_tool("restart_from_checkpoint", arguments))
+        result = await client.call_tool("restart_from_checkpoint", arguments)
+    message = error(result)
     assert "inc-7/restart" in message and "still running" in message
+    assert refusal(result).kind == "in_flight"  # a client retries on the field, not the sentence
     assert stack.twin.job("train-02").restarts == 0
 
 

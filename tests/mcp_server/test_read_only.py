@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from mcp import Client
 
 from mcp_server.gate.policy import PolicyGate, Resource
 from mcp_server.read_only import READ_ONLY_POLICY, ReadOnlyGate
-from tests.mcp_server.support import ADMIN, MUTATING_TOOLS, READ_TOOLS, MakeStack, error, held, ok
+from mcp_server.server import build_server
+from tests.mcp_server.support import ADMIN, MUTATING_TOOLS, READ_TOOLS, MakeStack, error, held, ok, refusal
 
 
 async def test_a_read_only_server_lists_no_tool_that_could_change_anything(make_stack: MakeStack) -> None:
@@ -18,7 +21,7 @@ async def test_a_read_only_server_lists_no_tool_that_could_change_anything(make_
         assert all(t.annotations is not None and t.annotations.read_only_hint for t in tools)
         assert "isolate_gpu" in error(
             await client.call_tool("isolate_gpu", {"node": "node-013", "gpu": 1, "reason": "ECC storm"})
-        )
+        )  # hidden: the SDK answers "unknown tool", not the gate
         assert ok(await client.call_tool("fleet_health", {}))["status"] == "healthy"
     assert not stack.twin.node("node-013").gpus[1].isolated
 
@@ -43,3 +46,15 @@ async def test_a_runbook_planned_on_a_read_only_server_shows_the_refusal(make_st
         )
     assert plan["status"] == "denied"
     assert "read-only mode" in next(s for s in plan["steps"] if s["id"] == "isolate")["error"]
+
+
+async def test_a_read_only_gate_answers_a_read_only_refusal(make_stack: MakeStack) -> None:
+    """A front door that builds its own server over the same dependencies, tools not hidden."""
+    stack = make_stack(ADMIN)
+    assert stack.deps is not None
+    deps = dataclasses.replace(stack.deps, gate=ReadOnlyGate(stack.deps.gate))
+    async with held(Client(build_server(deps))) as client:
+        result = await client.call_tool("isolate_gpu", {"node": "node-013", "gpu": 1, "reason": "ECC"})
+    assert (refusal(result).kind, refusal(result).rule) == ("read_only", READ_ONLY_POLICY)
+    assert "read-only mode" in error(result)
+    assert not stack.twin.node("node-013").gpus[1].isolated

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from mcp_server.gate.guard import APPROVAL_REQUIRED, DENIED, approval_id_in
+from mcp_server.gate.guard import APPROVAL_REQUIRED, DENIED
 from mcp_server.gate.policy import PolicyGate
 from mcp_server.gate.safety import FreezeWindow
 from tests.mcp_server.remediation_rig import OPERATOR_2, build_rig, connected
@@ -24,9 +24,9 @@ async def test_a_swap_into_the_reserve_waits_for_a_person_and_then_goes_ahead_on
     policy_gate: PolicyGate,
 ) -> None:
     async with connected(build_rig(policy_gate, min_spares=2)) as rig:
-        asked = await rig.error("swap_spare", **SWAP)
-        approval_id = approval_id_in(asked)
-        asked_again = await rig.error("swap_spare", **SWAP)
+        asked, asks = await rig.refused("swap_spare", **SWAP)
+        approval_id = asks.approval_id
+        _, asks_again = await rig.refused("swap_spare", **SWAP)
         listed = await rig.ok("list_approvals")
 
         rig.as_(OPERATOR)
@@ -36,8 +36,10 @@ async def test_a_swap_into_the_reserve_waits_for_a_person_and_then_goes_ahead_on
         replayed = await rig.ok("swap_spare", **SWAP)
         after = await rig.ok("list_approvals", status=["used"])
 
-    assert APPROVAL_REQUIRED in asked
-    assert approval_id is not None and approval_id_in(asked_again) == approval_id  # one request, not two
+    assert APPROVAL_REQUIRED in asked and f"approval {approval_id}" in asked  # the sentence, for people
+    assert (asks.kind, asks.rule) == ("approval_required", "spare-reserve-needs-approval")  # the fields
+    assert approval_id is not None and asks_again.approval_id == approval_id  # one request, not two
+    assert asks.expires_at is not None and asks.expires_at == asks_again.expires_at
     assert "2 fit spare(s) left and the reserve is 2" in asked
     [request] = listed["approvals"]
     assert listed["pending"] == 1
@@ -69,15 +71,16 @@ async def test_a_swap_into_the_reserve_waits_for_a_person_and_then_goes_ahead_on
 
 async def test_a_rejected_action_stays_refused(policy_gate: PolicyGate) -> None:
     async with connected(build_rig(policy_gate, min_spares=2)) as rig:
-        approval_id = approval_id_in(await rig.error("swap_spare", **SWAP))
+        approval_id = (await rig.refused("swap_spare", **SWAP))[1].approval_id
         rig.as_(OPERATOR)
         rejected = await rig.ok(
             "reject_action", approval_id=approval_id, comment="keep the spares for train-01"
         )
         late = await rig.error("approve_action", approval_id=approval_id)
         rig.as_(AGENT)
-        message = await rig.error("swap_spare", **SWAP)
+        message, refused = await rig.refused("swap_spare", **SWAP)
 
+    assert (refused.kind, refused.approval_id) == ("denied", approval_id)
     assert rejected["data"]["status"] == "rejected"
     assert f"approval {approval_id} is rejected (by olga); it cannot be decided again" in late
     assert DENIED in message
@@ -89,7 +92,7 @@ async def test_nobody_approves_their_own_request_and_the_agent_approves_nothing(
     policy_gate: PolicyGate,
 ) -> None:
     async with connected(build_rig(policy_gate, OPERATOR, min_spares=2)) as rig:
-        approval_id = approval_id_in(await rig.error("swap_spare", **SWAP))
+        approval_id = (await rig.refused("swap_spare", **SWAP))[1].approval_id
         own = await rig.error("approve_action", approval_id=approval_id)
         rig.as_(AGENT)
         agent = await rig.error("approve_action", approval_id=approval_id)
@@ -108,13 +111,16 @@ async def test_nobody_approves_their_own_request_and_the_agent_approves_nothing(
 
 async def test_an_approval_binds_to_the_exact_call(policy_gate: PolicyGate) -> None:
     async with connected(build_rig(policy_gate, min_spares=2)) as rig:
-        approval_id = approval_id_in(await rig.error("swap_spare", **SWAP))
+        approval_id = (await rig.refused("swap_spare", **SWAP))[1].approval_id
         rig.as_(OPERATOR)
         await rig.ok("approve_action", approval_id=approval_id)
         rig.as_(AGENT)
-        other_node = await rig.error("swap_spare", **{**SWAP, "node": "node-011", "idempotency_key": "x/1"})
+        other_node, other = await rig.refused(
+            "swap_spare", **{**SWAP, "node": "node-011", "idempotency_key": "x/1"}
+        )
 
-    assert APPROVAL_REQUIRED in other_node and approval_id_in(other_node) != approval_id
+    assert APPROVAL_REQUIRED in other_node
+    assert other.kind == "approval_required" and other.approval_id not in (None, approval_id)
     assert rig.twin.job("train-02").replacements == []
 
 
@@ -122,12 +128,12 @@ async def test_an_expired_approval_cannot_be_approved_and_the_call_asks_again(
     policy_gate: PolicyGate,
 ) -> None:
     async with connected(build_rig(policy_gate, min_spares=2, approval_ttl_s=0.0)) as rig:
-        first = approval_id_in(await rig.error("swap_spare", **SWAP))
+        first = (await rig.refused("swap_spare", **SWAP))[1].approval_id
         listed = await rig.ok("list_approvals", status=["expired"])
         rig.as_(OPERATOR)
         late = await rig.error("approve_action", approval_id=first)
         rig.as_(AGENT)
-        second = approval_id_in(await rig.error("swap_spare", **SWAP))
+        second = (await rig.refused("swap_spare", **SWAP))[1].approval_id
 
     assert [a["id"] for a in listed["approvals"]] == [first]
     assert f"approval {first} is expired" in late

@@ -19,10 +19,10 @@ async def test_the_breaker_trips_blocks_every_isolation_and_holds_until_a_person
         await rig.ok("cordon_node", node="node-014", reason="Xid 79")
         await rig.ok("drain_node", node="node-015", reason="Xid 119")
         same_node = await rig.ok("isolate_gpu", node="node-013", gpu=1, reason="Xid 48")  # no new node
-        tripped = await rig.error("cordon_node", node="node-016", reason="Xid 79")
+        tripped, trip = await rig.refused("cordon_node", node="node-016", reason="Xid 79")
         held_back = not rig.twin.node("node-016").cordoned
         status = await rig.ok("safety_status")
-        still = await rig.error("isolate_gpu", node="node-013", gpu=2, reason="Xid 48")
+        still, still_open = await rig.refused("isolate_gpu", node="node-013", gpu=2, reason="Xid 48")
         repairs_go_on = await rig.ok("restart_from_checkpoint", job="train-02", reason="Xid 13")
         by_agent = await rig.error("reset_breaker", comment="looks fine")
         rig.as_(OPERATOR)
@@ -34,6 +34,7 @@ async def test_the_breaker_trips_blocks_every_isolation_and_holds_until_a_person
 
     assert same_node["changed"]
     assert DENIED in tripped and "circuit breaker open" in tripped
+    assert (trip.kind, trip.rule) == (still_open.kind, still_open.rule) == ("breaker_open", "breaker-open")
     assert "after 25% of the cluster's nodes were taken out within its window (threshold 20%)" in tripped
     breaker = status["breaker"]
     assert breaker["open"] is True and breaker["trips"] == 1

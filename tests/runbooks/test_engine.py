@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from contracts.client import ToolResult
+from contracts.client import ToolResult, ToolSpec
+from contracts.refusal import Refusal
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import MemoryRunStore
@@ -24,6 +25,12 @@ class ScriptedTools:
 
     async def read_only_tools(self) -> set[str]:
         return READ_ONLY
+
+    async def tool_names(self) -> set[str]:
+        return READ_ONLY | {"isolate_gpu", "restart_from_checkpoint"}
+
+    async def tool_specs(self) -> list[ToolSpec]:
+        return [ToolSpec(name=name, read_only=name in READ_ONLY) for name in await self.tool_names()]
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         self.calls.append((tool, arguments))
@@ -73,8 +80,9 @@ async def test_a_failed_precondition_stops_before_any_mutation():
 
 
 async def test_a_policy_denial_ends_the_run_as_denied_and_records_the_decision():
-    denied = ToolResult(
-        ok=False, text="Error executing tool isolate_gpu: policy denied isolate_gpu on n/gpu3: blast radius"
+    denied = ToolResult.refused(
+        Refusal(kind="denied", rule="blast-radius", reasons=["blast radius"]),
+        "Error executing tool isolate_gpu: policy denied isolate_gpu on n/gpu3: blast radius",
     )
     tools = ScriptedTools({"isolate_gpu": denied})
     state = await engine(tools).run("isolate-gpu", {"node": "n", "gpu": 3}, run_id="r2")

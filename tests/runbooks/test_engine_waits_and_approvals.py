@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from contracts.client import ToolResult
+from contracts.client import ToolResult, ToolSpec
+from contracts.refusal import Refusal
 from runbooks.engine import RunbookEngine, evaluate
 from runbooks.library import RunbookError, RunbookLibrary
 from runbooks.models import Check, Runbook, ToolStep
@@ -27,6 +28,9 @@ class Tools:
 
     async def tool_names(self) -> set[str]:
         return set(self.answers)
+
+    async def tool_specs(self) -> list[ToolSpec]:
+        return [ToolSpec(name=name, read_only=name in READ_ONLY) for name in self.answers]
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolResult:
         self.calls.append((tool, arguments))
@@ -112,7 +116,8 @@ def test_a_wait_needs_a_condition() -> None:
 
 
 async def test_a_call_still_running_on_the_server_is_waited_for_not_failed() -> None:
-    busy = ToolResult(ok=False, text="Error: an earlier call with idempotency key 'r/act' is still running")
+    why = "an earlier call with idempotency key 'r/act' is still running"
+    busy = ToolResult.refused(Refusal(kind="in_flight", reasons=[why]), f"Error: {why}")
     tools = Tools({"act": [busy, busy, done()], "probe": [ToolResult(ok=True, structured={"ready": True})]})
 
     state = await RunbookEngine(tools, MemoryRunStore(), library(WAITING), inline_wait_s=60).run(
@@ -125,9 +130,9 @@ async def test_a_call_still_running_on_the_server_is_waited_for_not_failed() -> 
 
 
 async def test_a_step_that_needs_approval_parks_the_run_and_a_second_run_repeats_the_same_call() -> None:
-    asks = ToolResult(
-        ok=False,
-        text="Error executing tool act: policy requires approval for act on x for a (role agent): "
+    asks = ToolResult.refused(
+        Refusal(kind="approval_required", reasons=["too costly"], approval_id="apr-0a1b2c3d4e"),
+        "Error executing tool act: policy requires approval for act on x for a (role agent): "
         "too costly; approval apr-0a1b2c3d4e requested (expires ...)",
     )
     tools = Tools({"act": [asks, done()], "probe": [ToolResult(ok=True, structured={"ready": True})]})
@@ -145,7 +150,10 @@ async def test_a_step_that_needs_approval_parks_the_run_and_a_second_run_repeats
 
 
 async def test_in_a_dry_run_an_approval_is_reported_not_waited_for() -> None:
-    asks = ToolResult(ok=False, text="policy requires approval for act on x: too costly")
+    asks = ToolResult.refused(
+        Refusal(kind="approval_required", reasons=["too costly"], approval_id="apr-0a1b2c3d4e"),
+        "policy requires approval for act on x: too costly",
+    )
     tools = Tools({"act": [asks], "probe": [ToolResult(ok=True, structured={"ready": True})]})
 
     state = await RunbookEngine(tools, MemoryRunStore(), library(WAITING)).run(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from events import dcgm_fields
 from events.kmsg_parser import KmsgParser
 from fleet import FleetTwin
 from fleet.telemetry import GpuCounters
@@ -39,16 +40,19 @@ from skills.catalog import load_catalog
 
 # DCGM fields the twin's counters hold directly (its exporter derives SM clock and engine activity).
 SAMPLED: dict[str, str] = {
-    "DCGM_FI_DEV_GPU_TEMP": "gpu_temp_c",
-    "DCGM_FI_DEV_MEMORY_TEMP": "memory_temp_c",
-    "DCGM_FI_DEV_POWER_USAGE": "power_w",
-    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": "clock_event_reasons",
-    "DCGM_FI_DEV_XID_ERRORS": "last_xid",
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": "sbe_volatile",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "dbe_volatile",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": "sbe_aggregate",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL": "dbe_aggregate",
-    "DCGM_FI_DEV_ROW_REMAP_PENDING": "remap_pending",
+    name: dcgm_fields.BY_NAME[name].sample
+    for name in (
+        dcgm_fields.GPU_TEMP,
+        dcgm_fields.MEMORY_TEMP,
+        dcgm_fields.POWER_USAGE,
+        dcgm_fields.CLOCKS_EVENT_REASONS,
+        dcgm_fields.XID_ERRORS,
+        dcgm_fields.ECC_SBE_VOL,
+        dcgm_fields.ECC_DBE_VOL,
+        dcgm_fields.ECC_SBE_AGG,
+        dcgm_fields.ECC_DBE_AGG,
+        dcgm_fields.ROW_REMAP_PENDING,
+    )
 }
 _ATTRS = list(SAMPLED.values())
 _COLUMN = {name: i for i, name in enumerate(SAMPLED)}

@@ -12,6 +12,7 @@ from mcp import Client
 from agents.claude import ClaudeLimits, ClaudePlanner, make_client
 from agents.facts import Facts, gather_facts
 from contracts.client import McpToolClient
+from evals.loopback_anthropic import LoopbackMessagesServer
 from events.incident import Incident, RootCause
 from fleet import FleetSpec, FleetTwin
 from mcp_server.backends.twin.backend import TwinBackend
@@ -21,7 +22,6 @@ from mcp_server.gate.policy import PolicyGate, Principal
 from mcp_server.identity import fixed_identity
 from mcp_server.server import build_server
 from runbooks.library import RunbookLibrary
-from tests.agents.claude.loopback import LoopbackMessagesServer
 from tests.mcp_server.support import held
 
 AGENT = Principal(id="triage-agent", role="agent", kind="agent")

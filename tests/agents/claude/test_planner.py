@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from agents.claude.prompt import ANSWER_TOOL, SKILL_TOOL
+from evals.loopback_anthropic import Hang, Raw, message, refusal, submit, text, tool_use
 from tests.agents.claude.conftest import TEST_KEY, xid_incident
-from tests.agents.claude.loopback import Hang, Raw, message, refusal, submit, text, tool_use
 
 ISOLATE_AND_RESTART: dict[str, Any] = {
     "diagnosis": "GPU 3 on node-003 fell off the PCIe bus (Xid 79) under train-01.",

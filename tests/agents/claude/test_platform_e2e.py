@@ -15,9 +15,9 @@ import pytest
 from aiops.demo import wait_for_incidents
 from aiops.platform import Platform
 from aiops.settings import Settings
+from evals.loopback_anthropic import LoopbackMessagesServer, submit, text, tool_use
 from events import subjects
 from tests.agents.claude.conftest import TEST_KEY
-from tests.agents.claude.loopback import LoopbackMessagesServer, submit, text, tool_use
 from tests.agents.claude.test_planner import ISOLATE_AND_RESTART
 
 pytestmark = pytest.mark.slow
