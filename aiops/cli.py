@@ -7,27 +7,26 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 
 import typer
 from rich.console import Console
 
 from aiops.kmsg_cli import kmsg_app
+from aiops.node_cli import node
 from aiops.ops_cli import register as register_ops
 from aiops.settings import Settings
 
 app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no_args_is_help=True)
 app.add_typer(kmsg_app, name="kmsg")
 register_ops(app)  # approvals, approve, reject, breaker, agent (aiops/ops_cli.py)
+app.command("node")(node)  # the node agent (aiops/node_cli.py)
 
 
-def _logging(verbose: bool) -> None:
+def _logging(verbose: bool, fmt: str = "text", default: str = "WARNING") -> None:
     # Logs go to stderr: stdout carries the MCP stdio protocol and JSON output.
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from aiops.logs import configure
+
+    configure(logging.DEBUG if verbose else getattr(logging, default), fmt)
 
 
 @app.command()
@@ -133,7 +132,8 @@ def mcp(
             server.run()
         return
 
-    from aiops.standalone import build_standalone_http, serving
+    from aiops.build import serve_http as serving
+    from aiops.standalone import build_standalone_http
 
     built = build_standalone_http(settings)
     _freeze_the_fleet()

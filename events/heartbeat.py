@@ -33,6 +33,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import TypeAdapter
 
 from events import subjects
+from events.batching import BatchPublisher
 from events.models import Heartbeat, utcnow
 
 log = logging.getLogger(__name__)
@@ -240,36 +241,27 @@ class HeartbeatRelay:
 
     def __init__(self, nc: NatsClient, *, max_queue: int = 50_000) -> None:
         self.nc = nc
-        self.published = 0
-        self.dropped = 0
-        self._queue: asyncio.Queue[Heartbeat] = asyncio.Queue(maxsize=max_queue)
+        self._out: BatchPublisher[Heartbeat] = BatchPublisher(
+            self._publish, what="heartbeats", max_queue=max_queue, max_batch=5000
+        )
+
+    @property
+    def published(self) -> int:
+        return self._out.published
+
+    @property
+    def dropped(self) -> int:
+        return self._out.dropped
 
     def offer(self, beat: Heartbeat) -> None:
-        try:
-            self._queue.put_nowait(beat)
-        except asyncio.QueueFull:
-            self.dropped += 1
+        self._out.offer(beat)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and self._queue.empty()):
-            getter = asyncio.ensure_future(self._queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                continue
-            batch = [getter.result()]
-            while not self._queue.empty() and len(batch) < 5000:
-                batch.append(self._queue.get_nowait())
-            by_subject: dict[str, list[Heartbeat]] = {}
-            for beat in batch:
-                by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
-            try:
-                for subject, beats in by_subject.items():
-                    await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))
-                self.published += len(batch)
-            except Exception:
-                log.exception("could not publish %d heartbeats", len(batch))
+        await self._out.run(stop)
+
+    async def _publish(self, batch: list[Heartbeat]) -> None:
+        by_subject: dict[str, list[Heartbeat]] = {}
+        for beat in batch:
+            by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
+        for subject, beats in by_subject.items():
+            await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))
