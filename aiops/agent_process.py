@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from aiops.build import build_agent, freeze_startup_objects
+from aiops.observability import start_observability
 from aiops.settings import Settings
 from contracts.client import McpToolClient
 from events.streams import ensure_jetstream
@@ -75,6 +76,16 @@ async def run_agent(
         stop_consuming = getattr(agent, "stop", None)  # the agent's own pull loop, where it has one
         if stop_consuming is not None:
             stack.push_async_callback(stop_consuming)  # first on the way out: no new events
+        tasks: list[asyncio.Task[object]] = []
+        await start_observability(
+            nc,
+            js,
+            settings.cluster,
+            stack=stack,
+            spawn=lambda coro: tasks.append(asyncio.ensure_future(coro)),
+            stop=stop,
+            sources={"agent": lambda: (agent.events_seen, 0, agent.dead_lettered)},
+        )
         watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         freeze_startup_objects()
@@ -82,3 +93,5 @@ async def run_agent(
             ready()
         await stop.wait()
         await watch
+        for task in tasks:
+            await task

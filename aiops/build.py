@@ -18,6 +18,7 @@ import dataclasses
 import gc
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -31,11 +32,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agents.claude import ClaudeLimits
+from agents.facts import Facts
+from agents.planner import Planner
 from agents.planner_select import PlannerConfig, select_planner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.settings import Settings
 from contracts.client import McpToolClient
+from events.incident import Incident, Plan
+from events.metrics import PLANNER_SECONDS
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.policy import Principal
 from mcp_server.identity import BearerTokens, fixed_identity, load_tokens
@@ -162,7 +167,7 @@ async def build_agent(
         store=store or await IncidentStore.open(js),
         tools=tools,
         engine=RunbookEngine(tools, runs, library),
-        planner=choice.planner,
+        planner=TimedPlanner(choice.planner),
         summarizer=choice.summarizer,
         dedupe_window_s=settings.dedupe_window_s,
         group_wait_s=settings.group_wait_s,
@@ -170,6 +175,21 @@ async def build_agent(
     )
     await agent.learn_fabric()
     return agent
+
+
+class TimedPlanner:
+    """A planner whose every plan is timed into ``aiops_planner_seconds``."""
+
+    def __init__(self, inner: Planner) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def plan(self, incident: Incident, facts: Facts) -> Plan:
+        started = time.perf_counter()
+        try:
+            return await self.inner.plan(incident, facts)
+        finally:
+            PLANNER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
 
 class _QuietServer(uvicorn.Server):

@@ -46,6 +46,7 @@ from aiops.build import (
 )
 from aiops.detection import Detection, start_detection, start_wall_detection
 from aiops.nats_server import EmbeddedNats
+from aiops.observability import PlatformWatch, start_observability
 from aiops.safety import observe_only, policy_limits
 from aiops.settings import Settings
 from chatops.notifier import IncidentNotifier
@@ -103,6 +104,7 @@ class Platform:
     detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
     gpus: GpuResolver = field(init=False)
+    watch: PlatformWatch = field(init=False)
     people_server: MCPServer = field(init=False)
     agent_server: MCPServer = field(init=False)
     _twin: FleetTwin | None = field(init=False, default=None)
@@ -252,6 +254,24 @@ class Platform:
                 stop=self._stop,
             )
         await self._start_notifier()
+        kmsg, detectors, agent = self.kmsg, self.detection.service, self.agent
+        self.watch = await start_observability(
+            self.nc,
+            self.js,
+            cluster,
+            stack=self._stack,
+            spawn=self._spawn,
+            stop=self._stop,
+            sources={
+                "kmsg": lambda: (kmsg.lines_seen, kmsg.events_published, kmsg.dead_lettered),
+                "detectors": lambda: (
+                    detectors.beats_seen,
+                    detectors.events_published,
+                    detectors.beats_rejected,
+                ),
+                "agent": lambda: (agent.events_seen, 0, agent.dead_lettered),
+            },
+        )
         if self.serve_http:
             self.http_url = await self._stack.enter_async_context(
                 serve_http(self.people_server, s.http_host, s.http_port)

@@ -201,6 +201,7 @@ class AuditRecord(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
     decision: Literal["allow", "deny", "approval_required"]
     reasons: list[str] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list, description="the rules behind the decision")
     dry_run: bool = False
     idempotency_key: str | None = None
     replayed: bool = False
