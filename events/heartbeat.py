@@ -109,10 +109,12 @@ class TrainingHeartbeat:
         gpu: int | None = None,
         min_interval_s: float = 1.0,
         keepalive_s: float = 5.0,
+        hang_after_s: float | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.nats_url = nats_url
         self.identity = {"cluster": cluster, "job": job, "rank": rank, "node": node, "gpu": gpu}
+        self.hang_after_s = hang_after_s
         self.keepalive_s = keepalive_s
         self.clock = clock
         self.sent = 0
@@ -127,7 +129,8 @@ class TrainingHeartbeat:
     @classmethod
     def from_env(cls, **overrides: object) -> TrainingHeartbeat:
         """From the launcher's environment: ``AIOPS_NATS_URL``, ``AIOPS_CLUSTER``, ``AIOPS_JOB``
-        (else ``JOB_NAME``), ``RANK``, ``LOCAL_RANK`` (the GPU), ``NODE_NAME`` (else the host name)."""
+        (else ``JOB_NAME``), ``RANK``, ``LOCAL_RANK`` (the GPU), ``NODE_NAME`` (else the host name),
+        ``AIOPS_HANG_AFTER_S`` (the job's own hang threshold; unset = derived from its step time)."""
         env = os.environ
         args: dict[str, object] = {
             "nats_url": env.get("AIOPS_NATS_URL", "nats://127.0.0.1:4222"),
@@ -136,6 +139,7 @@ class TrainingHeartbeat:
             "rank": int(env.get("RANK", "0")),
             "node": env.get("NODE_NAME") or socket.gethostname(),
             "gpu": int(env["LOCAL_RANK"]) if env.get("LOCAL_RANK") else None,
+            "hang_after_s": float(env["AIOPS_HANG_AFTER_S"]) if env.get("AIOPS_HANG_AFTER_S") else None,
         }
         args.update(overrides)
         return cls(**args)  # type: ignore[arg-type]
@@ -172,6 +176,7 @@ class TrainingHeartbeat:
                 "compute_s": compute,
                 "comm_s": comm,
                 "collective_seq": collective_seq,
+                "hang_after_s": self.hang_after_s,
             }
         )
         if self._loop is not None and self._queue is not None:

@@ -178,6 +178,12 @@ class Heartbeat(BaseModel):
     compute_s: float | None = Field(default=None, ge=0)
     comm_s: float | None = Field(default=None, ge=0)
     collective_seq: int | None = Field(default=None, ge=0)
+    hang_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="the job's own hang threshold: no progress for this long while ranks still beat is a "
+        "hang (unset = derived from its step time, at least the detector's floor)",
+    )
 
 
 class DeadLetter(BaseModel):
