@@ -28,12 +28,12 @@ from events.detectors import (
     DetectorService,
     ExporterSource,
     MetricSource,
-    PrometheusSource,
     ReadingSource,
     ThroughputDetector,
 )
 from events.detectors.dcgm import FIELDS as DCGM_FIELDS
-from events.detectors.dcgm import LAST_XID, METRIC_NAMES, GpuReading
+from events.detectors.dcgm import LAST_XID, METRIC_NAMES, DcgmDetector, GpuReading
+from events.detectors.prometheus_changes import PrometheusChangesSource
 from events.fabric import FabricMap
 from events.heartbeat import HeartbeatRelay
 from events.kmsg_parser import normalise_pci_bus_id
@@ -188,9 +188,15 @@ async def start_wall_detection(
     stop: asyncio.Event,
 ) -> Detection:
     """The detectors of a real fleet, on the wall clock: heartbeats from training processes over
-    NATS (``TrainingHeartbeat``), DCGM from the Prometheus at ``AIOPS_PROMETHEUS_URL`` (none
-    without it: the kernel log and heartbeats still detect)."""
-    source = PrometheusSource(settings.prometheus_url) if settings.prometheus_url else None
+    NATS (``TrainingHeartbeat``), DCGM from the Prometheus at ``AIOPS_PROMETHEUS_URL`` asked only for
+    what changed (events/detectors/prometheus_changes.py; none without it: the kernel log and
+    heartbeats still detect)."""
+    resync_s = 3600.0
+    source = (
+        PrometheusChangesSource(settings.prometheus_url, resync_s=resync_s)
+        if settings.prometheus_url
+        else None
+    )
     if source is None:
         log.warning(
             "no AIOPS_PROMETHEUS_URL: the DCGM detector is off (kernel log and heartbeats still detect)"
@@ -199,6 +205,8 @@ async def start_wall_detection(
         nc,
         js,
         cluster=cluster,
+        # GPUs that do not change are not read between resyncs: keep their baseline past a resync.
+        dcgm=DcgmDetector(cluster, forget_after_s=3 * resync_s),
         dcgm_source=source,
         clock=utcnow,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
