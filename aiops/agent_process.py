@@ -85,6 +85,7 @@ async def run_agent(
             spawn=lambda coro: tasks.append(asyncio.ensure_future(coro)),
             stop=stop,
             sources={"agent": lambda: (agent.events_seen, 0, agent.dead_lettered)},
+            sample=False,
         )
         watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -35,9 +35,9 @@ def node(
     settings = Settings()
     _logging(verbose, settings.log_format, default="INFO")
     if source not in ("auto", "kmsg", "journal"):
-        raise typer.BadParameter(f"--source must be auto, kmsg or journal, not {source!r}")
+        _fail(f"--source is auto, kmsg or journal, not {source!r}")
     if not settings.nats_url:
-        raise typer.BadParameter("the node agent needs NATS: set AIOPS_NATS_URL")
+        _fail("the node agent needs NATS: set AIOPS_NATS_URL")
     config = NodeAgentConfig(
         nats_url=settings.nats_url,
         cluster=settings.cluster,
@@ -59,5 +59,9 @@ def node(
     try:
         asyncio.run(main())
     except OSError as exc:
-        typer.echo(f"aiops node: {exc}", err=True)
-        raise typer.Exit(1) from None
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"aiops node: {message}", err=True)
+    raise typer.Exit(2)

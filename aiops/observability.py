@@ -237,12 +237,16 @@ async def start_observability(
     spawn: Callable[[Coroutine[Any, Any, object]], None],
     stop: asyncio.Event,
     sources: dict[str, Counts] | None = None,
+    sample: bool = True,
 ) -> PlatformWatch:
-    """Log lines and metrics for this process; ``stack`` undoes it, ``stop`` ends the sampler."""
+    """Log lines and metrics for this process; ``stack`` undoes it, ``stop`` ends the sampler.
+    ``sample``: refresh the gauges kept in NATS (the control plane does; agent processes leave it
+    to the control plane, whose ``/metrics`` exports them)."""
     watch = PlatformWatch(nc)
     await watch.start()
     stack.push_async_callback(watch.stop)
     for source, counts in (sources or {}).items():
         stack.callback(SERVICES.add(source, counts))
-    spawn(StateSampler(js, cluster).run(stop))
+    if sample:
+        spawn(StateSampler(js, cluster).run(stop))
     return watch
