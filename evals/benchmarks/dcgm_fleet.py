@@ -5,7 +5,11 @@ over HTTP and scraped by Debian's ``prometheus``; after the baseline scrapes, 0.
 gain double-bit errors. Per fleet size, two ways to run a round:
 
 - ``full``: every DCGM series (``PrometheusSource``'s query, and the changes source's resync);
-- ``changes``: only the GPUs that changed or are past a threshold (``PrometheusChangesSource``).
+- ``changes``: only the GPUs that changed or are past a threshold, the whole question evaluated at
+  query time (``PrometheusChangesSource``, window 1m);
+- ``recorded``: the same GPUs from the recording rule ``gpu:dcgm_attention``
+  (deploy/prometheus/recording-rules.yml, loaded into this Prometheus), which Prometheus evaluates
+  at its rule interval: the detector's round is then an index lookup.
 
 For each: wall time of the query, bytes transferred, Prometheus's own evaluation time, series
 returned, and the detector's time on the answer. Writes ``evals/out/dcgm_fleet.json``.
@@ -32,9 +36,10 @@ from pathlib import Path
 
 from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
 from events.detectors.exposition import DCGM_PROMQL
-from events.detectors.prometheus_changes import PrometheusChangesSource
+from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "dcgm_fleet.json"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "recording-rules.yml"
 GPUS_PER_NODE = 8
 FAULTY_SHARE = 0.001
 
@@ -97,6 +102,7 @@ def prometheus(data: Path, target: str, interval_s: int) -> Iterator[str]:
     config = data / "prometheus.yml"
     config.write_text(
         f"global: {{scrape_interval: {interval_s}s, scrape_timeout: {interval_s - 1}s}}\n"
+        f"rule_files: ['{RULES}']\n"
         f"scrape_configs:\n  - job_name: dcgm\n    static_configs: [{{targets: ['{target}']}}]\n"
     )
     proc = subprocess.Popen(
@@ -141,7 +147,8 @@ def one_size(gpus: int) -> dict[str, object]:
         wait(lambda: scalar(url, "count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == gpus, 600, "the baseline scrape")
         baseline_scrapes = exporter.scrapes
         wait(lambda: exporter.scrapes >= baseline_scrapes + 1, 600, "a second baseline scrape")
-        source = PrometheusChangesSource(url, window="5m", timeout_s=900)
+        source = PrometheusChangesSource(url, window="1m", timeout_s=900)
+        recorded = PrometheusChangesSource(url, recorded=True, timeout_s=900)
         detector = DcgmDetector("bench")
         samples, full = source.ask(DCGM_PROMQL, "full")
         started = time.perf_counter()
@@ -157,6 +164,12 @@ def one_size(gpus: int) -> dict[str, object]:
         started = time.perf_counter()
         events = detector.observe_readings(group_samples(samples), datetime.now(UTC))
         changes_detect_s = time.perf_counter() - started
+        wait(
+            lambda: scalar(url, f"count({RECORDED})") >= len(faulty),
+            900,
+            "the recording rule to see the faults",
+        )
+        _, by_rule = recorded.ask(recorded.query, "recorded")
         _, full_again = source.ask(DCGM_PROMQL, "full")
     exporter.server.shutdown()
     return {
@@ -168,6 +181,7 @@ def one_size(gpus: int) -> dict[str, object]:
         "full": {**full.__dict__, "detector_s": round(full_detect_s, 4)},
         "full_after_faults": full_again.__dict__,
         "changes": {**changes.__dict__, "detector_s": round(changes_detect_s, 4)},
+        "recorded": by_rule.__dict__,
     }
 
 

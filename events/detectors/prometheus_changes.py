@@ -56,11 +56,28 @@ STATES = (
 )
 
 
+RECORDED = "gpu:dcgm_attention"
+"""The recording rule (deploy/prometheus/recording-rules.yml) holding ``attention_expr("1m")``."""
+
+
 def changed_query(
-    window: str = "2m", *, keys: str = "Hostname, gpu", sbe_per_hour: float = DEFAULT_SBE_PER_HOUR
+    window: str = "2m",
+    *,
+    keys: str = "Hostname, gpu",
+    sbe_per_hour: float = DEFAULT_SBE_PER_HOUR,
+    recorded: bool = False,
 ) -> str:
     """One PromQL expression: the DCGM fields of the GPUs that changed within ``window`` or are past
-    a threshold."""
+    a threshold. ``recorded``: the GPUs come from the recording rule ``gpu:dcgm_attention``, which
+    Prometheus evaluates at its own rule interval (cheap to ask; the rule's window is 1m)."""
+    which = RECORDED if recorded else f"({attention_expr(window, keys=keys, sbe_per_hour=sbe_per_hour)})"
+    return f"{DCGM_PROMQL} and on ({keys}) {which}"
+
+
+def attention_expr(
+    window: str = "2m", *, keys: str = "Hostname, gpu", sbe_per_hour: float = DEFAULT_SBE_PER_HOUR
+) -> str:
+    """The GPUs (by ``keys``) that changed within ``window`` or are past a DCGM limit."""
     by = f"max by ({keys})"
     # One term per field: a range function drops the metric name, and series of different fields
     # with the same labels may not meet inside one function call.
@@ -76,7 +93,7 @@ def changed_query(
             f"{by} (rate(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL[1h]) * 3600) > {sbe_per_hour:g}",
         ]
     )
-    return f"{DCGM_PROMQL} and on ({keys}) ({changed})"
+    return changed
 
 
 @dataclass
@@ -102,9 +119,10 @@ class PrometheusChangesSource:
         keys: str = "Hostname, gpu",
         timeout_s: float = 30.0,
         sbe_per_hour: float = DEFAULT_SBE_PER_HOUR,
+        recorded: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
-        self.query = changed_query(window, keys=keys, sbe_per_hour=sbe_per_hour)
+        self.query = changed_query(window, keys=keys, sbe_per_hour=sbe_per_hour, recorded=recorded)
         self.resync_s = resync_s
         self.timeout_s = timeout_s
         self.last: Round | None = None
