@@ -23,10 +23,12 @@ async def publish_kmsg_lines(
     cluster: str,
     lines: Sequence[tuple[str, str, str | None]],
     *,
-    ack_timeout_s: float = 10.0,
+    ack_timeout_s: float | None = 10.0,
 ) -> int:
     """Publish ``(node, line, msg_id)`` with acks in flight; returns how many JetStream took as new
-    (a repeated ``Nats-Msg-Id`` within the stream's duplicate window is acknowledged, not stored)."""
+    (a repeated ``Nats-Msg-Id`` within the stream's duplicate window is acknowledged, not stored).
+    ``ack_timeout_s``: give up on the acks after this long (the node agent retries from its spool);
+    None waits (the embedded twin's shipper, whose NATS is in the same process's lifetime)."""
     futures = []
     for node, line, msg_id in lines:
         headers = {HEADER_NODE: node, HEADER_CLUSTER: cluster}
@@ -70,4 +72,6 @@ class KmsgShipper:
         await self._out.wait_idle()
 
     async def _publish(self, batch: list[tuple[str, str]]) -> None:
-        await publish_kmsg_lines(self.js, self.cluster, [(node, line, None) for node, line in batch])
+        await publish_kmsg_lines(
+            self.js, self.cluster, [(node, line, None) for node, line in batch], ack_timeout_s=None
+        )
