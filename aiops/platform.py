@@ -184,6 +184,10 @@ class Platform:
             inventory = await KvGpuResolver.open(self.js, cluster)
             self._stack.push_async_callback(inventory.close)
             self.gpus = inventory
+            from mcp_server.backends.kubernetes.backend import KubernetesBackend
+
+            if isinstance(backends.cluster, KubernetesBackend):
+                backends.cluster.inventory = inventory.gpus_of  # the MCP tools see NVML's GPUs too
         log.info(
             "backend %s (cluster %s)%s",
             backends.cluster.kind,

@@ -80,6 +80,7 @@ class KvGpuResolver:
         self.kv = kv
         self.cluster = cluster
         self._by_node: dict[str, dict[str, int]] = {}
+        self._gpus: dict[str, list[dict[str, object]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._seen = asyncio.Event()
 
@@ -95,9 +96,14 @@ class KvGpuResolver:
             return None
         return self._by_node.get(node, {}).get(wanted)
 
+    def gpus_of(self, node: str) -> list[dict[str, object]] | None:
+        """The node's GPUs as ``{index, uuid, pci_bus_id, model}``; None when no agent reported."""
+        return self._gpus.get(node)
+
     def learn(self, inventory: NodeInventory) -> None:
         if inventory.cluster != self.cluster:
             return
+        self._gpus[inventory.node] = [g.model_dump() for g in inventory.gpus]
         self._by_node[inventory.node] = {
             bus: g.index for g in inventory.gpus if (bus := normalise_pci_bus_id(g.pci_bus_id))
         }

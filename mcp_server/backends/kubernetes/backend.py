@@ -4,8 +4,9 @@ What lives where (prefix ``gpu-aiops.io/``):
 
 - cordon: ``spec.unschedulable``; who set it: annotation ``cordon-owner`` (a cordon without it
   belongs to someone else, and this platform never lifts it);
-- GPUs of a node: annotation ``gpus`` (``[{index, uuid, pci_bus_id}]``, from a node agent or GPU
-  feature discovery), else ``nvidia.com/gpu`` capacity with unknown ids; their health: annotation
+- GPUs of a node: annotation ``gpus`` (``[{index, uuid, pci_bus_id}]``, from GPU feature
+  discovery), else the node agent's NVML inventory (``inventory``, the ``gpu_inventory`` bucket),
+  else ``nvidia.com/gpu`` capacity with unknown ids; their health: annotation
   ``gpu-health`` (``{"<index>": "fallen_off_bus" | "error"}``, written by the platform);
 - isolation: annotation ``isolated-gpus`` (``{"<index>": {reason, by, at}}``) plus the taint
   ``gpu-isolated:NoSchedule``, so no new gang lands on a node with a GPU out;
@@ -115,6 +116,8 @@ class KubernetesBackend:
     def __init__(self, api: KubeApi, config: KubernetesConfig | None = None) -> None:
         self.api = api
         self.config = config or KubernetesConfig()
+        self.inventory: Callable[[str], list[dict[str, Any]] | None] | None = None
+        """node -> its GPUs (``{index, uuid, pci_bus_id}``) from the node agents' inventory."""
         self.jobs_api = JOB_APIS[self.config.job_kind]
 
     @classmethod
@@ -190,6 +193,9 @@ class KubernetesBackend:
             inventory = json.loads(_annotations(obj).get(GPUS, "[]"))
         except ValueError:
             inventory = []
+        if not inventory and self.inventory is not None:
+            # The node agent's NVML inventory (the gpu_inventory bucket), when the node carries none.
+            inventory = self.inventory(obj["metadata"]["name"]) or []
         if not inventory:
             capacity = obj.get("status", {}).get("capacity", {}).get(self.config.gpu_resource, "0")
             inventory = [

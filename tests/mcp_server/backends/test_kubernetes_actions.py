@@ -119,3 +119,16 @@ async def test_a_pod_still_terminating_at_the_deadline_is_reported(api: KubeApiD
     assert "still terminating" in change.detail and "training/llm-pretrain-worker-1" in change.detail
     again = await drainer.drain_node("gpu-node-02", "Xid 79", "olga")
     assert again.data["evicted"] == 0 and again.data["still_terminating"] == 1  # not evicted twice
+
+
+async def test_a_node_without_a_gpus_annotation_shows_the_node_agents_inventory(
+    api: KubeApiDouble,  # noqa: F811
+    backend: KubernetesBackend,  # noqa: F811
+) -> None:
+    del api.obj(NODES, "gpu-node-01")["metadata"]["annotations"]["gpu-aiops.io/gpus"]
+    unknown = await backend.get_node("gpu-node-01")
+    assert {g.pci_bus_id for g in unknown.gpus} == {"unknown"}  # capacity only
+    inventory = [{"index": i, "uuid": f"GPU-{i}", "pci_bus_id": f"0000:{16 + i:02x}:00.0"} for i in range(8)]
+    backend.inventory = lambda node: inventory if node == "gpu-node-01" else None
+    known = await backend.get_node("gpu-node-01")
+    assert [g.pci_bus_id for g in known.gpus][:2] == ["0000:10:00.0", "0000:11:00.0"]
