@@ -87,6 +87,13 @@ async def run_agent(
             sources={"agent": lambda: (agent.events_seen, 0, agent.dead_lettered)},
             sample=False,
         )
+        if settings.agent_metrics_port is not None:
+            # The agent plans: its planner latency and Claude spend are counted here, not in the platform.
+            from prometheus_client import start_http_server
+
+            server, thread = start_http_server(settings.agent_metrics_port, addr=settings.http_host)
+            stack.callback(thread.join, 5)
+            stack.callback(server.shutdown)
         watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         freeze_startup_objects()

@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     node_spool_lines: int = Field(
         default=100_000, ge=1, description="`aiops node`: kernel log lines kept on disk through a NATS outage"
     )
+    agent_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="`aiops agent` serves its own /metrics (planner latency, Claude tokens) on this port",
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="log lines as text or JSON")
     agent_token: str | None = Field(
         default=None, description="bearer token `aiops agent` presents to the MCP endpoint"
