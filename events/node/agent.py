@@ -87,7 +87,7 @@ class NodeAgent:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
-                self.source.close()
+                await self.source.close()
         finally:
             self.spool.close()
             if self._nc is not None:

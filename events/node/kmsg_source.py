@@ -82,7 +82,7 @@ class KernelSource(Protocol):
         """Until more may be readable (or ``timeout_s`` passed)."""
         ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class KmsgFile:
@@ -129,7 +129,7 @@ class KmsgFile:
     async def wait(self, timeout_s: float) -> None:
         await asyncio.sleep(min(self.poll_s, timeout_s))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._file.close()
 
 
@@ -179,7 +179,7 @@ class KmsgDevice:
         finally:
             loop.remove_reader(self._fd)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         os.close(self._fd)
 
 
@@ -229,10 +229,13 @@ class JournalSource:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout_s)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._reader.cancel()
         with contextlib.suppress(ProcessLookupError):
             self.proc.terminate()
+        await self.proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
 
 def journal_record(data: bytes) -> KernelRecord | None:

@@ -56,7 +56,7 @@ async def test_the_source_follows_journalctl_and_resumes_after_the_cursor(tmp_pa
 
         await eventually(three, within_s=10, what="three entries")
     finally:
-        source.close()
+        await source.close()
     assert records == [7978, 7979, 7980]
     assert args_file.read_text().split() == [
         "-k", "-f", "-o", "json", "--no-pager", "--after-cursor", "s=4c1d;i=1f29",
