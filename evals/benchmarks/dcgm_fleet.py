@@ -169,7 +169,7 @@ def one_size(gpus: int) -> dict[str, object]:
             900,
             "the recording rule to see the faults",
         )
-        _, by_rule = recorded.ask(recorded.query, "recorded")
+        _, by_rule = recorded.ask_recorded()
         _, full_again = source.ask(DCGM_PROMQL, "full")
     exporter.server.shutdown()
     return {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -56,6 +57,7 @@ STATES = (
 )
 
 
+NODES_PER_QUERY = 200
 RECORDED = "gpu:dcgm_attention"
 """The recording rule (deploy/prometheus/recording-rules.yml) holding ``attention_expr("1m")``."""
 
@@ -96,6 +98,15 @@ def attention_expr(
     return changed
 
 
+_REGEX_META = re.compile(r"([.^$*+?()\[\]{}|\\])")
+
+
+def _literal(name: str) -> str:
+    """``name`` as a regex matching itself, inside a PromQL double-quoted string (so ``.`` becomes
+    ``\\.``: the regex's backslash, escaped once more for the string)."""
+    return _REGEX_META.sub(lambda m: "\\\\" + m.group(1), name)
+
+
 @dataclass
 class Round:
     kind: str
@@ -122,6 +133,8 @@ class PrometheusChangesSource:
         recorded: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
+        self.recorded = recorded
+        self.keys = [k.strip() for k in keys.split(",")]
         self.query = changed_query(window, keys=keys, sbe_per_hour=sbe_per_hour, recorded=recorded)
         self.resync_s = resync_s
         self.timeout_s = timeout_s
@@ -135,12 +148,37 @@ class PrometheusChangesSource:
     async def scrape(self) -> list[Sample]:
         now = time.monotonic()
         full = self._synced_at is None or now - self._synced_at >= self.resync_s
-        samples, self.last = await asyncio.to_thread(
-            self.ask, DCGM_PROMQL if full else self.query, "full" if full else "changes"
-        )
         if full:
+            samples, self.last = await asyncio.to_thread(self.ask, DCGM_PROMQL, "full")
             self._synced_at = now
+        elif self.recorded:
+            samples, self.last = await asyncio.to_thread(self.ask_recorded)
+        else:
+            samples, self.last = await asyncio.to_thread(self.ask, self.query, "changes")
         return samples
+
+    def ask_recorded(self) -> tuple[list[Sample], Round]:
+        """Two small questions instead of one big one: which GPUs the recording rule marked, then
+        the DCGM fields of their nodes only (a label lookup, not a scan of every series)."""
+        marked, first = self.ask(RECORDED, "recorded")
+        wanted = {tuple(s.labels.get(k, "") for k in self.keys) for s in marked}
+        nodes = sorted({w[0] for w in wanted})
+        samples: list[Sample] = []
+        rounds = [first]
+        for at in range(0, len(nodes), NODES_PER_QUERY):
+            chunk = "|".join(_literal(n) for n in nodes[at : at + NODES_PER_QUERY])
+            fields, done = self.ask(f'{DCGM_PROMQL[:-1]}, {self.keys[0]}=~"{chunk}"}}', "recorded")
+            samples += [f for f in fields if tuple(f.labels.get(k, "") for k in self.keys) in wanted]
+            rounds.append(done)
+        evals = [r.eval_s for r in rounds if r.eval_s is not None]
+        total = Round(
+            "recorded",
+            len(samples),
+            sum(r.bytes for r in rounds),
+            sum(r.wall_s for r in rounds),
+            sum(evals) if evals else None,
+        )
+        return samples, total
 
     def ask(self, query: str, kind: str = "changes") -> tuple[list[Sample], Round]:
         """One instant query, with its size and Prometheus's evaluation time."""
