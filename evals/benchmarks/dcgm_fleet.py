@@ -188,12 +188,12 @@ def one_size(gpus: int) -> dict[str, object]:
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1_000, 16_000, 100_000]
     results = []
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     for gpus in sizes:
         result = one_size(gpus)
         results.append(result)
         print(json.dumps(result), flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2))
+        OUT.write_text(json.dumps(results, indent=2))  # after each size: the big ones take long
     print(f"written {OUT}")
 
 
