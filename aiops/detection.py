@@ -193,7 +193,7 @@ async def start_wall_detection(
     heartbeats still detect)."""
     resync_s = 3600.0
     source = (
-        PrometheusChangesSource(settings.prometheus_url, resync_s=resync_s)
+        PrometheusChangesSource(settings.prometheus_url, resync_s=resync_s, prefer_recorded=True)
         if settings.prometheus_url
         else None
     )

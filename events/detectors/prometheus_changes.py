@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import urllib.parse
@@ -56,6 +57,8 @@ STATES = (
     LAST_XID,
 )
 
+
+log = logging.getLogger(__name__)
 
 NODES_PER_QUERY = 200
 RECORDED = "gpu:dcgm_attention"
@@ -131,9 +134,13 @@ class PrometheusChangesSource:
         timeout_s: float = 30.0,
         sbe_per_hour: float = DEFAULT_SBE_PER_HOUR,
         recorded: bool = False,
+        prefer_recorded: bool = False,
     ) -> None:
+        """``recorded``: always read the recording rule; ``prefer_recorded``: read it when this
+        Prometheus has it loaded (checked at each full read), else ask the question at query time."""
         self.url = url.rstrip("/")
         self.recorded = recorded
+        self.prefer_recorded = prefer_recorded
         self.keys = [k.strip() for k in keys.split(",")]
         self.query = changed_query(window, keys=keys, sbe_per_hour=sbe_per_hour, recorded=recorded)
         self.resync_s = resync_s
@@ -145,12 +152,23 @@ class PrometheusChangesSource:
     def where(self) -> str:
         return f"{self.url} (changes only)"
 
+    def rule_loaded(self) -> bool:
+        """Whether this Prometheus evaluates the ``gpu:dcgm_attention`` recording rule."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/rules?type=record", timeout=self.timeout_s) as answer:
+            groups = json.loads(answer.read()).get("data", {}).get("groups", [])
+        return any(rule.get("name") == RECORDED for group in groups for rule in group.get("rules", []))
+
     async def scrape(self) -> list[Sample]:
         now = time.monotonic()
         full = self._synced_at is None or now - self._synced_at >= self.resync_s
         if full:
             samples, self.last = await asyncio.to_thread(self.ask, DCGM_PROMQL, "full")
             self._synced_at = now
+            if self.prefer_recorded and not self.recorded and await asyncio.to_thread(self.rule_loaded):
+                # The rules of deploy/prometheus/ are loaded: ask their answer (a lookup), not the
+                # whole question again (a scan of every series each round).
+                self.recorded = True
+                log.info("DCGM rounds read the recording rule %s", RECORDED)
         elif self.recorded:
             samples, self.last = await asyncio.to_thread(self.ask_recorded)
         else:

@@ -83,7 +83,7 @@ async def test_a_round_reads_only_the_gpu_that_changed_and_finds_its_fault(
     exporter: Exporter, tmp_path: Path
 ) -> None:
     with prometheus(tmp_path, exporter.target) as url:
-        source = PrometheusChangesSource(url, window="1m")
+        source = PrometheusChangesSource(url, window="1m", prefer_recorded=True)
         total = f'count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{{Hostname="node-1"}}) == {GPUS}'
         await eventually(lambda: answered(source, total, bool), within_s=60, what="the first scrape")
         detector = DcgmDetector("prod-a")
@@ -101,6 +101,7 @@ async def test_a_round_reads_only_the_gpu_that_changed_and_finds_its_fault(
         )
         changed = await source.scrape()
 
+    assert not source.recorded  # this Prometheus has no recording rules: the question at query time
     assert source.last is not None and source.last.kind == "changes"
     assert {s.labels["gpu"] for s in changed} == {"5"}  # 12 series of one GPU, not 96
     assert source.last.bytes < 10_000

@@ -8,14 +8,20 @@ from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSourc
 
 
 class Scripted(PrometheusChangesSource):
-    def __init__(self, answers: dict[str, list[Sample]]) -> None:
-        super().__init__("http://prometheus.invalid:9090", recorded=True)
+    def __init__(
+        self, answers: dict[str, list[Sample]], *, recorded: bool = True, loaded: bool = False
+    ) -> None:
+        super().__init__("http://prometheus.invalid:9090", recorded=recorded, prefer_recorded=True)
         self.answers = answers
         self.asked: list[str] = []
+        self.loaded = loaded
+
+    def rule_loaded(self) -> bool:
+        return self.loaded
 
     def ask(self, query: str, kind: str = "changes") -> tuple[list[Sample], Round]:
         self.asked.append(query)
-        found = self.answers[RECORDED] if query == RECORDED else self.answers["fields"]
+        found = self.answers[RECORDED] if query == RECORDED else self.answers.get("fields", [])
         return found, Round(kind, len(found), 100, 0.01, 0.005)
 
 
@@ -40,3 +46,11 @@ def test_nothing_marked_is_one_small_question() -> None:
     source = Scripted({RECORDED: [], "fields": []})
     samples, done = source.ask_recorded()
     assert samples == [] and source.asked == [RECORDED] and done.bytes == 100
+
+
+async def test_a_prometheus_with_the_rule_loaded_is_asked_for_its_answer_after_the_full_read() -> None:
+    source = Scripted({RECORDED: []}, recorded=False, loaded=True)
+    await source.scrape()  # the full read, which also finds the rule loaded
+    await source.scrape()
+    assert source.recorded and source.asked[-1] == RECORDED
+    assert source.last is not None and source.last.kind == "recorded"
