@@ -20,15 +20,11 @@ from faststream.nats import NatsBroker
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from agents.planner_select import select_planner
-from agents.store import IncidentStore
-from agents.triage import TriageAgent
-from aiops.platform import freeze_startup_objects, planner_config
+from aiops.build import build_agent, freeze_startup_objects
+from aiops.observability import start_observability
 from aiops.settings import Settings
 from contracts.client import McpToolClient
 from events.streams import ensure_jetstream
-from runbooks.engine import RunbookEngine
-from runbooks.library import RunbookLibrary
 from runbooks.state import KvRunStore, RunStore
 
 log = logging.getLogger(__name__)
@@ -52,7 +48,7 @@ async def run_agent(
     if not settings.nats_url:
         raise ValueError("the agent needs the platform's NATS: set AIOPS_NATS_URL (aiops up prints it)")
     async with AsyncExitStack() as stack:
-        nc = await nats.connect(settings.nats_url, name=f"aiops-agent {settings.agent_id}")
+        nc = await nats.connect(settings.nats_url.split(","), name=f"aiops-agent {settings.agent_id}")
         # Close, not drain: by then every incident and run is persisted, and an unacknowledged event
         # is redelivered to the next agent anyway (a drain can wait on a stopped pull subscription).
         stack.push_async_callback(nc.close)
@@ -68,25 +64,11 @@ async def run_agent(
         runs: RunStore = await KvRunStore.open(js)
         if wrap_runs is not None:
             runs = wrap_runs(runs)
-        library = RunbookLibrary.load()
-        choice = select_planner(planner_config(settings), tools=tools, library=library)
-        if choice.client is not None:
-            stack.push_async_callback(choice.client.close)
-        agent = TriageAgent(
-            js=js,
-            store=await IncidentStore.open(js),
-            tools=tools,
-            engine=RunbookEngine(tools, runs, library),
-            planner=choice.planner,
-            summarizer=choice.summarizer,
-            dedupe_window_s=settings.dedupe_window_s,
-            group_wait_s=settings.group_wait_s,
-        )
-        await agent.learn_fabric()
+        agent = await build_agent(settings, js=js, tools=tools, runs=runs, stack=stack)
         # Before consuming: re-learn the open incidents first, so an event redelivered after a crash
         # (or a hang its hardware incident explains) joins them instead of opening another.
         resumed = await agent.resume()
-        broker = NatsBroker(settings.nats_url, logger=None)
+        broker = NatsBroker(settings.nats_url.split(","), logger=None)
         agent.subscribe(broker)
         await broker.start()
         stack.push_async_callback(broker.stop)
@@ -94,6 +76,24 @@ async def run_agent(
         stop_consuming = getattr(agent, "stop", None)  # the agent's own pull loop, where it has one
         if stop_consuming is not None:
             stack.push_async_callback(stop_consuming)  # first on the way out: no new events
+        tasks: list[asyncio.Task[object]] = []
+        await start_observability(
+            nc,
+            js,
+            settings.cluster,
+            stack=stack,
+            spawn=lambda coro: tasks.append(asyncio.ensure_future(coro)),
+            stop=stop,
+            sources={"agent": lambda: (agent.events_seen, 0, agent.dead_lettered)},
+            sample=False,
+        )
+        if settings.agent_metrics_port is not None:
+            # The agent plans: its planner latency and Claude spend are counted here, not in the platform.
+            from prometheus_client import start_http_server
+
+            server, thread = start_http_server(settings.agent_metrics_port, addr=settings.http_host)
+            stack.callback(thread.join, 5)
+            stack.callback(server.shutdown)
         watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         freeze_startup_objects()
@@ -101,3 +101,5 @@ async def run_agent(
             ready()
         await stop.wait()
         await watch
+        for task in tasks:
+            await task

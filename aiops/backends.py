@@ -46,8 +46,25 @@ def twin_for(settings: Settings) -> FleetTwin:
     return FleetTwin(FleetSpec.small(seed=settings.seed).model_copy(update={"cluster": settings.cluster}))
 
 
-def build_backends(settings: Settings, twin: FleetTwin | None = None) -> Backends:
-    """The cluster backend and telemetry source ``settings`` ask for."""
+class TwinGpuResolver:
+    """Bus id -> GPU through the fleet twin (the embedded platform's ``GpuResolver``; a real fleet
+    resolves through the node agents' inventory, events/inventory.py). Unknown -> None, never raises."""
+
+    def __init__(self, twin: FleetTwin) -> None:
+        self.twin = twin
+
+    def gpu_index(self, node: str, pci_bus_id: str) -> int | None:
+        if node not in self.twin.nodes:
+            return None
+        return self.twin.gpu_index(node, pci_bus_id)
+
+
+def build_backends(
+    settings: Settings, twin: FleetTwin | None = None, *, always_sample: bool = False
+) -> Backends:
+    """The cluster backend and telemetry source ``settings`` ask for. ``always_sample``: the twin's
+    telemetry comes from its own counters even when a Prometheus is configured (``aiops up``).
+    A Kubernetes backend that cannot be configured raises ``BackendError``: never a twin instead."""
     if settings.backend == "kubernetes":
         from mcp_server.backends.kubernetes.backend import KubernetesBackend, KubernetesConfig
 
@@ -84,7 +101,7 @@ def build_backends(settings: Settings, twin: FleetTwin | None = None) -> Backend
         )
 
     twin = twin if twin is not None else twin_for(settings)
-    if settings.prometheus_url:
+    if settings.prometheus_url and not always_sample:
         return Backends(cluster=TwinBackend(twin), telemetry=_prometheus(settings.prometheus_url), twin=twin)
     sampler = TwinTelemetry(twin)
     return Backends(

@@ -7,27 +7,30 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
 from aiops.kmsg_cli import kmsg_app
+from aiops.node_cli import node
 from aiops.ops_cli import register as register_ops
 from aiops.settings import Settings
+
+if TYPE_CHECKING:
+    from aiops.platform import Platform
 
 app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no_args_is_help=True)
 app.add_typer(kmsg_app, name="kmsg")
 register_ops(app)  # approvals, approve, reject, breaker, agent (aiops/ops_cli.py)
+app.command("node")(node)  # the node agent (aiops/node_cli.py)
 
 
-def _logging(verbose: bool) -> None:
+def _logging(verbose: bool, fmt: str = "text", default: str = "WARNING") -> None:
     # Logs go to stderr: stdout carries the MCP stdio protocol and JSON output.
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from aiops.logs import configure
+
+    configure(logging.DEBUG if verbose else getattr(logging, default), fmt)
 
 
 @app.command()
@@ -45,20 +48,40 @@ def demo(
 
 @app.command()
 def up(
-    port: int = typer.Option(None, help="MCP HTTP port (default from AIOPS_HTTP_PORT, 8765)"),
+    port: int = typer.Option(
+        None, help="MCP HTTP port (default from AIOPS_HTTP_PORT / AIOPS_MCP_PORT, 8765)"
+    ),
+    backend: str = typer.Option(
+        None, "--backend", help="twin (embedded fleet twin) or kubernetes (default from AIOPS_BACKEND, twin)"
+    ),
     no_agent: bool = typer.Option(
         False, "--no-agent", help="leave the triage agent out: run it as its own process (`aiops agent`)"
     ),
+    log_format: str = typer.Option(
+        None, "--log-format", help="text or json (default AIOPS_LOG_FORMAT, text)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the whole platform until Ctrl-C: NATS, fleet twin, events service, agent, MCP over HTTP."""
-    from aiops.platform import Platform, freeze_startup_objects
+    """Run the whole platform until Ctrl-C: NATS, the backend (fleet twin or Kubernetes), events
+    services, agent, MCP over HTTP with /metrics. One log line per incident change and per action."""
+    from pydantic import ValidationError
 
-    _logging(verbose)
+    from aiops.platform import Platform, freeze_startup_objects
+    from mcp_server.backends.base import BackendError
+
     overrides: dict[str, object] = {} if port is None else {"http_port": port}
     if no_agent:
         overrides["embedded_agent"] = False
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if backend is not None:
+        overrides["backend"] = backend
+    if log_format is not None:
+        overrides["log_format"] = log_format
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        _fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    _logging(verbose, settings.log_format, default="INFO")
     console = Console(stderr=True)
 
     async def main() -> None:
@@ -68,30 +91,54 @@ def up(
             loop.add_signal_handler(sig, stop.set)
         async with Platform(settings) as platform:
             freeze_startup_objects()
-            console.print(
-                f"[bold]gpu-aiops is up[/bold]\n"
-                f"  NATS        {platform.nats_url}\n"
-                f"  MCP (HTTP)  {platform.http_url}\n"
-                f"  DCGM        {platform.detection.metrics_url} (the twin's dcgm-exporter)\n"
-                + (
-                    f"  token       {platform.operator_token} (role operator; set AIOPS_TOKENS to configure)\n"
-                    if platform.operator_token
-                    else ""
-                )
-                + (
-                    f"  agent       not embedded; run it: AIOPS_NATS_URL={platform.nats_url} aiops agent "
-                    f"--mcp-url {platform.http_url} --token {platform.agent_token or '<agent token>'}\n"
-                    if not settings.embedded_agent
-                    else ""
-                )
-                + f"  fleet twin  {platform.twin.name}: {len(platform.twin.nodes)} nodes, "
-                f"{platform.twin.cluster_gpu_count} GPUs, clock x{settings.speed:g}\n"
-                "Ctrl-C stops everything."
-            )
+            console.print(_banner(platform, settings))
             await stop.wait()
             console.print("stopping…")
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BackendError as exc:
+        _fail(f"backend {settings.backend}: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"aiops: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _banner(platform: Platform, settings: Settings) -> str:
+    from aiops.safety import observe_only
+
+    lines = [
+        "[bold]gpu-aiops is up[/bold]",
+        f"  NATS        {platform.nats_url}",
+        f"  MCP (HTTP)  {platform.http_url}  (metrics: {platform.http_url.removesuffix('/mcp')}/metrics)",
+    ]
+    if platform.operator_token:
+        lines.append(
+            f"  token       {platform.operator_token} (role operator; set AIOPS_TOKENS to configure)"
+        )
+    if not settings.embedded_agent:
+        lines.append(
+            f"  agent       not embedded; run it: AIOPS_NATS_URL={platform.nats_url} aiops agent "
+            f"--mcp-url {platform.http_url} --token {platform.agent_token or '<agent token>'}"
+        )
+    if platform.has_twin:
+        twin = platform.twin
+        lines.append(f"  DCGM        {platform.detection.metrics_url} (the twin's dcgm-exporter)")
+        lines.append(
+            f"  fleet twin  {twin.name}: {len(twin.nodes)} nodes, {twin.cluster_gpu_count} GPUs, "
+            f"clock x{settings.speed:g}"
+        )
+    else:
+        lines.append(f"  backend     {settings.backend}, cluster {settings.cluster}; wall clock")
+        lines.append(f"  DCGM        {platform.detection.metrics_url or 'off (set AIOPS_PROMETHEUS_URL)'}")
+        if observe_only(settings):
+            lines.append(
+                "  mode        observe-only: plans and records, changes nothing (AIOPS_OBSERVE_ONLY=false acts)"
+            )
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
 
 
 def _freeze_the_fleet() -> None:
@@ -133,7 +180,8 @@ def mcp(
             server.run()
         return
 
-    from aiops.standalone import build_standalone_http, serving
+    from aiops.build import serve_http as serving
+    from aiops.standalone import build_standalone_http
 
     built = build_standalone_http(settings)
     _freeze_the_fleet()

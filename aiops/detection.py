@@ -24,13 +24,20 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from aiops.settings import Settings
-from events.detectors import DetectorService, ExporterSource, MetricSource, ReadingSource, ThroughputDetector
+from events.detectors import (
+    DetectorService,
+    ExporterSource,
+    MetricSource,
+    ReadingSource,
+    ThroughputDetector,
+)
 from events.detectors.dcgm import FIELDS as DCGM_FIELDS
-from events.detectors.dcgm import LAST_XID, METRIC_NAMES, GpuReading
+from events.detectors.dcgm import LAST_XID, METRIC_NAMES, DcgmDetector, GpuReading
+from events.detectors.prometheus_changes import PrometheusChangesSource
 from events.fabric import FabricMap
 from events.heartbeat import HeartbeatRelay
 from events.kmsg_parser import normalise_pci_bus_id
-from events.models import Heartbeat
+from events.models import Heartbeat, utcnow
 from fleet import FleetTwin
 from fleet.exporter import METRIC_FIELDS, RAW_FIELDS, exporter_app, snapshot
 from fleet.telemetry import RankBeat
@@ -168,3 +175,45 @@ async def start_detection(
     spawn(relay.run(stop))
     spawn(service.run(stop))
     return Detection(service=service, relay=relay, metrics_url=metrics_url, server=server)
+
+
+async def start_wall_detection(
+    *,
+    nc: NatsClient,
+    js: JetStreamContext,
+    cluster: str,
+    settings: Settings,
+    stack: AsyncExitStack,
+    spawn: Spawn,
+    stop: asyncio.Event,
+) -> Detection:
+    """The detectors of a real fleet, on the wall clock: heartbeats from training processes over
+    NATS (``TrainingHeartbeat``), DCGM from the Prometheus at ``AIOPS_PROMETHEUS_URL`` asked only for
+    what changed (events/detectors/prometheus_changes.py; none without it: the kernel log and
+    heartbeats still detect)."""
+    resync_s = 3600.0
+    source = (
+        PrometheusChangesSource(settings.prometheus_url, resync_s=resync_s, prefer_recorded=True)
+        if settings.prometheus_url
+        else None
+    )
+    if source is None:
+        log.warning(
+            "no AIOPS_PROMETHEUS_URL: the DCGM detector is off (kernel log and heartbeats still detect)"
+        )
+    service = DetectorService(
+        nc,
+        js,
+        cluster=cluster,
+        # GPUs that do not change are not read between resyncs: keep their baseline past a resync.
+        dcgm=DcgmDetector(cluster, forget_after_s=3 * resync_s),
+        dcgm_source=source,
+        clock=utcnow,
+        scrape_interval_s=settings.dcgm_scrape_interval_s,
+    )
+    await service.start()
+    stack.push_async_callback(service.stop)
+    relay = HeartbeatRelay(nc)  # for in-process producers; training processes publish their own
+    spawn(relay.run(stop))
+    spawn(service.run(stop))
+    return Detection(service=service, relay=relay, metrics_url=settings.prometheus_url or "")

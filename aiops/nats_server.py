@@ -43,7 +43,11 @@ class EmbeddedNats:
     ...     server.url  # nats://127.0.0.1:<port>
     """
 
-    def __init__(self, data_dir: Path | None = None, *, ready_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, data_dir: Path | None = None, *, ready_timeout_s: float = 10.0, port: int | None = None
+    ) -> None:
+        self.port = port
+        """None: any free port; set after the first start, so a restart comes back on the same one."""
         self._own_tmp = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="aiops-nats-")) if data_dir is None else data_dir
         self.ready_timeout_s = ready_timeout_s
@@ -60,7 +64,7 @@ class EmbeddedNats:
         cmd = [
             str(find_binary()),
             "-a", "127.0.0.1",
-            "-p", "-1",
+            "-p", str(self.port or -1),
             "-js",
             "-sd", str(self.data_dir / "store"),
             "--ports_file_dir", str(ports_dir),
@@ -90,6 +94,7 @@ class EmbeddedNats:
                     urls = []  # written but not complete yet
                 if urls:
                     self.url = str(urls[0])
+                    self.port = int(self.url.rsplit(":", 1)[1])
                     log.info("nats-server ready at %s (data %s)", self.url, self.data_dir)
                     return self.url
             time.sleep(0.005)

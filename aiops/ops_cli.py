@@ -176,15 +176,21 @@ def register(app: typer.Typer) -> None:
         token: str | None = typer.Option(
             None, "--token", help="the agent's bearer token (AIOPS_AGENT_TOKEN)"
         ),
+        log_format: str = typer.Option(
+            None, "--log-format", help="text or json (default AIOPS_LOG_FORMAT, text)"
+        ),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
         """Run the triage agent as its own process against a platform started with `aiops up --no-agent`
-        (AIOPS_NATS_URL and the MCP endpoint it prints; the agent token it prints)."""
+        (AIOPS_NATS_URL and the MCP endpoint it prints; the agent token it prints). One log line per
+        incident change and per action."""
         from aiops.agent_process import run_agent
         from aiops.cli import _logging
 
-        _logging(verbose)
+        if log_format not in (None, "text", "json"):
+            raise typer.BadParameter(f"--log-format is text or json, not {log_format!r}")
         settings = Settings()
+        _logging(verbose, log_format or settings.log_format, default="INFO")
         endpoint, bearer = _endpoint(settings, mcp_url, token or settings.agent_token)
 
         async def main() -> None:

@@ -1,14 +1,22 @@
-"""The composition root: wires NATS, the fleet twin, the events service, the triage agent and the
-MCP server into one running platform (``aiops up`` and ``aiops demo``)."""
+"""The composition root of ``aiops up`` (and ``aiops demo``): NATS, the cluster backend, the events
+services, the triage agent and the MCP server in one process, wired with the builders of
+aiops/build.py.
+
+Two backends (``AIOPS_BACKEND`` / ``aiops up --backend``):
+
+- ``twin`` (default): the embedded fleet twin feeds the kernel log and heartbeats, its exporter the
+  DCGM detector; detectors and agent run on the twin's clock.
+- ``kubernetes``: no twin. Node agents (``aiops node``) feed ``gpu.kmsg.*`` and the GPU inventory,
+  training processes send heartbeats, DCGM comes from ``AIOPS_PROMETHEUS_URL``; detectors and agent
+  run on the wall clock; observe-only unless turned off (aiops/safety.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import secrets
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +24,6 @@ from types import TracebackType
 from typing import Any
 
 import nats
-import uvicorn
 from faststream.nats import NatsBroker
 from mcp import Client
 from mcp.server import MCPServer
@@ -24,119 +31,110 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agents.claude import ClaudeLimits
-from agents.planner_select import PlannerConfig, select_planner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
-from aiops.detection import Detection, start_detection
+from aiops.backends import Backends, TwinGpuResolver, build_backends
+from aiops.build import (
+    agent_principal,
+    build_agent,
+    build_server,
+    freeze_startup_objects,
+    http_tokens,
+    parse_tokens,
+    planner_config,
+    serve_http,
+)
+from aiops.detection import Detection, start_detection, start_wall_detection
 from aiops.nats_server import EmbeddedNats
-from aiops.safety import policy_limits
+from aiops.observability import PlatformWatch, start_observability
+from aiops.safety import observe_only, policy_limits
 from aiops.settings import Settings
 from chatops.notifier import IncidentNotifier
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from contracts.client import McpToolClient
 from events import subjects
+from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.streams import ensure_jetstream
 from fleet import FleetSpec, FleetTwin, run_clock
-from mcp_server.backends.twin.backend import TwinBackend
-from mcp_server.backends.twin.telemetry import TwinTelemetry
 from mcp_server.deps import ServerDeps
 from mcp_server.escalation import JetStreamDesk
 from mcp_server.gate.approvals import KvApprovals
 from mcp_server.gate.audit import JetStreamAudit
 from mcp_server.gate.breaker import KvBreaker
 from mcp_server.gate.idempotency import KvIdempotency
-from mcp_server.gate.policy import PolicyGate, Principal
-from mcp_server.identity import BearerTokens, fixed_identity, load_tokens
-from mcp_server.server import build_server
-from runbooks.engine import RunbookEngine
-from runbooks.library import RunbookLibrary
+from mcp_server.gate.policy import PolicyGate
+from mcp_server.identity import fixed_identity
 from runbooks.state import KvRunStore
 
 log = logging.getLogger(__name__)
 
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the platform owns Ctrl-C and stops in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+# Re-exported: entry points and benchmarks import them from here.
+__all__ = ["Platform", "freeze_startup_objects", "parse_tokens", "planner_config"]
 
 
-def planner_config(s: Settings) -> PlannerConfig:
-    """Which planner decides and within which limits, from settings."""
-    return PlannerConfig(
-        mode=s.planner,
-        api_key=s.anthropic_api_key,
-        base_url=s.anthropic_base_url,
-        model=s.claude_model,
-        limits=ClaudeLimits(
-            max_steps=s.claude_max_steps,
-            max_wall_s=s.claude_max_wall_s,
-            max_tokens=s.claude_max_tokens,
-            max_cost_usd=s.claude_max_cost_usd,
-        ),
-        min_confidence=s.claude_min_confidence,
-    )
-
-
-def parse_tokens(raw: dict[str, str]) -> dict[str, Principal]:
-    """``{"<token>": "<principal>:<role>"}`` from settings into principals."""
-    out: dict[str, Principal] = {}
-    for token, who in raw.items():
-        principal, _, role = who.partition(":")
-        kind = "agent" if role == "agent" else "person"
-        out[token] = Principal.model_validate({"id": principal, "role": role or "viewer", "kind": kind})
-    return out
-
-
-def freeze_startup_objects() -> None:
-    """For a process that runs one platform for its lifetime (``aiops up``, the agent, benchmarks):
-    what start-up built (the fleet, the server's tool schemas, policies, catalogs) lives as long as
-    the process, so take it out of the collector's sight; otherwise every full collection walks it
-    again, and on a big fleet that is a pause of 100+ ms in the middle of a mitigation. Not for a
-    process that starts platform after platform (the tests): frozen objects are never collected."""
-    gc.collect()
-    gc.freeze()
+class NoTwinError(RuntimeError):
+    """Asked for the fleet twin of a platform that runs against a real backend."""
 
 
 @dataclass
 class Platform:
-    """Everything embedded in one process. ``async with Platform(settings) as p:`` runs it."""
+    """Everything in one process. ``async with Platform(settings) as p:`` runs it.
+
+    ``backends``: the cluster backend and telemetry to use instead of the ones ``settings`` ask for
+    (tests hand in a Kubernetes backend on a loopback API)."""
 
     settings: Settings
     spec: FleetSpec | None = None
     serve_http: bool = True
     run_clock: bool = True
     data_dir: Path | None = None
+    backends: Backends | None = None
 
     nats_url: str = ""
     http_url: str = ""
     operator_token: str = ""
     agent_token: str = ""
-    twin: FleetTwin = field(init=False)
     nc: NatsClient = field(init=False)
     js: JetStreamContext = field(init=False)
     store: IncidentStore = field(init=False)
     agent: TriageAgent = field(init=False)
     detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
-    shipper: KmsgShipper = field(init=False)
+    gpus: GpuResolver = field(init=False)
+    watch: PlatformWatch = field(init=False)
     people_server: MCPServer = field(init=False)
-    telemetry: TwinTelemetry = field(init=False)
     agent_server: MCPServer = field(init=False)
+    _twin: FleetTwin | None = field(init=False, default=None)
+    _shipper: KmsgShipper | None = field(init=False, default=None)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[object]] = field(init=False, default_factory=list)
-    _http: uvicorn.Server | None = field(init=False, default=None)
     sessions: PrincipalSessions = field(init=False)
     slack: SlackEndpoint | None = field(init=False, default=None)
     notifier: IncidentNotifier | None = field(init=False, default=None)
     _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
+
+    @property
+    def twin(self) -> FleetTwin:
+        if self._twin is None:
+            raise NoTwinError(
+                f"this platform runs against the {self.settings.backend} backend: it has no twin"
+            )
+        return self._twin
+
+    @property
+    def has_twin(self) -> bool:
+        return self._twin is not None
+
+    @property
+    def shipper(self) -> KmsgShipper:
+        """The twin's kernel log into NATS (a real fleet's node agents ship their own)."""
+        if self._shipper is None:
+            raise NoTwinError("no kernel log shipper: node agents ship a real fleet's kernel logs")
+        return self._shipper
 
     async def __aenter__(self) -> Platform:
         try:
@@ -151,87 +149,80 @@ class Platform:
     ) -> None:
         await self.aclose()
 
+    def _backends(self) -> Backends:
+        s = self.settings
+        if self.backends is not None:
+            return self.backends
+        twin = None
+        if s.backend == "twin":
+            twin = FleetTwin(
+                self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster})
+            )
+        # A backend that cannot be served raises here (BackendError): never a silent twin instead.
+        return build_backends(s, twin=twin, always_sample=True)
+
     async def _start(self) -> None:
         s = self.settings
+        backends = self._backends()
+        self._stack.callback(backends.close)
+        self._twin = backends.twin
         data_dir = self.data_dir or s.data_dir
         if s.nats_url:
             self.nats_url = s.nats_url
         else:
             embedded = self._stack.enter_context(EmbeddedNats(data_dir / "nats"))
             self.nats_url = embedded.url
-        self.nc = await nats.connect(self.nats_url, name="aiops")
+        self.nc = await nats.connect(self.nats_url.split(","), name="aiops")
         self._stack.push_async_callback(self.nc.drain)
         self.js = self.nc.jetstream()
         await ensure_jetstream(self.js)
+        cluster = backends.cluster.cluster
+        clock = self._twin.now if self._twin is not None else None
+        if self._twin is not None:
+            self.gpus = TwinGpuResolver(self._twin)
+        else:
+            inventory = await KvGpuResolver.open(self.js, cluster)
+            self._stack.push_async_callback(inventory.close)
+            self.gpus = inventory
+            from mcp_server.backends.kubernetes.backend import KubernetesBackend
 
-        self.twin = FleetTwin(
-            self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster})
+            if isinstance(backends.cluster, KubernetesBackend):
+                backends.cluster.inventory = inventory.gpus_of  # the MCP tools see NVML's GPUs too
+        log.info(
+            "backend %s (cluster %s)%s",
+            backends.cluster.kind,
+            cluster,
+            "; observe-only: actions are planned and recorded, nothing changes" if observe_only(s) else "",
         )
-        backend = TwinBackend(self.twin)
-        gate = PolicyGate.from_directory()
+
         self.store = await IncidentStore.open(self.js)
-        # The telemetry tools read the twin's counters and kernel log (mcp_server/backends/twin/telemetry.py).
-        self.telemetry = TwinTelemetry(self.twin)
-        self._stack.callback(self.telemetry.close)
-        common = {
-            "backend": backend,
-            "telemetry": self.telemetry,
-            "runs": await KvRunStore.open(self.js),
-            "gate": gate,
-            "audit": JetStreamAudit(self.js),
-            "idempotency": await KvIdempotency.open(self.js),
-            "incidents": self.store,
-            "limits": policy_limits(s),
-            "approvals": await KvApprovals.open(self.js),
-            "breaker": await KvBreaker.open(self.js),
-            "desk": JetStreamDesk(self.js),
-        }
-        agent_principal = Principal(id=s.agent_id, role="agent", kind="agent")
-        self.agent_server = build_server(ServerDeps(identity=fixed_identity(agent_principal), **common))  # type: ignore[arg-type]
-        tokens = load_tokens(s.tokens, s.tokens_file)
-        if not tokens:
-            # No tokens configured: one operator token for this run, printed for the person who started it.
-            self.operator_token = secrets.token_urlsafe(24)
-            tokens = {self.operator_token: Principal(id="local-operator", role="operator")}
-        if not s.embedded_agent and not any(p.role == "agent" for p in tokens.values()):
-            # The agent runs as its own process (`aiops agent`): it needs a token of its own.
-            self.agent_token = secrets.token_urlsafe(24)
-            tokens[self.agent_token] = Principal(id=s.agent_id, role="agent", kind="agent")
-        bearer = BearerTokens(tokens)
-        self.people_server = build_server(
-            ServerDeps(
-                identity=bearer.resolver(),
-                confirm_destructive=s.confirm_destructive,
-                read_only=s.read_only,
-                **common,  # type: ignore[arg-type]
-            ),
-            tokens=bearer,
-            public_url=f"http://{s.http_host}:{s.http_port}/mcp",
+        deps = ServerDeps(
+            backend=backends.cluster,
+            telemetry=backends.telemetry,
+            identity=fixed_identity(agent_principal(s)),  # each server below sets its own caller
+            runs=await KvRunStore.open(self.js),
+            gate=PolicyGate.from_directory(),
+            audit=JetStreamAudit(self.js),
+            idempotency=await KvIdempotency.open(self.js),
+            incidents=self.store,
+            limits=policy_limits(s),
+            approvals=await KvApprovals.open(self.js),
+            breaker=await KvBreaker.open(self.js),
+            desk=JetStreamDesk(self.js),
         )
+        self.agent_server = build_server(s, deps, principal=agent_principal(s))
+        tokens = http_tokens(s, agent_needs_token=not s.embedded_agent)
+        self.operator_token, self.agent_token = tokens.operator_token, tokens.agent_token
+        self.people_server = build_server(s, deps, tokens=tokens.bearer)
+        self._serve_chat(deps)
 
-        self._serve_chat(common)
         tools = McpToolClient(await self._agent_client())
-        library = RunbookLibrary.load()
-        engine = RunbookEngine(tools, await KvRunStore.open(self.js), library)
-        choice = select_planner(planner_config(s), tools=tools, library=library)
-        if choice.client is not None:
-            self._stack.push_async_callback(choice.client.close)
-        log.info("planner: %s", choice.description)
-        self.agent = TriageAgent(
-            js=self.js,
-            store=self.store,
-            tools=tools,
-            engine=engine,
-            planner=choice.planner,
-            summarizer=choice.summarizer,
-            clock=self.twin.now,
-            dedupe_window_s=s.dedupe_window_s,
-            group_wait_s=s.group_wait_s,
+        self.agent = await build_agent(
+            s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
         )
-        await self.agent.learn_fabric()
         # FastStream logs two lines per message at INFO (library notes); our handlers log their own errors.
-        broker = NatsBroker(self.nats_url, logger=None)
-        self.kmsg = KmsgService(broker, gpu_index=self.twin.gpu_index)
+        broker = NatsBroker(self.nats_url.split(","), logger=None)
+        self.kmsg = KmsgService(broker, gpu_index=self.gpus.gpu_index)
         if s.embedded_agent:
             self.agent.subscribe(broker)
             self._spawn(self.agent.watch_safety(self._stop))
@@ -240,38 +231,72 @@ class Platform:
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 
-        self.shipper = KmsgShipper(self.js, self.twin.name)
-        unsubscribe = self.twin.subscribe_kmsg(self.shipper.offer)
-        self._stack.callback(unsubscribe)
-        self._spawn(self.shipper.run(self._stop))
-        # DCGM, hang and throughput detectors on the twin's exporter and heartbeats (events/detectors).
-        self.detection = await start_detection(
-            nc=self.nc,
-            js=self.js,
-            twin=self.twin,
-            settings=s,
+        if self._twin is not None:
+            self._start_twin_feeds(self._twin, backends)
+            # DCGM, hang and throughput detectors on the twin's exporter and heartbeats (events/detectors).
+            self.detection = await start_detection(
+                nc=self.nc,
+                js=self.js,
+                twin=self._twin,
+                settings=s,
+                stack=self._stack,
+                spawn=self._spawn,
+                stop=self._stop,
+                serve_http=self.serve_http,
+            )
+            if self.run_clock:
+                self._spawn(run_clock(self._twin, s.speed, 0.05, self._stop))
+        else:
+            # Real training processes beat on NATS; DCGM from Prometheus; everything on the wall clock.
+            self.detection = await start_wall_detection(
+                nc=self.nc,
+                js=self.js,
+                cluster=cluster,
+                settings=s,
+                stack=self._stack,
+                spawn=self._spawn,
+                stop=self._stop,
+            )
+        await self._start_notifier()
+        kmsg, detectors, agent = self.kmsg, self.detection.service, self.agent
+        self.watch = await start_observability(
+            self.nc,
+            self.js,
+            cluster,
             stack=self._stack,
             spawn=self._spawn,
             stop=self._stop,
-            serve_http=self.serve_http,
+            sources={
+                "kmsg": lambda: (kmsg.lines_seen, kmsg.events_published, kmsg.dead_lettered),
+                "detectors": lambda: (
+                    detectors.beats_seen,
+                    detectors.events_published,
+                    detectors.beats_rejected,
+                ),
+                "agent": lambda: (agent.events_seen, 0, agent.dead_lettered),
+            },
         )
-        if self.run_clock:
-            self._spawn(run_clock(self.twin, s.speed, 0.05, self._stop))
-            self._spawn(self.telemetry.run(self._stop))
-        await self._start_notifier()
         if self.serve_http:
-            await self._serve_http()
+            self.http_url = await self._stack.enter_async_context(
+                serve_http(self.people_server, s.http_host, s.http_port)
+            )
         resumed = await self.agent.resume() if s.embedded_agent else 0
         if resumed:
             log.info("resumed %d unfinished incidents", resumed)
 
-    def _serve_chat(self, common: dict[str, Any]) -> None:
+    def _start_twin_feeds(self, twin: FleetTwin, backends: Backends) -> None:
+        """The twin's kernel log into ``gpu.kmsg.*`` and its telemetry history filling."""
+        self._shipper = KmsgShipper(self.js, twin.name)
+        self._stack.callback(twin.subscribe_kmsg(self._shipper.offer))
+        self._spawn(self._shipper.run(self._stop))
+        if self.run_clock:
+            self._spawn(backends.run_sampler(self._stop))
+
+    def _serve_chat(self, deps: ServerDeps) -> None:
         """/gpu slash commands on the HTTP port (when a Slack signing secret is configured) and
         incident notifications to a channel (when a bot token and channel are)."""
         s = self.settings
-        self.sessions = PrincipalSessions(
-            lambda p: build_server(ServerDeps(identity=fixed_identity(p), **common))
-        )
+        self.sessions = PrincipalSessions(lambda p: build_server(s, deps, principal=p))
         if s.slack_signing_secret:
             self.slack = SlackEndpoint(
                 signing_secret=s.slack_signing_secret,
@@ -292,19 +317,6 @@ class Platform:
         kv = await self.js.key_value(subjects.BUCKET_NOTIFICATIONS)
         self.notifier = IncidentNotifier(web, channel, kv)
         self._spawn(self.notifier.run(self.nc, self._stop))
-
-    async def _serve_http(self) -> None:
-        s = self.settings
-        app = self.people_server.streamable_http_app(stateless_http=True, host=s.http_host)
-        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on")
-        self._http = _QuietServer(config)
-        self._spawn(self._http.serve())
-        while not self._http.started:
-            if self._tasks[-1].done():
-                self._tasks[-1].result()  # raises the bind error
-            await asyncio.sleep(0.01)
-        port = self._http.servers[0].sockets[0].getsockname()[1]
-        self.http_url = f"http://{s.http_host}:{port}/mcp"
 
     async def _agent_client(self) -> Client:
         """The agent's MCP session, held open by a task of its own: the MCP client's cancel scopes
@@ -336,8 +348,6 @@ class Platform:
 
     async def aclose(self) -> None:
         self._stop.set()
-        if self._http is not None:
-            self._http.should_exit = True
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)

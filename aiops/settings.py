@@ -22,7 +22,9 @@ class FreezeWindowSetting(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AIOPS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="AIOPS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     nats_url: str | None = Field(
         default=None, description="an existing NATS; unset = start the embedded server"
@@ -35,8 +37,18 @@ class Settings(BaseSettings):
     cluster: str = "sim-a"
     seed: int = 7
     speed: float = Field(default=60.0, gt=0, description="simulated seconds per wall-clock second (twin)")
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8765, ge=0, le=65535, description="0 = any free port")
+    http_host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("aiops_http_host", "aiops_mcp_host"),
+        description="AIOPS_HTTP_HOST (or AIOPS_MCP_HOST): where MCP over HTTP and /metrics listen",
+    )
+    http_port: int = Field(
+        default=8765,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("aiops_http_port", "aiops_mcp_port"),
+        description="AIOPS_HTTP_PORT (or AIOPS_MCP_PORT): MCP over HTTP and /metrics; 0 = any free port",
+    )
     max_isolations_per_hour: int = Field(default=8, ge=0)
     dedupe_window_s: float = Field(default=600.0, gt=0)
     group_wait_s: float = Field(
@@ -159,6 +171,25 @@ class Settings(BaseSettings):
     embedded_agent: bool = Field(
         default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
     )
+    # The node agent (`aiops node`, events/node/).
+    node_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("aiops_node_name", "node_name"),
+        description="NODE_NAME: this node's name for `aiops node` (unset = the host name)",
+    )
+    node_state_dir: Path = Field(
+        default=Path("/var/lib/aiops-node"), description="`aiops node`: cursor and on-disk buffer"
+    )
+    node_spool_lines: int = Field(
+        default=100_000, ge=1, description="`aiops node`: kernel log lines kept on disk through a NATS outage"
+    )
+    agent_metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="`aiops agent` serves its own /metrics (planner latency, Claude tokens) on this port",
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="log lines as text or JSON")
     agent_token: str | None = Field(
         default=None, description="bearer token `aiops agent` presents to the MCP endpoint"
     )

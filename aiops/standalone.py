@@ -10,24 +10,21 @@ and idempotency are in memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from mcp.server import MCPServer
 
 from aiops.backends import Backends, build_backends
+from aiops.build import build_server, http_tokens
 from aiops.safety import policy_limits
 from aiops.settings import Settings
 from fleet import run_clock
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.policy import PolicyGate, Principal
-from mcp_server.identity import BearerTokens, IdentityResolver, fixed_identity, load_tokens
-from mcp_server.server import build_server
+from mcp_server.identity import fixed_identity
 
 WARMUP_S = 45 * 60
 WARMUP_STEP_S = 60
@@ -48,12 +45,12 @@ def _warm_up(backends: Backends) -> None:
             backends.sampler.sample()
 
 
-def _deps(settings: Settings, backends: Backends, identity: IdentityResolver, *, confirm: bool) -> ServerDeps:
+def _deps(settings: Settings, backends: Backends, *, confirm: bool) -> ServerDeps:
     return ServerDeps(
         backend=backends.cluster,
         telemetry=backends.telemetry,
         gate=PolicyGate.from_directory(),
-        identity=identity,
+        identity=fixed_identity(stdio_principal(settings)),  # build_server sets the caller
         limits=policy_limits(settings),
         confirm_destructive=confirm,
         read_only=settings.read_only,
@@ -88,8 +85,13 @@ def build_standalone_server(
     the person typed the command)."""
     backends = build_backends(settings)
     _warm_up(backends)
-    deps = _deps(settings, backends, fixed_identity(stdio_principal(settings)), confirm=confirm_destructive)
-    return build_server(deps, lifespan=_lifespan(settings, backends, run_the_clock))
+    deps = _deps(settings, backends, confirm=confirm_destructive)
+    return build_server(
+        settings,
+        deps,
+        principal=stdio_principal(settings),
+        lifespan=_lifespan(settings, backends, run_the_clock),
+    )
 
 
 @dataclass
@@ -101,47 +103,13 @@ class HttpServer:
 
 
 def build_standalone_http(settings: Settings, *, run_the_clock: bool = True) -> HttpServer:
-    """The streamable-HTTP server: stateless (any replica answers any request) and token-guarded."""
-    tokens = load_tokens(settings.tokens, settings.tokens_file)
-    generated = None
-    if not tokens:
-        generated = secrets.token_urlsafe(24)
-        tokens = {generated: Principal(id="local-operator", role="operator")}
-    bearer = BearerTokens(tokens)
+    """The streamable-HTTP server: stateless (any replica answers any request) and token-guarded;
+    serve it with ``aiops.build.serve_http``."""
+    tokens = http_tokens(settings)
     backends = build_backends(settings)
     _warm_up(backends)
-    deps = _deps(settings, backends, bearer.resolver(), confirm=settings.confirm_destructive)
+    deps = _deps(settings, backends, confirm=settings.confirm_destructive)
     server = build_server(
-        deps,
-        tokens=bearer,
-        public_url=f"http://{settings.http_host}:{settings.http_port}/mcp",
-        lifespan=_lifespan(settings, backends, run_the_clock),
+        settings, deps, tokens=tokens.bearer, lifespan=_lifespan(settings, backends, run_the_clock)
     )
-    return HttpServer(server=server, generated_token=generated, deps=deps)
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the caller owns Ctrl-C."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
-@asynccontextmanager
-async def serving(server: MCPServer, host: str, port: int) -> AsyncIterator[str]:
-    """Serve ``server`` over streamable HTTP (stateless) until the block ends; yields the URL."""
-    app = server.streamable_http_app(stateless_http=True, host=host)
-    http = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(http.serve())
-    try:
-        while not http.started:
-            if task.done():
-                task.result()  # raises the bind error
-                raise RuntimeError("the HTTP server stopped before it started")
-            await asyncio.sleep(0.01)
-        bound = http.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{bound}/mcp"
-    finally:
-        http.should_exit = True
-        await task
+    return HttpServer(server=server, generated_token=tokens.operator_token or None, deps=deps)

@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from chatops import blocks as bk
 from chatops.commands import render_incident
+from events.batching import BatchPublisher
 from events.incident import Incident
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,10 @@ class IncidentNotifier:
         self.kv = kv
         self.posted = 0
         self.updated = 0
-        self._queue: asyncio.Queue[Incident] = asyncio.Queue()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # One at a time, in order: a batch of one (events/batching.py).
+        self._out: BatchPublisher[Incident] = BatchPublisher(
+            self._notify_each, what="incident notifications", max_batch=1
+        )
 
     async def notify(self, incident: Incident) -> None:
         """Post or update the incident's message if its status changed in a way people care about."""
@@ -87,31 +89,24 @@ class IncidentNotifier:
         blocks = [bk.header(f"[{incident.status}] {incident.title}"[:150]), *reply.blocks]
         return {"text": f"[{incident.status}] {incident.title}", "blocks": blocks}
 
+    async def _notify_each(self, batch: list[Incident]) -> None:
+        for incident in batch:
+            await self.notify(incident)
+
     async def run(self, nc: NatsClient, stop: asyncio.Event) -> None:
         """Follow incident changes until ``stop``; messages are handled one at a time, in order."""
 
         async def on_change(msg: Msg) -> None:
             try:
-                self._queue.put_nowait(Incident.model_validate_json(msg.data))
-                self._idle.clear()
+                self._out.offer(Incident.model_validate_json(msg.data))
             except ValidationError:
                 log.warning("ignoring a malformed incident update on %s", msg.subject)
 
         sub = await nc.subscribe("gpu.incidents.>", cb=on_change)
         try:
-            while not stop.is_set():
-                getter = asyncio.ensure_future(self._queue.get())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                await self.notify(getter.result())
-                if self._queue.empty():
-                    self._idle.set()
+            await self._out.run(stop)
         finally:
             await sub.unsubscribe()
 
     async def wait_idle(self) -> None:
-        await self._idle.wait()
+        await self._out.wait_idle()

@@ -33,6 +33,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import TypeAdapter
 
 from events import subjects
+from events.batching import BatchPublisher
 from events.models import Heartbeat, utcnow
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,12 @@ class TrainingHeartbeat:
         gpu: int | None = None,
         min_interval_s: float = 1.0,
         keepalive_s: float = 5.0,
+        hang_after_s: float | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.nats_url = nats_url
         self.identity = {"cluster": cluster, "job": job, "rank": rank, "node": node, "gpu": gpu}
+        self.hang_after_s = hang_after_s
         self.keepalive_s = keepalive_s
         self.clock = clock
         self.sent = 0
@@ -126,7 +129,8 @@ class TrainingHeartbeat:
     @classmethod
     def from_env(cls, **overrides: object) -> TrainingHeartbeat:
         """From the launcher's environment: ``AIOPS_NATS_URL``, ``AIOPS_CLUSTER``, ``AIOPS_JOB``
-        (else ``JOB_NAME``), ``RANK``, ``LOCAL_RANK`` (the GPU), ``NODE_NAME`` (else the host name)."""
+        (else ``JOB_NAME``), ``RANK``, ``LOCAL_RANK`` (the GPU), ``NODE_NAME`` (else the host name),
+        ``AIOPS_HANG_AFTER_S`` (the job's own hang threshold; unset = derived from its step time)."""
         env = os.environ
         args: dict[str, object] = {
             "nats_url": env.get("AIOPS_NATS_URL", "nats://127.0.0.1:4222"),
@@ -135,6 +139,7 @@ class TrainingHeartbeat:
             "rank": int(env.get("RANK", "0")),
             "node": env.get("NODE_NAME") or socket.gethostname(),
             "gpu": int(env["LOCAL_RANK"]) if env.get("LOCAL_RANK") else None,
+            "hang_after_s": float(env["AIOPS_HANG_AFTER_S"]) if env.get("AIOPS_HANG_AFTER_S") else None,
         }
         args.update(overrides)
         return cls(**args)  # type: ignore[arg-type]
@@ -171,6 +176,7 @@ class TrainingHeartbeat:
                 "compute_s": compute,
                 "comm_s": comm,
                 "collective_seq": collective_seq,
+                "hang_after_s": self.hang_after_s,
             }
         )
         if self._loop is not None and self._queue is not None:
@@ -240,36 +246,27 @@ class HeartbeatRelay:
 
     def __init__(self, nc: NatsClient, *, max_queue: int = 50_000) -> None:
         self.nc = nc
-        self.published = 0
-        self.dropped = 0
-        self._queue: asyncio.Queue[Heartbeat] = asyncio.Queue(maxsize=max_queue)
+        self._out: BatchPublisher[Heartbeat] = BatchPublisher(
+            self._publish, what="heartbeats", max_queue=max_queue, max_batch=5000
+        )
+
+    @property
+    def published(self) -> int:
+        return self._out.published
+
+    @property
+    def dropped(self) -> int:
+        return self._out.dropped
 
     def offer(self, beat: Heartbeat) -> None:
-        try:
-            self._queue.put_nowait(beat)
-        except asyncio.QueueFull:
-            self.dropped += 1
+        self._out.offer(beat)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and self._queue.empty()):
-            getter = asyncio.ensure_future(self._queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                continue
-            batch = [getter.result()]
-            while not self._queue.empty() and len(batch) < 5000:
-                batch.append(self._queue.get_nowait())
-            by_subject: dict[str, list[Heartbeat]] = {}
-            for beat in batch:
-                by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
-            try:
-                for subject, beats in by_subject.items():
-                    await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))
-                self.published += len(batch)
-            except Exception:
-                log.exception("could not publish %d heartbeats", len(batch))
+        await self._out.run(stop)
+
+    async def _publish(self, batch: list[Heartbeat]) -> None:
+        by_subject: dict[str, list[Heartbeat]] = {}
+        for beat in batch:
+            by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
+        for subject, beats in by_subject.items():
+            await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))

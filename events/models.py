@@ -180,6 +180,12 @@ class Heartbeat(BaseModel):
     compute_s: float | None = Field(default=None, ge=0)
     comm_s: float | None = Field(default=None, ge=0)
     collective_seq: int | None = Field(default=None, ge=0)
+    hang_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="the job's own hang threshold: no progress for this long while ranks still beat is a "
+        "hang (unset = derived from its step time, at least the detector's floor)",
+    )
 
 
 class DeadLetter(BaseModel):
@@ -203,6 +209,7 @@ class AuditRecord(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
     decision: Literal["allow", "deny", "approval_required"]
     reasons: list[str] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list, description="the rules behind the decision")
     dry_run: bool = False
     idempotency_key: str | None = None
     replayed: bool = False

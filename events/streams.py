@@ -51,6 +51,9 @@ class JetStreamLayout:
                 num_replicas=self.replicas,
                 max_age=self.kmsg_max_age_s,
                 discard=DiscardPolicy.OLD,
+                # Node agents publish with Nats-Msg-Id = boot id + kernel sequence: a line re-sent
+                # after a NATS outage or an agent restart is stored once.
+                duplicate_window=self.dedupe_window_s,
                 description="Raw kernel log lines from GPU nodes, kept so a parser restart loses none",
             ),
             StreamConfig(
@@ -103,6 +106,9 @@ class JetStreamLayout:
             ),
             KeyValueConfig(bucket=subjects.BUCKET_APPROVALS, history=5, replicas=self.replicas, direct=True),
             KeyValueConfig(bucket=subjects.BUCKET_BREAKER, history=10, replicas=self.replicas, direct=True),
+            KeyValueConfig(
+                bucket=subjects.BUCKET_GPU_INVENTORY, history=1, replicas=self.replicas, direct=True
+            ),
             KeyValueConfig(
                 bucket=subjects.BUCKET_IDEMPOTENCY,
                 history=1,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
+from events.metrics import CLAUDE_COST, CLAUDE_TOKENS
+
 # US dollars per million tokens (input, output), by model family; cache reads cost a tenth of an
 # input token and 5-minute cache writes a quarter more (Anthropic's published pricing, late 2025).
 # Unknown families are priced as the dearest, so a limit errs on the side of stopping early.
@@ -92,12 +94,21 @@ class Meter:
         u.output_tokens += output_tokens
         u.cache_read_tokens += cache_read
         u.cache_write_tokens += cache_write
-        u.cost_usd += (
+        cost = (
             input_tokens * price_in
             + cache_read * price_in * CACHE_READ_FACTOR
             + cache_write * price_in * CACHE_WRITE_FACTOR
             + output_tokens * price_out
         ) / 1e6
+        u.cost_usd += cost
+        for kind, n in (
+            ("input", input_tokens),
+            ("output", output_tokens),
+            ("cache_read", cache_read),
+            ("cache_write", cache_write),
+        ):
+            CLAUDE_TOKENS.labels(kind).inc(n)
+        CLAUDE_COST.inc(cost)
         return self._over_budget()
 
     def output_budget(self) -> int:

@@ -219,7 +219,7 @@ def serve(transport: str, port: int) -> None:
     if transport == "stdio":
         server.run()
         return
-    from aiops.standalone import serving
+    from aiops.build import serve_http as serving
 
     async def run() -> None:
         async with serving(server, "127.0.0.1", port) as url:

@@ -47,6 +47,8 @@ class _Job:
     max_step: int = 0
     reported: tuple[int, ...] | None = None
     reported_step: int | None = None
+    declared_s: float | None = None
+    """The job's own threshold (``Heartbeat.hang_after_s``), when its ranks declare one."""
 
 
 class HangDetector:
@@ -84,6 +86,8 @@ class HangDetector:
                 self._jobs.popitem(last=False)
         else:
             self._jobs.move_to_end(beat.job)
+        if beat.hang_after_s is not None:
+            job.declared_s = beat.hang_after_s
         seq = beat.collective_seq if beat.collective_seq is not None else beat.step
         rank = job.ranks.get(beat.rank)
         if rank is not None and beat.step < rank.step:
@@ -111,6 +115,8 @@ class HangDetector:
     def threshold_s(self, job_name: str) -> float:
         """How long ``job_name`` may go without progress before it counts as hung."""
         job = self._jobs.get(job_name)
+        if job is not None and job.declared_s is not None:
+            return min(job.declared_s, self.ceiling_s)  # the job knows its own rhythm best
         step = statistics.median(job.step_times) if job and job.step_times else 0.0
         gap = statistics.median(job.beat_gaps) if job and job.beat_gaps else 0.0
         low = max(self.floor_s, self.silent_after_beats * gap)

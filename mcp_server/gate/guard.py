@@ -343,6 +343,7 @@ async def audit(
         arguments=arguments,
         decision=policy.decision,
         reasons=policy.reasons,
+        policies=policy.policies,
         dry_run=dry_run,
         idempotency_key=idempotency_key,
         replayed=replayed,

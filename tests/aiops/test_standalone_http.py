@@ -13,8 +13,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from aiops.build import serve_http as serving
 from aiops.settings import Settings
-from aiops.standalone import HttpServer, build_standalone_http, serving
+from aiops.standalone import HttpServer, build_standalone_http
 from mcp_server.gate.audit import MemoryAudit
 from mcp_server.identity import load_tokens, parse_principals
 from tests.mcp_server.support import ScriptedPerson, error, held, ok

@@ -4,8 +4,9 @@ What lives where (prefix ``gpu-aiops.io/``):
 
 - cordon: ``spec.unschedulable``; who set it: annotation ``cordon-owner`` (a cordon without it
   belongs to someone else, and this platform never lifts it);
-- GPUs of a node: annotation ``gpus`` (``[{index, uuid, pci_bus_id}]``, from a node agent or GPU
-  feature discovery), else ``nvidia.com/gpu`` capacity with unknown ids; their health: annotation
+- GPUs of a node: annotation ``gpus`` (``[{index, uuid, pci_bus_id}]``, from GPU feature
+  discovery), else the node agent's NVML inventory (``inventory``, the ``gpu_inventory`` bucket),
+  else ``nvidia.com/gpu`` capacity with unknown ids; their health: annotation
   ``gpu-health`` (``{"<index>": "fallen_off_bus" | "error"}``, written by the platform);
 - isolation: annotation ``isolated-gpus`` (``{"<index>": {reason, by, at}}``) plus the taint
   ``gpu-isolated:NoSchedule``, so no new gang lands on a node with a GPU out;
@@ -19,6 +20,7 @@ What lives where (prefix ``gpu-aiops.io/``):
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +89,10 @@ class KubernetesConfig:
     pool_label: str = "aiops/pool"
     spare_value: str = "spare"
     gpu_resource: str = "nvidia.com/gpu"
+    drain_poll_s: float = 2.0
+    """How often a drain looks whether the pods it evicted are gone (they terminate first)."""
+    drain_timeout_s: float = 300.0
+    """How long a drain waits for them; the ones still terminating then are reported."""
 
 
 def _annotations(obj: Json) -> dict[str, str]:
@@ -110,6 +116,8 @@ class KubernetesBackend:
     def __init__(self, api: KubeApi, config: KubernetesConfig | None = None) -> None:
         self.api = api
         self.config = config or KubernetesConfig()
+        self.inventory: Callable[[str], list[dict[str, Any]] | None] | None = None
+        """node -> its GPUs (``{index, uuid, pci_bus_id}``) from the node agents' inventory."""
         self.jobs_api = JOB_APIS[self.config.job_kind]
 
     @classmethod
@@ -185,6 +193,9 @@ class KubernetesBackend:
             inventory = json.loads(_annotations(obj).get(GPUS, "[]"))
         except ValueError:
             inventory = []
+        if not inventory and self.inventory is not None:
+            # The node agent's NVML inventory (the gpu_inventory bucket), when the node carries none.
+            inventory = self.inventory(obj["metadata"]["name"]) or []
         if not inventory:
             capacity = obj.get("status", {}).get("capacity", {}).get(self.config.gpu_resource, "0")
             inventory = [
@@ -572,6 +583,7 @@ class KubernetesBackend:
     async def drain_node(self, node: str, reason: str, actor: str) -> ActionChange:
         cordon = await self.cordon_node(node, reason, actor)
         evicted, blocked, skipped = [], [], 0
+        terminating: list[str] = []
         for pod in await self._pods_on(node):
             meta = pod["metadata"]
             owners = meta.get("ownerReferences") or []
@@ -583,6 +595,9 @@ class KubernetesBackend:
             if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             where = f"{meta['namespace']}/{meta['name']}"
+            if meta.get("deletionTimestamp"):
+                terminating.append(where)  # evicted before (a drain again): wait for it, do not evict twice
+                continue
             try:
                 await self.api.post(
                     f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/eviction",
@@ -600,7 +615,12 @@ class KubernetesBackend:
                     raise
                 # A PodDisruptionBudget allows no more disruptions now: the pod stays; retry later.
                 blocked.append(f"{where} ({exc})")
+        left = await self._wait_gone(node, [*evicted, *terminating])
         detail = f"{node}: {cordon.detail}; evicted {len(evicted)} pod(s)"
+        if left:
+            detail += f"; {len(left)} still terminating after {self.config.drain_timeout_s:g}s: " + "; ".join(
+                left
+            )
         if blocked:
             detail += f"; {len(blocked)} blocked by a PodDisruptionBudget (retry later): " + "; ".join(
                 blocked
@@ -608,8 +628,30 @@ class KubernetesBackend:
         return ActionChange(
             changed=cordon.changed or bool(evicted),
             detail=detail,
-            data={"evicted": len(evicted), "blocked": len(blocked), "skipped_daemonset_or_mirror": skipped},
+            data={
+                "evicted": len(evicted),
+                "blocked": len(blocked),
+                "skipped_daemonset_or_mirror": skipped,
+                "still_terminating": len(left),
+            },
         )
+
+    async def _wait_gone(self, node: str, pods: list[str]) -> list[str]:
+        """Wait until the evicted ``pods`` (``namespace/name``) are gone from ``node``: an eviction
+        only starts a pod's termination; the node is drained once its containers have stopped.
+        Returns the ones still there at the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout_s
+        left = set(pods)
+        while left:
+            present = {
+                f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in await self._pods_on(node)
+            }
+            left &= present
+            if not left or loop.time() >= deadline:
+                break
+            await asyncio.sleep(self.config.drain_poll_s)  # the API has no wait for deletion but a watch
+        return sorted(left)
 
     async def _request(self, node: str, key: str, value: str, what: str) -> ActionChange:
         def change(obj: Json) -> Json | None:

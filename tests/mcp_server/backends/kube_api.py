@@ -9,7 +9,10 @@ kubernetes client over HTTP, and follows the API's semantics where the backend d
 - ``PATCH`` with ``application/merge-patch+json`` (RFC 7386: ``null`` deletes), a
   ``metadata.resourceVersion`` in the patch is a precondition (409 ``Conflict`` when stale), and
   every write bumps the object's resourceVersion;
-- ``POST .../pods/<name>/eviction``: 201 ``Status`` and the pod is gone, or the recorded 429
+- every request must carry ``Authorization: Bearer <token>`` (401 ``Unauthorized`` otherwise);
+- ``POST .../pods/<name>/eviction``: 201 ``Status`` and the pod turns Terminating
+  (``metadata.deletionTimestamp`` set, still listed) until it has been read ``terminating_reads``
+  more times (the kubelet stopping its containers), then it is gone; or the recorded 429
   ``TooManyRequests`` ``Status`` for a pod a PodDisruptionBudget protects;
 - ``POST`` of a Volcano ``Command``: 201 with the object, named from ``generateName``.
 
@@ -95,6 +98,13 @@ class KubeApiDouble:
     seen: list[Seen] = field(default_factory=list)
     conflicts: int = 0
     """Refuse this many of the next PATCHes with 409, as if another writer got there first."""
+    token: str = "test-token"
+    """The bearer token every request must carry."""
+    terminating_reads: int = 2
+    """How many more reads an evicted pod stays listed as Terminating before it is gone."""
+    unauthorized: int = 0
+    """Requests refused for a missing or wrong token."""
+    _terminating: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _version: int = 1000
 
@@ -111,14 +121,21 @@ class KubeApiDouble:
 
     # -- request handling ----------------------------------------------------------------------
 
-    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, Json]:
+    def handle(
+        self, method: str, raw_path: str, content_type: str, body: bytes, authorization: str = ""
+    ) -> tuple[int, Json]:
         parts = urlsplit(raw_path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         payload = json.loads(body) if body else None
         with self.lock:
+            if authorization != f"Bearer {self.token}":
+                self.unauthorized += 1
+                return 401, _status(401, "Unauthorized", "Unauthorized")
             self.seen.append(Seen(method, parts.path, query, content_type, payload))
             if method == "GET":
-                return self._get(parts.path, query)
+                answer = self._get(parts.path, query)
+                self._kubelet_progress(answer[1])
+                return answer
             if method == "PATCH":
                 return self._patch(parts.path, content_type, payload)
             if method == "POST":
@@ -194,7 +211,11 @@ class KubeApiDouble:
                 return refusal["code"], copy.deepcopy(refusal)
             if pod not in self.collections.get("/api/v1/pods", {}):
                 return 404, _status(404, "NotFound", f'pods "{pod}" not found')
-            del self.collections["/api/v1/pods"][pod]
+            victim = self.collections["/api/v1/pods"][pod]
+            if pod not in self._terminating:
+                victim["metadata"]["deletionTimestamp"] = "2026-03-02T04:00:00Z"
+                victim["metadata"]["deletionGracePeriodSeconds"] = 30
+                self._terminating[pod] = self.terminating_reads
             return 201, {
                 "kind": "Status",
                 "apiVersion": "v1",
@@ -210,6 +231,17 @@ class KubeApiDouble:
         self.collections.setdefault(path, {})[meta["name"]] = created
         return 201, copy.deepcopy(created)
 
+    def _kubelet_progress(self, answer: Json) -> None:
+        """A read that listed a Terminating pod brings it closer to gone."""
+        items = answer.get("items") if answer.get("kind", "").endswith("List") else [answer]
+        for item in items or []:
+            name = (item.get("metadata") or {}).get("name")
+            if name in self._terminating:
+                self._terminating[name] -= 1
+                if self._terminating[name] <= 0:
+                    del self._terminating[name]
+                    self.collections.get("/api/v1/pods", {}).pop(name, None)
+
     # -- serving ---------------------------------------------------------------------------------
 
     def serve(self) -> tuple[str, ThreadingHTTPServer]:
@@ -220,7 +252,11 @@ class KubeApiDouble:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 code, answer = double.handle(
-                    self.command, self.path, self.headers.get("Content-Type", ""), body
+                    self.command,
+                    self.path,
+                    self.headers.get("Content-Type", ""),
+                    body,
+                    self.headers.get("Authorization", ""),
                 )
                 data = json.dumps(answer).encode()
                 self.send_response(code)

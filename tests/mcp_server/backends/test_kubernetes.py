@@ -71,7 +71,7 @@ def api() -> Iterator[KubeApiDouble]:
 def backend_for(double: KubeApiDouble, kind: JobKind = "volcano") -> KubernetesBackend:
     configuration = k8s.Configuration(host=double.url)  # type: ignore[attr-defined]
     configuration.api_key = {"BearerToken": "Bearer test-token"}
-    config = KubernetesConfig(cluster="prod-a", job_kind=kind, job_namespace="training")
+    config = KubernetesConfig(cluster="prod-a", job_kind=kind, job_namespace="training", drain_poll_s=0.01)
     return KubernetesBackend(KubeApi(k8s.ApiClient(configuration)), config)
 
 
@@ -244,7 +244,12 @@ async def test_drain_cordons_then_evicts_and_reports_a_pdb_refusal(
         "metadata": {"name": "llm-pretrain-worker-1", "namespace": "training"},
     }
     assert change.changed
-    assert change.data == {"evicted": 1, "blocked": 1, "skipped_daemonset_or_mirror": 1}
+    assert change.data == {
+        "evicted": 1,
+        "blocked": 1,
+        "skipped_daemonset_or_mirror": 1,
+        "still_terminating": 0,
+    }
     assert "research/notebook-alice-0" in change.detail and "disruption budget" in change.detail
     assert api.obj(NODES, "gpu-node-02")["spec"]["unschedulable"] is True
     pods = {p for p in api.collections[PODS]}
@@ -257,7 +262,12 @@ async def test_draining_again_evicts_only_what_is_left(
 ) -> None:
     await backend.drain_node("gpu-node-02", "Xid 79", "olga")
     again = await backend.drain_node("gpu-node-02", "Xid 79", "olga")
-    assert again.data == {"evicted": 0, "blocked": 1, "skipped_daemonset_or_mirror": 1}
+    assert again.data == {
+        "evicted": 0,
+        "blocked": 1,
+        "skipped_daemonset_or_mirror": 1,
+        "still_terminating": 0,
+    }
     assert not again.changed
 
 

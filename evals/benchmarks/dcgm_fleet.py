@@ -1,0 +1,201 @@
+"""Benchmark: one DCGM detector round at 1k, 16k and 100k GPUs against a real Prometheus.
+
+A generated dcgm-exporter exposition (8 GPUs a node, the 12 fields the detector reads) is served
+over HTTP and scraped by Debian's ``prometheus``; after the baseline scrapes, 0.1% of the GPUs
+gain double-bit errors. Per fleet size, two ways to run a round:
+
+- ``full``: every DCGM series (``PrometheusSource``'s query, and the changes source's resync);
+- ``changes``: only the GPUs that changed or are past a threshold, the whole question evaluated at
+  query time (``PrometheusChangesSource``, window 1m);
+- ``recorded``: the same GPUs from the recording rule ``gpu:dcgm_attention``
+  (deploy/prometheus/recording-rules.yml, loaded into this Prometheus), which Prometheus evaluates
+  at its rule interval: the detector's round is then an index lookup.
+
+For each: wall time of the query, bytes transferred, Prometheus's own evaluation time, series
+returned, and the detector's time on the answer. Writes ``evals/out/dcgm_fleet.json``.
+Run: ``.venv/bin/python -m evals.benchmarks.dcgm_fleet [sizes...]`` (needs ``prometheus`` on PATH).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
+from events.detectors.exposition import DCGM_PROMQL
+from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
+
+OUT = Path(__file__).resolve().parents[1] / "out" / "dcgm_fleet.json"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "recording-rules.yml"
+GPUS_PER_NODE = 8
+FAULTY_SHARE = 0.001
+
+
+def exposition(gpus: int, faulty: set[int]) -> bytes:
+    lines: list[str] = []
+    names = [*FIELDS, XID_COUNT]
+    for name in names:
+        lines.append(f"# TYPE {name} {'counter' if name != XID_COUNT else 'gauge'}")
+        for g in range(gpus):
+            node, index = divmod(g, GPUS_PER_NODE)
+            labels = f'gpu="{index}",UUID="GPU-{g:08d}",pci_bus_id="00000000:{index * 16 + 16:02X}:00.0",Hostname="node-{node:05d}"'
+            if name == XID_COUNT:
+                labels += ',xid="0"'
+            value = (
+                1
+                if g in faulty and name in ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL")
+                else 0
+            )
+            lines.append(f"{name}{{{labels}}} {value}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Exporter:
+    def __init__(self) -> None:
+        self.body = b""
+        self.scrapes = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = outer.body
+                outer.scrapes += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.target = f"127.0.0.1:{self.server.server_address[1]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def prometheus(data: Path, target: str, interval_s: int) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise SystemExit("prometheus is not installed: apt-get install -y prometheus")
+    port = free_port()
+    config = data / "prometheus.yml"
+    config.write_text(
+        f"global: {{scrape_interval: {interval_s}s, scrape_timeout: {interval_s - 1}s}}\n"
+        f"rule_files: ['{RULES}']\n"
+        f"scrape_configs:\n  - job_name: dcgm\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={data / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def scalar(url: str, query: str) -> float:
+    params = urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{params}", timeout=60) as answer:
+        result = json.loads(answer.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def wait(check: object, limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except OSError:
+            pass  # Prometheus not listening yet
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def one_size(gpus: int) -> dict[str, object]:
+    interval = 5 if gpus <= 20_000 else 20
+    faulty = set(range(0, gpus, int(1 / FAULTY_SHARE)))
+    exporter = Exporter()
+    exporter.body = exposition(gpus, set())
+    changed_body = exposition(gpus, faulty)
+    with tempfile.TemporaryDirectory() as tmp, prometheus(Path(tmp), exporter.target, interval) as url:
+        wait(lambda: scalar(url, "count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == gpus, 600, "the baseline scrape")
+        baseline_scrapes = exporter.scrapes
+        wait(lambda: exporter.scrapes >= baseline_scrapes + 1, 600, "a second baseline scrape")
+        source = PrometheusChangesSource(url, window="1m", timeout_s=900)
+        recorded = PrometheusChangesSource(url, recorded=True, timeout_s=900)
+        detector = DcgmDetector("bench")
+        samples, full = source.ask(DCGM_PROMQL, "full")
+        started = time.perf_counter()
+        detector.observe_readings(group_samples(samples), datetime.now(UTC))
+        full_detect_s = time.perf_counter() - started
+        exporter.body = changed_body
+        wait(
+            lambda: scalar(url, "sum(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == len(faulty),
+            600,
+            "the faults scraped",
+        )
+        samples, changes = source.ask(source.query)
+        started = time.perf_counter()
+        events = detector.observe_readings(group_samples(samples), datetime.now(UTC))
+        changes_detect_s = time.perf_counter() - started
+        wait(
+            lambda: scalar(url, f"count({RECORDED})") >= len(faulty),
+            900,
+            "the recording rule to see the faults",
+        )
+        _, by_rule = recorded.ask_recorded()
+        _, full_again = source.ask(DCGM_PROMQL, "full")
+    exporter.server.shutdown()
+    return {
+        "gpus": gpus,
+        "series": gpus * (len(FIELDS) + 1),
+        "exposition_bytes": len(changed_body),
+        "faulty_gpus": len(faulty),
+        "events_found": len(events),
+        "full": {**full.__dict__, "detector_s": round(full_detect_s, 4)},
+        "full_after_faults": full_again.__dict__,
+        "changes": {**changes.__dict__, "detector_s": round(changes_detect_s, 4)},
+        "recorded": by_rule.__dict__,
+    }
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [1_000, 16_000, 100_000]
+    results = []
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    for gpus in sizes:
+        result = one_size(gpus)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        OUT.write_text(json.dumps(results, indent=2))  # after each size: the big ones take long
+    print(f"written {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""DCGM at fleet scale against a real Prometheus: after one full read, a round asks only for the GPUs
+whose fields changed (or are past a DCGM limit), and the detector finds the fault from that alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
+from events.detectors.prometheus_changes import PrometheusChangesSource
+from events.models import EccEvent
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.slow
+
+INSTALL = "`sudo apt-get install -y prometheus` (Debian/Ubuntu); CI installs it in .ci/run"
+if shutil.which("prometheus") is None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"prometheus is missing in CI: {INSTALL}", pytrace=False)
+    pytest.skip(f"the prometheus binary is not installed: {INSTALL}", allow_module_level=True)
+
+from tests.mcp_server.backends.test_prometheus import prometheus  # noqa: E402  (after the skip)
+
+GPUS = 8
+
+
+def exposition(dbe: dict[int, int]) -> bytes:
+    lines = []
+    for name in [*FIELDS, XID_COUNT]:
+        for g in range(GPUS):
+            labels = f'gpu="{g}",UUID="GPU-{g}",pci_bus_id="00000000:{16 + g:02X}:00.0",Hostname="node-1"'
+            labels += ',xid="0"' if name == XID_COUNT else ""
+            value = dbe.get(g, 0) if name == "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" else 0
+            lines.append(f"{name}{{{labels}}} {value}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Exporter:
+    def __init__(self) -> None:
+        self.body = exposition({})
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = outer.body
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.target = f"127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def exporter() -> Iterator[Exporter]:
+    served = Exporter()
+    yield served
+    served.server.shutdown()
+
+
+async def answered(source: PrometheusChangesSource, query: str, check: object) -> bool:
+    try:
+        samples, _ = await asyncio.to_thread(source.ask, query)
+    except OSError:
+        return False  # not listening yet
+    return bool(check(samples))  # type: ignore[operator]
+
+
+async def test_a_round_reads_only_the_gpu_that_changed_and_finds_its_fault(
+    exporter: Exporter, tmp_path: Path
+) -> None:
+    with prometheus(tmp_path, exporter.target) as url:
+        source = PrometheusChangesSource(url, window="1m", prefer_recorded=True)
+        total = f'count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{{Hostname="node-1"}}) == {GPUS}'
+        await eventually(lambda: answered(source, total, bool), within_s=60, what="the first scrape")
+        detector = DcgmDetector("prod-a")
+
+        baseline = await source.scrape()
+        assert source.last is not None and source.last.kind == "full"
+        assert len(baseline) == GPUS * (len(FIELDS) + 1)
+        assert detector.observe_readings(group_samples(baseline), datetime.now(UTC)) == []
+
+        exporter.body = exposition({5: 1})  # GPU 5: an uncorrectable ECC error
+        await eventually(
+            lambda: answered(source, "sum(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL) == 1", bool),
+            within_s=30,
+            what="the fault scraped",
+        )
+        changed = await source.scrape()
+
+    assert not source.recorded  # this Prometheus has no recording rules: the question at query time
+    assert source.last is not None and source.last.kind == "changes"
+    assert {s.labels["gpu"] for s in changed} == {"5"}  # 12 series of one GPU, not 96
+    assert source.last.bytes < 10_000
+    (event,) = detector.observe_readings(group_samples(changed), datetime.now(UTC))
+    assert isinstance(event, EccEvent) and (event.node, event.gpu) == ("node-1", 5)
+    assert "dbe" in event.findings
