@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from nats.js import JetStreamContext
 
 from events import subjects
-from events.models import DeadLetter, EccEvent, HangEvent, ThroughputEvent, XidEvent, event_key
+from events.dead_letter import DeadLetter, publish_dead_letter
+from events.models import EccEvent, HangEvent, ThroughputEvent, XidEvent, event_key
 
 AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
 
@@ -37,5 +38,12 @@ async def publish_events(js: JetStreamContext, events: Sequence[AnyEvent]) -> in
     return sum(1 for ack in acks if not ack.duplicate)
 
 
-async def publish_dead_letter(js: JetStreamContext, dead: DeadLetter) -> None:
-    await js.publish(subjects.dlq(dead.source), dead.model_dump_json().encode())
+__all__ = [
+    "AnyEvent",
+    "DeadLetter",
+    "encode_event",
+    "event_subject",
+    "publish_dead_letter",
+    "publish_event",
+    "publish_events",
+]

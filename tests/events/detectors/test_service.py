@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 
 import pytest
 
 from events import subjects
+from events.dead_letter import read_dead_letter
 from events.detectors import DetectorService, ExporterSource, TextSource
 from events.heartbeat import HeartbeatRelay
 from events.models import Heartbeat, parse_event
@@ -61,8 +61,8 @@ async def test_a_heartbeat_that_does_not_validate_goes_to_the_dead_letter_subjec
     await service.evaluate()
     sub = await js.pull_subscribe("gpu.dlq.heartbeat", durable=None)
     [dead] = await sub.fetch(1, timeout=5)
-    letter = json.loads(dead.data)
-    assert "rank" in letter["reason"] and letter["payload"].startswith('{"job"')
+    letter = read_dead_letter(dead)
+    assert "rank" in letter.reason and letter.payload == b'{"job": "train-01", "rank": -1}'
     await service.stop()
 
 
