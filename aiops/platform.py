@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,10 +34,12 @@ from aiops.nats_server import EmbeddedNats
 from aiops.safety import policy_limits
 from aiops.settings import Settings
 from chatops.notifier import IncidentNotifier
+from chatops.replay import KvReplayGuard
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from contracts.client import McpToolClient
 from events import subjects
+from events.dead_letter import publish_dead_letter
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.streams import ensure_jetstream
@@ -277,6 +280,8 @@ class Platform:
                 signing_secret=s.slack_signing_secret,
                 users=parse_tokens(s.slack_users),
                 sessions=self.sessions.session,
+                replay=KvReplayGuard(self.js),
+                dead_letters=partial(publish_dead_letter, self.js),
             )
             for route in self.slack.routes():
                 self.people_server.custom_route(route.path, methods=["POST"])(route.endpoint)

@@ -20,6 +20,7 @@ BUCKET_IDEMPOTENCY = "idempotency"
 BUCKET_NOTIFICATIONS = "notifications"
 BUCKET_APPROVALS = "approvals"
 BUCKET_BREAKER = "breaker"
+BUCKET_SLACK_REQUESTS = "slack_requests"
 STREAM_ESCALATIONS = "GPU_ESCALATIONS"
 
 _UNSAFE = re.compile(r"[.*>\s]")
