@@ -9,7 +9,7 @@ Three things set it apart from a plain ``MCPServer``:
   the listing is shorter for a model to read, and a client that validates every result against the
   schema (the MCP SDK does, with ``jsonschema``) spends about half the time on it;
 - it knows which tools can change something (annotations not read-only), so a read-only server
-  can hide them.
+  can hide them; a call to a hidden one is refused as read-only (not "Unknown tool") and audited.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.types import Icon, ToolAnnotations
 from mcp.types import Tool as MCPTool
 
 from mcp_server.deps import ServerDeps
+from mcp_server.read_only import audit_hidden_call
 
 _DEFS_PREFIX = "#/$defs/"
 # Keys whose values are data, not sub-schemas: never rewrite inside them.
@@ -70,6 +73,13 @@ class GpuOpsServer(MCPServer[Any]):
         super().remove_tool(name)
         self.mutating_tools.discard(name)
         self._listed.pop(name, None)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        if name in self.hidden_tools and self.deps is not None:
+            raise ToolError(await audit_hidden_call(self.deps, name, arguments or {}))
+        return await super().call_tool(name, arguments, context)
 
     def add_prompt(self, prompt: Prompt) -> None:
         if prompt.description:
