@@ -4,7 +4,6 @@ Prometheus that scrapes it (prometheus-api-client)."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from events.detectors.dcgm import METRIC_NAMES
 from events.detectors.exposition import parse_exposition
 from events.models import EccEvent
 from tests.fleet.exporter_server import serving
+from tests.system_tools import require_binary
 from tests.waiting import eventually
 
 REAL = """\
@@ -89,11 +89,7 @@ def prometheus(binary: str, data: Path, target: str) -> Iterator[str]:
 
 @pytest.mark.slow
 async def test_the_detector_reads_dcgm_through_a_real_prometheus(twin, tmp_path):
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip(
-            "the prometheus binary is not installed: `sudo apt-get install -y prometheus` (Debian/Ubuntu)"
-        )
+    binary = require_binary("prometheus", "`sudo apt-get install -y prometheus` (Debian/Ubuntu)")
     twin.inject_ecc("node-011", 6, "remap_pending")
     async with serving(twin) as base:
         with prometheus(binary, tmp_path, base.removeprefix("http://")) as url:

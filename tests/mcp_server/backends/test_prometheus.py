@@ -26,17 +26,23 @@ from mcp_server.gate.policy import PolicyGate
 from mcp_server.identity import fixed_identity
 from mcp_server.server import build_server
 from tests.mcp_server.support import VIEWER, error, held, ok
+from tests.system_tools import require_binary
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
+PROMETHEUS_INSTALL = (
+    "`sudo apt-get install -y prometheus` (Debian/Ubuntu) or put a Prometheus 2.x on PATH; "
+    "CI installs it in .ci/run"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prometheus_binary() -> str:
+    return require_binary("prometheus", PROMETHEUS_INSTALL)
+
+
 PROMETHEUS = shutil.which("prometheus")
-if PROMETHEUS is None:
-    pytest.skip(
-        "the prometheus binary is not installed: `sudo apt-get install -y prometheus` (Debian/Ubuntu) "
-        "or put a Prometheus 2.x on PATH; CI installs it in .ci/run",
-        allow_module_level=True,
-    )
 
 FIRST_SCRAPE_S = 30.0  # the first scrape lands ~5 s after start; leave room on a busy machine
 
