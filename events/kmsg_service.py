@@ -73,6 +73,7 @@ class KmsgProcessor:
         self._gpu_index = gpu_index
         self.unresolved = 0
         """Records whose GPU the resolver could not name (unknown node): sent with ``gpu`` unset."""
+        self._unresolved_nodes: set[str] = set()  # warned about once each (a storm logs one line)
 
     def checkpoint(self) -> dict[tuple[str, str], ParserState]:
         """The parsers' multi-line state, to roll back to when a batch fails (``rollback``)."""
@@ -116,9 +117,11 @@ class KmsgProcessor:
                 gpu = self._gpu_index(node, rec.pci_bus_id)
             except Exception as exc:  # an unknown node: the fault is still news, with the GPU unknown
                 self.unresolved += 1
-                log.warning(
-                    "no GPU index for %s on %s (%s); sent with the GPU unknown", rec.pci_bus_id, node, exc
-                )
+                if node not in self._unresolved_nodes and len(self._unresolved_nodes) < 10_000:
+                    self._unresolved_nodes.add(node)
+                    log.warning(
+                        "no GPU index on %s (%s): its faults are sent with the GPU unknown", node, exc
+                    )
         try:
             event = XidEvent(
                 event_id=stable_id(cluster, node, rec.raw),
@@ -196,6 +199,10 @@ class KmsgService:
             durable=durable,
             pull_sub=PullSub(batch_size=batch_size, timeout=batch_timeout_s, batch=True),
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # The handler reads raw bytes. FastStream would otherwise JSON-decode every line first:
+            # wasted work, and a line of 3,000 '[' (RecursionError) failed the batch before the
+            # handler ever saw it — redelivered forever, every later line stuck behind it.
+            decoder=_no_decode,
         )(self.on_lines)
 
     @property
@@ -256,6 +263,10 @@ class KmsgService:
                 ]
             )
         return self.processor.feed(raw.subject, where[0], where[1], raw.data, _sent_time(raw) or received)
+
+
+async def _no_decode(msg: object) -> None:
+    return None
 
 
 def _sent_time(msg: Msg) -> datetime | None:

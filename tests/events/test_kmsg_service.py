@@ -166,3 +166,14 @@ async def test_a_failed_batch_is_redelivered_deduplicated_with_the_multi_line_st
     assert sorted(e["node"] for e in events) == ["node-003", "node-007"]
     assert (await js.stream_info(subjects.STREAM_EVENTS)).state.messages == 2
     assert (await js.stream_info(subjects.STREAM_DLQ)).state.messages == 0
+
+
+async def test_a_line_that_looks_like_deeply_nested_json_is_read_as_a_line(service, js):
+    # FastStream used to JSON-decode every body before the handler: 3,000 '[' raised RecursionError
+    # and the batch was redelivered forever.
+    await js.publish(subjects.kmsg("sim-a", "node-003"), b"[" * 3000 + b" NVRM: Xid")
+    await js.publish(subjects.kmsg("sim-a", "node-004"), LINE_79.encode())
+    [event] = await fetch_all(js, "gpu.events.xid.>", 1)
+    assert event["node"] == "node-004"
+    await eventually(lambda: service.lines_seen == 2, what="both lines consumed")
+    assert service.failed_batches == 0

@@ -146,7 +146,13 @@ def slack(kind: str) -> Send:
 
 CASES = [
     Case("kmsg", "unknown node", "event", kmsg("node-999", XID_LINE.encode())),
-    Case("kmsg", "unparsable", "ignored", kmsg("node-002", b"NVRM: Xid (PCI:zz:zz): 79, ((((" + b"(" * 3000)),
+    # 3,000 '[' first: FastStream used to JSON-decode every line (RecursionError, batch redelivered).
+    Case(
+        "kmsg",
+        "unparsable",
+        "ignored",
+        kmsg("node-002", b"[" * 3000 + b"NVRM: Xid (PCI:zz:zz): 79, " + b"(" * 3000),
+    ),
     Case("kmsg", "oversized", "dlq", kmsg("node-002", b"NVRM: Xid " + b" " * 20_000 + b"x"), "kmsg"),
     Case(
         "kmsg", "non-UTF-8", "dlq", kmsg("node-002", b"\xff\xfe NVRM: Xid (PCI:0000:5d:00): 79 \x80"), "kmsg"
