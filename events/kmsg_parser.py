@@ -315,14 +315,15 @@ class KmsgParser:
         """Go back to a ``state()``; None is the idle state."""
         self._fell_off, self._held = copy.deepcopy(state) if state is not None else (None, None)
 
-    def feed(self, line: str | bytes) -> list[KmsgRecord]:
-        """Parse one line; returns the records it completes (usually zero or one)."""
+    def feed(self, line: str | bytes, *, dropped: int = 0) -> list[KmsgRecord]:
+        """Parse one line; returns the records it completes (usually zero or one). ``dropped``
+        counts characters of the line a reader already cut (they add to ``truncated_chars``)."""
         try:
             if isinstance(line, bytes):
                 line = line.decode("utf-8", "replace")
             line = line.rstrip("\r\n")  # a line as read from a file keeps its newline
             if "\n" not in line:
-                return self._feed_line(line)
+                return self._feed_line(line, dropped)
             out: list[KmsgRecord] = []
             for part in line.split("\n"):
                 out += self._feed_line(part)
@@ -341,9 +342,9 @@ class KmsgParser:
 
     # -- per line --
 
-    def _feed_line(self, line: str) -> list[KmsgRecord]:
+    def _feed_line(self, line: str, dropped: int = 0) -> list[KmsgRecord]:
         line = line.rstrip("\r")
-        self._cut = max(0, len(line) - MAX_LINE_CHARS)
+        self._cut = max(0, len(line) - MAX_LINE_CHARS) + dropped
         if self._cut:
             line = line[:MAX_LINE_CHARS]
         if "NVRM" not in line and "SXid" not in line:
