@@ -34,10 +34,10 @@ from agents.summaries import Summarizer
 from agents.topology import load_fabric
 from contracts.client import ToolClient
 from events import faststream_compat, subjects
+from events.dead_letter import DeadLetter, describe, describe_invalid, disposition, publish_dead_letter
 from events.fabric import FabricMap
 from events.incident import Incident
-from events.models import AnyEvent, DeadLetter, parse_event, utcnow
-from events.publish import publish_dead_letter
+from events.models import AnyEvent, parse_event, utcnow
 from runbooks.engine import RunbookEngine
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,10 @@ class TriageAgent:
         """Validate, correlate and persist a batch; malformed payloads go to ``gpu.dlq.events``.
 
         Every event kind is accepted; one store write per touched incident per batch, so a storm
-        of thousands of events costs a handful of writes.
+        of thousands of events costs a handful of writes. Validation and correlation are isolated
+        per event: whatever one event raises (short of NATS being unavailable), it goes to
+        ``gpu.dlq.events`` with its exact bytes and the next one proceeds — those steps are
+        deterministic, so a retry would fail the same way and hold up every event behind it.
         """
         pending: dict[str, _Pending] = {}
         folds: list[tuple[str, str, str]] = []
@@ -202,9 +205,16 @@ class TriageAgent:
             try:
                 event = parse_event(data)
             except ValidationError as exc:
-                await self._dead(subject, data, f"invalid event: {exc.errors(include_url=False)}")
+                await self._dead(subject, data, f"invalid event: {describe_invalid(exc)}")
                 continue
-            corr = self.correlator.assign(event)
+            try:
+                corr = self.correlator.assign(event)
+            except Exception as exc:
+                if disposition(exc) == "retry":
+                    raise
+                log.exception("correlating the event on %s failed; dead-lettered", subject)
+                await self._dead(subject, data, f"could not correlate: {describe(exc)}")
+                continue
             if corr.kind == "ignored":
                 self.events_ignored += 1
                 continue
@@ -342,10 +352,7 @@ class TriageAgent:
     async def _dead(self, subject: str, data: bytes, reason: str) -> None:
         self.dead_lettered += 1
         await publish_dead_letter(
-            self.js,
-            DeadLetter(
-                source="events", subject=subject, reason=reason, payload=data.decode("utf-8", "replace")
-            ),
+            self.js, DeadLetter(source="events", subject=subject, reason=reason, payload=data)
         )
 
 

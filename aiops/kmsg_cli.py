@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
-from events.kmsg_parser import KmsgParser, KmsgRecord
+from events.kmsg_parser import MAX_LINE_CHARS, KmsgParser, KmsgRecord
 from skills.catalog import load_catalog, resolve_platform_action, sxid_info
 
 __all__ = ["kmsg_app", "record_to_json"]
@@ -50,6 +50,7 @@ def record_to_json(record: KmsgRecord) -> dict[str, JsonScalar]:
         "nvswitch": record.nvswitch,
         "data": record.data,
         "uptime_s": record.uptime_s,
+        "truncated_chars": record.truncated_chars or None,
     }
     out.update({key: value for key, value in extras.items() if value is not None})
     if record.sxid:
@@ -96,9 +97,28 @@ def parse(
         _print_events(stream, parser, indent)
 
 
-def _print_events(lines: Iterable[bytes], parser: KmsgParser, indent: int | None) -> None:
-    for line in lines:
-        for record in parser.feed(line):
+READ_LIMIT = 4 * MAX_LINE_CHARS
+"""Bytes of a line read at most (UTF-8 is up to 4 bytes a character); the rest is skipped, counted."""
+
+
+def bounded_lines(stream: BinaryIO, limit: int = READ_LIMIT) -> Iterator[tuple[bytes, int]]:
+    """Lines of ``stream`` cut to ``limit`` bytes, with how many bytes were skipped: a line with
+    no end (a binary file, a runaway writer) never has to fit in memory. (The skipped part is
+    counted in bytes: it is never decoded.)"""
+    while head := stream.readline(limit):
+        skipped = 0
+        if len(head) == limit and not head.endswith(b"\n"):
+            while rest := stream.readline(limit):
+                if rest.endswith(b"\n"):
+                    skipped += len(rest) - 1
+                    break
+                skipped += len(rest)
+        yield head, skipped
+
+
+def _print_events(stream: BinaryIO, parser: KmsgParser, indent: int | None) -> None:
+    for line, skipped in bounded_lines(stream):
+        for record in parser.feed(line, dropped=skipped):
             typer.echo(json.dumps(record_to_json(record), indent=indent, ensure_ascii=False))
     for record in parser.flush():
         typer.echo(json.dumps(record_to_json(record), indent=indent, ensure_ascii=False))

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,10 +51,12 @@ from aiops.observability import PlatformWatch, start_observability
 from aiops.safety import observe_only, policy_limits
 from aiops.settings import Settings
 from chatops.notifier import IncidentNotifier
+from chatops.replay import KvReplayGuard
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from contracts.client import McpToolClient
 from events import subjects
+from events.dead_letter import publish_dead_letter
 from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
@@ -302,6 +305,8 @@ class Platform:
                 signing_secret=s.slack_signing_secret,
                 users=parse_tokens(s.slack_users),
                 sessions=self.sessions.session,
+                replay=KvReplayGuard(self.js),
+                dead_letters=partial(publish_dead_letter, self.js),
             )
             for route in self.slack.routes():
                 self.people_server.custom_route(route.path, methods=["POST"])(route.endpoint)

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     )
     slack_users: dict[str, str] = Field(
         default_factory=dict,
-        description='chat users to principals: {"<slack user id or name>": "<principal>:<role>"}; unknown = viewer',
+        description='chat users to principals: {"<slack user id>": "<principal>:<role>"}; ids only (names change), unmapped = viewer',
     )
     slack_bot_token: str | None = Field(default=None, description="bot token for incident notifications")
     slack_channel: str | None = Field(default=None, description="channel id for incident notifications")

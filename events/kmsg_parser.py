@@ -1,4 +1,4 @@
-"""Kernel log lines -> NVIDIA driver fault records (Xid, NVSwitch SXid, GPU fallen off the bus).
+r"""Kernel log lines -> NVIDIA driver fault records (Xid, NVSwitch SXid, GPU fallen off the bus).
 
 One :class:`KmsgParser` per log source (one node's stream): some records span lines (the
 three-line "fallen off the bus" report, SXid with its ``Data``/``Severity`` continuation lines),
@@ -8,12 +8,21 @@ journald/syslog short-iso ``2026-11-29T06:50:01.123456+00:00 host kernel:``, cla
 ``Aug 30 11:43:09 host kernel:``, bare ``kernel:``, ``/dev/kmsg`` records (``6,1234,5678,-;``) and
 a syslog priority (``<4>``).
 
-The parser never raises on input: lines that are not GPU faults, undecodable bytes and oversized
-lines give ``[]``. Irrelevant lines are rejected by a substring test before any regex runs.
+The parser never raises on input: lines that are not GPU faults and undecodable bytes give ``[]``.
+Irrelevant lines are rejected by a substring test before any regex runs.
+
+Per-line work is bounded, whatever the input: a line is parsed on its first ``MAX_LINE_CHARS``
+characters (the kernel's own records are under 1 KB) and a record from a longer line says how many
+characters were cut (``truncated_chars``); and every pattern is linear in the line's length — no
+pattern has two adjacent parts that can match the same run of characters (the ``name=`` field was
+``[^,]*?\s*(?:,|$)``, quadratic on a long run of spaces), and patterns that ``search`` can only
+start at a literal that cannot repeat inside what they scan. ``tests/events/test_kmsg_linear.py``
+checks the patterns' shape; ``evals/benchmarks/kmsg_worst_line.py`` measures adversarial lines.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import re
@@ -22,12 +31,20 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["MAX_LINE_CHARS", "KmsgParser", "KmsgRecord", "normalise_pci_bus_id", "parse_text"]
+__all__ = [
+    "MAX_LINE_CHARS",
+    "KmsgParser",
+    "KmsgRecord",
+    "ParserState",
+    "normalise_pci_bus_id",
+    "parse_text",
+]
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_CHARS = 64 * 1024
-"""Longer lines are ignored: the kernel never writes them, so they are garbage or an attack."""
+MAX_LINE_CHARS = 4096
+"""A line is parsed on its first 4,096 characters; the rest is counted in ``truncated_chars``.
+(The kernel's printk records are at most 1 KB; the prefixes syslog adds are short.)"""
 
 FALLEN_OFF_THE_BUS_XID = 79
 
@@ -59,6 +76,8 @@ class KmsgRecord(BaseModel):
     subcomponent: str | None = None
     fell_off_bus_without_xid: bool = False
     data: str | None = None
+    truncated_chars: int = 0
+    """Characters of the line beyond ``MAX_LINE_CHARS``, not parsed (0: the whole line was read)."""
 
 
 # --- patterns -------------------------------------------------------------------------------------
@@ -75,7 +94,7 @@ _XID = re.compile(
     rf"NVRM: Xid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)"
 )
 _PID = re.compile(r"pid=(?:'?<unknown>'?|(?P<pid>\d{1,10}))\s*(?:,\s*|$)")
-_NAME = re.compile(r"name=(?P<name>[^,]*?)\s*(?:,\s*|$)")
+_NAME = re.compile(r"name=(?P<name>[^,]*)(?:,\s*|$)")  # greedy up to the comma; stripped afterwards
 _PREVIOUS_XID = re.compile(r"previous\s+Xid\D{0,4}(?P<code>\d{1,6})", re.IGNORECASE)
 _LAST_PARENS = re.compile(r"\((?P<text>[^()]*)\)[\s.]*$")
 _XID74_LINK = re.compile(r"\blink\s+(?P<link>\d{1,4})", re.IGNORECASE)
@@ -85,7 +104,7 @@ _NVLINK5 = re.compile(
 )
 
 _FELL_OFF_AT = re.compile(
-    rf"NVRM: GPU at (?:PCI:)?(?P<pci>{_PCI_TEXT})\s*:?\s*has fallen off the bus", re.IGNORECASE
+    rf"NVRM: GPU at (?:PCI:)?(?P<pci>{_PCI_TEXT})\s*(?::\s*)?has fallen off the bus", re.IGNORECASE
 )
 _FELL_OFF_COLON = re.compile(
     rf"NVRM: GPU (?:PCI:)?(?P<pci>{_PCI_TEXT}):\s*GPU has fallen off the bus", re.IGNORECASE
@@ -264,6 +283,10 @@ class _HeldSxid:
 # --- parser -----------------------------------------------------------------------------------------
 
 
+ParserState = tuple["_FellOffSequence | None", "_HeldSxid | None"]
+"""A parser's multi-line state, as ``KmsgParser.state`` returns it (a copy)."""
+
+
 class KmsgParser:
     """Stateful parser for one log source (one node's stream); not thread-safe.
 
@@ -277,15 +300,30 @@ class KmsgParser:
         self._tz = default_tz
         self._fell_off: _FellOffSequence | None = None
         self._held: _HeldSxid | None = None
+        self._cut = 0  # characters cut from the line being parsed
 
-    def feed(self, line: str | bytes) -> list[KmsgRecord]:
-        """Parse one line; returns the records it completes (usually zero or one)."""
+    @property
+    def busy(self) -> bool:
+        """True while a multi-line record is waiting for its next lines."""
+        return self._fell_off is not None or self._held is not None
+
+    def state(self) -> ParserState:
+        """A copy of the multi-line state, for ``restore`` (a consumer whose batch failed)."""
+        return copy.deepcopy((self._fell_off, self._held))
+
+    def restore(self, state: ParserState | None) -> None:
+        """Go back to a ``state()``; None is the idle state."""
+        self._fell_off, self._held = copy.deepcopy(state) if state is not None else (None, None)
+
+    def feed(self, line: str | bytes, *, dropped: int = 0) -> list[KmsgRecord]:
+        """Parse one line; returns the records it completes (usually zero or one). ``dropped``
+        counts characters of the line a reader already cut (they add to ``truncated_chars``)."""
         try:
             if isinstance(line, bytes):
                 line = line.decode("utf-8", "replace")
             line = line.rstrip("\r\n")  # a line as read from a file keeps its newline
             if "\n" not in line:
-                return self._feed_line(line)
+                return self._feed_line(line, dropped)
             out: list[KmsgRecord] = []
             for part in line.split("\n"):
                 out += self._feed_line(part)
@@ -304,9 +342,12 @@ class KmsgParser:
 
     # -- per line --
 
-    def _feed_line(self, line: str) -> list[KmsgRecord]:
+    def _feed_line(self, line: str, dropped: int = 0) -> list[KmsgRecord]:
         line = line.rstrip("\r")
-        if len(line) > MAX_LINE_CHARS or ("NVRM" not in line and "SXid" not in line):
+        self._cut = max(0, len(line) - MAX_LINE_CHARS) + dropped
+        if self._cut:
+            line = line[:MAX_LINE_CHARS]
+        if "NVRM" not in line and "SXid" not in line:
             if self._held is None and self._fell_off is None:
                 return []  # the fast path: most kernel log lines end here
             self._fell_off = None
@@ -401,6 +442,7 @@ class KmsgParser:
             nvswitch=prefix.nvswitch,
             link=int(link["link"]) if link else None,
             severity=severity["sev"] if severity else None,
+            truncated_chars=self._cut,
         )
         self._held = _HeldSxid(record=record, code=code, pci=pci, lines=[line])
         return out
@@ -464,6 +506,7 @@ class KmsgParser:
             link=link,
             severity=severity,
             subcomponent=subcomponent,
+            truncated_chars=self._cut,
         )
 
     @staticmethod

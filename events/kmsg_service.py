@@ -4,8 +4,16 @@ Lines are read from the ``GPU_KMSG`` stream by a durable FastStream batch pull c
 path; see the library notes), parsed with one stateful ``KmsgParser`` per node (multi-line records
 span lines), and published into ``GPU_EVENTS`` with ``Nats-Msg-Id`` = ``event_id`` so a line that
 arrives twice becomes one event. A batch is acknowledged only after JetStream has acknowledged every
-event it produced; on failure the batch is redelivered and the dedupe absorbs the repeats.
-Anything that cannot become a valid event goes to ``gpu.dlq.kmsg`` with the reason.
+event it produced; on failure the batch is redelivered and the dedupe absorbs the repeats, and the
+parsers' multi-line state is rolled back to where it was before the batch, so the redelivered lines
+are read exactly once more.
+
+Failures are isolated per line. Anything that cannot become a valid event (a line over 16 KB, not
+UTF-8, a subject that is not ``gpu.kmsg.<cluster>.<node>``, a record the contract refuses, a line
+whose handling raised) goes to ``gpu.dlq.kmsg`` with its exact bytes and a bounded reason
+(``events.dead_letter``), and the next line proceeds. Only a transient failure (NATS unavailable)
+fails the batch, which is then redelivered. A line whose node or PCI id no inventory knows is still
+an event, with ``gpu`` unset (the contract allows it): the agent triages it by node and bus id.
 """
 
 from __future__ import annotations
@@ -24,9 +32,18 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from events import faststream_compat, subjects
-from events.kmsg_parser import KmsgParser, KmsgRecord
-from events.models import DeadLetter, XidEvent, stable_id, utcnow
-from events.publish import publish_dead_letter, publish_events
+from events.dead_letter import (
+    DEFAULT_MAX_DELIVER,
+    DeadLetter,
+    delivery_count,
+    describe,
+    describe_invalid,
+    disposition,
+    publish_dead_letter,
+)
+from events.kmsg_parser import KmsgParser, KmsgRecord, ParserState
+from events.models import XidEvent, stable_id, utcnow
+from events.publish import publish_events
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +71,17 @@ class KmsgProcessor:
     def __init__(self, gpu_index: GpuIndexResolver | None = None) -> None:
         self._parsers: dict[tuple[str, str], KmsgParser] = {}
         self._gpu_index = gpu_index
+        self.unresolved = 0
+        """Records whose GPU the resolver could not name (unknown node): sent with ``gpu`` unset."""
+        self._unresolved_nodes: set[str] = set()  # warned about once each (a storm logs one line)
+
+    def checkpoint(self) -> dict[tuple[str, str], ParserState]:
+        """The parsers' multi-line state, to roll back to when a batch fails (``rollback``)."""
+        return {key: parser.state() for key, parser in self._parsers.items() if parser.busy}
+
+    def rollback(self, checkpoint: dict[tuple[str, str], ParserState]) -> None:
+        for key, parser in self._parsers.items():
+            parser.restore(checkpoint.get(key))
 
     def feed(self, subject: str, cluster: str, node: str, data: bytes, received: datetime) -> KmsgResult:
         out = KmsgResult()
@@ -85,7 +113,15 @@ class KmsgProcessor:
     ) -> None:
         gpu = None
         if rec.pci_bus_id and self._gpu_index is not None:
-            gpu = self._gpu_index(node, rec.pci_bus_id)
+            try:
+                gpu = self._gpu_index(node, rec.pci_bus_id)
+            except Exception as exc:  # an unknown node: the fault is still news, with the GPU unknown
+                self.unresolved += 1
+                if node not in self._unresolved_nodes and len(self._unresolved_nodes) < 10_000:
+                    self._unresolved_nodes.add(node)
+                    log.warning(
+                        "no GPU index on %s (%s): its faults are sent with the GPU unknown", node, exc
+                    )
         try:
             event = XidEvent(
                 event_id=stable_id(cluster, node, rec.raw),
@@ -108,17 +144,17 @@ class KmsgProcessor:
                 nvswitch=rec.nvswitch,
                 subcomponent=rec.subcomponent,
                 fell_off_bus_without_xid=rec.fell_off_bus_without_xid,
+                **({"truncated_chars": rec.truncated_chars} if rec.truncated_chars else {}),
             )
         except ValidationError as exc:
-            out.dead_letters.append(self._dead(subject, rec.raw.encode(), f"invalid Xid event: {exc}"))
+            reason = f"invalid Xid event: {describe_invalid(exc)}"
+            out.dead_letters.append(self._dead(subject, rec.raw.encode(), reason))
             return
         out.events.append(event)
 
     @staticmethod
     def _dead(subject: str, data: bytes, reason: str) -> DeadLetter:
-        return DeadLetter(
-            source=SOURCE, subject=subject, reason=reason, payload=data.decode("utf-8", "replace")
-        )
+        return DeadLetter(source=SOURCE, subject=subject, reason=reason, payload=data)
 
 
 def split_kmsg_subject(msg: Msg) -> tuple[str, str] | None:
@@ -145,13 +181,16 @@ class KmsgService:
         durable: str = "kmsg-parser",
         batch_size: int = 256,
         batch_timeout_s: float = 0.05,
+        max_deliver: int = DEFAULT_MAX_DELIVER,
     ) -> None:
         self.broker = broker
         self.batch_size = batch_size
+        self.max_deliver = max_deliver
         self.processor = KmsgProcessor(gpu_index)
         self.lines_seen = 0
         self.events_published = 0
         self.dead_lettered = 0
+        self.failed_batches = 0
         self._js: JetStreamContext | None = None
         faststream_compat.apply()
         broker.subscriber(
@@ -160,6 +199,10 @@ class KmsgService:
             durable=durable,
             pull_sub=PullSub(batch_size=batch_size, timeout=batch_timeout_s, batch=True),
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # The handler reads raw bytes. FastStream would otherwise JSON-decode every line first:
+            # wasted work, and a line of 3,000 '[' (RecursionError) failed the batch before the
+            # handler ever saw it — redelivered forever, every later line stuck behind it.
+            decoder=_no_decode,
         )(self.on_lines)
 
     @property
@@ -169,9 +212,13 @@ class KmsgService:
         return self._js
 
     async def on_lines(self, msg: BatchMessage) -> None:
+        checkpoint = self.processor.checkpoint()
         try:
             await self.handle_batch(msg.raw_message)
         except Exception:
+            # Redelivered lines must meet the parsers as they were before this batch.
+            self.processor.rollback(checkpoint)
+            self.failed_batches += 1
             log.exception("kmsg batch of %d failed; it will be redelivered", len(msg.raw_message))
             raise
 
@@ -179,13 +226,21 @@ class KmsgService:
         received = utcnow()
         result = KmsgResult()
         for raw in batch:
-            where = split_kmsg_subject(raw)
-            if where is None:
-                result.dead_letters.append(
-                    KmsgProcessor._dead(raw.subject, raw.data, "subject is not gpu.kmsg.<cluster>.<node>")
+            try:
+                part = self._feed(raw, received)
+            except Exception as exc:
+                if disposition(exc, delivery_count(raw), self.max_deliver) == "retry":
+                    raise
+                log.exception("kmsg line on %s could not be processed; dead-lettered", raw.subject)
+                part = KmsgResult(
+                    dead_letters=[
+                        DeadLetter(SOURCE, raw.subject, f"not processed: {describe(exc)}", raw.data)
+                    ]
                 )
-                continue
-            part = self.processor.feed(raw.subject, where[0], where[1], raw.data, _sent_time(raw) or received)
+            for dead in part.dead_letters:
+                if dead.payload is raw.data:  # the line itself: keep its headers and stream sequence
+                    whole = DeadLetter.of(SOURCE, raw, dead.reason)
+                    dead.headers, dead.stream_seq = whole.headers, whole.stream_seq
             result.events += part.events
             result.dead_letters += part.dead_letters
         if len(batch) < self.batch_size:
@@ -198,6 +253,20 @@ class KmsgService:
             await publish_dead_letter(self.js, dead)
         self.dead_lettered += len(result.dead_letters)
         self.lines_seen += len(batch)  # counted once the batch's events are in JetStream
+
+    def _feed(self, raw: Msg, received: datetime) -> KmsgResult:
+        where = split_kmsg_subject(raw)
+        if where is None:
+            return KmsgResult(
+                dead_letters=[
+                    KmsgProcessor._dead(raw.subject, raw.data, "subject is not gpu.kmsg.<cluster>.<node>")
+                ]
+            )
+        return self.processor.feed(raw.subject, where[0], where[1], raw.data, _sent_time(raw) or received)
+
+
+async def _no_decode(msg: object) -> None:
+    return None
 
 
 def _sent_time(msg: Msg) -> datetime | None:

@@ -1,7 +1,11 @@
 """Event contracts (pydantic). Every event on ``gpu.events.>`` validates against one of these.
 
 Unknown extra fields are kept (``extra="allow"``); a missing or malformed required field fails
-validation, and the caller sends the payload to the dead-letter subject with the reason.
+validation, and the caller sends the payload to the dead-letter subject with the reason
+(``events.dead_letter``).
+
+Every time is timezone-aware: a time without a zone (``2026-11-29T07:35:00``) fails validation
+rather than being guessed, so nothing downstream ever compares a naive time with an aware one.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from events.subjects import EventKind
 
@@ -30,7 +34,7 @@ class EventBase(BaseModel):
 
     event_id: str = Field(min_length=1)
     kind: EventKind
-    time: datetime
+    time: AwareDatetime
     cluster: str = Field(min_length=1)
     source: str = Field(min_length=1, description="the detector that produced the event")
     node: str | None = None
@@ -176,7 +180,7 @@ class Heartbeat(BaseModel):
     gpu: int | None = Field(default=None, ge=0)
     step: int = Field(ge=0)
     step_time_s: float = Field(ge=0)
-    time: datetime
+    time: AwareDatetime
     compute_s: float | None = Field(default=None, ge=0)
     comm_s: float | None = Field(default=None, ge=0)
     collective_seq: int | None = Field(default=None, ge=0)
@@ -188,20 +192,10 @@ class Heartbeat(BaseModel):
     )
 
 
-class DeadLetter(BaseModel):
-    """What goes to ``gpu.dlq.<source>``: the original payload and why it was refused."""
-
-    source: str
-    subject: str
-    reason: str
-    payload: str
-    time: datetime = Field(default_factory=utcnow)
-
-
 class AuditRecord(BaseModel):
     """One record on ``gpu.audit.<cluster>`` per call of a tool that could change something."""
 
-    time: datetime = Field(default_factory=utcnow)
+    time: AwareDatetime = Field(default_factory=utcnow)
     cluster: str
     principal: str
     role: str

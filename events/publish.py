@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from nats.js import JetStreamContext
 
 from events import subjects
-from events.models import AnyEvent, DeadLetter, event_key
+from events.dead_letter import DeadLetter, publish_dead_letter
+from events.models import AnyEvent, event_key
 
-__all__ = ["AnyEvent", "encode_event", "event_subject", "publish_dead_letter", "publish_events"]
+__all__ = ["AnyEvent", "DeadLetter", "encode_event", "event_subject", "publish_dead_letter", "publish_events"]
 
 
 def event_subject(event: AnyEvent) -> str:
@@ -29,7 +30,3 @@ async def publish_events(js: JetStreamContext, events: Sequence[AnyEvent]) -> in
     ]
     acks = await asyncio.gather(*futures) if futures else []
     return sum(1 for ack in acks if not ack.duplicate)
-
-
-async def publish_dead_letter(js: JetStreamContext, dead: DeadLetter) -> None:
-    await js.publish(subjects.dlq(dead.source), dead.model_dump_json().encode())

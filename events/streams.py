@@ -31,6 +31,7 @@ class JetStreamLayout:
     kmsg_max_age_s: float = 1 * DAY_S
     dlq_max_age_s: float = 30 * DAY_S
     idempotency_ttl_s: float = 7 * DAY_S
+    slack_replay_window_s: float = 11 * 60.0
 
     def streams(self) -> list[StreamConfig]:
         file = StorageType.FILE
@@ -115,6 +116,14 @@ class JetStreamLayout:
                 replicas=self.replicas,
                 direct=True,
                 ttl=self.idempotency_ttl_s,
+            ),
+            # Signatures of Slack requests already run (chatops.replay): a repeat is a replay.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_SLACK_REQUESTS,
+                history=1,
+                replicas=self.replicas,
+                direct=True,
+                ttl=self.slack_replay_window_s,
             ),
         ]
 

@@ -21,6 +21,7 @@ BUCKET_NOTIFICATIONS = "notifications"
 BUCKET_APPROVALS = "approvals"
 BUCKET_BREAKER = "breaker"
 BUCKET_GPU_INVENTORY = "gpu_inventory"
+BUCKET_SLACK_REQUESTS = "slack_requests"
 STREAM_ESCALATIONS = "GPU_ESCALATIONS"
 
 _UNSAFE = re.compile(r"[.*>\s]")

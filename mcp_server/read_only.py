@@ -4,6 +4,10 @@ Two locks, so neither alone has to be right: the server hides every tool that co
 something (``GpuOpsServer.hide_mutating_tools``), and the policy gate refuses every mutation it is
 asked about (``ReadOnlyGate``), for whatever path reaches it (a runbook step, a front door that
 builds its own server over the same dependencies).
+
+Every refused mutation attempt is audited in ``GPU_AUDIT``, whichever lock refused it: the gate's
+denials through the guard as any denial, and a call to a hidden tool by ``audit_hidden_call``
+(``GpuOpsServer.call_tool``), with the reason starting ``read_only:`` in both.
 """
 
 from __future__ import annotations
@@ -11,10 +15,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contracts.tools import PolicyView
+from mcp_server.deps import ServerDeps
+from mcp_server.gate.guard import audit
 from mcp_server.gate.policy import CedarValue, PolicyDecision, PolicyGate, Principal, Resource
 from mcp_server.gate.refused import READ_ONLY_POLICY
 
-__all__ = ["READ_ONLY_POLICY", "ReadOnlyGate"]
+__all__ = ["READ_ONLY_POLICY", "ReadOnlyGate", "audit_hidden_call"]
+
+READ_ONLY_REASON = "read_only"
+
+
+def refusal(action: str, principal: Principal) -> str:
+    return (
+        f"{READ_ONLY_REASON}: the server runs in read-only mode: {action} is refused to everyone, "
+        f"'{principal.id}' included; an operator turns read-only mode off (AIOPS_READ_ONLY)"
+    )
+
+
+async def audit_hidden_call(deps: ServerDeps, tool: str, arguments: dict[str, Any]) -> str:
+    """Audit a call to a mutating tool that read-only mode hid; returns the refusal to answer."""
+    principal = deps.identity()
+    reason = refusal(tool, principal)
+    view = PolicyView(decision="deny", reasons=[reason], policies=[READ_ONLY_POLICY])
+    await audit(deps, principal, tool, dict(arguments), view, ok=False, result="refused (read_only)")
+    return reason
 
 
 class ReadOnlyGate(PolicyGate):
@@ -39,9 +64,6 @@ class ReadOnlyGate(PolicyGate):
         self._inner.check(principal, action, resource, context)
         return PolicyDecision(
             decision="deny",
-            reasons=[
-                f"the server runs in read-only mode: {action} is refused to everyone, "
-                f"'{principal.id}' included; an operator turns read-only mode off (AIOPS_READ_ONLY)"
-            ],
+            reasons=[refusal(action, principal)],
             policies=[READ_ONLY_POLICY],
         )

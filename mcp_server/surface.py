@@ -16,7 +16,8 @@ Three things set it apart from a plain ``MCPServer``:
   ``isError``, which a model can read and act on — a mutating tool a read-only server hides
   included: it is known, and refused.
 - a call the gate refused (``mcp_server.gate.refused.Refused``) is answered as an ``is_error``
-  result whose structured content is the ``contracts.refusal.Refusal``, beside the sentence.
+  result whose structured content is the ``contracts.refusal.Refusal``, beside the sentence; a call
+  to a tool read-only mode hid is refused as ``read_only`` (not "Unknown tool") and audited.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from mcp.types import Tool as MCPTool
 
 from contracts.refusal import Refusal
 from mcp_server.deps import ServerDeps
-from mcp_server.gate.refused import refusal_in, refused_result
+from mcp_server.gate.refused import READ_ONLY_POLICY, refusal_in, refused_result
 from mcp_server.protocol import Live
+from mcp_server.read_only import audit_hidden_call
 
 _DEFS_PREFIX = "#/$defs/"
 # Keys whose values are data, not sub-schemas: never rewrite inside them.
@@ -110,6 +112,10 @@ class GpuOpsServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if name in self.hidden_tools and self.deps is not None:
+            # A tool this read-only server hides is known, and refused (and audited), not unknown.
+            reason = await audit_hidden_call(self.deps, name, arguments or {})
+            return refused_result(Refusal(kind="read_only", rule=READ_ONLY_POLICY, reasons=[reason]), reason)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -121,13 +127,7 @@ class GpuOpsServer(MCPServer[Any]):
     async def _handle_call_tool(
         self, ctx: ServerRequestContext[Any], params: CallToolRequestParams
     ) -> CallToolResult | InputRequiredResult:
-        if params.name in self.hidden_tools:
-            # A tool this read-only server hides is known, and refused: a result the caller can read.
-            refusal = Refusal(
-                kind="read_only", rule="read-only-mode", reasons=["the server runs in read-only mode"]
-            )
-            return refused_result(refusal, f"{params.name} is refused: this server runs in read-only mode")
-        if self._tool_manager.get_tool(params.name) is None:
+        if params.name not in self.hidden_tools and self._tool_manager.get_tool(params.name) is None:
             raise MCPError(
                 code=INVALID_PARAMS, message=f"Unknown tool: {params.name}", data={"name": params.name}
             )

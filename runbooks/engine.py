@@ -161,7 +161,7 @@ class RunbookEngine:
                 await self.store.save(state)
                 return state
             if state.status == "running":
-                await self._phase(state, runbook.rollback, "rollback", read_only)
+                await self._roll_back(state, runbook.rollback, read_only)
                 return await self._finish(state, "failed")
             return await self._finish(state, state.status)
         if state.dry_run:
@@ -169,7 +169,8 @@ class RunbookEngine:
         if not await self._phase(state, runbook.verify, "verify", read_only):
             if state.status == "waiting":
                 return state
-            await self._phase(state, runbook.rollback, "rollback", read_only)
+            if not await self._roll_back(state, runbook.rollback, read_only):
+                return await self._finish(state, "failed")
             return await self._finish(state, "rolled_back")
         if runbook.confirm:
             state.confirm_status = "pending"
@@ -218,6 +219,16 @@ class RunbookEngine:
         state.status = status
         await self.store.save(state)
         return state
+
+    async def _roll_back(self, state: RunState, steps: list[ToolStep], read_only: set[str]) -> bool:
+        """Run the rollback steps; False (and the error says so) when one failed, was denied or
+        needed an approval — a rollback never waits, and a run is ``rolled_back`` only when every
+        rollback step ran."""
+        why = state.error
+        if await self._phase(state, steps, "rollback", read_only):
+            return True
+        state.error = f"{why}; rollback incomplete: {state.error}"
+        return False
 
     async def _phase(self, state: RunState, steps: list[ToolStep], phase: Phase, read_only: set[str]) -> bool:
         for step in steps:

@@ -111,6 +111,24 @@ def _kmsg(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _worst_line(d: dict[str, Any]) -> list[Row]:
+    stall = d["loop"]["longest_stall_ms"]
+    return [
+        Row(
+            "kmsg_worst_line",
+            "worst adversarial line, service path, ms (CPU)",
+            f"{d['worst_service_ms']:.3f}",
+        ),
+        Row(
+            "kmsg_worst_line",
+            "longest event-loop stall under adversarial lines, ms",
+            f"{stall:.1f}",
+            "< 50",
+            _met(stall < 50),
+        ),
+    ]
+
+
 def _twin(d: dict[str, Any]) -> list[Row]:
     return [
         Row(
@@ -140,6 +158,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "first_action": _first,
     "mcp_latency": _mcp,
     "kmsg_path": _kmsg,
+    "kmsg_worst_line": _worst_line,
     "twin_speed": _twin,
     "claude_planner": _claude,
 }

@@ -22,13 +22,14 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from events import subjects
+from events.dead_letter import DeadLetter, describe, describe_invalid, publish_dead_letter
 from events.detectors.dcgm import DcgmDetector, group_samples
 from events.detectors.exposition import MetricSource, ReadingSource
 from events.detectors.hang import HangDetector
 from events.detectors.throughput import ThroughputDetector
 from events.heartbeat import decode_heartbeats
-from events.models import AnyEvent, DeadLetter, Heartbeat, utcnow
-from events.publish import publish_dead_letter, publish_events
+from events.models import AnyEvent, Heartbeat, utcnow
+from events.publish import publish_events
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class DetectorService:
         self.beats_rejected = 0
         self.events_published = 0
         self.scrape_errors = 0
+        self.evaluate_errors = 0
         self._sub: Subscription | None = None
         self._dead: list[DeadLetter] = []
         self._scraping = asyncio.Lock()
@@ -79,19 +81,16 @@ class DetectorService:
             beats = decode_heartbeats(msg.data)
         except ValidationError as exc:
             self.beats_rejected += 1
-            reason = f"invalid heartbeat: {exc.errors(include_url=False)}"
-            self._dead.append(
-                DeadLetter(
-                    source="heartbeat",
-                    subject=msg.subject,
-                    reason=reason,
-                    payload=msg.data.decode("utf-8", "replace"),
-                )
-            )
+            self._dead.append(DeadLetter.of("heartbeat", msg, f"invalid heartbeat: {describe_invalid(exc)}"))
             return
         self.beats_seen += len(beats)
-        for beat in beats:
-            self.observe(beat)
+        try:
+            for beat in beats:
+                self.observe(beat)
+        except Exception as exc:  # a beat the detectors cannot take must not reach evaluate()
+            self.beats_rejected += 1
+            log.exception("heartbeat on %s refused by a detector; dead-lettered", msg.subject)
+            self._dead.append(DeadLetter.of("heartbeat", msg, f"refused by a detector: {describe(exc)}"))
 
     def observe(self, beat: Heartbeat) -> None:
         """Feed one heartbeat to the hang and throughput detectors."""
@@ -136,16 +135,21 @@ class DetectorService:
         loop = asyncio.get_running_loop()
         next_scrape = loop.time()
         while not stop.is_set():
+            # Evaluating and scraping fail independently: one failing never stops the other.
             try:
                 await self.evaluate()
-                if self.dcgm_source is not None and loop.time() >= next_scrape:
-                    next_scrape = loop.time() + self.scrape_interval_s
-                    try:
-                        await self.scrape()
-                    except (OSError, ValueError) as exc:
-                        self.scrape_errors += 1
-                        log.warning("DCGM scrape of %s failed: %s", self.dcgm_source.where, exc)
             except Exception:
-                log.exception("detector round failed; retrying")
+                self.evaluate_errors += 1
+                log.exception("heartbeat detector round failed; retrying")
+            if self.dcgm_source is not None and loop.time() >= next_scrape:
+                next_scrape = loop.time() + self.scrape_interval_s
+                try:
+                    await self.scrape()
+                except (OSError, ValueError) as exc:
+                    self.scrape_errors += 1
+                    log.warning("DCGM scrape of %s failed: %s", self.dcgm_source.where, exc)
+                except Exception:
+                    self.scrape_errors += 1
+                    log.exception("DCGM scrape of %s failed", self.dcgm_source.where)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.evaluate_interval_s)

@@ -12,6 +12,7 @@ from aiops.demo import wait_for_incidents
 from aiops.platform import Platform
 from aiops.settings import Settings
 from events import subjects
+from events.dead_letter import read_dead_letter
 from events.kmsg_service import HEADER_NODE
 
 
@@ -86,8 +87,8 @@ async def test_a_malformed_event_goes_to_the_dead_letter_subject_and_the_agent_k
     assert incident.status == "mitigated"
     sub = await platform.js.pull_subscribe("gpu.dlq.events", durable=None)
     [dead] = await sub.fetch(1, timeout=5)
-    letter = json.loads(dead.data)
-    assert "event_id" in letter["reason"] and letter["payload"].startswith('{"kind": "xid"')
+    letter = read_dead_letter(dead)
+    assert "event_id" in letter.reason and letter.payload == b'{"kind": "xid", "node": "node-003"}'
 
 
 async def test_a_blast_radius_denial_escalates_the_incident_and_isolates_nothing(tmp_path):

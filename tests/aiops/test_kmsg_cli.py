@@ -1,3 +1,4 @@
+import io
 import json
 from pathlib import Path
 
@@ -5,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from aiops.cli import app
-from events.kmsg_parser import parse_text
+from aiops.kmsg_cli import READ_LIMIT, bounded_lines
+from events.kmsg_parser import MAX_LINE_CHARS, parse_text
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "kmsg" / "dmesg-T-gpu-node.log"
 
@@ -136,3 +138,15 @@ def test_pretty_output_is_indented_json() -> None:
 def test_a_missing_file_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["kmsg", "parse", "--file", "/nonexistent/kmsg.log"])
     assert result.exit_code == 2
+
+
+def test_a_line_without_an_end_is_read_only_up_to_the_limit_and_the_rest_is_counted() -> None:
+    head = b"NVRM: Xid (PCI:0000:18:00): 13, pid=1, name=python, "
+    tail = b"A" * (3 * READ_LIMIT)
+    stream = io.BytesIO(head + tail + b"\nNVRM: Xid (PCI:0000:18:00): 79, pid=1, name=x, off the bus\n")
+    lines = list(bounded_lines(stream))
+    assert len(lines) == 2 and len(lines[0][0]) == READ_LIMIT
+    assert lines[0][1] == len(head) + len(tail) - READ_LIMIT
+    [cut, whole] = run([], stream.getvalue())
+    assert cut["xid"] == 13 and cut["truncated_chars"] == len(head) + len(tail) - MAX_LINE_CHARS
+    assert whole["xid"] == 79 and "truncated_chars" not in whole

@@ -87,4 +87,4 @@ async def test_approve_from_a_chat_button_resumes_the_parked_run_and_a_viewer_ca
     isolations = [r for r in audit if r.tool == "isolate_gpu" and r.decision == "allow" and not r.replayed]
     assert len(isolations) == 1 and isolations[0].principal == "triage-agent"
     approvals = [(r.principal, r.decision) for r in audit if r.tool == "approve_action"]
-    assert approvals == [("slack:u0stranger", "deny"), ("olga", "allow")]
+    assert approvals == [("slack:U0STRANGER", "deny"), ("olga", "allow")]

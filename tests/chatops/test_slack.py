@@ -73,8 +73,19 @@ async def test_unsigned_badly_signed_and_replayed_requests_are_refused_with_401(
         tampered = await http.post(
             f"{base}/slack/commands", content=body + b"&text=isolate+node-004+1", headers=headers
         )
-        replayed = await post(http, base, command("isolate node-003 3"), age_s=6 * 60)
-        assert [r.status_code for r in (missing, forged, tampered, replayed)] == [401, 401, 401, 401]
+        stale = await post(http, base, command("isolate node-003 3"), age_s=6 * 60)
+        assert [r.status_code for r in (missing, forged, tampered, stale)] == [401, 401, 401, 401]
+        assert platform.twin.isolations_since(platform.twin.spec.epoch) == []
+
+
+async def test_a_request_replayed_within_the_window_is_refused_and_a_user_name_grants_nothing(tmp_path):
+    async with running(tmp_path) as (platform, http, base):
+        # An unmapped user id whose user_name is a mapped operator's key stays a viewer.
+        body, headers = signed(SECRET, {**command("isolate node-003 3", user="U0EVIL"), "user_name": "U0OPS"})
+        first = await http.post(f"{base}/slack/commands", content=body, headers=headers)
+        again = await http.post(f"{base}/slack/commands", content=body, headers=headers)
+        assert first.status_code == 200 and "role viewer" in first.json()["text"]
+        assert again.status_code == 401 and "replayed" in again.json()["error"]
         assert platform.twin.isolations_since(platform.twin.spec.epoch) == []
 
 

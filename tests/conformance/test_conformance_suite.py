@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from aiops.build import serve_http
 from aiops.settings import Settings
-from aiops.standalone import build_standalone_http, serving
+from aiops.standalone import build_standalone_http
 from tests.conformance.auth_proxy import make_app
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ async def test_the_server_passes_every_conformance_scenario_except_the_fixture_o
     built = build_standalone_http(
         Settings(http_port=0, tokens={TOKEN: "conformance:operator"}), run_the_clock=False
     )
-    async with serving(built.server, "127.0.0.1", 0) as url:
+    async with serve_http(built.server, "127.0.0.1", 0) as url:
         upstream = url.removesuffix("/mcp")
         runner = web.AppRunner(make_app(upstream, TOKEN))
         await runner.setup()

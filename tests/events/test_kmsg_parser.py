@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from events import kmsg_parser
-from events.kmsg_parser import KmsgParser, KmsgRecord, normalise_pci_bus_id, parse_text
+from events.kmsg_parser import MAX_LINE_CHARS, KmsgParser, KmsgRecord, normalise_pci_bus_id, parse_text
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kmsg"
 
@@ -484,7 +484,6 @@ def test_an_orphan_sxid_continuation_is_ignored() -> None:
         "nvidia-nvswitch3: SXid (PCI:0000:86:00.0): not-a-code",
         "[ 12.3] usb 1-1: new high-speed USB device number 2 using xhci_hcd",
         "Aug 30 11:43:09 gpu-node-17 systemd[1]: Started Session 42 of user root.",
-        "NVRM: Xid (PCI:0000:18:00): 13, " + "A" * 100_000,
         "\u2028NVRM:\u00e9\U0001f525 Xid (((",
     ],
 )
@@ -492,6 +491,21 @@ def test_lines_that_are_not_gpu_faults_give_nothing(line: str) -> None:
     parser = KmsgParser()
     assert parser.feed(line) == []
     assert parser.flush() == []
+
+
+def test_a_line_over_the_cap_is_read_on_its_first_part_and_says_how_much_was_cut() -> None:
+    head = "NVRM: Xid (PCI:0000:18:00): 13, pid=7, name=python, "
+    [record] = KmsgParser().feed(head + "A" * 100_000)
+    assert record.xid == 13 and record.pid == 7 and record.process == "python"
+    assert len(record.raw) == MAX_LINE_CHARS
+    assert record.truncated_chars == len(head) + 100_000 - MAX_LINE_CHARS
+
+
+def test_a_name_field_followed_by_a_long_run_of_spaces_is_read() -> None:
+    line = "NVRM: Xid (PCI:0000:18:00): 13, pid=7, name=" + " " * 3000 + "python  , Graphics Exception"
+    [record] = KmsgParser().feed(line)
+    assert record.process == "python" and record.message == "Graphics Exception"
+    assert record.truncated_chars == 0
 
 
 @pytest.mark.parametrize(

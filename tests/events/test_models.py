@@ -1,7 +1,9 @@
+from datetime import datetime
+
 import pytest
 from pydantic import ValidationError
 
-from events.models import XidEvent, event_key, parse_event, stable_id
+from events.models import Heartbeat, XidEvent, event_key, parse_event, stable_id
 
 GOOD = {
     "event_id": "e1",
@@ -47,3 +49,31 @@ def test_json_bytes_parse_like_dicts():
 
 def test_stable_ids_depend_only_on_content():
     assert stable_id("a", "b") == stable_id("a", "b") != stable_id("a", "c")
+
+
+NAIVE = "2026-11-29T07:35:00"
+
+
+@pytest.mark.parametrize(
+    "kind_fields",
+    [
+        {"kind": "xid", "node": "node-003", "xid": 79},
+        {"kind": "ecc", "node": "node-003", "gpu": 1},
+        {"kind": "hang", "job": "train-01", "stalled_for_s": 60},
+        {"kind": "throughput", "job": "train-01", "baseline_step_s": 1, "observed_step_s": 2, "slowdown": 2},
+    ],
+)
+def test_every_event_kind_refuses_a_time_without_a_timezone(kind_fields):
+    base = {"event_id": "e1", "cluster": "sim-a", "source": "test", **kind_fields}
+    with pytest.raises(ValidationError, match="timezone"):
+        parse_event({**base, "time": NAIVE})
+    assert parse_event({**base, "time": NAIVE + "+02:00"}).time.utcoffset() is not None
+
+
+def test_a_heartbeat_refuses_a_time_without_a_timezone():
+    beat = {"cluster": "sim-a", "job": "j", "rank": 0, "node": "n", "step": 1, "step_time_s": 1.0}
+    with pytest.raises(ValidationError, match="timezone"):
+        Heartbeat.model_validate({**beat, "time": NAIVE})
+    with pytest.raises(ValidationError, match="timezone"):
+        Heartbeat(**beat, time=datetime(2026, 11, 29, 7, 35))  # type: ignore[arg-type]
+    assert Heartbeat.model_validate({**beat, "time": NAIVE + "Z"}).time.tzinfo is not None

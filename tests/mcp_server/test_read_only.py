@@ -57,4 +57,21 @@ async def test_a_read_only_gate_answers_a_read_only_refusal(make_stack: MakeStac
         result = await client.call_tool("isolate_gpu", {"node": "node-013", "gpu": 1, "reason": "ECC"})
     assert (refusal(result).kind, refusal(result).rule) == ("read_only", READ_ONLY_POLICY)
     assert "read-only mode" in error(result)
+
+
+async def test_every_refused_mutation_is_audited_as_read_only_whichever_lock_refused_it(
+    make_stack: MakeStack,
+) -> None:
+    stack = make_stack(ADMIN, read_only=True)
+    args = {"node": "node-013", "gpu": 1, "reason": "ECC storm"}
+    async with held(Client(stack.server)) as client:
+        hidden = error(await client.call_tool("isolate_gpu", args))
+        assert "read-only mode" in hidden and "Unknown tool" not in hidden
+    # A front door that builds its own server over the same dependencies: the gate refuses.
+    front_door = build_server(dataclasses.replace(stack.deps, gate=ReadOnlyGate(stack.deps.gate)))
+    async with held(Client(front_door)) as client:
+        assert "read-only mode" in error(await client.call_tool("isolate_gpu", args))
+    records = [r for r in stack.audit.entries if r.tool == "isolate_gpu"]
+    assert [(r.principal, r.decision, r.ok) for r in records] == [("ada", "deny", False)] * 2
+    assert all(r.reasons[0].startswith("read_only:") and r.arguments["node"] == "node-013" for r in records)
     assert not stack.twin.node("node-013").gpus[1].isolated

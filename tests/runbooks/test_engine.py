@@ -12,7 +12,7 @@ from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import MemoryRunStore
 
-READ_ONLY = {"describe_node", "checkpoint_status", "job_for_gpu"}
+READ_ONLY = {"describe_node", "checkpoint_status", "job_for_gpu", "service_status"}
 
 
 class ScriptedTools:
@@ -168,3 +168,59 @@ async def test_missing_or_unknown_parameters_are_refused():
         await engine(ScriptedTools()).run("isolate-gpu", {"node": "n"}, run_id="r8")
     with pytest.raises(RunbookParamError, match="no parameters"):
         await engine(ScriptedTools()).run("isolate-gpu", {"node": "n", "gpu": 1, "force": True}, run_id="r9")
+
+
+def returning(cordon: ToolResult) -> ScriptedTools:
+    """return-to-service on a node that does not show in service after the uncordon."""
+    ok = ToolResult(ok=True, structured={"changed": True, "policy": {"decision": "allow", "reasons": []}})
+    return ScriptedTools(
+        {
+            "service_status": ToolResult(
+                ok=True, structured={"can_return": True, "in_service": False, "why_not": "GPU 3 unhealthy"}
+            ),
+            "restore_gpus": ok,
+            "uncordon_node": ok,
+            "cordon_node": cordon,
+        }
+    )
+
+
+async def test_a_return_to_service_that_does_not_verify_is_rolled_back_by_cordoning_again():
+    tools = returning(
+        ToolResult(ok=True, structured={"changed": True, "policy": {"decision": "allow", "reasons": []}})
+    )
+    state = await engine(tools).run("return-to-service", {"node": "node-010"}, run_id="inc-9/return")
+    assert state.status == "rolled_back"
+    assert [c[0] for c in tools.mutations()] == ["restore_gpus", "uncordon_node", "cordon_node"]
+    cordon = tools.mutations()[-1][1]
+    assert cordon["node"] == "node-010" and cordon["idempotency_key"] == "inc-9/return/cordon-again"
+    step = state.step("cordon-again")
+    assert step is not None and step.phase == "rollback" and step.status == "done"
+    assert "not in service: GPU 3 unhealthy" in (state.error or "")
+
+
+async def test_a_rollback_step_the_policy_denies_leaves_the_run_failed_and_says_why():
+    denied = ToolResult.refused(
+        Refusal(kind="denied", rule="roles", reasons=["no policy permits it"]),
+        "Error executing tool cordon_node: policy denied cordon_node on node-010",
+    )
+    tools = returning(denied)
+    state = await engine(tools).run("return-to-service", {"node": "node-010"}, run_id="r-deny")
+    assert state.status == "failed"
+    step = state.step("cordon-again")
+    assert step is not None and step.decision == "deny" and step.status == "failed"
+    assert "not in service" in (state.error or "") and "rollback incomplete" in (state.error or "")
+
+
+async def test_a_rollback_step_that_needs_approval_does_not_wait_and_leaves_the_run_failed():
+    approval = ToolResult.refused(
+        Refusal(kind="approval_required", reasons=["a person approves it"], approval_id="apr-123"),
+        "Error executing tool cordon_node: policy requires approval for cordon_node on node-010 "
+        "(approval apr-123 pending)",
+    )
+    tools = returning(approval)
+    state = await engine(tools).run("return-to-service", {"node": "node-010"}, run_id="r-approve")
+    assert state.status == "failed" and state.approval_id is None
+    step = state.step("cordon-again")
+    assert step is not None and step.decision == "approval_required" and step.status == "failed"
+    assert "rollback incomplete" in (state.error or "")

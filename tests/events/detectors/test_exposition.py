@@ -17,6 +17,7 @@ from events.detectors.dcgm import METRIC_NAMES
 from events.detectors.exposition import parse_exposition
 from events.models import EccEvent
 from tests.fleet.exporter_server import serving
+from tests.system_packages import require
 from tests.waiting import eventually
 
 REAL = """\
@@ -90,10 +91,8 @@ def prometheus(binary: str, data: Path, target: str) -> Iterator[str]:
 @pytest.mark.slow
 async def test_the_detector_reads_dcgm_through_a_real_prometheus(twin, tmp_path):
     binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip(
-            "the prometheus binary is not installed: `sudo apt-get install -y prometheus` (Debian/Ubuntu)"
-        )
+    require(binary, "the prometheus binary", "sudo apt-get install -y prometheus")
+    assert binary is not None
     twin.inject_ecc("node-011", 6, "remap_pending")
     async with serving(twin) as base:
         with prometheus(binary, tmp_path, base.removeprefix("http://")) as url:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 
 import pytest
 
 from events import subjects
+from events.dead_letter import read_dead_letter
 from events.detectors import DetectorService, ExporterSource, TextSource
 from events.heartbeat import HeartbeatRelay
 from events.models import Heartbeat, parse_event
@@ -61,8 +61,8 @@ async def test_a_heartbeat_that_does_not_validate_goes_to_the_dead_letter_subjec
     await service.evaluate()
     sub = await js.pull_subscribe("gpu.dlq.heartbeat", durable=None)
     [dead] = await sub.fetch(1, timeout=5)
-    letter = json.loads(dead.data)
-    assert "rank" in letter["reason"] and letter["payload"].startswith('{"job"')
+    letter = read_dead_letter(dead)
+    assert "rank" in letter.reason and letter.payload == b'{"job": "train-01", "rank": -1}'
     await service.stop()
 
 
@@ -90,3 +90,57 @@ async def test_a_scrape_publishes_ecc_events_and_a_dead_exporter_is_retried_not_
     await eventually(lambda: dead.scrape_errors >= 2, within_s=10, what="two failed scrapes")
     stop.set()
     await runner
+
+
+async def test_a_failing_evaluation_never_stops_scraping_nor_a_failing_scrape_evaluation(nc, js):
+    twin = FleetTwin(FleetSpec.small(seed=7))
+    service = DetectorService(
+        nc,
+        js,
+        cluster="sim-a",
+        clock=twin.now,
+        dcgm_source=TextSource(lambda: render_metrics(twin)),
+        scrape_interval_s=0.01,
+        evaluate_interval_s=0.01,
+    )
+
+    def broken(now: object) -> list[object]:
+        raise TypeError("can't compare offset-naive and offset-aware datetimes")
+
+    service.hang.evaluate = broken  # type: ignore[method-assign,assignment]
+    stop = asyncio.Event()
+    runner = asyncio.create_task(service.run(stop))
+    twin.inject_ecc("node-010", 1, "remap_pending")
+    await eventually(lambda: service.events_published >= 1, within_s=10, what="an ECC event despite evaluate")
+    assert service.evaluate_errors >= 1
+
+    # The other way round: a scrape that raises something unexpected; the heartbeat round goes on.
+    rounds = service.evaluate_errors
+
+    async def scrape_fails() -> list[object]:
+        raise RuntimeError("exporter returned garbage")
+
+    service.dcgm_source = TextSource(lambda: "")
+    service.dcgm_source.scrape = scrape_fails  # type: ignore[method-assign,assignment]
+    errors = service.scrape_errors
+    await eventually(
+        lambda: service.scrape_errors > errors + 1 and service.evaluate_errors > rounds + 1,
+        within_s=10,
+        what="both loops going on",
+    )
+    stop.set()
+    await runner
+
+
+async def test_a_heartbeat_with_a_naive_time_is_dead_lettered_and_the_detectors_keep_evaluating(nc, js):
+    service = DetectorService(nc, js, cluster="sim-a")
+    await service.start()
+    naive = b'{"cluster": "sim-a", "job": "j", "rank": 0, "node": "n", "step": 1, "step_time_s": 1, "time": "2026-11-29T07:35:00"}'
+    await nc.publish("gpu.heartbeat.sim-a.j", naive)
+    await eventually(lambda: service.beats_rejected == 1, within_s=5, what="the naive beat refused")
+    await service.evaluate()  # would raise TypeError comparing naive with aware times
+    sub = await js.pull_subscribe("gpu.dlq.heartbeat", durable=None)
+    [dead] = await sub.fetch(1, timeout=5)
+    letter = read_dead_letter(dead)
+    assert letter.payload == naive and "timezone" in letter.reason
+    await service.stop()
