@@ -41,11 +41,13 @@ from mcp.types import (
     GetPromptResult,
     Icon,
     InputRequiredResult,
+    LoggingLevel,
+    TextContent,
     ToolAnnotations,
 )
 from mcp.types import Tool as MCPTool
 
-from contracts.refusal import Refusal
+from contracts.refusal import Refusal, refusal_of
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.refused import READ_ONLY_POLICY, refusal_in, refused_result
 from mcp_server.protocol import Live
@@ -112,17 +114,54 @@ class GpuOpsServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        result: CallToolResult | InputRequiredResult
         if name in self.hidden_tools and self.deps is not None:
             # A tool this read-only server hides is known, and refused (and audited), not unknown.
             reason = await audit_hidden_call(self.deps, name, arguments or {})
-            return refused_result(Refusal(kind="read_only", rule=READ_ONLY_POLICY, reasons=[reason]), reason)
+            result = refused_result(
+                Refusal(kind="read_only", rule=READ_ONLY_POLICY, reasons=[reason]), reason
+            )
+        else:
+            try:
+                result = await super().call_tool(name, arguments, context)
+            except ToolError as exc:
+                refused = refusal_in(exc)
+                if refused is None:
+                    await self._log_call(context, name, "error", f"{name} failed: {exc}")
+                    raise
+                result = refused_result(refused.refusal, str(exc))
+        if isinstance(result, CallToolResult):
+            await self._log_outcome(context, name, result)
+        return result
+
+    async def _log_outcome(
+        self, context: Context[Any, Any] | None, name: str, result: CallToolResult
+    ) -> None:
+        """What a tool call did, as a log notification to a caller who asked (``logging/setLevel``):
+        a change at info, a read at debug, a refusal at warning, a failure at error."""
+        text = " ".join(b.text for b in result.content if isinstance(b, TextContent))[:300]
+        refusal = refusal_of(result.is_error, result.structured_content)
+        if refusal is not None:
+            level: LoggingLevel = "warning"
+            message = f"{name} refused ({refusal.kind}{', ' + refusal.rule if refusal.rule else ''}): {text}"
+        elif result.is_error:
+            level, message = "error", f"{name} failed: {text}"
+        elif name in self.mutating_tools:
+            level, message = "info", f"{name}: {text}"
+        else:
+            level, message = "debug", f"{name} answered"
+        await self._log_call(context, name, level, message)
+
+    async def _log_call(
+        self, context: Context[Any, Any] | None, tool: str, level: LoggingLevel, message: str
+    ) -> None:
+        if self.live is None or context is None:
+            return
         try:
-            return await super().call_tool(name, arguments, context)
-        except ToolError as exc:
-            refused = refusal_in(exc)
-            if refused is None:
-                raise
-            return refused_result(refused.refusal, str(exc))
+            session = context.request_context.session
+        except (ValueError, AttributeError):  # no request behind this call (in process)
+            return
+        await self.live.notify(session, level, {"tool": tool, "message": message})
 
     async def _handle_call_tool(
         self, ctx: ServerRequestContext[Any], params: CallToolRequestParams

@@ -17,6 +17,7 @@ from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation
 from mcp_server.gate.policy import Resource
 from mcp_server.metrics import EccCounters, XidOccurrence
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating, readable
+from mcp_server.tools.progress import run_with_progress
 
 GPU_STATUS_XID_WINDOW_S = 24 * 3600
 
@@ -175,7 +176,9 @@ async def isolate_gpu(
             f"node {node} has no GPU {gpu} (GPUs: {', '.join(str(g.index) for g in detail.gpus)})"
         )
     await require_confirmation(confirmation, deps, "isolate_gpu", arguments)
-    return await guard.run(
+    return await run_with_progress(
+        ctx,
+        guard,
         action="isolate_gpu",
         target=target,
         resource=gpu_resource(node, gpu),

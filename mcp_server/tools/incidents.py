@@ -21,6 +21,7 @@ from mcp_server.gate.policy import Resource
 from mcp_server.self_client import ServerToolClient
 from mcp_server.surface import GpuOpsServer
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating
+from mcp_server.tools.progress import ProgressRuns
 from runbooks.engine import RunbookEngine, RunbookParamError
 from runbooks.library import RunbookError
 from runbooks.state import RunState
@@ -211,7 +212,7 @@ async def run_runbook(
     deps = deps_of(ctx)
     guard = guard_of(ctx)
     server = ctx.mcp_server
-    engine = RunbookEngine(ServerToolClient(server), deps.runs, deps.runbooks)
+    engine = RunbookEngine(ServerToolClient(server), ProgressRuns(deps.runs, ctx), deps.runbooks)
     try:
         book = deps.runbooks.get(runbook)
     except RunbookError as exc:

@@ -20,6 +20,7 @@ from mcp_server.gate.guard import MutationGuard, Perform
 from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating, readable
 from mcp_server.tools.cluster import gpu_resource
+from mcp_server.tools.progress import run_with_progress
 
 Reason = Annotated[str, Field(min_length=3, max_length=500, description="why, for the audit trail")]
 Key = Annotated[
@@ -83,6 +84,7 @@ def actor(deps: ServerDeps) -> str:
 
 
 async def on_node(
+    ctx: Context,
     deps: ServerDeps,
     guard: MutationGuard,
     action: str,
@@ -98,7 +100,9 @@ async def on_node(
     arguments = {"node": node, "reason": reason, "idempotency_key": idempotency_key}
     if confirmation is not None:
         await require_confirmation(confirmation, deps, action, arguments)
-    return await guard.run(
+    return await run_with_progress(
+        ctx,
+        guard,
         action=action,
         target=node,
         resource=await _node_resource(deps, node),
@@ -169,7 +173,9 @@ async def swap_spare(
     view = await readable(backend.get_job(job))
     arguments = {"job": job, "node": node, "reason": reason, "idempotency_key": idempotency_key}
     await require_confirmation(confirmation, deps, "swap_spare", arguments)
-    return await guard.run(
+    return await run_with_progress(
+        ctx,
+        guard,
         context={"takes_spare": node in view.nodes},  # a node swapped out already takes none
         action="swap_spare",
         target=f"{job}/{node}",
@@ -203,6 +209,7 @@ async def cordon_node(
     guard = guard_of(ctx)
     backend = deps.backend
     return await on_node(
+        ctx,
         deps,
         guard,
         "cordon_node",
@@ -235,6 +242,7 @@ async def uncordon_node(
     guard = guard_of(ctx)
     backend = deps.backend
     return await on_node(
+        ctx,
         deps,
         guard,
         "uncordon_node",
@@ -268,6 +276,7 @@ async def drain_node(
     guard = guard_of(ctx)
     backend = deps.backend
     return await on_node(
+        ctx,
         deps,
         guard,
         "drain_node",
@@ -304,7 +313,9 @@ async def reset_gpu(
     backend = deps.backend
     arguments = {"node": node, "gpu": gpu, "reason": reason, "idempotency_key": idempotency_key}
     await require_confirmation(confirmation, deps, "reset_gpu", arguments)
-    return await guard.run(
+    return await run_with_progress(
+        ctx,
+        guard,
         action="reset_gpu",
         target=GpuRef(node, gpu).entity_id,
         resource=gpu_resource(node, gpu),
@@ -338,6 +349,7 @@ async def reboot_node(
     guard = guard_of(ctx)
     backend = deps.backend
     return await on_node(
+        ctx,
         deps,
         guard,
         "reboot_node",
@@ -369,6 +381,7 @@ async def restore_gpus(
     guard = guard_of(ctx)
     backend = deps.backend
     return await on_node(
+        ctx,
         deps,
         guard,
         "restore_gpus",

@@ -23,6 +23,7 @@ from mcp_server.gate.policy import Resource
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating, readable
 from mcp_server.tools.advice import CheckpointAdviceView, checkpoint_advice_of
 from mcp_server.tools.cluster import parse_cursor
+from mcp_server.tools.progress import run_with_progress
 
 JobFilter = Literal["any", "running", "stalled", "restarting", "pending", "failed", "completed", "unhealthy"]
 
@@ -192,7 +193,9 @@ async def restart_from_checkpoint(
     arguments = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
     await require_confirmation(confirmation, deps, "restart_from_checkpoint", arguments)
     resource = Resource(type="Job", id=job, attrs={"gpus": view.gpus})
-    return await guard.run(
+    return await run_with_progress(
+        ctx,
+        guard,
         action="restart_from_checkpoint",
         target=job,
         resource=resource,

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
+from mcp.types import (
+    INVALID_PARAMS,
+    LoggingMessageNotificationParams,
+    PromptReference,
+    ResourceTemplateReference,
+)
 from nats.aio.client import Client as NatsClient
 
 from events import subjects
 from mcp_server.protocol import MAX_COMPLETIONS, Completer, LogLevels, ResourceFeed, subscribable
-from tests.mcp_server.support import MakeStack, held, text_of
+from mcp_server.tools.progress import run_message
+from runbooks.state import RunState
+from tests.mcp_server.support import VIEWER, MakeStack, held, text_of
 
 
 async def _completions(
@@ -135,3 +143,62 @@ async def test_an_incident_published_on_nats_reaches_a_listening_client(
         await feed.stop()
     assert {"incident://inc-7", "incidents://open"} <= seen
     assert feed.delivered == 1
+
+
+# -- progress and logging of tool calls --------------------------------------------------------------
+
+
+async def test_a_long_tool_reports_its_progress_to_a_caller_who_asked(make_stack: MakeStack) -> None:
+    stack = make_stack()
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with held(Client(stack.server)) as client:
+        result = await client.call_tool(
+            "drain_node", {"node": "node-013", "reason": "bad GPU"}, progress_callback=on_progress
+        )
+    assert not result.is_error
+    assert [p for p, _, _ in seen] == [0, 1, 2, 3] and all(t == 3 for _, t, _ in seen)
+    assert "checking policy for drain_node node-013" in (seen[0][2] or "")
+    assert "changed" in (seen[-1][2] or "")
+
+
+async def test_a_runbook_reports_each_step_it_finishes(make_stack: MakeStack) -> None:
+    stack = make_stack()
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    async with held(Client(stack.server)) as client:
+        result = await client.call_tool(
+            "run_runbook",
+            {"runbook": "isolate-gpu", "params": {"node": "node-013", "gpu": 1}, "reason": "ECC storm"},
+            progress_callback=on_progress,
+        )
+    assert not result.is_error, text_of(result)
+    assert any("step isolate (isolate_gpu) done" in m for m in seen), seen
+
+
+def test_a_parked_run_says_it_waits_for_an_approval() -> None:
+    state = RunState(run_id="r", runbook="swap-spare", params={}, approval_id="apr-1")
+    assert run_message(state) == "runbook swap-spare parked: waiting for approval apr-1"
+
+
+async def test_tool_calls_log_what_they_did_and_refusals_warn(make_stack: MakeStack) -> None:
+    stack = make_stack()
+    logged: list[tuple[str, Any]] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logged.append((params.level, params.data))
+
+    async with held(Client(stack.server, logging_callback=on_log, log_level="info")) as client:
+        assert not (await client.call_tool("cordon_node", {"node": "node-013", "reason": "flaky"})).is_error
+        stack.identity.principal = VIEWER
+        assert (await client.call_tool("cordon_node", {"node": "node-014", "reason": "flaky"})).is_error
+    levels = [(level, data["tool"]) for level, data in logged]
+    assert ("info", "cordon_node") in levels and ("warning", "cordon_node") in levels
+    warning = next(data for level, data in logged if level == "warning")
+    assert "refused (denied" in warning["message"]
