@@ -15,8 +15,6 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import httpx2
-import nats
-from faststream.nats import NatsBroker
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -26,7 +24,10 @@ from agents.triage import TriageAgent
 from aiops.platform import freeze_startup_objects, planner_config
 from aiops.settings import Settings
 from contracts.client import McpToolClient
-from events.streams import ensure_jetstream
+from events.connection import connect
+from events.liveness import Liveness
+from events.streams import JetStreamLayout, ensure_jetstream
+from events.supervise import supervised
 from runbooks.engine import RunbookEngine
 from runbooks.library import RunbookLibrary
 from runbooks.state import KvRunStore, RunStore
@@ -52,12 +53,12 @@ async def run_agent(
     if not settings.nats_url:
         raise ValueError("the agent needs the platform's NATS: set AIOPS_NATS_URL (aiops up prints it)")
     async with AsyncExitStack() as stack:
-        nc = await nats.connect(settings.nats_url, name=f"aiops-agent {settings.agent_id}")
+        nc = await connect(settings.nats_url, name=f"aiops-agent {settings.agent_id}")
         # Close, not drain: by then every incident and run is persisted, and an unacknowledged event
         # is redelivered to the next agent anyway (a drain can wait on a stopped pull subscription).
         stack.push_async_callback(nc.close)
         js = nc.jetstream()
-        await ensure_jetstream(js)
+        await ensure_jetstream(js, JetStreamLayout(replicas=settings.js_replicas))
         http = await stack.enter_async_context(
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120)
         )
@@ -86,15 +87,14 @@ async def run_agent(
         # Before consuming: re-learn the open incidents first, so an event redelivered after a crash
         # (or a hang its hardware incident explains) joins them instead of opening another.
         resumed = await agent.resume()
-        broker = NatsBroker(settings.nats_url, logger=None)
-        agent.subscribe(broker)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
+        liveness = Liveness()
+        await agent.start(liveness=liveness)
         stack.push_async_callback(agent.drain)
-        stop_consuming = getattr(agent, "stop", None)  # the agent's own pull loop, where it has one
-        if stop_consuming is not None:
-            stack.push_async_callback(stop_consuming)  # first on the way out: no new events
-        watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
+        stack.push_async_callback(agent.stop)  # first on the way out: no new events
+        name = "watch approvals and breaker"
+        watch = asyncio.create_task(
+            supervised(name, lambda: agent.watch_safety(stop, liveness), stop, liveness=liveness), name=name
+        )
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         freeze_startup_objects()
         if ready is not None:

@@ -30,7 +30,9 @@ from events.detectors.dcgm import LAST_XID, METRIC_NAMES, GpuReading
 from events.fabric import FabricMap
 from events.heartbeat import HeartbeatRelay
 from events.kmsg_parser import normalise_pci_bus_id
+from events.liveness import Liveness
 from events.models import Heartbeat
+from events.supervise import supervised
 from fleet import FleetTwin
 from fleet.exporter import METRIC_FIELDS, RAW_FIELDS, exporter_app, snapshot
 from fleet.telemetry import RankBeat
@@ -115,6 +117,7 @@ async def start_detection(
     spawn: Spawn,
     stop: asyncio.Event,
     serve_http: bool,
+    liveness: Liveness | None = None,
 ) -> Detection:
     """Start everything; ``stack`` undoes it, ``stop`` ends the loops ``spawn`` runs."""
     source: MetricSource | ReadingSource
@@ -152,11 +155,12 @@ async def start_detection(
         dcgm_source=source,
         clock=twin.now,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
+        liveness=liveness,
     )
     await service.start()
     stack.push_async_callback(service.stop)
 
-    relay = HeartbeatRelay(nc)
+    relay = HeartbeatRelay(nc, liveness=liveness)
     cluster = twin.name
     twin.telemetry.heartbeat_interval_s = settings.heartbeat_interval_s
 
@@ -165,6 +169,7 @@ async def start_detection(
         relay.offer(Heartbeat.model_construct(cluster=cluster, **dataclasses.asdict(beat)))
 
     stack.callback(twin.subscribe_heartbeats(offer))
-    spawn(relay.run(stop))
-    spawn(service.run(stop))
+    registry = liveness or Liveness()
+    spawn(supervised(relay.name, lambda: relay.run(stop), stop, liveness=registry))
+    spawn(supervised(service.probe.name, lambda: service.run(stop), stop, liveness=registry))
     return Detection(service=service, relay=relay, metrics_url=metrics_url, server=server)

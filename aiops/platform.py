@@ -8,16 +8,14 @@ import contextlib
 import gc
 import logging
 import secrets
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import nats
 import uvicorn
-from faststream.nats import NatsBroker
 from mcp import Client
 from mcp.server import MCPServer
 from nats.aio.client import Client as NatsClient
@@ -29,6 +27,7 @@ from agents.planner_select import PlannerConfig, select_planner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.detection import Detection, start_detection
+from aiops.health import health_routes
 from aiops.nats_server import EmbeddedNats
 from aiops.safety import policy_limits
 from aiops.settings import Settings
@@ -37,9 +36,12 @@ from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from contracts.client import McpToolClient
 from events import subjects
+from events.connection import connect
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
-from events.streams import ensure_jetstream
+from events.liveness import Liveness
+from events.streams import JetStreamLayout, ensure_jetstream
+from events.supervise import supervised
 from fleet import FleetSpec, FleetTwin, run_clock
 from mcp_server.backends.twin.backend import TwinBackend
 from mcp_server.backends.twin.telemetry import TwinTelemetry
@@ -136,6 +138,7 @@ class Platform:
     sessions: PrincipalSessions = field(init=False)
     slack: SlackEndpoint | None = field(init=False, default=None)
     notifier: IncidentNotifier | None = field(init=False, default=None)
+    liveness: Liveness = field(init=False, default_factory=Liveness)
     _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
 
     async def __aenter__(self) -> Platform:
@@ -159,10 +162,10 @@ class Platform:
         else:
             embedded = self._stack.enter_context(EmbeddedNats(data_dir / "nats"))
             self.nats_url = embedded.url
-        self.nc = await nats.connect(self.nats_url, name="aiops")
+        self.nc = await connect(self.nats_url, name="aiops")
         self._stack.push_async_callback(self.nc.drain)
         self.js = self.nc.jetstream()
-        await ensure_jetstream(self.js)
+        await ensure_jetstream(self.js, JetStreamLayout(replicas=s.js_replicas))
 
         self.twin = FleetTwin(
             self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster})
@@ -229,21 +232,20 @@ class Platform:
             group_wait_s=s.group_wait_s,
         )
         await self.agent.learn_fabric()
-        # FastStream logs two lines per message at INFO (library notes); our handlers log their own errors.
-        broker = NatsBroker(self.nats_url, logger=None)
-        self.kmsg = KmsgService(broker, gpu_index=self.twin.gpu_index)
+        self.kmsg = KmsgService(self.js, gpu_index=self.twin.gpu_index, liveness=self.liveness)
+        await self.kmsg.start()
+        self._stack.push_async_callback(self.kmsg.stop)
         if s.embedded_agent:
-            self.agent.subscribe(broker)
-            self._spawn(self.agent.watch_safety(self._stop))
-        await broker.start()
-        self._stack.push_async_callback(broker.stop)
+            await self.agent.start(liveness=self.liveness)
+            name = "watch approvals and breaker"
+            self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 
-        self.shipper = KmsgShipper(self.js, self.twin.name)
-        unsubscribe = self.twin.subscribe_kmsg(self.shipper.offer)
+        self.shipper = KmsgShipper(self.js, self.twin.name, liveness=self.liveness)
+        unsubscribe = self.twin.subscribe_kmsg(self.shipper.offer_line)
         self._stack.callback(unsubscribe)
-        self._spawn(self.shipper.run(self._stop))
+        self._supervise(self.shipper.name, lambda: self.shipper.run(self._stop))
         # DCGM, hang and throughput detectors on the twin's exporter and heartbeats (events/detectors).
         self.detection = await start_detection(
             nc=self.nc,
@@ -254,6 +256,7 @@ class Platform:
             spawn=self._spawn,
             stop=self._stop,
             serve_http=self.serve_http,
+            liveness=self.liveness,
         )
         if self.run_clock:
             self._spawn(run_clock(self.twin, s.speed, 0.05, self._stop))
@@ -290,11 +293,14 @@ class Platform:
             return
         web, channel = self._pending_notifier
         kv = await self.js.key_value(subjects.BUCKET_NOTIFICATIONS)
-        self.notifier = IncidentNotifier(web, channel, kv)
-        self._spawn(self.notifier.run(self.nc, self._stop))
+        notifier = self.notifier = IncidentNotifier(web, channel, kv)
+        self._supervise("chat notifier", lambda: notifier.run(self.nc, self._stop), reports=False)
 
     async def _serve_http(self) -> None:
         s = self.settings
+        # /healthz and /readyz beside /mcp, unauthenticated (they name loops and streams, nothing more).
+        for route in health_routes(self.nc, self.js, self.liveness, JetStreamLayout(replicas=s.js_replicas)):
+            self.people_server.custom_route(route.path, methods=["GET"])(route.endpoint)
         app = self.people_server.streamable_http_app(stateless_http=True, host=s.http_host)
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on")
         self._http = _QuietServer(config)
@@ -333,6 +339,12 @@ class Platform:
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
+
+    def _supervise(
+        self, name: str, run: Callable[[], Coroutine[Any, Any, object]], *, reports: bool = True
+    ) -> None:
+        """Run a long-running loop until the platform stops, restarted if it ever ends unasked."""
+        self._spawn(supervised(name, run, self._stop, liveness=self.liveness, reports=reports))
 
     async def aclose(self) -> None:
         self._stop.set()

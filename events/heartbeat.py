@@ -33,10 +33,16 @@ from nats.aio.client import Client as NatsClient
 from pydantic import TypeAdapter
 
 from events import subjects
+from events.backoff import Backoff, retry_transient
+from events.connection import nats_servers
+from events.liveness import Liveness
 from events.models import Heartbeat, utcnow
+from events.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+
+PUBLISH_ATTEMPTS = 5
 
 BUNDLE: TypeAdapter[list[Heartbeat]] = TypeAdapter(list[Heartbeat])
 """A JSON array of beats of one job: what a node-local relay sends instead of one message per rank."""
@@ -115,6 +121,8 @@ class TrainingHeartbeat:
         self.keepalive_s = keepalive_s
         self.clock = clock
         self.sent = 0
+        self.retries = 0
+        self.dropped = 0
         self._avg = StepAverager(min_interval_s)
         self._last: Heartbeat | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,7 +207,7 @@ class TrainingHeartbeat:
     async def _main(self) -> None:
         try:
             nc = await nats.connect(
-                self.nats_url,
+                servers=nats_servers(self.nats_url),
                 name=f"heartbeat {self.identity['job']}/{self.identity['rank']}",
                 connect_timeout=2,
                 max_reconnect_attempts=2,
@@ -223,53 +231,54 @@ class TrainingHeartbeat:
                     if beat is None:
                         return
                     self._last = beat
-                await nc.publish(heartbeat_subject(beat), encode_heartbeat(beat))
-                self.sent += 1
+                await self._send(nc, beat)
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
 
+    async def _send(self, nc: NatsClient, beat: Heartbeat) -> None:
+        """Publish one beat, retried a few times through a NATS fault (the outbound buffer full
+        while reconnecting, say); then it is given up (counted): a newer beat supersedes it."""
 
-class HeartbeatRelay:
+        def failed(exc: BaseException) -> None:
+            self.retries += 1
+
+        try:
+            await retry_transient(
+                lambda: nc.publish(heartbeat_subject(beat), encode_heartbeat(beat)),
+                attempts=PUBLISH_ATTEMPTS,
+                backoff=Backoff(0.05, 1.0),
+                on_error=failed,
+            )
+        except Exception as exc:
+            self.dropped += 1
+            log.warning("heartbeat of step %d not sent: %r", beat.step, exc)
+            return
+        self.sent += 1
+
+
+class HeartbeatRelay(Outbox[Heartbeat]):
     """Publishes heartbeats produced inside the event loop (the fleet twin's ranks) without blocking
     the producer; the queue is bounded and drops the newest when full, as a congested link would.
+    A NATS fault holds the beats and retries them (``events.outbox``).
 
     Beats queued together are sent as one bundle per job (a JSON array on the job's subject), as a
     node-local relay would: a thousand ranks cost a few messages, not a thousand.
     """
 
-    def __init__(self, nc: NatsClient, *, max_queue: int = 50_000) -> None:
+    def __init__(self, nc: NatsClient, *, max_queue: int = 50_000, liveness: Liveness | None = None) -> None:
+        super().__init__(
+            "relay heartbeats", self._publish, max_queue=max_queue, max_batch=5000, liveness=liveness
+        )
         self.nc = nc
-        self.published = 0
-        self.dropped = 0
-        self._queue: asyncio.Queue[Heartbeat] = asyncio.Queue(maxsize=max_queue)
 
-    def offer(self, beat: Heartbeat) -> None:
-        try:
-            self._queue.put_nowait(beat)
-        except asyncio.QueueFull:
-            self.dropped += 1
+    @property
+    def published(self) -> int:
+        return self.sent
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and self._queue.empty()):
-            getter = asyncio.ensure_future(self._queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                continue
-            batch = [getter.result()]
-            while not self._queue.empty() and len(batch) < 5000:
-                batch.append(self._queue.get_nowait())
-            by_subject: dict[str, list[Heartbeat]] = {}
-            for beat in batch:
-                by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
-            try:
-                for subject, beats in by_subject.items():
-                    await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))
-                self.published += len(batch)
-            except Exception:
-                log.exception("could not publish %d heartbeats", len(batch))
+    async def _publish(self, batch: list[Heartbeat]) -> None:
+        by_subject: dict[str, list[Heartbeat]] = {}
+        for beat in batch:
+            by_subject.setdefault(heartbeat_subject(beat), []).append(beat)
+        for subject, beats in by_subject.items():
+            await self.nc.publish(subject, BUNDLE.dump_json(beats, exclude_none=True))

@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 
 from events import subjects
@@ -22,12 +21,11 @@ THREE_LINES = [
 
 
 @pytest.fixture
-async def service(nats_url: str, js: JetStreamContext) -> AsyncIterator[KmsgService]:
-    broker = NatsBroker(nats_url, logger=None)
-    svc = KmsgService(broker, gpu_index=lambda node, pci: {"0000:5d:00.0": 3}.get(pci))
-    await broker.start()
+async def service(js: JetStreamContext) -> AsyncIterator[KmsgService]:
+    svc = KmsgService(js, gpu_index=lambda node, pci: {"0000:5d:00.0": 3}.get(pci))
+    await svc.start()
     yield svc
-    await broker.stop()
+    await svc.stop()
 
 
 async def fetch_all(js: JetStreamContext, subject: str, expected: int) -> list[dict[str, object]]:
