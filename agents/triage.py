@@ -29,6 +29,7 @@ from agents.store import IncidentStore
 from agents.summaries import Summarizer
 from agents.topology import load_fabric
 from contracts.client import ToolClient
+from events.backoff import Backoff, is_transient, retry_transient
 from events.fabric import FabricMap
 from events.incident import Incident
 from events.liveness import Liveness
@@ -39,6 +40,9 @@ from runbooks.engine import RunbookEngine
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+MITIGATION_ATTEMPTS = 30
+"""Tries of a mitigation interrupted by NATS faults (backing off up to 5 s: about two minutes)."""
 
 
 @dataclass
@@ -76,6 +80,7 @@ class TriageAgent:
         self.events_seen = 0
         self.events_ignored = 0
         self.dead_lettered = 0
+        self.mitigation_retries = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.mitigation = Mitigator(
             store=store, tools=tools, engine=engine, planner=planner, clock=clock, start=self.start_mitigation
@@ -241,12 +246,28 @@ class TriageAgent:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _mitigate_logged(self, incident_id: str) -> None:
-        try:
-            await self.mitigate(incident_id)
-        except Exception as exc:
-            log.exception("mitigation of %s failed", incident_id)
-            why = f"mitigation crashed: {exc!r}"
-            await self.store.update(incident_id, partial(escalate, why=why, now=self.clock()))
+        # A NATS fault mid-mitigation (a KV write during a leader election, a server restarting)
+        # is ridden out: the mitigation starts again after a backoff and resumes as after a crash —
+        # the runbook runs from their persisted steps, the idempotency keys keep every action to
+        # one execution. Any other error, or NATS still failing after the budget, escalates.
+        backoff = Backoff(0.2, 5.0)
+        for attempt in range(1, MITIGATION_ATTEMPTS + 1):
+            try:
+                await self.mitigate(incident_id)
+                break
+            except Exception as exc:
+                if is_transient(exc) and attempt < MITIGATION_ATTEMPTS:
+                    self.mitigation_retries += 1
+                    log.warning("mitigation of %s interrupted by %r; resuming it", incident_id, exc)
+                    await backoff.wait()
+                    continue
+                log.exception("mitigation of %s failed", incident_id)
+                why = f"mitigation crashed: {exc!r}"
+                await retry_transient(
+                    lambda: self.store.update(incident_id, partial(escalate, why=why, now=self.clock())),
+                    attempts=MITIGATION_ATTEMPTS,
+                )
+                break
         await self._summarize(incident_id)
 
     async def _summarize(self, incident_id: str) -> None:
