@@ -262,10 +262,9 @@ class TriageAgent:
                     await backoff.wait()
                     continue
                 log.exception("mitigation of %s failed", incident_id)
-                why = f"mitigation crashed: {exc!r}"
+                edit = partial(escalate, why=f"mitigation crashed: {exc!r}", now=self.clock())
                 await retry_transient(
-                    lambda: self.store.update(incident_id, partial(escalate, why=why, now=self.clock())),
-                    attempts=MITIGATION_ATTEMPTS,
+                    lambda e=edit: self.store.update(incident_id, e), attempts=MITIGATION_ATTEMPTS
                 )
                 break
         await self._summarize(incident_id)

@@ -30,10 +30,16 @@ from aiops.nats_server import find_binary
 READY_TIMEOUT_S = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all held open while picking, so none repeats)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -64,15 +70,16 @@ class NatsCluster:
         self.size = size
         self.cluster_name = name
         self.nodes: dict[str, Node] = {}
+        ports = iter(free_ports(3 * size))
         for i in range(1, size + 1):
             node_name = f"n{i}"
             home = root / node_name
             home.mkdir(parents=True, exist_ok=True)
             self.nodes[node_name] = Node(
                 name=node_name,
-                port=free_port(),
-                cluster_port=free_port(),
-                http_port=free_port(),
+                port=next(ports),
+                cluster_port=next(ports),
+                http_port=next(ports),
                 store=home / "store",
                 config=home / "nats.conf",
                 log=home / "nats.log",
