@@ -10,11 +10,13 @@ import signal
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from aiops.kmsg_cli import kmsg_app
 from aiops.ops_cli import register as register_ops
 from aiops.settings import Settings
+from events.liveness import Liveness, render
 
 app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no_args_is_help=True)
 app.add_typer(kmsg_app, name="kmsg")
@@ -58,8 +60,8 @@ def up(
     overrides: dict[str, object] = {} if port is None else {"http_port": port}
     if no_agent:
         overrides["embedded_agent"] = False
-    settings = Settings(**overrides)  # type: ignore[arg-type]
     console = Console(stderr=True)
+    settings = _settings_or_exit(console, **overrides)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -86,12 +88,42 @@ def up(
                 )
                 + f"  fleet twin  {platform.twin.name}: {len(platform.twin.nodes)} nodes, "
                 f"{platform.twin.cluster_gpu_count} GPUs, clock x{settings.speed:g}\n"
+                f"  health      {platform.http_url.removesuffix('/mcp')}/healthz, /readyz\n"
                 "Ctrl-C stops everything."
             )
-            await stop.wait()
+            await report_loops(platform.liveness, console, stop)
             console.print("stopping…")
 
     asyncio.run(main())
+
+
+def _settings_or_exit(console: Console, **overrides: object) -> Settings:
+    """Settings, or one readable line per bad setting and exit 2 (nothing starts on a bad setting)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            console.print(
+                f"[red]invalid setting[/red] {where}: {err['msg']}", highlight=False, soft_wrap=True
+            )
+        raise typer.Exit(2) from None
+
+
+async def report_loops(
+    liveness: Liveness, console: Console, stop: asyncio.Event, every_s: float = 5.0
+) -> None:
+    """Until ``stop``: print the loops' status whenever one goes stale, crashes or recovers."""
+    console.print("loops:\n" + render(liveness.statuses()))
+    shown: tuple[str, ...] = ()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        troubled = tuple(s.name for s in liveness.statuses() if s.stale or s.state == "crashed")
+        if troubled != shown:
+            headline = f"loops in trouble: {', '.join(troubled)}" if troubled else "every loop healthy again"
+            console.print(f"{headline}\n" + render(liveness.statuses()))
+            shown = troubled
 
 
 def _freeze_the_fleet() -> None:

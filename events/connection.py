@@ -46,7 +46,8 @@ async def connect(url: str | list[str], *, name: str, **options: Any) -> NatsCli
     servers = nats_servers(url) if isinstance(url, str) else url
 
     async def disconnected() -> None:
-        log.warning("%s: disconnected from NATS; reconnecting", name)
+        if not (nc.is_closed or nc.is_draining):  # closing on purpose is not an outage
+            log.warning("%s: disconnected from NATS; reconnecting", name)
 
     async def reconnected() -> None:
         log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc if nc.connected_url else "?")

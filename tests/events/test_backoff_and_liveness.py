@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import nats.errors
@@ -35,7 +34,7 @@ def test_nats_outages_are_transient_and_poison_is_not() -> None:
     assert is_transient(nats.errors.NoRespondersError())
     assert is_transient(nats.errors.ConnectionReconnectingError())
     assert is_transient(nats.js.errors.NoStreamResponseError())
-    assert is_transient(asyncio.TimeoutError())
+    assert is_transient(TimeoutError())
     assert not is_transient(nats.errors.MaxPayloadError())
     assert not is_transient(nats.errors.ConnectionClosedError())
     assert not is_transient(ValueError("bad input"))
@@ -52,7 +51,10 @@ async def test_retry_transient_retries_an_outage_and_raises_anything_else_at_onc
         return "done"
 
     errors: list[BaseException] = []
-    assert await retry_transient(flaky, attempts=5, backoff=Backoff(0.001, 0.002), on_error=errors.append) == "done"
+    assert (
+        await retry_transient(flaky, attempts=5, backoff=Backoff(0.001, 0.002), on_error=errors.append)
+        == "done"
+    )
     assert calls["n"] == 3 and len(errors) == 2
 
     async def poison() -> None:

@@ -49,7 +49,10 @@ async def test_declaring_again_with_a_lower_retention_or_fewer_replicas_lowers_n
     assert (await js.stream_info(f"KV_{subjects.BUCKET_IDEMPOTENCY}")).config.max_age == 14 * DAY_S
     assert any(note.startswith("GPU_EVENTS: keeps max_age=") for note in kept)
     assert any(note.startswith("KV_idempotency: keeps max_age=") for note in kept)
-    assert await ensure_jetstream(js, JetStreamLayout(events_max_age_s=30 * DAY_S, idempotency_ttl_s=14 * DAY_S)) == []
+    assert (
+        await ensure_jetstream(js, JetStreamLayout(events_max_age_s=30 * DAY_S, idempotency_ttl_s=14 * DAY_S))
+        == []
+    )
 
 
 async def test_a_longer_retention_in_the_layout_is_applied(nc: NatsClient) -> None:
