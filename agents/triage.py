@@ -262,12 +262,17 @@ class TriageAgent:
                     await backoff.wait()
                     continue
                 log.exception("mitigation of %s failed", incident_id)
-                edit = partial(escalate, why=f"mitigation crashed: {exc!r}", now=self.clock())
-                await retry_transient(
-                    lambda e=edit: self.store.update(incident_id, e), attempts=MITIGATION_ATTEMPTS
-                )
+                await self._escalate(incident_id, f"mitigation crashed: {exc!r}")
                 break
         await self._summarize(incident_id)
+
+    async def _escalate(self, incident_id: str, why: str) -> None:
+        edit = partial(escalate, why=why, now=self.clock())
+
+        async def write() -> Incident:
+            return await self.store.update(incident_id, edit)
+
+        await retry_transient(write, attempts=MITIGATION_ATTEMPTS)
 
     async def _summarize(self, incident_id: str) -> None:
         """Write the plain-language summary for people once the agent is done with the incident."""

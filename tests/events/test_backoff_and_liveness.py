@@ -85,8 +85,9 @@ def test_a_busy_loop_without_a_success_beyond_its_threshold_is_stale_and_an_idle
     now[0] += 31
     assert registry.stale() == ["consume GPU_EVENTS/triage"]  # the idle shipper is not late
     consumer.error(nats.js.errors.ServiceUnavailableError())
-    [c, s] = registry.statuses()
+    [c, shipped] = registry.statuses()
     assert (c.stale, c.errors_total, c.last_error, c.ok_total) == (True, 1, "ServiceUnavailableError", 5)
+    assert (shipped.stale, shipped.idle) == (False, True)
     assert "STALE" in render(registry.statuses())
     consumer.ok()
     assert registry.stale() == [] and registry.live()
