@@ -58,7 +58,6 @@ _CLOSED = (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingErro
 _GONE = (nats.js.errors.NotFoundError, nats.errors.BadSubscriptionError)
 RESUBSCRIBE_AFTER = 3
 """Consecutive failed fetches before the subscription is made again (at once when it is gone)."""
-ACK_ATTEMPTS = 5
 
 
 def default_classifier(exc: BaseException, msg: Msg | None) -> bool:
@@ -178,19 +177,17 @@ class PullConsumer:
                 try:
                     msgs = await ahead
                 except _Closed:
-                    if not self._stop.is_set():
-                        log.error(
-                            "%s consumer %s: the NATS connection is closed; stopping",
-                            self.stream,
-                            self.durable,
-                        )
-                    return
+                    if self._stop.is_set():
+                        return
+                    # Closed under us (reconnection is unlimited, so someone closed it): nothing
+                    # more can be pulled; end as a crash, which /healthz reports.
+                    raise RuntimeError(
+                        f"the NATS connection of {self.stream}/{self.durable} closed"
+                    ) from None
                 except Exception as exc:
                     failures += 1
                     if not await self._recover(exc, failures):
                         return
-                    if failures == 1:
-                        self.backoff.reset()
                     ahead = asyncio.ensure_future(self._fetch())
                     continue
                 if failures:
@@ -201,6 +198,7 @@ class PullConsumer:
                         failures,
                     )
                     failures = 0
+                    self.backoff.reset()
                 ahead = asyncio.ensure_future(self._fetch())
                 if self.on_fetched is not None:
                     self.on_fetched(len(msgs))
@@ -240,7 +238,7 @@ class PullConsumer:
         gone or keeps failing. False when stopped meanwhile."""
         self.fetch_errors += 1
         self.probe.error(exc)
-        level = logging.WARNING if failures == 1 else logging.DEBUG
+        level = logging.WARNING if failures == 1 or failures % 20 == 0 else logging.DEBUG
         log.log(level, "%s consumer %s: fetch failed (%r); backing off", self.stream, self.durable, exc)
         if await self.backoff.wait(self._stop):
             return False
@@ -312,25 +310,10 @@ class PullConsumer:
                 return False
 
     async def _ack(self, msgs: list[Msg]) -> None:
-        """Acknowledge a handled batch. A lost acknowledgement only means a redelivery (handlers
-        are idempotent), so after a few attempts it is left to JetStream."""
-        if self.ack_all:
-            last = msgs[-1]
-            backoff = Backoff(0.05, 1.0)
-            for attempt in range(ACK_ATTEMPTS):
-                try:
-                    await last.ack_sync(timeout=max(1.0, self.idle_wait_s))
-                    return
-                except _CLOSED:
-                    return
-                except Exception as exc:
-                    self.probe.error(exc)
-                    if attempt + 1 == ACK_ATTEMPTS or await backoff.wait(self._stop):
-                        log.warning("%s: the ack of a batch of %d was lost (%r); it will be redelivered",
-                                    self.stream, len(msgs), exc)  # fmt: skip
-                        return
-            return
-        for m in msgs:
+        """Acknowledge a handled batch: the last message under ack-all, else each. Not waited on
+        (a round trip per batch costs throughput); a lost acknowledgement only means a redelivery
+        after ``ack_wait``, which the handlers absorb (events are deduplicated on their id)."""
+        for m in msgs[-1:] if self.ack_all else msgs:
             if m._ackd:  # acknowledged one by one already (a batch handled message by message)
                 continue
             try:
@@ -339,5 +322,5 @@ class PullConsumer:
                 return
             except Exception as exc:
                 self.probe.error(exc)
-                log.warning("%s: an ack was lost (%r); the message will be redelivered", self.stream, exc)
+                log.warning("%s: an ack was lost (%r); the batch will be redelivered", self.stream, exc)
                 return
