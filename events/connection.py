@@ -53,7 +53,8 @@ async def connect(url: str | list[str], *, name: str, **options: Any) -> NatsCli
         log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc if nc.connected_url else "?")
 
     async def error(exc: Exception) -> None:
-        log.warning("%s: NATS error: %r", name, exc)
+        # Each failed reconnection attempt reports here too: the disconnection was logged already.
+        log.log(logging.DEBUG if nc.is_reconnecting else logging.WARNING, "%s: NATS error: %r", name, exc)
 
     settings: dict[str, Any] = {
         "name": name,

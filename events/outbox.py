@@ -3,7 +3,9 @@
 Producers in the event loop's thread (the fleet twin's kernel log and heartbeats; a node's log
 reader) ``offer()`` items without ever blocking; ``run(stop)`` takes them in batches and hands each
 batch to ``send``. A batch that fails with a transient NATS error (a server down, reconnecting, a
-leader election) is retried with bounded exponential backoff, up to ``attempts`` tries, and counted
+leader election, or no acknowledgement within ``send_timeout_s``: publishes buffered while
+reconnecting can be lost, and nats-py would wait for their acks forever) is retried with bounded
+exponential backoff, up to ``attempts`` tries, and counted
 (``retries``); only then is it given up and counted in ``dropped`` — as is anything offered while
 the queue is full (newest dropped, like the kernel ring buffer). Each success and each idle wait is
 reported to the liveness registry.
@@ -35,6 +37,7 @@ class Outbox(Generic[T]):
         max_batch: int = 1000,
         attempts: int = 30,
         backoff_max_s: float = 2.0,
+        send_timeout_s: float = 10.0,
         liveness: Liveness | None = None,
     ) -> None:
         self.name = name
@@ -42,6 +45,7 @@ class Outbox(Generic[T]):
         self.max_batch = max_batch
         self.attempts = attempts
         self.backoff_max_s = backoff_max_s
+        self.send_timeout_s = send_timeout_s
         self.sent = 0
         self.dropped = 0
         self.retries = 0
@@ -101,7 +105,7 @@ class Outbox(Generic[T]):
         attempts = 1 if stop.is_set() else self.attempts
         try:
             await retry_transient(
-                lambda: self.send(batch),
+                lambda: asyncio.wait_for(self.send(batch), self.send_timeout_s),
                 attempts=attempts,
                 backoff=Backoff(0.05, self.backoff_max_s),
                 stop=stop,

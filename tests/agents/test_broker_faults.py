@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from aiops.demo import wait_for_incidents
@@ -71,7 +72,10 @@ def inject(platform: Platform, faults: list[tuple[str, int]]) -> None:
 
 
 async def run_with_a_fault(
-    platform: Platform, fault: Callable[[], str], restart: Callable[[str], None]
+    platform: Platform,
+    fault: Callable[[], str],
+    outage: Callable[[str], Awaitable[None]],
+    restart: Callable[[str], None],
 ) -> float:
     """Inject faults before, during and after a server's death; returns the seconds from the kill
     until the agent's consumer fetched successfully again."""
@@ -85,8 +89,8 @@ async def run_with_a_fault(
     killed_at = time.monotonic()
     before = consumer.probe.ok_total
     inject(platform, FAULTS[2:4])  # while the server is down
-    await asyncio.sleep(0)  # let the shipper try (and fail) at least once
-    restart(victim)
+    await outage(victim)  # what the platform must have run into before the server comes back
+    await asyncio.to_thread(restart, victim)  # the platform's loops keep running meanwhile
     inject(platform, FAULTS[4:])
     await eventually(
         lambda: (
@@ -131,7 +135,17 @@ async def test_killing_the_server_leading_gpu_events_in_a_three_node_cluster_los
                 cluster.kill(leader)
                 return leader
 
-            await run_with_a_fault(platform, kill_leader, cluster.restart)
+            async def new_leader(victim: str) -> None:
+                async def elected() -> bool:
+                    try:
+                        now = await platform.js.stream_info(subjects.STREAM_EVENTS)
+                    except (TimeoutError, nats.errors.Error):
+                        return False  # no leader yet
+                    return now.cluster is not None and now.cluster.leader not in (None, victim)
+
+                await eventually(elected, within_s=30, what="GPU_EVENTS to elect another leader")
+
+            await run_with_a_fault(platform, kill_leader, new_leader, cluster.restart)
 
 
 async def test_a_single_server_restarted_on_its_store_loses_no_fault(tmp_path):
@@ -142,4 +156,10 @@ async def test_a_single_server_restarted_on_its_store_loses_no_fault(tmp_path):
             return "n1"
 
         async with platform_on(server, tmp_path, replicas=1) as platform:
-            await run_with_a_fault(platform, kill, server.restart)
+
+            async def lines_held(victim: str) -> None:
+                shipper = platform.shipper
+                shipper.send_timeout_s = 1.0  # give up waiting for lost acks sooner than in production
+                await eventually(lambda: shipper.retries >= 1, within_s=30, what="a failed shipment, held")
+
+            await run_with_a_fault(platform, kill, lines_held, server.restart)
