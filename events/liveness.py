@@ -70,6 +70,10 @@ class LoopProbe:
         self.state = "running"
         self.started_at = self._clock()
 
+    def restarted(self) -> None:
+        """Started again after it failed (by a supervisor that kept it marked running)."""
+        self.restarts_total += 1
+
     def ok(self, n: int = 1) -> None:
         """A successful fetch, publish or round (``n`` messages)."""
         self.last_ok = self._clock()

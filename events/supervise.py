@@ -46,7 +46,8 @@ async def supervised(
         except Exception as exc:
             probe.error(exc)
             log.exception("%s failed; restarting it", name)
-        probe.retried()
         if await backoff.wait(stop):
             break
+        if probe.state == "running":  # else the loop marked itself stopped: started() counts it
+            probe.restarted()
     probe.stopped()
