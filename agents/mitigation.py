@@ -53,8 +53,10 @@ from agents.intake import fold
 from agents.planner import Planner
 from agents.store import IncidentStore
 from contracts.client import ToolClient
+from events.backoff import Backoff, is_transient
 from events.gpu_ref import GpuRef
 from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
+from events.liveness import LoopProbe
 from events.models import utcnow
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
@@ -463,18 +465,31 @@ class Mitigator:
         for incident_id in sorted({*self.waiting, *self.confirming.values()}):
             self.start(incident_id)
 
-    async def watch(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
-        """Follow approvals, the breaker and waiting runs until ``stop``."""
-        await self.recover()
+    async def watch(self, stop: asyncio.Event, every_s: float = 1.0, probe: LoopProbe | None = None) -> None:
+        """Follow approvals, the breaker and waiting runs until ``stop``. A failed round (NATS or
+        the MCP server unavailable) is retried after a growing backoff; ``probe`` hears each round."""
+        backoff = Backoff(every_s, max(10.0, every_s))
+        recovered = False
         while not stop.is_set():
             try:
+                if not recovered:
+                    await self.recover()
+                    recovered = True
                 self.poke()
                 await self.check_parked()
                 await self.check_backlog()
-            except Exception:
-                log.exception("checking approvals and the breaker failed; trying again")
+                if probe is not None:
+                    probe.ok()
+                backoff.reset()
+                wait = every_s
+            except Exception as exc:
+                if probe is not None:
+                    probe.error(exc)
+                log.warning("checking approvals and the breaker failed (%r); trying again", exc,
+                            exc_info=not is_transient(exc))  # fmt: skip
+                wait = backoff.delay()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every_s)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
 
     # -- server facts ---------------------------------------------------------------------------
 

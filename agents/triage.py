@@ -1,6 +1,6 @@
 """The triage agent: events in, incidents out, mitigation through runbooks over MCP.
 
-It consumes ``GPU_EVENTS`` with a durable FastStream batch pull consumer. Each batch is correlated
+It consumes ``GPU_EVENTS`` with a durable batch pull consumer (``agents.consumer``). Each batch is correlated
 into incidents and persisted before it is acknowledged; mitigation runs as a task per incident, so
 a slow runbook never holds up the event stream. On start-up, incidents left open or mitigating by
 a crash are picked up again, and their runbook runs resume from their persisted steps.
@@ -14,11 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any
 
-from faststream import AckPolicy, Context
-from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from pydantic import ValidationError
@@ -33,19 +29,20 @@ from agents.store import IncidentStore
 from agents.summaries import Summarizer
 from agents.topology import load_fabric
 from contracts.client import ToolClient
-from events import faststream_compat, subjects
+from events.backoff import Backoff, is_transient, retry_transient
 from events.dead_letter import DeadLetter, describe, describe_invalid, disposition, publish_dead_letter
 from events.fabric import FabricMap
 from events.incident import Incident
+from events.liveness import Liveness
 from events.models import AnyEvent, parse_event, utcnow
 from runbooks.engine import RunbookEngine
 
 log = logging.getLogger(__name__)
 
-# The whole pulled batch, with subjects and headers (one injection per batch, not per message).
-BatchMessage = Annotated[NatsBatchMessage, Context("message")]
-
 Clock = Callable[[], datetime]
+
+MITIGATION_ATTEMPTS = 30
+"""Tries of a mitigation interrupted by NATS faults (backing off up to 5 s: about two minutes)."""
 
 
 @dataclass
@@ -83,6 +80,7 @@ class TriageAgent:
         self.events_seen = 0
         self.events_ignored = 0
         self.dead_lettered = 0
+        self.mitigation_retries = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.mitigation = Mitigator(
             store=store, tools=tools, engine=engine, planner=planner, clock=clock, start=self.start_mitigation
@@ -94,7 +92,6 @@ class TriageAgent:
         self._caught_up.set()
         self._batch_size = 0
         self.consumer: EventConsumer | None = None
-        self._starting: asyncio.Future[None] | None = None
 
     async def learn_fabric(self) -> FabricMap:
         """Learn where every node sits (leaf switch, rack, NVLink domain) through ``list_nodes``."""
@@ -102,10 +99,15 @@ class TriageAgent:
         return self.correlator.fabric
 
     async def start(
-        self, *, durable: str = "triage", batch_size: int = 1024, idle_wait_s: float = 0.5
+        self,
+        *,
+        durable: str = "triage",
+        batch_size: int = 1024,
+        idle_wait_s: float = 0.5,
+        liveness: Liveness | None = None,
     ) -> None:
-        """Consume ``GPU_EVENTS`` with the agent's own pull loop (``agents.consumer``: one ack per
-        batch); ``stop()`` ends it."""
+        """Consume ``GPU_EVENTS`` with the agent's pull loop (``agents.consumer``: one ack per
+        batch, riding out NATS faults); ``stop()`` ends it. Raises if the consumer cannot be made."""
         self._batch_size = batch_size
         self.consumer = EventConsumer(
             self.js,
@@ -114,15 +116,12 @@ class TriageAgent:
             batch_size=batch_size,
             idle_wait_s=idle_wait_s,
             on_backlog=self._behind,
+            liveness=liveness,
         )
         await self.consumer.start()
 
     async def stop(self) -> None:
         """Stop consuming (after the batch in hand)."""
-        if self._starting is not None:
-            # A start that failed was logged when it failed; there is nothing to stop then.
-            await asyncio.gather(self._starting, return_exceptions=True)
-            self._starting = None
         if self.consumer is not None:
             await self.consumer.stop()
 
@@ -132,62 +131,6 @@ class TriageAgent:
             self._caught_up.clear()
         else:
             self._caught_up.set()
-
-    def subscribe(
-        self,
-        broker: NatsBroker | None = None,
-        *,
-        durable: str = "triage",
-        batch_size: int = 1024,
-        batch_timeout_s: float = 0.5,
-    ) -> None:
-        """Start consuming ``GPU_EVENTS`` now with the agent's own pull loop (as ``start()``), for
-        as long as ``broker`` runs: stopping the broker stops the loop first (``stop()`` does too)."""
-        self._batch_size = batch_size
-        self._starting = asyncio.ensure_future(
-            self.start(durable=durable, batch_size=batch_size, idle_wait_s=batch_timeout_s)
-        )
-        self._starting.add_done_callback(_report_start_failure)
-        if broker is not None:
-            stop_broker = broker.stop
-
-            async def stop_both(*args: Any, **kwargs: Any) -> None:
-                await self.stop()
-                await stop_broker(*args, **kwargs)
-
-            broker.stop = stop_both  # type: ignore[method-assign]
-
-    def subscribe_faststream(
-        self,
-        broker: NatsBroker,
-        *,
-        durable: str = "triage",
-        batch_size: int = 256,
-        batch_timeout_s: float = 0.05,
-    ) -> None:
-        """The FastStream batch subscriber: the earlier path, kept for the before/after comparison in
-        evals/benchmarks/agent_throughput.py (``subscribe``/``start`` are about twice as fast)."""
-        faststream_compat.apply()
-        self._batch_size = batch_size
-        broker.subscriber(
-            subjects.events_all(),
-            stream=JStream(subjects.STREAM_EVENTS, declare=False),
-            durable=durable,
-            pull_sub=PullSub(batch_size=batch_size, timeout=batch_timeout_s, batch=True),
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-        )(self.on_batch)
-
-    async def on_batch(self, msg: BatchMessage) -> None:
-        try:
-            # A full batch means a backlog: held incidents wait until the agent has seen it.
-            if len(msg.raw_message) >= self._batch_size > 0:
-                self._caught_up.clear()
-            await self.handle_payloads([(m.subject, m.data) for m in msg.raw_message])
-            if len(msg.raw_message) < self._batch_size:
-                self._caught_up.set()
-        except Exception:
-            log.exception("event batch of %d failed; it will be redelivered", len(msg.raw_message))
-            raise
 
     async def handle_payloads(self, payloads: list[tuple[str, bytes]]) -> None:
         """Validate, correlate and persist a batch; malformed payloads go to ``gpu.dlq.events``.
@@ -313,13 +256,33 @@ class TriageAgent:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _mitigate_logged(self, incident_id: str) -> None:
-        try:
-            await self.mitigate(incident_id)
-        except Exception as exc:
-            log.exception("mitigation of %s failed", incident_id)
-            why = f"mitigation crashed: {exc!r}"
-            await self.store.update(incident_id, partial(escalate, why=why, now=self.clock()))
+        # A NATS fault mid-mitigation (a KV write during a leader election, a server restarting)
+        # is ridden out: the mitigation starts again after a backoff and resumes as after a crash —
+        # the runbook runs from their persisted steps, the idempotency keys keep every action to
+        # one execution. Any other error, or NATS still failing after the budget, escalates.
+        backoff = Backoff(0.2, 5.0)
+        for attempt in range(1, MITIGATION_ATTEMPTS + 1):
+            try:
+                await self.mitigate(incident_id)
+                break
+            except Exception as exc:
+                if is_transient(exc) and attempt < MITIGATION_ATTEMPTS:
+                    self.mitigation_retries += 1
+                    log.warning("mitigation of %s interrupted by %r; resuming it", incident_id, exc)
+                    await backoff.wait()
+                    continue
+                log.exception("mitigation of %s failed", incident_id)
+                await self._escalate(incident_id, f"mitigation crashed: {exc!r}")
+                break
         await self._summarize(incident_id)
+
+    async def _escalate(self, incident_id: str, why: str) -> None:
+        edit = partial(escalate, why=why, now=self.clock())
+
+        async def write() -> Incident:
+            return await self.store.update(incident_id, edit)
+
+        await retry_transient(write, attempts=MITIGATION_ATTEMPTS)
 
     async def _summarize(self, incident_id: str) -> None:
         """Write the plain-language summary for people once the agent is done with the incident."""
@@ -345,17 +308,14 @@ class TriageAgent:
         """Plan (once) and run the plan's runbooks; see ``agents.mitigation``."""
         return await self.mitigation.mitigate(incident_id)
 
-    async def watch_safety(self, stop: asyncio.Event) -> None:
-        """Resume or abandon runs parked for approval, and the breaker's backlog, until ``stop``."""
-        await self.mitigation.watch(stop)
+    async def watch_safety(self, stop: asyncio.Event, liveness: Liveness | None = None) -> None:
+        """Resume or abandon runs parked for approval, and the breaker's backlog, until ``stop``
+        (through any NATS or MCP fault; each round is reported to ``liveness``)."""
+        probe = liveness.probe("watch approvals and breaker") if liveness is not None else None
+        await self.mitigation.watch(stop, probe=probe)
 
     async def _dead(self, subject: str, data: bytes, reason: str) -> None:
         self.dead_lettered += 1
         await publish_dead_letter(
             self.js, DeadLetter(source="events", subject=subject, reason=reason, payload=data)
         )
-
-
-def _report_start_failure(started: asyncio.Future[None]) -> None:
-    if not started.cancelled() and started.exception() is not None:
-        log.error("the agent could not start consuming GPU_EVENTS", exc_info=started.exception())

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import httpx2
-import nats
-from faststream.nats import NatsBroker
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -24,7 +22,10 @@ from aiops.build import build_agent, freeze_startup_objects
 from aiops.observability import start_observability
 from aiops.settings import Settings
 from contracts.client import McpToolClient
-from events.streams import ensure_jetstream
+from events.connection import connect
+from events.liveness import Liveness
+from events.streams import JetStreamLayout, ensure_jetstream
+from events.supervise import supervised
 from runbooks.state import KvRunStore, RunStore
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,12 @@ async def run_agent(
     if not settings.nats_url:
         raise ValueError("the agent needs the platform's NATS: set AIOPS_NATS_URL (aiops up prints it)")
     async with AsyncExitStack() as stack:
-        nc = await nats.connect(settings.nats_url.split(","), name=f"aiops-agent {settings.agent_id}")
+        nc = await connect(settings.nats_url, name=f"aiops-agent {settings.agent_id}")
         # Close, not drain: by then every incident and run is persisted, and an unacknowledged event
         # is redelivered to the next agent anyway (a drain can wait on a stopped pull subscription).
         stack.push_async_callback(nc.close)
         js = nc.jetstream()
-        await ensure_jetstream(js)
+        await ensure_jetstream(js, JetStreamLayout(replicas=settings.js_replicas))
         http = await stack.enter_async_context(
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120)
         )
@@ -68,14 +69,10 @@ async def run_agent(
         # Before consuming: re-learn the open incidents first, so an event redelivered after a crash
         # (or a hang its hardware incident explains) joins them instead of opening another.
         resumed = await agent.resume()
-        broker = NatsBroker(settings.nats_url.split(","), logger=None)
-        agent.subscribe(broker)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
+        liveness = Liveness()
+        await agent.start(liveness=liveness)
         stack.push_async_callback(agent.drain)
-        stop_consuming = getattr(agent, "stop", None)  # the agent's own pull loop, where it has one
-        if stop_consuming is not None:
-            stack.push_async_callback(stop_consuming)  # first on the way out: no new events
+        stack.push_async_callback(agent.stop)  # first on the way out: no new events
         tasks: list[asyncio.Task[object]] = []
         await start_observability(
             nc,
@@ -94,7 +91,10 @@ async def run_agent(
             server, thread = start_http_server(settings.agent_metrics_port, addr=settings.http_host)
             stack.callback(thread.join, 5)
             stack.callback(server.shutdown)
-        watch = asyncio.create_task(agent.watch_safety(stop), name="approvals and breaker")
+        name = "watch approvals and breaker"
+        watch = asyncio.create_task(
+            supervised(name, lambda: agent.watch_safety(stop, liveness), stop, liveness=liveness), name=name
+        )
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         freeze_startup_objects()
         if ready is not None:

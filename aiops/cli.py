@@ -10,12 +10,14 @@ import signal
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from aiops.kmsg_cli import kmsg_app
 from aiops.node_cli import node
 from aiops.ops_cli import register as register_ops
 from aiops.settings import Settings
+from events.liveness import Liveness, render
 
 if TYPE_CHECKING:
     from aiops.platform import Platform
@@ -64,7 +66,6 @@ def up(
 ) -> None:
     """Run the whole platform until Ctrl-C: NATS, the backend (fleet twin or Kubernetes), events
     services, agent, MCP over HTTP with /metrics. One log line per incident change and per action."""
-    from pydantic import ValidationError
 
     from aiops.platform import Platform, freeze_startup_objects
     from mcp_server.backends.base import BackendError
@@ -76,13 +77,9 @@ def up(
         overrides["backend"] = backend
     if log_format is not None:
         overrides["log_format"] = log_format
-    try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        _fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-    _logging(verbose, settings.log_format, default="INFO")
     console = Console(stderr=True)
+    settings = _settings_or_exit(console, **overrides)
+    _logging(verbose, settings.log_format, default="INFO")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -92,7 +89,7 @@ def up(
         async with Platform(settings) as platform:
             freeze_startup_objects()
             console.print(_banner(platform, settings))
-            await stop.wait()
+            await report_loops(platform.liveness, console, stop)
             console.print("stopping…")
 
     try:
@@ -109,10 +106,12 @@ def _fail(message: str) -> NoReturn:
 def _banner(platform: Platform, settings: Settings) -> str:
     from aiops.safety import observe_only
 
+    base = platform.http_url.removesuffix("/mcp")
     lines = [
         "[bold]gpu-aiops is up[/bold]",
         f"  NATS        {platform.nats_url}",
-        f"  MCP (HTTP)  {platform.http_url}  (metrics: {platform.http_url.removesuffix('/mcp')}/metrics)",
+        f"  MCP (HTTP)  {platform.http_url}",
+        f"  health      {base}/healthz, {base}/readyz; metrics {base}/metrics",
     ]
     if platform.operator_token:
         lines.append(
@@ -139,6 +138,35 @@ def _banner(platform: Platform, settings: Settings) -> str:
             )
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
+
+
+def _settings_or_exit(console: Console, **overrides: object) -> Settings:
+    """Settings, or one readable line per bad setting and exit 2 (nothing starts on a bad setting)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            console.print(
+                f"[red]invalid setting[/red] {where}: {err['msg']}", highlight=False, soft_wrap=True
+            )
+        raise typer.Exit(2) from None
+
+
+async def report_loops(
+    liveness: Liveness, console: Console, stop: asyncio.Event, every_s: float = 5.0
+) -> None:
+    """Until ``stop``: print the loops' status whenever one goes stale, crashes or recovers."""
+    console.print("loops:\n" + render(liveness.statuses()))
+    shown: tuple[str, ...] = ()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        troubled = tuple(s.name for s in liveness.statuses() if s.stale or s.state == "crashed")
+        if troubled != shown:
+            headline = f"loops in trouble: {', '.join(troubled)}" if troubled else "every loop healthy again"
+            console.print(f"{headline}\n" + render(liveness.statuses()))
+            shown = troubled
 
 
 def _freeze_the_fleet() -> None:

@@ -37,7 +37,9 @@ from events.detectors.prometheus_changes import PrometheusChangesSource
 from events.fabric import FabricMap
 from events.heartbeat import HeartbeatRelay
 from events.kmsg_parser import normalise_pci_bus_id
+from events.liveness import Liveness
 from events.models import Heartbeat, utcnow
+from events.supervise import supervised
 from fleet import FleetTwin
 from fleet.exporter import METRIC_FIELDS, RAW_FIELDS, exporter_app, snapshot
 from fleet.telemetry import RankBeat
@@ -122,6 +124,7 @@ async def start_detection(
     spawn: Spawn,
     stop: asyncio.Event,
     serve_http: bool,
+    liveness: Liveness | None = None,
 ) -> Detection:
     """Start everything; ``stack`` undoes it, ``stop`` ends the loops ``spawn`` runs."""
     source: MetricSource | ReadingSource
@@ -159,11 +162,12 @@ async def start_detection(
         dcgm_source=source,
         clock=twin.now,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
+        liveness=liveness,
     )
     await service.start()
     stack.push_async_callback(service.stop)
 
-    relay = HeartbeatRelay(nc)
+    relay = HeartbeatRelay(nc, liveness=liveness)
     cluster = twin.name
     twin.telemetry.heartbeat_interval_s = settings.heartbeat_interval_s
 
@@ -172,8 +176,9 @@ async def start_detection(
         relay.offer(Heartbeat.model_construct(cluster=cluster, **dataclasses.asdict(beat)))
 
     stack.callback(twin.subscribe_heartbeats(offer))
-    spawn(relay.run(stop))
-    spawn(service.run(stop))
+    registry = liveness or Liveness()
+    spawn(supervised(relay.name, lambda: relay.run(stop), stop, liveness=registry))
+    spawn(supervised(service.probe.name, lambda: service.run(stop), stop, liveness=registry))
     return Detection(service=service, relay=relay, metrics_url=metrics_url, server=server)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,8 +24,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import nats
-from faststream.nats import NatsBroker
 from mcp import Client
 from mcp.server import MCPServer
 from nats.aio.client import Client as NatsClient
@@ -46,6 +44,7 @@ from aiops.build import (
     serve_http,
 )
 from aiops.detection import Detection, start_detection, start_wall_detection
+from aiops.health import health_routes
 from aiops.nats_server import EmbeddedNats
 from aiops.observability import PlatformWatch, start_observability
 from aiops.safety import observe_only, policy_limits
@@ -56,11 +55,14 @@ from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from contracts.client import McpToolClient
 from events import subjects
+from events.connection import connect
 from events.dead_letter import publish_dead_letter
 from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
-from events.streams import ensure_jetstream
+from events.liveness import Liveness
+from events.streams import JetStreamLayout, ensure_jetstream
+from events.supervise import supervised
 from fleet import FleetSpec, FleetTwin, run_clock
 from mcp_server.deps import ServerDeps
 from mcp_server.escalation import JetStreamDesk
@@ -118,6 +120,7 @@ class Platform:
     sessions: PrincipalSessions = field(init=False)
     slack: SlackEndpoint | None = field(init=False, default=None)
     notifier: IncidentNotifier | None = field(init=False, default=None)
+    liveness: Liveness = field(init=False, default_factory=Liveness)
     _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
 
     @property
@@ -175,10 +178,10 @@ class Platform:
         else:
             embedded = self._stack.enter_context(EmbeddedNats(data_dir / "nats"))
             self.nats_url = embedded.url
-        self.nc = await nats.connect(self.nats_url.split(","), name="aiops")
+        self.nc = await connect(self.nats_url, name="aiops")
         self._stack.push_async_callback(self.nc.drain)
         self.js = self.nc.jetstream()
-        await ensure_jetstream(self.js)
+        await ensure_jetstream(self.js, JetStreamLayout(replicas=s.js_replicas))
         cluster = backends.cluster.cluster
         clock = self._twin.now if self._twin is not None else None
         if self._twin is not None:
@@ -223,14 +226,13 @@ class Platform:
         self.agent = await build_agent(
             s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
         )
-        # FastStream logs two lines per message at INFO (library notes); our handlers log their own errors.
-        broker = NatsBroker(self.nats_url.split(","), logger=None)
-        self.kmsg = KmsgService(broker, gpu_index=self.gpus.gpu_index)
+        self.kmsg = KmsgService(self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness)
+        await self.kmsg.start()
+        self._stack.push_async_callback(self.kmsg.stop)
         if s.embedded_agent:
-            self.agent.subscribe(broker)
-            self._spawn(self.agent.watch_safety(self._stop))
-        await broker.start()
-        self._stack.push_async_callback(broker.stop)
+            await self.agent.start(liveness=self.liveness)
+            name = "watch approvals and breaker"
+            self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 
@@ -246,6 +248,7 @@ class Platform:
                 spawn=self._spawn,
                 stop=self._stop,
                 serve_http=self.serve_http,
+                liveness=self.liveness,
             )
             if self.run_clock:
                 self._spawn(run_clock(self._twin, s.speed, 0.05, self._stop))
@@ -280,6 +283,10 @@ class Platform:
             },
         )
         if self.serve_http:
+            # /healthz and /readyz beside /mcp and /metrics, unauthenticated (they name loops and streams).
+            layout = JetStreamLayout(replicas=s.js_replicas)
+            for route in health_routes(self.nc, self.js, self.liveness, layout):
+                self.people_server.custom_route(route.path, methods=["GET"])(route.endpoint)
             self.http_url = await self._stack.enter_async_context(
                 serve_http(self.people_server, s.http_host, s.http_port)
             )
@@ -289,9 +296,9 @@ class Platform:
 
     def _start_twin_feeds(self, twin: FleetTwin, backends: Backends) -> None:
         """The twin's kernel log into ``gpu.kmsg.*`` and its telemetry history filling."""
-        self._shipper = KmsgShipper(self.js, twin.name)
-        self._stack.callback(twin.subscribe_kmsg(self._shipper.offer))
-        self._spawn(self._shipper.run(self._stop))
+        shipper = self._shipper = KmsgShipper(self.js, twin.name, liveness=self.liveness)
+        self._stack.callback(twin.subscribe_kmsg(shipper.offer_line))
+        self._supervise(shipper.name, lambda: shipper.run(self._stop))
         if self.run_clock:
             self._spawn(backends.run_sampler(self._stop))
 
@@ -320,8 +327,8 @@ class Platform:
             return
         web, channel = self._pending_notifier
         kv = await self.js.key_value(subjects.BUCKET_NOTIFICATIONS)
-        self.notifier = IncidentNotifier(web, channel, kv)
-        self._spawn(self.notifier.run(self.nc, self._stop))
+        notifier = self.notifier = IncidentNotifier(web, channel, kv)
+        self._supervise("chat notifier", lambda: notifier.run(self.nc, self._stop), reports=False)
 
     async def _agent_client(self) -> Client:
         """The agent's MCP session, held open by a task of its own: the MCP client's cancel scopes
@@ -350,6 +357,12 @@ class Platform:
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
+
+    def _supervise(
+        self, name: str, run: Callable[[], Coroutine[Any, Any, object]], *, reports: bool = True
+    ) -> None:
+        """Run a long-running loop until the platform stops, restarted if it ever ends unasked."""
+        self._spawn(supervised(name, run, self._stop, liveness=self.liveness, reports=reports))
 
     async def aclose(self) -> None:
         self._stop.set()

@@ -7,8 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.connection import nats_servers
 
 Role = Literal["viewer", "operator", "admin", "agent"]
 
@@ -27,7 +29,14 @@ class Settings(BaseSettings):
     )
 
     nats_url: str | None = Field(
-        default=None, description="an existing NATS; unset = start the embedded server"
+        default=None,
+        description="an existing NATS: one URL or a cluster's, comma-separated; unset = start the embedded server",
+    )
+    js_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="replicas of every JetStream stream and KV bucket: 1 on one server, 3 on a NATS cluster",
     )
     data_dir: Path = Field(default=Path(".aiops"), description="embedded NATS data, state files")
     backend: Literal["twin", "kubernetes", "slurm"] = Field(
@@ -204,3 +213,25 @@ class Settings(BaseSettings):
         if self.slurm_conf is not None and not self.slurm_conf.is_file():
             raise ValueError(f"AIOPS_SLURM_CONF={self.slurm_conf} is not a file")
         return self
+
+    @field_validator("nats_url")
+    @classmethod
+    def _servers(cls, url: str | None) -> str | None:
+        if url is not None and url.strip():
+            nats_servers(url)  # raises a readable ValueError
+            return url
+        return None
+
+    @model_validator(mode="after")
+    def _replicas_need_a_cluster(self) -> Settings:
+        if self.js_replicas > 1 and not self.nats_url:
+            raise ValueError(
+                f"AIOPS_JS_REPLICAS={self.js_replicas} needs a NATS cluster (set AIOPS_NATS_URL to its "
+                "servers); the embedded nats-server is a single node"
+            )
+        return self
+
+    @property
+    def nats_server_list(self) -> list[str]:
+        """``nats_url`` as the list nats-py takes (empty when the embedded server runs)."""
+        return nats_servers(self.nats_url) if self.nats_url else []

@@ -22,8 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from chatops import blocks as bk
 from chatops.commands import render_incident
-from events.batching import BatchPublisher
 from events.incident import Incident
+from events.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,8 @@ class IncidentNotifier:
         self.kv = kv
         self.posted = 0
         self.updated = 0
-        # One at a time, in order: a batch of one (events/batching.py).
-        self._out: BatchPublisher[Incident] = BatchPublisher(
-            self._notify_each, what="incident notifications", max_batch=1
-        )
+        # One at a time, in order: a batch of one, retried through transient faults (events/outbox.py).
+        self._out: Outbox[Incident] = Outbox("incident notifications", self._notify_each, max_batch=1)
 
     async def notify(self, incident: Incident) -> None:
         """Post or update the incident's message if its status changed in a way people care about."""

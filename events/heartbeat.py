@@ -33,11 +33,16 @@ from nats.aio.client import Client as NatsClient
 from pydantic import TypeAdapter
 
 from events import subjects
-from events.batching import BatchPublisher
+from events.backoff import Backoff, retry_transient
+from events.connection import nats_servers
+from events.liveness import Liveness
 from events.models import Heartbeat, utcnow
+from events.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+
+PUBLISH_ATTEMPTS = 5
 
 BUNDLE: TypeAdapter[list[Heartbeat]] = TypeAdapter(list[Heartbeat])
 """A JSON array of beats of one job: what a node-local relay sends instead of one message per rank."""
@@ -118,6 +123,8 @@ class TrainingHeartbeat:
         self.keepalive_s = keepalive_s
         self.clock = clock
         self.sent = 0
+        self.retries = 0
+        self.dropped = 0
         self._avg = StepAverager(min_interval_s)
         self._last: Heartbeat | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -205,7 +212,7 @@ class TrainingHeartbeat:
     async def _main(self) -> None:
         try:
             nc = await nats.connect(
-                self.nats_url,
+                servers=nats_servers(self.nats_url),
                 name=f"heartbeat {self.identity['job']}/{self.identity['rank']}",
                 connect_timeout=2,
                 max_reconnect_attempts=2,
@@ -229,40 +236,50 @@ class TrainingHeartbeat:
                     if beat is None:
                         return
                     self._last = beat
-                await nc.publish(heartbeat_subject(beat), encode_heartbeat(beat))
-                self.sent += 1
+                await self._send(nc, beat)
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
 
+    async def _send(self, nc: NatsClient, beat: Heartbeat) -> None:
+        """Publish one beat, retried a few times through a NATS fault (the outbound buffer full
+        while reconnecting, say); then it is given up (counted): a newer beat supersedes it."""
 
-class HeartbeatRelay:
+        def failed(exc: BaseException) -> None:
+            self.retries += 1
+
+        try:
+            await retry_transient(
+                lambda: nc.publish(heartbeat_subject(beat), encode_heartbeat(beat)),
+                attempts=PUBLISH_ATTEMPTS,
+                backoff=Backoff(0.05, 1.0),
+                on_error=failed,
+            )
+        except Exception as exc:
+            self.dropped += 1
+            log.warning("heartbeat of step %d not sent: %r", beat.step, exc)
+            return
+        self.sent += 1
+
+
+class HeartbeatRelay(Outbox[Heartbeat]):
     """Publishes heartbeats produced inside the event loop (the fleet twin's ranks) without blocking
     the producer; the queue is bounded and drops the newest when full, as a congested link would.
+    A NATS fault holds the beats and retries them (``events.outbox``).
 
     Beats queued together are sent as one bundle per job (a JSON array on the job's subject), as a
     node-local relay would: a thousand ranks cost a few messages, not a thousand.
     """
 
-    def __init__(self, nc: NatsClient, *, max_queue: int = 50_000) -> None:
-        self.nc = nc
-        self._out: BatchPublisher[Heartbeat] = BatchPublisher(
-            self._publish, what="heartbeats", max_queue=max_queue, max_batch=5000
+    def __init__(self, nc: NatsClient, *, max_queue: int = 50_000, liveness: Liveness | None = None) -> None:
+        super().__init__(
+            "relay heartbeats", self._publish, max_queue=max_queue, max_batch=5000, liveness=liveness
         )
+        self.nc = nc
 
     @property
     def published(self) -> int:
-        return self._out.published
-
-    @property
-    def dropped(self) -> int:
-        return self._out.dropped
-
-    def offer(self, beat: Heartbeat) -> None:
-        self._out.offer(beat)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self._out.run(stop)
+        return self.sent
 
     async def _publish(self, batch: list[Heartbeat]) -> None:
         by_subject: dict[str, list[Heartbeat]] = {}

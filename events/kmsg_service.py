@@ -1,7 +1,7 @@
 """The kernel-log service: ``gpu.kmsg.<cluster>.<node>`` lines in, typed ``XidEvent``s out.
 
-Lines are read from the ``GPU_KMSG`` stream by a durable FastStream batch pull consumer (the fast
-path; see the library notes), parsed with one stateful ``KmsgParser`` per node (multi-line records
+Lines are read from the ``GPU_KMSG`` stream by a durable batch pull consumer (``events.consumer``:
+one acknowledgement per batch, riding out NATS faults), parsed with one stateful ``KmsgParser`` per node (multi-line records
 span lines), and published into ``GPU_EVENTS`` with ``Nats-Msg-Id`` = ``event_id`` so a line that
 arrives twice becomes one event. A batch is acknowledged only after JetStream has acknowledged every
 event it produced; on failure the batch is redelivered and the dedupe absorbs the repeats, and the
@@ -22,16 +22,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
 
-from faststream import AckPolicy, Context
-from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from events import faststream_compat, subjects
+from events import subjects
+from events.backoff import retry_transient
+from events.consumer import DeadLetterHook, PullConsumer
 from events.dead_letter import (
     DEFAULT_MAX_DELIVER,
     DeadLetter,
@@ -42,18 +40,19 @@ from events.dead_letter import (
     publish_dead_letter,
 )
 from events.kmsg_parser import KmsgParser, KmsgRecord, ParserState
+from events.liveness import Liveness
 from events.models import XidEvent, stable_id, utcnow
 from events.publish import publish_events
 
 log = logging.getLogger(__name__)
 
-# The whole pulled batch, with subjects and headers (one injection per batch, not per message).
-BatchMessage = Annotated[NatsBatchMessage, Context("message")]
-
 SOURCE = "kmsg"
 HEADER_NODE = "Aiops-Node"
 HEADER_CLUSTER = "Aiops-Cluster"
 MAX_LINE_BYTES = 16 * 1024
+PUBLISH_ATTEMPTS = 30
+"""Tries to publish a batch's events through a NATS fault (backing off up to 2 s) before the batch
+is given back for redelivery."""
 
 GpuIndexResolver = Callable[[str, str], int | None]
 """(node, pci_bus_id) -> GPU index on the node, when known."""
@@ -167,23 +166,24 @@ def split_kmsg_subject(msg: Msg) -> tuple[str, str] | None:
 
 
 class KmsgService:
-    """Registers the kmsg consumer on a FastStream broker.
+    """The kmsg consumer: ``start()`` pulls ``GPU_KMSG`` until ``stop()``.
 
-    ``broker.start()`` (or a ``FastStream`` app) runs it; ``ensure_jetstream`` must have declared
-    the streams first.
+    ``ensure_jetstream`` must have declared the streams first.
     """
 
     def __init__(
         self,
-        broker: NatsBroker,
+        js: JetStreamContext,
         *,
         gpu_index: GpuIndexResolver | None = None,
         durable: str = "kmsg-parser",
         batch_size: int = 256,
         batch_timeout_s: float = 0.05,
         max_deliver: int = DEFAULT_MAX_DELIVER,
+        liveness: Liveness | None = None,
+        dead_letter: DeadLetterHook | None = None,
     ) -> None:
-        self.broker = broker
+        self.js = js
         self.batch_size = batch_size
         self.max_deliver = max_deliver
         self.processor = KmsgProcessor(gpu_index)
@@ -191,38 +191,37 @@ class KmsgService:
         self.events_published = 0
         self.dead_lettered = 0
         self.failed_batches = 0
-        self._js: JetStreamContext | None = None
-        faststream_compat.apply()
-        broker.subscriber(
-            subjects.kmsg_all(),
-            stream=JStream(subjects.STREAM_KMSG, declare=False),
+        self.consumer = PullConsumer(
+            js,
+            self.handle_batch,
+            stream=subjects.STREAM_KMSG,
+            subject=subjects.kmsg_all(),
             durable=durable,
-            pull_sub=PullSub(batch_size=batch_size, timeout=batch_timeout_s, batch=True),
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            # The handler reads raw bytes. FastStream would otherwise JSON-decode every line first:
-            # wasted work, and a line of 3,000 '[' (RecursionError) failed the batch before the
-            # handler ever saw it — redelivered forever, every later line stuck behind it.
-            decoder=_no_decode,
-        )(self.on_lines)
+            batch_size=batch_size,
+            idle_wait_s=batch_timeout_s,
+            liveness=liveness,
+            dead_letter=dead_letter,
+        )
 
-    @property
-    def js(self) -> JetStreamContext:
-        if self._js is None:
-            self._js = self.broker.connection.jetstream()
-        return self._js
+    async def start(self) -> None:
+        await self.consumer.start()
 
-    async def on_lines(self, msg: BatchMessage) -> None:
-        checkpoint = self.processor.checkpoint()
-        try:
-            await self.handle_batch(msg.raw_message)
-        except Exception:
-            # Redelivered lines must meet the parsers as they were before this batch.
-            self.processor.rollback(checkpoint)
-            self.failed_batches += 1
-            log.exception("kmsg batch of %d failed; it will be redelivered", len(msg.raw_message))
-            raise
+    async def stop(self) -> None:
+        await self.consumer.stop()
 
     async def handle_batch(self, batch: list[Msg]) -> None:
+        """One batch of lines; when it fails it is retried (or redelivered), so the parsers go back
+        to where they were before it."""
+        checkpoint = self.processor.checkpoint()
+        try:
+            await self._handle_batch(batch)
+        except Exception:
+            self.processor.rollback(checkpoint)
+            self.failed_batches += 1
+            log.exception("kmsg batch of %d failed; it will be retried", len(batch))
+            raise
+
+    async def _handle_batch(self, batch: list[Msg]) -> None:
         received = utcnow()
         result = KmsgResult()
         for raw in batch:
@@ -248,9 +247,15 @@ class KmsgService:
             tail = self.processor.flush(received)
             result.events += tail.events
             result.dead_letters += tail.dead_letters
-        self.events_published += await publish_events(self.js, result.events)
+        # Parsed once: a NATS fault retries only the publishing (deduplicated on event_id), never
+        # feeds the parsers the same lines twice.
+        self.events_published += await retry_transient(
+            lambda: publish_events(self.js, result.events),
+            attempts=PUBLISH_ATTEMPTS,
+            on_error=self.consumer.probe.error,
+        )
         for dead in result.dead_letters:
-            await publish_dead_letter(self.js, dead)
+            await retry_transient(lambda d=dead: publish_dead_letter(self.js, d), attempts=PUBLISH_ATTEMPTS)  # type: ignore[misc]
         self.dead_lettered += len(result.dead_letters)
         self.lines_seen += len(batch)  # counted once the batch's events are in JetStream
 

@@ -1,9 +1,11 @@
 """Ships kernel log lines from a node to ``gpu.kmsg.<cluster>.<node>`` (into the GPU_KMSG stream).
 
-On a real node ``aiops node`` (events/node_agent) reads ``/dev/kmsg`` or journald and publishes
-each line with its own ``Nats-Msg-Id``; in the embedded platform the fleet twin's kernel log feeds
-this shipper. Lines are queued without blocking the producer (events/batching.py) and published
-with acks in flight.
+On a real node ``aiops node`` (events/node/) reads ``/dev/kmsg`` or journald and publishes each
+line with its own ``Nats-Msg-Id`` (``publish_kmsg_lines``); in the embedded platform the fleet twin's
+kernel log feeds this shipper. Lines are queued without blocking the producer and published with
+acks in flight; a NATS fault holds them and retries (``events.outbox``) instead of dropping them. A
+line published twice by a retry becomes one event: the kmsg service deduplicates on the line's
+content.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Sequence
 from nats.js import JetStreamContext
 
 from events import subjects
-from events.batching import BatchPublisher
 from events.kmsg_service import HEADER_CLUSTER, HEADER_NODE
+from events.liveness import Liveness
+from events.outbox import Outbox
 
 
 async def publish_kmsg_lines(
@@ -40,38 +43,31 @@ async def publish_kmsg_lines(
     return sum(1 for ack in acks if not ack.duplicate)
 
 
-class KmsgShipper:
-    def __init__(self, js: JetStreamContext, cluster: str, *, max_queue: int = 100_000) -> None:
+class KmsgShipper(Outbox[tuple[str, str]]):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        cluster: str,
+        *,
+        max_queue: int = 100_000,
+        liveness: Liveness | None = None,
+    ) -> None:
+        super().__init__("ship kernel log", self._publish, max_queue=max_queue, liveness=liveness)
         self.js = js
         self.cluster = cluster
-        self._out: BatchPublisher[tuple[str, str]] = BatchPublisher(
-            self._publish, what="kernel log lines", max_queue=max_queue
-        )
 
     @property
     def shipped(self) -> int:
-        return self._out.published
+        return self.sent
 
-    @property
-    def dropped(self) -> int:
-        """Lines dropped because the queue was full (like the kernel ring buffer: the newest)."""
-        return self._out.dropped
-
-    def offer(self, node: str, line: str) -> None:
-        """Queue a line (callable from synchronous code in the event loop's thread)."""
-        self._out.offer((node, line))
+    def offer_line(self, node: str, line: str) -> None:
+        self.offer((node, line))
 
     async def ship(self, node: str, line: str) -> None:
         await self._publish([(node, line)])
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Publish queued lines until ``stop`` is set (and the queue is empty)."""
-        await self._out.run(stop)
-
-    async def wait_idle(self) -> None:
-        await self._out.wait_idle()
-
     async def _publish(self, batch: list[tuple[str, str]]) -> None:
+        # The outbox bounds the wait for acks (a publish lost in an outage would wait forever).
         await publish_kmsg_lines(
             self.js, self.cluster, [(node, line, None) for node, line in batch], ack_timeout_s=None
         )

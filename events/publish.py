@@ -22,11 +22,21 @@ def encode_event(event: AnyEvent) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
-async def publish_events(js: JetStreamContext, events: Sequence[AnyEvent]) -> int:
-    """Publish many events with acks in flight; returns how many were new (not duplicates)."""
+ACK_TIMEOUT_S = 10.0
+
+
+async def publish_events(
+    js: JetStreamContext, events: Sequence[AnyEvent], *, timeout_s: float = ACK_TIMEOUT_S
+) -> int:
+    """Publish many events with acks in flight; returns how many were new (not duplicates).
+
+    Raises ``TimeoutError`` when JetStream has not acknowledged them all within ``timeout_s`` (a
+    server restarting can lose publishes buffered during the reconnection, and nats-py would wait
+    for their acks forever); the caller retries, and ``Nats-Msg-Id`` makes a retry harmless."""
     futures = [
         await js.publish_async(event_subject(ev), encode_event(ev), headers={"Nats-Msg-Id": ev.event_id})
         for ev in events
     ]
-    acks = await asyncio.gather(*futures) if futures else []
+    # Cancelled on the time-out, which also frees their places among nats-py's pending publishes.
+    acks = await asyncio.wait_for(asyncio.gather(*futures), timeout_s) if futures else []
     return sum(1 for ack in acks if not ack.duplicate)

@@ -1,7 +1,10 @@
 """JetStream streams and KV buckets of the platform, declared in one place.
 
 ``ensure_jetstream`` is idempotent: it creates what is missing and updates what exists, so every
-process can call it at start-up, in any order.
+process can call it at start-up, in any order. It never lowers an existing stream's (or bucket's)
+replicas or limits: a process started with ``AIOPS_JS_REPLICAS=1`` against streams an operator
+scaled to 3 leaves them at 3 (JetStream would silently scale them down), and a longer retention set
+by hand stays. Each such difference is logged and returned; raising a value is applied.
 
 Buckets allow direct gets: a ``kv.get`` is then one message from any replica instead of a JSON API
 reply with the value in base64, about twice as fast (the agent reads an incident before every
@@ -10,20 +13,24 @@ compare-and-set write). Buckets an older version made without it are updated in 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from events import subjects
+
+log = logging.getLogger(__name__)
 
 DAY_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
 class JetStreamLayout:
-    """Retention knobs; replicas > 1 for a real NATS cluster."""
+    """Retention knobs; replicas > 1 for a real NATS cluster (``AIOPS_JS_REPLICAS``)."""
 
     replicas: int = 1
     events_max_age_s: float = 14 * DAY_S
@@ -32,6 +39,10 @@ class JetStreamLayout:
     dlq_max_age_s: float = 30 * DAY_S
     idempotency_ttl_s: float = 7 * DAY_S
     slack_replay_window_s: float = 11 * 60.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"JetStream replicas must be 1 to 5, not {self.replicas}")
 
     def streams(self) -> list[StreamConfig]:
         file = StorageType.FILE
@@ -128,22 +139,82 @@ class JetStreamLayout:
         ]
 
 
-async def ensure_jetstream(js: JetStreamContext, layout: JetStreamLayout | None = None) -> None:
-    """Create or update every stream and bucket of the platform."""
+# Limits where a bigger number keeps more; 0 (age, window) or -1 (counts, sizes) means no limit.
+_LIMITS = ("num_replicas", "max_age", "max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size")
+_UNLIMITED: dict[str, Any] = {
+    "max_age": 0,
+    "max_msgs": -1,
+    "max_bytes": -1,
+    "max_msgs_per_subject": -1,
+    "max_msg_size": -1,
+}
+
+
+def _rank(name: str, value: Any) -> float:
+    if value is None:
+        return float("-inf")
+    if name in _UNLIMITED and value in (0, -1):
+        return float("inf") if name != "num_replicas" else 0.0
+    return float(value)
+
+
+def merge_stream(existing: StreamConfig, wanted: dict[str, Any], name: str) -> tuple[StreamConfig, list[str]]:
+    """``existing`` with ``wanted`` applied, except that no replica count or limit goes down; the
+    second value names each difference kept."""
+    changes: dict[str, Any] = {}
+    kept: list[str] = []
+    for key, value in wanted.items():
+        have = getattr(existing, key)
+        if key in _LIMITS:
+            if _rank(key, value) < _rank(key, have):
+                kept.append(f"{name}: keeps {key}={have} (the layout asks {value}; never lowered)")
+                continue
+            if have is not None and _rank(key, value) == _rank(key, have):
+                continue
+        if have != value:
+            changes[key] = value
+    return replace(existing, **changes), kept
+
+
+def _stream_wanted(cfg: StreamConfig) -> dict[str, Any]:
+    fields = ("subjects", "description", "num_replicas", "max_age", "duplicate_window", "discard",
+              "deny_delete", "deny_purge")  # fmt: skip
+    return {f: getattr(cfg, f) for f in fields if getattr(cfg, f) is not None}
+
+
+def _bucket_wanted(kv: KeyValueConfig) -> dict[str, Any]:
+    return {
+        "num_replicas": kv.replicas,
+        "max_msgs_per_subject": kv.history,
+        "max_age": kv.ttl or 0,
+        "allow_direct": bool(kv.direct),
+    }
+
+
+async def ensure_jetstream(js: JetStreamContext, layout: JetStreamLayout | None = None) -> list[str]:
+    """Create or update every stream and bucket of the platform; returns (and logs) each
+    replica count or limit it kept because the layout would have lowered it."""
     layout = layout or JetStreamLayout()
+    kept: list[str] = []
     for cfg in layout.streams():
         assert cfg.name is not None
-        try:
-            await js.stream_info(cfg.name)
-        except NotFoundError:
-            await js.add_stream(cfg)
-        else:
-            await js.update_stream(cfg)
+        kept += await _ensure_stream(js, cfg.name, lambda c=cfg: js.add_stream(c), _stream_wanted(cfg))
     for kv in layout.buckets():
-        try:
-            await js.create_key_value(kv)
-        except BadRequestError:
-            # The bucket exists with other settings (made by an older version): update its stream.
-            stream = f"KV_{kv.bucket}"
-            info = await js.stream_info(stream)
-            await js.update_stream(replace(info.config, allow_direct=bool(kv.direct)))
+        kept += await _ensure_stream(
+            js, f"KV_{kv.bucket}", lambda k=kv: js.create_key_value(k), _bucket_wanted(kv)
+        )
+    for note in kept:
+        log.warning("%s", note)
+    return kept
+
+
+async def _ensure_stream(js: JetStreamContext, stream: str, create: Any, wanted: dict[str, Any]) -> list[str]:
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        await create()
+        return []
+    merged, kept = merge_stream(info.config, wanted, stream)
+    if merged != info.config:
+        await js.update_stream(merged)
+    return kept

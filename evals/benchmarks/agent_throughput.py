@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -112,9 +111,7 @@ async def raw_consume(
     return seen / elapsed
 
 
-async def agent_consume(
-    url: str, js: JetStreamContext, total: int, *, durable: str, faststream: bool = False
-) -> dict[str, float]:
+async def agent_consume(js: JetStreamContext, total: int, *, durable: str) -> dict[str, float]:
     tools = _NoTools()
     store = await IncidentStore.open(js)
     agent = _EventPathOnly(
@@ -125,20 +122,14 @@ async def agent_consume(
         planner=RulesPlanner(),
         fabric=twin_fabric(FleetTwin(storm_spec())),
     )
-    broker = NatsBroker(url, logger=None)
     base_rss, peak_rss = rss_mb(), rss_mb()
     start = time.perf_counter()
-    if faststream:  # the earlier path, FastStream's batch subscriber
-        agent.subscribe_faststream(broker, durable=durable, batch_size=BATCH)
-        await broker.start()
-    else:
-        await agent.start(durable=durable, batch_size=AGENT_BATCH)
+    await agent.start(durable=durable, batch_size=AGENT_BATCH)
     while agent.events_seen < total:
         peak_rss = max(peak_rss, rss_mb())
         await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - start
     await agent.stop()
-    await broker.stop()
     incidents = await store.list_incidents(limit=10_000)
     return {
         "events_per_s": total / elapsed,
@@ -180,14 +171,10 @@ async def run_rounds(scale: float, rounds: int) -> dict[str, Any]:
             }
             for name, coro in passes.items():
                 runs.setdefault(name, []).append(await coro)
-            for name, faststream in (("agent_faststream", True), ("agent", False)):
-                await reset_incidents(js)
-                result = await agent_consume(
-                    server.url, js, total, durable=f"{name}-{r}", faststream=faststream
-                )
-                runs.setdefault(name, []).append(result["events_per_s"])
-                if not faststream:
-                    last_agent = result
+            await reset_incidents(js)
+            result = await agent_consume(js, total, durable=f"agent-{r}")
+            runs.setdefault("agent", []).append(result["events_per_s"])
+            last_agent = result
         await nc.close()
     return {"events": total, "publish_per_s": publish_rate, "runs": runs, "agent": last_agent}
 
@@ -201,7 +188,7 @@ async def traced_agent(scale: float) -> dict[str, float]:
         await ensure_jetstream(js)
         await publish(js, payloads)
         tracemalloc.start()
-        result = await agent_consume(server.url, js, len(payloads), durable="traced")
+        result = await agent_consume(js, len(payloads), durable="traced")
         result["python_alloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         result["events"] = len(payloads)
         tracemalloc.stop()
@@ -231,8 +218,6 @@ def main() -> None:
         "agent_vs_raw_ack_each": round(med["agent"] / med["raw_ack_each"], 3),
         "agent_vs_raw_ack_each_batch_1024": round(med["agent"] / med["raw_ack_each_1024"], 3),
         "agent_vs_raw_ack_all": round(med["agent"] / med["raw_ack_all"], 3),
-        "agent_before_faststream_batch_events_per_s": round(med["agent_faststream"]),
-        "agent_before_vs_raw_ack_each": round(med["agent_faststream"] / med["raw_ack_each"], 3),
         "all_runs_events_per_s": {name: [round(r) for r in rates] for name, rates in timed["runs"].items()},
         "incidents": agent["incidents"],
         "root_incidents": agent["root_incidents"],

@@ -4,7 +4,7 @@ Measures, against one real nats-server in the same run:
 - parse only: ``KmsgParser`` over a mixed log (10% GPU lines), lines/s;
 - raw JetStream publish of the same lines into GPU_KMSG (``publish_async``), lines/s — the ceiling
   of the shipper side;
-- the kmsg service end to end: lines already in GPU_KMSG consumed by the FastStream batch consumer,
+- the kmsg service end to end: lines already in GPU_KMSG consumed by its batch pull consumer,
   parsed, and published as events with dedupe; lines/s and events/s.
 
 Writes ``evals/out/kmsg_path.json`` and prints a table. Run: ``.venv/bin/python -m evals.benchmarks.kmsg_path``
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import nats
-from faststream.nats import NatsBroker
 
 from aiops.nats_server import EmbeddedNats
 from events import subjects
@@ -73,14 +72,13 @@ async def bench_nats(url: str, lines: list[str], nodes: int) -> dict[str, float]
     await asyncio.gather(*futures)
     publish_rate = len(lines) / (time.perf_counter() - start)
 
-    broker = NatsBroker(url, logger=None)
-    service = KmsgService(broker, batch_size=512)
+    service = KmsgService(js, batch_size=512)
     start = time.perf_counter()
-    await broker.start()
+    await service.start()
     while service.lines_seen < len(lines):  # noqa: ASYNC110 - a harness polling a counter
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - start
-    await broker.stop()
+    await service.stop()
     events = (await js.stream_info(subjects.STREAM_EVENTS)).state.messages
     await nc.close()
     return {

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
-from faststream.nats import NatsBroker
 
 from aiops.nats_server import EmbeddedNats
 from events import subjects
@@ -116,8 +115,7 @@ async def loop_stall(url: str, lines: list[str]) -> dict[str, float]:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await ensure_jetstream(js)
-    broker = NatsBroker(url, logger=None)
-    service = KmsgService(broker, gpu_index=lambda node, pci: 0)
+    service = KmsgService(js, gpu_index=lambda node, pci: 0)
     worst_late = 0.0
     done = asyncio.Event()
 
@@ -129,7 +127,7 @@ async def loop_stall(url: str, lines: list[str]) -> dict[str, float]:
             await asyncio.sleep(0.001)
             worst_late = max(worst_late, loop.time() - due)
 
-    await broker.start()
+    await service.start()
     tick = asyncio.create_task(ticker())
     start = time.perf_counter()
     for i, line in enumerate(lines):
@@ -139,7 +137,7 @@ async def loop_stall(url: str, lines: list[str]) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     done.set()
     await tick
-    await broker.stop()
+    await service.stop()
     await nc.drain()
     return {
         "lines": len(lines),

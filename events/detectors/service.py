@@ -5,6 +5,12 @@ evaluated every ``evaluate_interval_s``; the DCGM source is scraped every ``scra
 Detector time is ``clock()`` (the fleet twin's simulated time in the embedded platform), so windows
 and thresholds mean the same at any simulation speed. A heartbeat that does not validate goes to
 ``gpu.dlq.heartbeat`` with the reason; a failed scrape is logged and retried at the next interval.
+
+Found events are kept in an outbox until JetStream acknowledged them: a publish that fails (a NATS
+server down, a leader election) is retried every round (deduplicated on ``event_id``, so a retry
+never doubles an event), never dropped — unless the outbox passes ``max_outbox`` events, and then the
+oldest are dropped and counted. Evaluation, scraping and publishing fail independently: one failing
+never stops the others.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from nats.aio.client import Client as NatsClient
@@ -22,12 +29,14 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from events import subjects
+from events.backoff import Backoff, is_transient
 from events.dead_letter import DeadLetter, describe, describe_invalid, publish_dead_letter
 from events.detectors.dcgm import DcgmDetector, group_samples
 from events.detectors.exposition import MetricSource, ReadingSource
 from events.detectors.hang import HangDetector
 from events.detectors.throughput import ThroughputDetector
 from events.heartbeat import decode_heartbeats
+from events.liveness import Liveness
 from events.models import AnyEvent, Heartbeat, utcnow
 from events.publish import publish_events
 
@@ -48,6 +57,8 @@ class DetectorService:
         clock: Callable[[], datetime] = utcnow,
         evaluate_interval_s: float = 0.25,
         scrape_interval_s: float = 1.0,
+        max_outbox: int = 100_000,
+        liveness: Liveness | None = None,
     ) -> None:
         self.nc, self.js, self.cluster, self.clock = nc, js, cluster, clock
         self.hang = hang or HangDetector(cluster)
@@ -61,6 +72,11 @@ class DetectorService:
         self.events_published = 0
         self.scrape_errors = 0
         self.evaluate_errors = 0
+        self.publish_errors = 0
+        self.events_dropped = 0
+        self.max_outbox = max_outbox
+        self._outbox: deque[AnyEvent] = deque()
+        self.probe = (liveness or Liveness()).probe("detectors", stale_after_s=30.0)
         self._sub: Subscription | None = None
         self._dead: list[DeadLetter] = []
         self._scraping = asyncio.Lock()
@@ -113,43 +129,98 @@ class DetectorService:
         # directly (the twin in process) skips samples altogether.
         source = self.dcgm_source
         async with self._scraping:
-            if isinstance(source, ReadingSource):
-                readings = await source.read()
-            else:
-                readings = await asyncio.to_thread(group_samples, await source.scrape())
+            try:
+                if isinstance(source, ReadingSource):
+                    readings = await source.read()
+                else:
+                    readings = await asyncio.to_thread(group_samples, await source.scrape())
+            except (OSError, ValueError) as exc:
+                # The exporter is down or answered garbage: retried at the next interval.
+                self.scrape_errors += 1
+                log.warning("DCGM scrape of %s failed: %s", source.where, exc)
+                return await self._publish([])
             found = self.dcgm.observe_readings(readings, self.clock())
         return await self._publish(found)
 
     async def _publish(self, events: Sequence[AnyEvent]) -> int:
+        """Queue ``events`` and publish the outbox; returns how many were found this time. A failed
+        publish leaves the outbox for the next round and raises."""
+        self._outbox.extend(events)
+        overflow = len(self._outbox) - self.max_outbox
+        if overflow > 0:
+            for _ in range(overflow):
+                self._outbox.popleft()
+            self.events_dropped += overflow
+            self.probe.dropped(overflow)
+            log.error("detector outbox full: dropped the %d oldest unpublished events", overflow)
         dead, self._dead = self._dead, []
         for letter in dead:
             await publish_dead_letter(self.js, letter)
-        if not events:
-            return 0
-        await publish_events(self.js, events)
+        await self.flush()
         self.events_published += len(events)
         return len(events)
 
+    async def flush(self) -> int:
+        """Publish every event waiting in the outbox; returns how many were sent."""
+        if not self._outbox:
+            return 0
+        pending = list(self._outbox)
+        try:
+            await publish_events(self.js, pending)
+        except Exception as exc:
+            self.publish_errors += 1
+            self.probe.error(exc)
+            raise
+        for _ in pending:
+            self._outbox.popleft()
+        return len(pending)
+
+    @property
+    def unpublished(self) -> int:
+        return len(self._outbox)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Evaluate and scrape on their intervals until ``stop`` is set."""
+        """Evaluate and scrape on their intervals until ``stop`` is set; a failed round is logged,
+        counted and followed by a backoff, never the end of the loop."""
         loop = asyncio.get_running_loop()
         next_scrape = loop.time()
-        while not stop.is_set():
-            # Evaluating and scraping fail independently: one failing never stops the other.
-            try:
-                await self.evaluate()
-            except Exception:
+        backoff = Backoff(self.evaluate_interval_s, max(5.0, self.evaluate_interval_s))
+        failing = False
+        self.probe.started()
+        try:
+            while not stop.is_set():
+                ok = await self._round("evaluate", self.evaluate)
+                if self.dcgm_source is not None and loop.time() >= next_scrape:
+                    next_scrape = loop.time() + self.scrape_interval_s
+                    ok = await self._round("scrape", self.scrape) and ok
+                if ok:
+                    self.probe.ok()
+                    if failing:
+                        log.info("detector rounds succeed again")
+                    failing = False
+                    backoff.reset()
+                    wait = self.evaluate_interval_s
+                else:
+                    failing = True
+                    wait = backoff.delay()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+        finally:
+            self.probe.stopped()
+
+    async def _round(self, what: str, step: Callable[[], Awaitable[int]]) -> bool:
+        # Evaluating and scraping fail independently: one failing never stops the other.
+        try:
+            await step()
+            return True
+        except Exception as exc:
+            if what == "evaluate":
                 self.evaluate_errors += 1
-                log.exception("heartbeat detector round failed; retrying")
-            if self.dcgm_source is not None and loop.time() >= next_scrape:
-                next_scrape = loop.time() + self.scrape_interval_s
-                try:
-                    await self.scrape()
-                except (OSError, ValueError) as exc:
-                    self.scrape_errors += 1
-                    log.warning("DCGM scrape of %s failed: %s", self.dcgm_source.where, exc)
-                except Exception:
-                    self.scrape_errors += 1
-                    log.exception("DCGM scrape of %s failed", self.dcgm_source.where)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.evaluate_interval_s)
+            else:
+                self.scrape_errors += 1
+            self.probe.error(exc)
+            log.warning(
+                "detector %s failed (%r); %d events held for the next round",
+                what, exc, self.unpublished, exc_info=not is_transient(exc),
+            )  # fmt: skip
+            return False

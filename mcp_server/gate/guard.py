@@ -19,6 +19,9 @@ ones waiting for approval and the breaker's trips too.
 - Crash safety: once the idempotency key is claimed, deciding, acting and recording the outcome
   run shielded from the caller's cancellation, so a caller that dies mid-call (its connection
   dropped) cannot leave a mutation done but unrecorded — the retry is answered from the record.
+- NATS faults: the guard's own reads and writes (idempotency record, policy facts, breaker log,
+  audit) are retried through a transient NATS error (a server of the cluster down, a leader
+  election) with backoff, so a mutation done is never left unaudited or unrecorded by one.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 
 from contracts.refusal import Refusal
 from contracts.tools import ActionChange, ActionOutcome, PolicyView
+from events.backoff import Backoff, retry_transient
 from events.models import AuditRecord, utcnow
 from mcp_server.backends.base import BackendError
 from mcp_server.deps import ServerDeps
@@ -50,6 +54,14 @@ Perform = Callable[[], Awaitable[ActionChange]]
 # The sentences of refusals start with these (for people; programs read the ``Refusal``).
 DENIED = "policy denied"
 APPROVAL_REQUIRED = "policy requires approval for"
+T = TypeVar("T")
+STORE_ATTEMPTS = 40
+"""Tries of one of the guard's NATS reads or writes through a NATS fault (backing off up to 2 s)."""
+
+
+async def steady(op: Callable[[], Awaitable[T]]) -> T:
+    """``op()`` (a NATS read or write of the safety core), retried through transient NATS errors."""
+    return await retry_transient(op, attempts=STORE_ATTEMPTS, backoff=Backoff(0.1, 2.0))
 
 
 class MutationGuard:
@@ -77,7 +89,7 @@ class MutationGuard:
         if keyed:
             assert idempotency_key is not None
             try:
-                earlier = await self.deps.idempotency.claim(scope, idempotency_key, fp)
+                earlier = await steady(lambda: self.deps.idempotency.claim(scope, idempotency_key, fp))
             except KeyInFlight as exc:
                 raise Refused(Refusal(kind="in_flight", reasons=[str(exc)]), str(exc)) from exc
             except IdempotencyConflict as exc:
@@ -102,17 +114,21 @@ class MutationGuard:
         except BaseException:
             if scope is not None:
                 assert call.idempotency_key is not None
-                await self.deps.idempotency.release(scope, call.idempotency_key)
+                key = call.idempotency_key
+                await steady(lambda: self.deps.idempotency.release(scope, key))
             raise
         if scope is not None:
             assert call.idempotency_key is not None
-            await self.deps.idempotency.complete(scope, call.idempotency_key, call.fingerprint, outcome)
+            key = call.idempotency_key
+            await steady(lambda: self.deps.idempotency.complete(scope, key, call.fingerprint, outcome))
         return outcome
 
     async def _decide_and_act(self, call: _Call, perform: Perform) -> ActionOutcome:
         deps, principal, action = self.deps, call.principal, call.action
-        context, facts = await policy_context(
-            deps, action, call.resource, dry_run=call.dry_run, incident_id=call.incident_id
+        context, facts = await steady(
+            lambda: policy_context(
+                deps, action, call.resource, dry_run=call.dry_run, incident_id=call.incident_id
+            )
         )
         context |= call.extra_context
         if facts.trips_breaker and not call.dry_run:
@@ -165,7 +181,7 @@ class MutationGuard:
             idempotency_key=call.idempotency_key,
         )
         if action in TAKES_OUT and change.changed and facts.node is not None:
-            await self._log_take_out(call, facts)
+            await steady(lambda: self._log_take_out(call, facts))
         await self._audit(principal, action, call.arguments, policy, outcome, ok=True)
         return outcome
 
@@ -307,17 +323,19 @@ class MutationGuard:
         error: str | None = None,
         result: str | None = None,
     ) -> None:
-        await audit(
-            self.deps,
-            principal,
-            action,
-            arguments,
-            policy,
-            ok=ok,
-            dry_run=dry_run,
-            result=error or result or (outcome.detail if outcome else "; ".join(policy.reasons)),
-            idempotency_key=outcome.idempotency_key if outcome else arguments.get("idempotency_key"),
-            replayed=outcome.replayed if outcome else False,
+        await steady(
+            lambda: audit(
+                self.deps,
+                principal,
+                action,
+                arguments,
+                policy,
+                ok=ok,
+                dry_run=dry_run,
+                result=error or result or (outcome.detail if outcome else "; ".join(policy.reasons)),
+                idempotency_key=outcome.idempotency_key if outcome else arguments.get("idempotency_key"),
+                replayed=outcome.replayed if outcome else False,
+            )
         )
 
 

@@ -7,7 +7,6 @@ import asyncio
 
 import nats
 import pytest
-from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -110,21 +109,19 @@ class CountingAgent(TriageAgent):
 
     def __init__(self, js: JetStreamContext) -> None:
         self.js, self.seen = js, []
-        self._caught_up, self.consumer, self._starting = asyncio.Event(), None, None
+        self._caught_up, self.consumer = asyncio.Event(), None
 
     async def handle_payloads(self, payloads: list[tuple[str, bytes]]) -> None:
         self.seen.extend(int(d) for _, d in payloads)
 
 
-async def test_the_agent_consumes_while_its_broker_runs_and_its_connection_then_drains_promptly(nats_url, js):
+async def test_the_agent_consumes_until_stopped_and_its_connection_then_drains_promptly(nats_url, js):
     own = await nats.connect(nats_url, drain_timeout=3)
     agent = CountingAgent(own.jetstream())
-    broker = NatsBroker(nats_url, logger=None)
-    agent.subscribe(broker)
-    await broker.start()
+    await agent.start()
     await publish(js, 200)
     await eventually(lambda: len(agent.seen) == 200, within_s=10, what="200 events")
-    await broker.stop()
-    assert agent.consumer is not None and agent.consumer._task is None  # stopped with the broker
+    await agent.stop()
+    assert agent.consumer is not None and not agent.consumer.running
     await own.drain()  # raises DrainTimeoutError if prefetched messages were left in a subscription
     assert own.is_closed
