@@ -35,6 +35,7 @@ from aiops.settings import Settings
 from chatops.notifier import IncidentNotifier
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
+from console.app import Console, build_console
 from contracts.client import McpToolClient
 from events import subjects
 from events.kmsg_service import KmsgService
@@ -136,6 +137,7 @@ class Platform:
     sessions: PrincipalSessions = field(init=False)
     slack: SlackEndpoint | None = field(init=False, default=None)
     notifier: IncidentNotifier | None = field(init=False, default=None)
+    console: Console = field(init=False)
     _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
 
     async def __aenter__(self) -> Platform:
@@ -210,6 +212,8 @@ class Platform:
         )
 
         self._serve_chat(common)
+        # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
+        self.console = build_console(backend, bearer, self.sessions, self.nc, self._stop)
         tools = McpToolClient(await self._agent_client())
         library = RunbookLibrary.load()
         engine = RunbookEngine(tools, await KvRunStore.open(self.js), library)
@@ -296,6 +300,7 @@ class Platform:
     async def _serve_http(self) -> None:
         s = self.settings
         app = self.people_server.streamable_http_app(stateless_http=True, host=s.http_host)
+        app.router.routes.append(self.console.mount())
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="on")
         self._http = _QuietServer(config)
         self._spawn(self._http.serve())
