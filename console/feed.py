@@ -79,7 +79,9 @@ class FleetFeed:
         self._watchers += 1
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll())
-        seen_map, seen_incidents = 0, self.incidents_version
+        # A first ``incidents`` at once: whatever changed between rendering the page and this
+        # connection is not lost.
+        seen_map, seen_incidents = 0, -1
         stop = asyncio.create_task(self._stop.wait())
         try:
             if self.map is None:

@@ -224,7 +224,8 @@ def incident_page(session: Session, incident: dict[str, Any], approvals: list[di
         f'<span class="stage">{stage_of(t["what"])}</span> <strong>{_e(t["what"])}</strong> {_e(t.get("detail"))}</li>'
         for t in i.get("timeline", [])
     )
-    waiting = [a for a in approvals if a.get("incident_id") == i["id"]]
+    parked = {ref["id"] for ref in i.get("pending_approvals", [])}
+    waiting = [a for a in approvals if a["id"] in parked or a.get("incident_id") == i["id"]]
     body = (
         f'<h1>Incident {_e(i["id"])} <span class="status" id="incident-status">{_e(i["status"])}</span></h1>'
         f"<p>{_e(i.get('title') or i['kind'])} · severity {_e(i['severity'])} · "

@@ -26,12 +26,14 @@ FREEZE = [
 
 @asynccontextmanager
 async def console_platform(
-    tmp_path: Path, *, spec: FleetSpec | None = None, **settings: Any
+    tmp_path: Path, *, spec: FleetSpec | None = None, tick: bool = True, **settings: Any
 ) -> AsyncIterator[Platform]:
     config = Settings(http_port=0, http_host="127.0.0.1", tokens=TOKENS, freeze_windows=FREEZE, **settings)
     async with Platform(config, spec=spec, data_dir=tmp_path, serve_http=True, run_clock=False) as platform:
         platform.twin.advance(45 * 60)
         stop = asyncio.Event()
+        if not tick:
+            stop.set()
         clock = asyncio.create_task(ticking(platform, stop))
         try:
             yield platform
