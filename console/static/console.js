@@ -122,6 +122,14 @@ function start() {
     const summary = document.getElementById("fleet-counts");
     if (summary) summary.textContent = counts(map);
   });
+  feed.addEventListener("states", (event) => {
+    if (!map) return;
+    map.states = JSON.parse(event.data).states;
+    if (!canvas) return;
+    placed = draw(canvas, map);
+    const summary = document.getElementById("fleet-counts");
+    if (summary) summary.textContent = counts(map);
+  });
   feed.addEventListener("incidents", () => { refreshFragments(); });
   if (canvas) {
     canvas.addEventListener("mousemove", (event) => {
