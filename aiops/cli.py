@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
+from aiops.audit_cli import register as register_audit
 from aiops.kmsg_cli import kmsg_app
 from aiops.ops_cli import register as register_ops
 from aiops.settings import Settings
@@ -19,6 +20,7 @@ from aiops.settings import Settings
 app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no_args_is_help=True)
 app.add_typer(kmsg_app, name="kmsg")
 register_ops(app)  # approvals, approve, reject, breaker, agent (aiops/ops_cli.py)
+register_audit(app)  # audit, inject (aiops/audit_cli.py)
 
 
 def _logging(verbose: bool) -> None:

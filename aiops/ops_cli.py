@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
 
+from aiops.remote import remote_errors
 from aiops.settings import Settings
 from contracts.client import McpToolClient, ToolResult
 
@@ -57,7 +58,8 @@ def _run(
     url: str | None, token: str | None, tool: str, arguments: dict[str, Any], as_json: bool, show: Render
 ) -> None:
     endpoint, bearer = _endpoint(Settings(), url, token)
-    result = asyncio.run(call_tool(endpoint, bearer, tool, arguments))
+    with remote_errors(endpoint):
+        result = asyncio.run(call_tool(endpoint, bearer, tool, arguments))
     console = Console()
     if not result.ok:
         console.print(

@@ -31,16 +31,23 @@ from console.auth import (
 )
 from console.feed import FleetFeed
 from contracts.client import ToolResult
+from mcp_server import ui
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.identity import BearerTokens
 
 log = logging.getLogger(__name__)
 
 RECENT_INCIDENTS = 30
-STATIC_TYPES = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+STATIC_TYPES = {
+    "heatmap.js": "text/javascript; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
 
 
 def _static(name: str) -> bytes:
+    if name == "heatmap.js":  # one drawing for the console and the MCP App
+        return ui.asset(name).encode()
     return resources.files("console").joinpath("static", name).read_bytes()
 
 

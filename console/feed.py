@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from console.fleetmap import FleetMap, fleet_map
 from events import subjects
 from mcp_server.backends.base import ClusterBackend
+from mcp_server.tools.fleet_map import FleetMap, fleet_map_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class FleetFeed:
 
     async def refresh(self) -> None:
         """Read the fleet now; publish when anything changed."""
-        fresh = await fleet_map(self._backend)
+        fresh = await fleet_map_of(self._backend)
         if self.map is None or fresh != self.map:
             if self.map is None or fresh.nodes != self.map.nodes:
                 self.layout_version += 1

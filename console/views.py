@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from console.auth import Session
-from console.fleetmap import LEGEND
+from mcp_server.tools.fleet_map import LEGEND
 
 STATIC = "/console/static"
 
@@ -38,6 +38,7 @@ def page(title: str, body: str, session: Session | None) -> str:
         f"<title>{_e(title)} · gpu-aiops</title>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="stylesheet" href="{STATIC}/console.css">'
+        f'<script src="{STATIC}/heatmap.js" defer></script>'
         f'<script src="{STATIC}/console.js" defer></script></head><body>'
         f'<header><a href="/console/" class="brand">gpu-aiops</a>{who}</header>'
         f"<main>{flash}{body}</main></body></html>"

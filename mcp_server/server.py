@@ -11,7 +11,7 @@ from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from mcp_server import prompts, protocol, resources
+from mcp_server import prompts, protocol, resources, ui
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.guard import MutationGuard
 from mcp_server.identity import BearerTokens
@@ -20,12 +20,15 @@ from mcp_server.surface import GpuOpsServer
 from mcp_server.tools import (
     advice,
     approvals,
+    audit,
     cluster,
     escalation,
+    fleet_map,
     incidents,
     remediation,
     scheduler,
     telemetry,
+    twin_faults,
 )
 
 Lifespan = Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]
@@ -69,6 +72,7 @@ def build_server(
         auth=auth,
         lifespan=lifespan,
         deps=deps,
+        extensions=[ui.extension()],  # the fleet heatmap and incident card as MCP Apps
     )
     guard = MutationGuard(deps)
     cluster.register(server, deps, guard)
@@ -79,6 +83,9 @@ def build_server(
     incidents.register(server, deps, guard)
     telemetry.register(server, deps)
     advice.register(server, deps)
+    fleet_map.register(server, deps)
+    audit.register(server, deps)
+    twin_faults.register(server, deps)
     resources.register(server, deps)
     prompts.register(server, deps)
     server.live = protocol.install(server, deps)

@@ -1,6 +1,6 @@
-"""Every GPU of the fleet as one cell state, grouped by leaf switch, rack and node.
+"""The ``fleet_map`` tool: every GPU of the fleet as one cell state, grouped by leaf switch, rack and node.
 
-The heatmap (console and MCP App) draws from this. It is compact on purpose: a layout (the nodes in
+The heatmap (the console's and the MCP App's) draws from this. It is compact on purpose: a layout (the nodes in
 leaf/rack/node order with their GPU counts) sent once, and a string of one state letter per GPU in
 layout order, resent whole when anything changes (16 KB at 16,384 GPUs).
 """
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from mcp.server import MCPServer
 from pydantic import BaseModel, Field
 
 from contracts.tools import GpuView, NodeDetail
 from mcp_server.backends.base import ClusterBackend
+from mcp_server.deps import ServerDeps
+from mcp_server.tools._common import READ_ONLY, readable
 
 CellState = Literal["healthy", "degraded", "isolated", "failed", "repair", "spare"]
 
@@ -76,8 +79,18 @@ class FleetMap(BaseModel):
         raise KeyError(node)
 
 
-async def fleet_map(backend: ClusterBackend) -> FleetMap:
+async def fleet_map_of(backend: ClusterBackend) -> FleetMap:
     nodes = sorted(await backend.list_nodes(), key=lambda n: (n.leaf_switch, n.rack, n.name))
     layout = [MapNode(name=n.name, rack=n.rack, leaf=n.leaf_switch, gpus=len(n.gpus)) for n in nodes]
     states = "".join(CODES[cell_state(n, g)] for n in nodes for g in n.gpus)
     return FleetMap(cluster=backend.cluster, nodes=layout, states=states)
+
+
+def register(server: MCPServer, deps: ServerDeps) -> None:
+    @server.tool(annotations=READ_ONLY)
+    async def fleet_map() -> FleetMap:
+        """Every GPU's state in one compact answer, for drawing the fleet: `nodes` in leaf switch,
+        rack and node order with their GPU counts, and `states`, one letter per GPU in that order
+        (h healthy, d degraded, i isolated, f failed, r in repair, s spare). The MCP App of
+        `fleet_health` draws it as a heatmap; for reading, prefer fleet_health and list_nodes."""
+        return await readable(fleet_map_of(deps.backend))
