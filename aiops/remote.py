@@ -13,6 +13,19 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 
+async def _refused(response: httpx2.Response) -> None:
+    # The MCP client turns an HTTP 401/403 into "Server returned an error response" and drops the
+    # status: raise it here so the person reads why.
+    if response.status_code in (401, 403):
+        response.raise_for_status()
+
+
+def http_client(token: str | None, timeout: float = 60) -> httpx2.AsyncClient:
+    """The HTTP client of a command against the platform: the bearer token, and refusals kept."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, event_hooks={"response": [_refused]})
+
+
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
     """The exception, what it wraps (groups, causes, contexts), innermost last."""
     seen: set[int] = set()
