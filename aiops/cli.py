@@ -167,11 +167,30 @@ def slash(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run an on-call /gpu command from the terminal (as in chat), e.g. aiops slash "/gpu status"."""
-    from aiops.slash_cli import render, run_slash
+    from aiops.remote import remote_errors
+    from aiops.slash_cli import TerminalConfirmation, render, run_slash
 
     _logging(verbose)
-    reply = asyncio.run(run_slash(text, Settings(), assume_yes=yes))
+    settings = Settings()
+    confirmation = TerminalConfirmation(yes)
+
+    def interrupt(signum: int, frame: object) -> None:
+        # Not asyncio's own handler (which cancels the run and leaves input() waiting): Ctrl-C at
+        # the confirmation question raises where the person is, and the question says no.
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with remote_errors(settings.mcp_url or "the local fleet twin"):
+            reply = asyncio.run(run_slash(text, settings, assume_yes=yes, confirmation=confirmation))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if confirmation.cancelled:
+        typer.echo("cancelled: nothing was changed", err=True)
+        raise typer.Exit(130)
     typer.echo(render(reply, as_json))
+    if not reply.ok:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class SlashRunner:
         try:
             command = parse(text)
         except UsageError as exc:
-            return Reply(text=str(exc), blocks=[bk.section(str(exc))])
+            return Reply(text=str(exc), blocks=[bk.section(str(exc))], ok=False)
         return await self.run(command)
 
     async def run(self, command: Command) -> Reply:
@@ -162,7 +162,7 @@ class SlashRunner:
 
     async def _decide(self, tool: str, approval_id: str) -> Reply:
         if not await self._has(tool):
-            return Reply(text=f"`{tool}` is not available on this server.")
+            return Reply(text=f"`{tool}` is not available on this server.", ok=False)
         return _outcome(
             tool,
             await self._call(tool, {"approval_id": approval_id, "comment": f"from chat by {self.caller}"}),
@@ -172,7 +172,7 @@ class SlashRunner:
         dry = "--dry-run" in command.flags
         tool = "plan_runbook" if dry else "run_runbook"
         if not await self._has(tool):
-            return Reply(text=f"`{tool}` is not available on this server.")
+            return Reply(text=f"`{tool}` is not available on this server.", ok=False)
         params: dict[str, Any] = {k: int(v) if v.isdigit() else v for k, v in command.params.items()}
         args: dict[str, Any] = {"runbook": command.args["name"], "params": params}
         if not dry:
@@ -193,7 +193,7 @@ def _text_of(result: ToolResult) -> str:
 
 def _error(what: str, result: ToolResult) -> Reply:
     message = result.text.removeprefix(f"Error executing tool {what}: ")
-    return Reply(text=f"{what} failed: {message}", blocks=[bk.section(f":warning: {message}")])
+    return Reply(text=f"{what} failed: {message}", blocks=[bk.section(f":warning: {message}")], ok=False)
 
 
 def _outcome(tool: str, result: ToolResult) -> Reply:

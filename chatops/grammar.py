@@ -78,7 +78,7 @@ def parse(text: str) -> Command:
         words = shlex.split(text.strip())
     except ValueError as exc:
         raise UsageError(f"I could not read that command ({exc}). Try `/gpu help`.") from None
-    if words and words[0] == "/gpu":
+    if words and words[0] in ("/gpu", "gpu"):  # typed in a terminal, the slash is easy to leave out
         words = words[1:]
     if not words:
         return Command("help", {})
