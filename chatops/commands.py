@@ -85,14 +85,19 @@ class SlashRunner:
         return Reply(text=text, blocks=[bk.header("Fleet health"), bk.section(text)])
 
     async def incidents(self, command: Command) -> Reply:
-        listed = await self._call("list_incidents", {"status": ACTIVE, "limit": 20})
+        everything = "--all" in command.flags
+        query: dict[str, Any] = {"limit": 20} if everything else {"status": ACTIVE, "limit": 20}
+        listed = await self._call("list_incidents", query)
         if not listed.ok:
             return _error("list_incidents", listed)
         found = (listed.structured or {}).get("incidents", [])
         if not found:
-            return Reply(
-                text="No active incidents.", blocks=[bk.section(":white_check_mark: No active incidents.")]
+            none = (
+                "No incidents."
+                if everything
+                else "No active incidents (`/gpu incidents --all` for the rest)."
             )
+            return Reply(text=none, blocks=[bk.section(f":white_check_mark: {none}")])
         lines = [
             f"{SEVERITY_ICON.get(i['severity'], '')} `{i['id']}` *{i['status']}* {i['title']}"
             + (f" — root cause {i['root_cause']}" if i.get("root_cause") else "")
@@ -100,7 +105,10 @@ class SlashRunner:
         ]
         return Reply(
             text="\n".join(lines),
-            blocks=[bk.header(f"{len(found)} active incidents"), bk.section("\n".join(lines))],
+            blocks=[
+                bk.header(f"{len(found)} {'recent' if everything else 'active'} incidents"),
+                bk.section("\n".join(lines)),
+            ],
         )
 
     async def incident(self, command: Command) -> Reply:

@@ -32,7 +32,12 @@ SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
         Spec("status", (), "fleet health at a glance"),
-        Spec("incidents", (), "open incidents, newest first"),
+        Spec(
+            "incidents",
+            (),
+            "open incidents, newest first (--all: mitigated and resolved too)",
+            flags=("--all",),
+        ),
         Spec("incident", ("id",), "one incident: root cause, plan, actions, timeline"),
         Spec("node", ("name",), "one node: GPUs, jobs, cordon"),
         Spec("triage", ("node",), "what is wrong with a node and what to do about it"),

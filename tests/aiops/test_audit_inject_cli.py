@@ -25,7 +25,12 @@ async def test_inject_then_audit_and_the_errors_are_readable(tmp_path: Path) -> 
     async with running(tmp_path, http=True) as platform:
         env = as_operator(platform)
         injected = await cli(env, "inject", "xid", "--node", "node-003", "--gpu", "3", "--xid", "79")
-        await incident_where(platform, lambda i: bool(i.actions), what="the agent to act on the Xid")
+        acted = await incident_where(
+            platform,
+            lambda i: i.status not in ("open", "mitigating"),
+            what="the agent to finish with the Xid",
+        )
+        every_incident = await cli(env, "slash", "gpu incidents --all")
         trail = await cli(env, "audit", "--node", "node-003")
         mine = await cli(env, "audit", "--principal", "olga", "--tool", "inject_fault", "--json")
         wrong_token = await cli({**env, "AIOPS_MCP_TOKEN": "not-a-token-anyone-has"}, "audit")
@@ -33,6 +38,7 @@ async def test_inject_then_audit_and_the_errors_are_readable(tmp_path: Path) -> 
     down = await cli({**env, "AIOPS_MCP_URL": f"http://127.0.0.1:{_closed_port()}/mcp"}, "approvals")
 
     assert injected[0] == 0 and "injected: Xid 79 on node-003/gpu3" in injected[1]
+    assert every_incident[0] == 0 and acted.id in every_incident[1] and "*" not in every_incident[1]
     assert trail[0] == 0
     assert "olga (operator)  inject_fault" in trail[1] and "triage-agent (agent)  isolate_gpu" in trail[1]
     records = json.loads(mine[1])["records"]
