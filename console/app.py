@@ -55,7 +55,7 @@ class ToolRefused(Exception):
     def __init__(self, tool: str, result: ToolResult) -> None:
         super().__init__(result.text)
         self.tool = tool
-        self.text = result.text or f"{tool} failed"
+        self.text = (result.text or f"{tool} failed").removeprefix(f"Error executing tool {tool}: ")
 
 
 class Console:
