@@ -213,7 +213,9 @@ class Platform:
 
         self._serve_chat(common)
         # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
-        self.console = build_console(backend, bearer, self.sessions, self.nc, self._stop)
+        self.console = build_console(
+            backend, bearer, self.sessions, self.nc, self._stop, JetStreamAudit(self.js)
+        )
         tools = McpToolClient(await self._agent_client())
         library = RunbookLibrary.load()
         engine = RunbookEngine(tools, await KvRunStore.open(self.js), library)

@@ -31,8 +31,11 @@ from console.auth import (
 )
 from console.feed import FleetFeed
 from contracts.client import ToolResult
+from events.models import AuditRecord
 from mcp_server import ui
 from mcp_server.backends.base import ClusterBackend
+from mcp_server.gate.audit import AuditSink
+from mcp_server.gate.policy import Principal
 from mcp_server.identity import BearerTokens
 
 log = logging.getLogger(__name__)
@@ -65,8 +68,10 @@ class Console:
         tokens: BearerTokens,
         sessions: PrincipalSessions,
         feed: FleetFeed,
+        audit: AuditSink | None = None,
     ) -> None:
         self.backend = backend
+        self.audit = audit
         self.auth = ConsoleAuth(tokens)
         self.sessions = sessions
         self.feed = feed
@@ -141,6 +146,7 @@ class Console:
             response = RedirectResponse("/console/", status_code=303, headers=SECURITY_HEADERS)
             principal = self.auth.login(token if isinstance(token, str) else "", response, request)
         except Refused as refused:
+            await self._audit_login(request, refused.principal, refused.message, allowed=False)
             fresh = login_csrf(request)
             page = self._html(views.login_page(fresh, f"{refused.status}: {refused.message}"), refused.status)
             page.set_cookie(
@@ -153,7 +159,29 @@ class Console:
             )
             return page
         log.info("console: %s (%s) logged in", principal.id, principal.role)
+        await self._audit_login(request, principal, "session started")
         return response
+
+    async def _audit_login(
+        self, request: Request, principal: Principal | None, result: str, *, allowed: bool = True
+    ) -> None:
+        """Logins land in the audit trail too: who opened a console session, and refused attempts."""
+        if self.audit is None:
+            return
+        client = request.client.host if request.client else "unknown"
+        await self.audit.record(
+            AuditRecord(
+                cluster=self.backend.cluster,
+                principal=principal.id if principal else "unknown",
+                role=principal.role if principal else "none",
+                tool="console_login",
+                arguments={"client": client},
+                decision="allow" if allowed else "deny",
+                reasons=[] if allowed else [result],
+                ok=allowed,
+                result=result,
+            )
+        )
 
     async def logout(self, request: Request) -> Response:
         try:
@@ -261,6 +289,11 @@ class Console:
 
 
 def build_console(
-    backend: ClusterBackend, tokens: BearerTokens, sessions: PrincipalSessions, nc: Any, stop: asyncio.Event
+    backend: ClusterBackend,
+    tokens: BearerTokens,
+    sessions: PrincipalSessions,
+    nc: Any,
+    stop: asyncio.Event,
+    audit: AuditSink | None = None,
 ) -> Console:
-    return Console(backend, tokens, sessions, FleetFeed(backend, nc, stop))
+    return Console(backend, tokens, sessions, FleetFeed(backend, nc, stop), audit)

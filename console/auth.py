@@ -45,10 +45,11 @@ SECURITY_HEADERS = {
 class Refused(Exception):
     """A request the console turns away before any tool sees it (status, one readable line)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, principal: Principal | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.principal = principal  # who it was, when the token was known
 
 
 @dataclass
@@ -97,7 +98,9 @@ class ConsoleAuth:
         if principal is None:
             raise Refused(401, "token not accepted")
         if principal.kind != "person":
-            raise Refused(403, f"{principal.id} is an {principal.kind} principal; the console is for people")
+            raise Refused(
+                403, f"{principal.id} is an {principal.kind} principal; the console is for people", principal
+            )
         sid = secrets.token_urlsafe(32)
         self._sessions[sid] = Session(
             principal=principal, csrf=secrets.token_urlsafe(32), expires=time.monotonic() + SESSION_TTL_S

@@ -9,9 +9,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from mcp_server.gate.policy import Principal
 from tests.console.support import AGENT, OPERATOR, VIEWER, console_platform, console_url
 
 pytestmark = pytest.mark.slow
+
+OLGA = Principal(id="olga", role="operator", kind="person")
 
 
 def _csrf(html: str) -> str:
@@ -62,6 +65,8 @@ async def test_the_front_door(tmp_path: Path) -> None:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as viewer:
             await _login(viewer, base, origin, VIEWER)
             viewer_home = await (await viewer.get(f"{base}/")).text()
+        async with platform.sessions.session(OLGA) as tools:
+            logins = (await tools.call("audit_log", {"tool": "console_login"})).structured["records"]
 
     assert anonymous.status == 303 and anonymous.headers["Location"] == "/console/login"
     assert token_in_url.status == 303  # a token in a URL logs nobody in
@@ -82,3 +87,10 @@ async def test_the_front_door(tmp_path: Path) -> None:
     assert unknown_asset.status == 404
     assert "olga (operator)" in home_text
     assert "vera (viewer)" in viewer_home and 'class="approve"' not in viewer_home
+    trail = [(r["principal"], r["decision"], r["result"]) for r in reversed(logins)]
+    assert trail == [
+        ("unknown", "deny", "token not accepted"),
+        ("bot", "deny", "bot is an agent principal; the console is for people"),
+        ("olga", "allow", "session started"),
+        ("vera", "allow", "session started"),
+    ]
