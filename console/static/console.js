@@ -12,14 +12,15 @@ async function refreshFragments() {
   for (const section of document.querySelectorAll("[data-fragment]")) {
     if (busy(section)) continue;
     const response = await fetch(`/console/fragments/${section.dataset.fragment}`, { credentials: "same-origin" });
-    if (response.ok) section.innerHTML = await response.text();
+    const html = response.ok ? await response.text() : null;
+    if (html !== null && !busy(section)) section.innerHTML = html; // typing may have begun meanwhile
   }
   const incident = document.querySelector("[data-incident-page]");
   if (incident && !busy(incident)) {
     const response = await fetch(location.pathname, { credentials: "same-origin" });
     if (response.ok) {
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector("[data-incident-page]");
-      if (fresh) incident.replaceWith(fresh);
+      if (fresh && !busy(incident)) incident.replaceWith(fresh);
     }
   }
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);

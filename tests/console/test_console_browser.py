@@ -135,7 +135,10 @@ async def test_fault_turns_red_operator_approves_viewer_and_cross_site_cannot(tm
     assert "cross-site request refused" in cross_site_text
     assert approval in still_pending  # none of the refused attempts decided it
     assert f"approved isolate_gpu on node-003/gpu3 (approval {approval}" in flash
-    assert f"{approval} approved by olga: GPU is gone, go; the run resumes" in timeline
+    approved = [line for line in timeline.splitlines() if approval in line and "approved by" in line]
+    assert approved and approved[0].endswith(
+        f"{approval} approved by olga: GPU is gone, go; the run resumes"
+    ), approved
     decided = [(r["principal"], r["tool"], r["decision"]) for r in audit if r["tool"] == "approve_action"]
     assert ("vera", "approve_action", "deny") in decided
     assert ("olga", "approve_action", "allow") in decided
