@@ -19,7 +19,7 @@ import gc
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +30,7 @@ from mcp.server import MCPServer
 from nats.js import JetStreamContext
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from agents.claude import ClaudeLimits
 from agents.facts import Facts
@@ -207,12 +208,15 @@ async def _metrics(_: Request) -> Response:
 
 
 @asynccontextmanager
-async def serve_http(server: MCPServer, host: str, port: int) -> AsyncIterator[str]:
+async def serve_http(
+    server: MCPServer, host: str, port: int, *, mounts: Sequence[BaseRoute] = ()
+) -> AsyncIterator[str]:
     """Serve ``server`` over streamable HTTP (stateless: any replica answers any request) with the
-    platform's ``GET /metrics`` (Prometheus text) on the same port until the block ends; yields the
-    MCP URL."""
+    platform's ``GET /metrics`` (Prometheus text) and ``mounts`` (the fleet console) on the same
+    port until the block ends; yields the MCP URL."""
     server.custom_route("/metrics", methods=["GET"])(_metrics)
     app = server.streamable_http_app(stateless_http=True, host=host)
+    app.router.routes.extend(mounts)
     http = _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(http.serve(), name="HTTP")
     try:

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from aiops.audit_cli import register as register_audit
 from aiops.kmsg_cli import kmsg_app
 from aiops.node_cli import node
 from aiops.ops_cli import register as register_ops
@@ -26,6 +27,7 @@ app = typer.Typer(help="gpu-aiops: triage and remediation for GPU clusters.", no
 app.add_typer(kmsg_app, name="kmsg")
 register_ops(app)  # approvals, approve, reject, breaker, agent (aiops/ops_cli.py)
 app.command("node")(node)  # the node agent (aiops/node_cli.py)
+register_audit(app)  # audit, inject (aiops/audit_cli.py)
 
 
 def _logging(verbose: bool, fmt: str = "text", default: str = "WARNING") -> None:
@@ -241,11 +243,30 @@ def slash(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run an on-call /gpu command from the terminal (as in chat), e.g. aiops slash "/gpu status"."""
-    from aiops.slash_cli import render, run_slash
+    from aiops.remote import remote_errors
+    from aiops.slash_cli import TerminalConfirmation, render, run_slash
 
     _logging(verbose)
-    reply = asyncio.run(run_slash(text, Settings(), assume_yes=yes))
+    settings = Settings()
+    confirmation = TerminalConfirmation(yes)
+
+    def interrupt(signum: int, frame: object) -> None:
+        # Not asyncio's own handler (which cancels the run and leaves input() waiting): Ctrl-C at
+        # the confirmation question raises where the person is, and the question says no.
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with remote_errors(settings.mcp_url or "the local fleet twin"):
+            reply = asyncio.run(run_slash(text, settings, assume_yes=yes, confirmation=confirmation))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if confirmation.cancelled:
+        typer.echo("cancelled: nothing was changed", err=True)
+        raise typer.Exit(130)
     typer.echo(render(reply, as_json))
+    if not reply.ok:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx2
 import typer
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from rich.console import Console
 
+from aiops.remote import http_client, remote_errors
 from aiops.settings import Settings
 from contracts.client import McpToolClient, ToolResult
 
@@ -46,9 +46,7 @@ def _endpoint(settings: Settings, url: str | None, token: str | None) -> tuple[s
 async def call_tool(url: str, token: str, tool: str, arguments: dict[str, Any]) -> ToolResult:
     """One MCP tool call as the token's principal."""
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-        )
+        http = await stack.enter_async_context(http_client(token))
         client = await stack.enter_async_context(Client(streamable_http_client(url, http_client=http)))
         return await McpToolClient(client).call(tool, arguments)
 
@@ -57,7 +55,8 @@ def _run(
     url: str | None, token: str | None, tool: str, arguments: dict[str, Any], as_json: bool, show: Render
 ) -> None:
     endpoint, bearer = _endpoint(Settings(), url, token)
-    result = asyncio.run(call_tool(endpoint, bearer, tool, arguments))
+    with remote_errors(endpoint):
+        result = asyncio.run(call_tool(endpoint, bearer, tool, arguments))
     console = Console()
     if not result.ok:
         said = result.text.removeprefix(f"Error executing tool {tool}: ")

@@ -53,6 +53,7 @@ from chatops.notifier import IncidentNotifier
 from chatops.replay import KvReplayGuard
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
+from console.app import Console, build_console
 from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
@@ -121,6 +122,7 @@ class Platform:
     slack: SlackEndpoint | None = field(init=False, default=None)
     notifier: IncidentNotifier | None = field(init=False, default=None)
     liveness: Liveness = field(init=False, default_factory=Liveness)
+    console: Console = field(init=False)
     _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
 
     @property
@@ -222,6 +224,10 @@ class Platform:
         self.people_server = build_server(s, deps, tokens=tokens.bearer)
         self._serve_chat(deps)
 
+        # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
+        self.console = build_console(
+            backends.cluster, tokens.bearer, self.sessions, self.nc, self._stop, JetStreamAudit(self.js)
+        )
         tools = McpToolClient(await self._agent_client())
         self.agent = await build_agent(
             s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
@@ -288,7 +294,7 @@ class Platform:
             for route in health_routes(self.nc, self.js, self.liveness, layout):
                 self.people_server.custom_route(route.path, methods=["GET"])(route.endpoint)
             self.http_url = await self._stack.enter_async_context(
-                serve_http(self.people_server, s.http_host, s.http_port)
+                serve_http(self.people_server, s.http_host, s.http_port, mounts=[self.console.mount()])
             )
         resumed = await self.agent.resume() if s.embedded_agent else 0
         if resumed:

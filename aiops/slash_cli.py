@@ -8,15 +8,16 @@ it) — else against a fleet twin of its own as ``AIOPS_MCP_PRINCIPAL``/``AIOPS_
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import httpx2
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
+from aiops.remote import http_client
 from aiops.settings import Settings
 from aiops.standalone import build_standalone_server
 from chatops.blocks import Reply
@@ -31,27 +32,41 @@ class TerminalConfirmation:
     def __init__(self, assume_yes: bool, ask: Callable[[str], str] | None = None) -> None:
         self.assume_yes = assume_yes
         self.ask = ask if ask is not None else (input if sys.stdin.isatty() else None)
+        self.cancelled = False
+        """The person pressed Ctrl-C (or closed the input) at the question: nothing was done."""
 
     async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         if self.assume_yes:
             return types.ElicitResult(action="accept", content={"confirm": True})
         if self.ask is None:
             return types.ElicitResult(action="decline")
-        answer = self.ask(f"{params.message}\nGo ahead? [y/N] ").strip().lower()
+        question = params.message.rstrip()
+        if not question.endswith("?"):
+            question += "\nGo ahead?"
+        try:
+            answer = self.ask(f"{question} [y/N] ").strip().lower()
+        except (KeyboardInterrupt, EOFError):
+            self.cancelled = True
+            return types.ElicitResult(action="cancel")
         if answer in ("y", "yes"):
             return types.ElicitResult(action="accept", content={"confirm": True})
         return types.ElicitResult(action="decline")
 
 
-async def run_slash(text: str, settings: Settings, *, assume_yes: bool = False) -> Reply:
+async def run_slash(
+    text: str,
+    settings: Settings,
+    *,
+    assume_yes: bool = False,
+    confirmation: TerminalConfirmation | None = None,
+) -> Reply:
     async with AsyncExitStack() as stack:
         if settings.mcp_url:
-            headers = {"Authorization": f"Bearer {settings.mcp_token}"} if settings.mcp_token else {}
-            http = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=60))
+            http = await stack.enter_async_context(http_client(settings.mcp_token))
             client = await stack.enter_async_context(
                 Client(
                     streamable_http_client(settings.mcp_url, http_client=http),
-                    elicitation_callback=TerminalConfirmation(assume_yes),
+                    elicitation_callback=confirmation or TerminalConfirmation(assume_yes),
                 )
             )
             caller = "terminal"
@@ -62,5 +77,15 @@ async def run_slash(text: str, settings: Settings, *, assume_yes: bool = False) 
         return await SlashRunner(McpToolClient(client), caller=caller).run_text(text)
 
 
+_EMOJI = re.compile(r"(?<![\w:]):[a-z][a-z0-9_+-]*:(?![\w:]) ?")
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+_CODE = re.compile(r"`([^`\n]+)`")
+
+
+def plain(text: str) -> str:
+    """Slack's mrkdwn for a terminal: no emoji codes, no *bold* or `code` marks."""
+    return _CODE.sub(r"\1", _BOLD.sub(r"\1", _EMOJI.sub("", text)))
+
+
 def render(reply: Reply, as_json: bool) -> str:
-    return json.dumps(reply.slack(), indent=2) if as_json else reply.text
+    return json.dumps(reply.slack(), indent=2) if as_json else plain(reply.text)

@@ -16,6 +16,9 @@ class Reply(BaseModel):
     text: str
     blocks: list[Block] = Field(default_factory=list)
     response_type: Literal["ephemeral", "in_channel"] = "ephemeral"
+    ok: bool = Field(
+        default=True, exclude=True, description="false: the command was not understood or failed"
+    )
 
     def slack(self) -> dict[str, Any]:
         return {"response_type": self.response_type, "text": self.text[:MAX_SECTION], "blocks": self.blocks}

@@ -44,7 +44,7 @@ class SlashRunner:
         try:
             command = parse(text)
         except UsageError as exc:
-            return Reply(text=str(exc), blocks=[bk.section(str(exc))])
+            return Reply(text=str(exc), blocks=[bk.section(str(exc))], ok=False)
         return await self.run(command)
 
     async def run(self, command: Command) -> Reply:
@@ -85,14 +85,19 @@ class SlashRunner:
         return Reply(text=text, blocks=[bk.header("Fleet health"), bk.section(text)])
 
     async def incidents(self, command: Command) -> Reply:
-        listed = await self._call("list_incidents", {"status": ACTIVE, "limit": 20})
+        everything = "--all" in command.flags
+        query: dict[str, Any] = {"limit": 20} if everything else {"status": ACTIVE, "limit": 20}
+        listed = await self._call("list_incidents", query)
         if not listed.ok:
             return _error("list_incidents", listed)
         found = (listed.structured or {}).get("incidents", [])
         if not found:
-            return Reply(
-                text="No active incidents.", blocks=[bk.section(":white_check_mark: No active incidents.")]
+            none = (
+                "No incidents."
+                if everything
+                else "No active incidents (`/gpu incidents --all` for the rest)."
             )
+            return Reply(text=none, blocks=[bk.section(f":white_check_mark: {none}")])
         lines = [
             f"{SEVERITY_ICON.get(i['severity'], '')} `{i['id']}` *{i['status']}* {i['title']}"
             + (f" — root cause {i['root_cause']}" if i.get("root_cause") else "")
@@ -100,7 +105,10 @@ class SlashRunner:
         ]
         return Reply(
             text="\n".join(lines),
-            blocks=[bk.header(f"{len(found)} active incidents"), bk.section("\n".join(lines))],
+            blocks=[
+                bk.header(f"{len(found)} {'recent' if everything else 'active'} incidents"),
+                bk.section("\n".join(lines)),
+            ],
         )
 
     async def incident(self, command: Command) -> Reply:
@@ -162,7 +170,7 @@ class SlashRunner:
 
     async def _decide(self, tool: str, approval_id: str) -> Reply:
         if not await self._has(tool):
-            return Reply(text=f"`{tool}` is not available on this server.")
+            return Reply(text=f"`{tool}` is not available on this server.", ok=False)
         return _outcome(
             tool,
             await self._call(tool, {"approval_id": approval_id, "comment": f"from chat by {self.caller}"}),
@@ -172,7 +180,7 @@ class SlashRunner:
         dry = "--dry-run" in command.flags
         tool = "plan_runbook" if dry else "run_runbook"
         if not await self._has(tool):
-            return Reply(text=f"`{tool}` is not available on this server.")
+            return Reply(text=f"`{tool}` is not available on this server.", ok=False)
         params: dict[str, Any] = {k: int(v) if v.isdigit() else v for k, v in command.params.items()}
         args: dict[str, Any] = {"runbook": command.args["name"], "params": params}
         if not dry:
@@ -204,13 +212,13 @@ def _error(what: str, result: ToolResult) -> Reply:
     message = result.text.removeprefix(f"Error executing tool {what}: ")
     refusal = result.refusal
     if refusal is None:
-        return Reply(text=f"{what} failed: {message}", blocks=[bk.section(f":warning: {message}")])
+        return Reply(text=f"{what} failed: {message}", blocks=[bk.section(f":warning: {message}")], ok=False)
     blocks = [bk.section(f"{REFUSAL_ICON[refusal.kind]} {message}")]
     if refusal.approval_id and refusal.kind == "approval_required":
         blocks.append(bk.context(f"approval {refusal.approval_id}: `/gpu approve {refusal.approval_id}`"))
     elif refusal.rule:
         blocks.append(bk.context(f"policy {refusal.rule}"))
-    return Reply(text=f"{what} refused: {message}", blocks=blocks)
+    return Reply(text=f"{what} refused: {message}", blocks=blocks, ok=False)
 
 
 def _outcome(tool: str, result: ToolResult) -> Reply:

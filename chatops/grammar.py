@@ -32,7 +32,12 @@ SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
         Spec("status", (), "fleet health at a glance"),
-        Spec("incidents", (), "open incidents, newest first"),
+        Spec(
+            "incidents",
+            (),
+            "open incidents, newest first (--all: mitigated and resolved too)",
+            flags=("--all",),
+        ),
         Spec("incident", ("id",), "one incident: root cause, plan, actions, timeline"),
         Spec("node", ("name",), "one node: GPUs, jobs, cordon"),
         Spec("triage", ("node",), "what is wrong with a node and what to do about it"),
@@ -78,7 +83,7 @@ def parse(text: str) -> Command:
         words = shlex.split(text.strip())
     except ValueError as exc:
         raise UsageError(f"I could not read that command ({exc}). Try `/gpu help`.") from None
-    if words and words[0] == "/gpu":
+    if words and words[0] in ("/gpu", "gpu"):  # typed in a terminal, the slash is easy to leave out
         words = words[1:]
     if not words:
         return Command("help", {})

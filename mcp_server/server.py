@@ -11,7 +11,7 @@ from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from mcp_server import prompts, protocol, resources
+from mcp_server import prompts, protocol, resources, ui
 from mcp_server.deps import ServerDeps
 from mcp_server.identity import BearerTokens
 from mcp_server.read_only import ReadOnlyGate
@@ -19,12 +19,15 @@ from mcp_server.surface import GpuOpsServer
 from mcp_server.tools import (
     advice,
     approvals,
+    audit,
     cluster,
     escalation,
+    fleet_map,
     incidents,
     remediation,
     scheduler,
     telemetry,
+    twin_faults,
 )
 
 Lifespan = Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]
@@ -68,9 +71,14 @@ def build_server(
         auth=auth,
         lifespan=lifespan,
         deps=deps,
+        extensions=[ui.extension()],  # the fleet heatmap and incident card as MCP Apps
     )
     for tools in (cluster, scheduler, remediation, escalation, approvals, incidents, telemetry, advice):
         tools.register(server)
+    # Tools of the console's era, still registered with the server's dependencies.
+    fleet_map.register(server, deps)
+    audit.register(server, deps)
+    twin_faults.register(server, deps)
     resources.register(server, deps)
     prompts.register(server, deps)
     server.live = protocol.install(server, deps)

@@ -52,6 +52,7 @@ from mcp_server.deps import ServerDeps
 from mcp_server.gate.refused import READ_ONLY_POLICY, refusal_in, refused_result
 from mcp_server.protocol import Live
 from mcp_server.read_only import audit_hidden_call
+from mcp_server.ui import ui_meta
 
 _DEFS_PREFIX = "#/$defs/"
 # Keys whose values are data, not sub-schemas: never rewrite inside them.
@@ -82,6 +83,7 @@ class GpuOpsServer(MCPServer[Any]):
         structured_output: bool | None = None,
     ) -> None:
         text = inspect.cleandoc(description if description is not None else fn.__doc__ or "")
+        meta = meta or ui_meta(name or fn.__name__)  # the MCP App a tool shows (mcp_server/ui)
         super().add_tool(
             fn,
             name=name,

@@ -1,6 +1,6 @@
 """The import rules of docs/architecture.md, checked on every module: no import runs back up a floor.
 
-Floors, from the top: evals → aiops → chatops → agents and mcp_server (side by side) → runbooks →
+Floors, from the top: evals → aiops → chatops and console (front doors) → agents and mcp_server (side by side) → runbooks →
 contracts, events, fleet, skills. A package imports only packages on floors below it (and the
 bottom floor only ``contracts`` → ``events``, and ``fleet`` → the DCGM vocabulary
 ``events.dcgm_fields``); only the twin's backend adapter
@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BOTTOM = {"contracts", "events", "fleet", "skills"}
 MAY_IMPORT: dict[str, set[str]] = {
-    "evals": {"aiops", "chatops", "agents", "mcp_server", "runbooks"} | BOTTOM,
-    "aiops": {"chatops", "agents", "mcp_server", "runbooks"} | BOTTOM,
+    "evals": {"aiops", "chatops", "console", "agents", "mcp_server", "runbooks"} | BOTTOM,
+    "aiops": {"chatops", "console", "agents", "mcp_server", "runbooks"} | BOTTOM,
+    "console": {"chatops", "mcp_server", "runbooks"} | BOTTOM,
     "chatops": {"agents", "mcp_server", "runbooks"} | BOTTOM,
     "agents": {"runbooks"} | BOTTOM,
     "mcp_server": {"runbooks"} | BOTTOM,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from events import subjects
 from events.models import AuditRecord
@@ -12,6 +13,13 @@ from events.models import AuditRecord
 
 class AuditSink(Protocol):
     async def record(self, entry: AuditRecord) -> None: ...
+
+    async def read(self) -> list[AuditRecord]:
+        """Every record kept, oldest first (the ``audit_log`` tool filters them)."""
+        ...
+
+
+READ_BATCH = 500
 
 
 class JetStreamAudit:
@@ -23,6 +31,24 @@ class JetStreamAudit:
     async def record(self, entry: AuditRecord) -> None:
         await self._js.publish(subjects.audit(entry.cluster), entry.model_dump_json().encode())
 
+    async def read(self) -> list[AuditRecord]:
+        info = await self._js.stream_info(subjects.STREAM_AUDIT)
+        if not info.state.messages:
+            return []
+        sub = await self._js.pull_subscribe(
+            "gpu.audit.>", durable=None, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        records: list[AuditRecord] = []
+        try:
+            remaining = (await sub.consumer_info()).num_pending or 0
+            while remaining > 0:
+                batch = await sub.fetch(min(remaining, READ_BATCH), timeout=5)
+                records += [AuditRecord.model_validate_json(m.data) for m in batch]
+                remaining -= len(batch)
+        finally:
+            await sub.unsubscribe()
+        return records
+
 
 class MemoryAudit:
     """For a standalone MCP server with no NATS (``aiops mcp`` on its own) and for tests."""
@@ -32,3 +58,6 @@ class MemoryAudit:
 
     async def record(self, entry: AuditRecord) -> None:
         self.entries.append(entry)
+
+    async def read(self) -> list[AuditRecord]:
+        return list(self.entries)

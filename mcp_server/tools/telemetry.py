@@ -31,6 +31,8 @@ from mcp_server.tools.fleet_health import FleetHealth, fleet_health_of
 MAX_PROMQL_CHARS = 2000
 THROTTLE_BITS = 0x8 | 0x20 | 0x40 | 0x80  # HW slowdown, SW thermal, HW thermal, power brake
 
+DEFAULT_POINTS = 12
+
 
 class Offender(BaseModel):
     target: str = Field(description="'<node>/<gpu>' or '<node>'")
@@ -124,16 +126,20 @@ async def gpu_metrics(
     window_minutes: Annotated[
         float, Field(gt=0, le=MAX_WINDOW_S / 60, description="look back this far")
     ] = 60,
-    step_s: Annotated[float, Field(ge=1, le=3600, description="resolution of the series")] = 60,
+    step_s: Annotated[
+        float | None,
+        Field(ge=1, le=3600, description=f"resolution; default: the window in {DEFAULT_POINTS} steps"),
+    ] = None,
 ) -> GpuMetrics:
     """DCGM fields of a node's GPUs over a time window (series with min, max and last), e.g.
-    GPU temperature, power, clock-throttle reasons, ECC counters. Points are capped at 500 per
-    series (the step grows to fit)."""
+    GPU temperature, power, clock-throttle reasons, ECC counters. By default each series has
+    about 12 points over the window (pass step_s for more); at most 500 (the step grows to fit)."""
     deps = deps_of(ctx)
     backend, telemetry = deps.backend, deps.telemetry
     await readable(backend.get_node(node))
     window_s = window_minutes * 60
-    step = max(step_s, window_s / MAX_POINTS)
+    # A bounded default answer (8 GPUs x 4 fields x 12 points); ask for a finer step when needed.
+    step = max(step_s or window_s / DEFAULT_POINTS, window_s / MAX_POINTS)
     series = await readable(telemetry.gpu_metrics(node, gpus, list(fields or DEFAULT_FIELDS), window_s, step))
     note = None
     if telemetry.kind == "twin" and window_s > 0:

@@ -8,6 +8,8 @@ from chatops.grammar import SPECS, UsageError, parse, usage
     [
         ("status", "status", {}),
         ("/gpu incidents", "incidents", {}),
+        ("/gpu incidents --all", "incidents", {}),
+        ("gpu incidents", "incidents", {}),
         ("incident inc-1a2b", "incident", {"id": "inc-1a2b"}),
         ("NODE node-003", "node", {"name": "node-003"}),
         ("isolate node-003 3", "isolate", {"node": "node-003", "gpu": "3"}),

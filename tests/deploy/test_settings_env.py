@@ -13,12 +13,6 @@ from pydantic import AliasChoices
 from aiops.settings import Settings
 from tests.deploy.manifests import KUBERNETES, SYSTEMD, containers, ours, raw_objects
 
-ISSUE_13_NAMES = {
-    "AIOPS_JS_REPLICAS": "JetStream stream and KV replicas (3 on a NATS cluster)",
-}
-"""Contract names the manifests use that are not yet in aiops/settings.py (the NATS-cluster work adds
-AIOPS_JS_REPLICAS); the integrator reconciles them."""
-
 NOT_OURS = {
     "NVIDIA_VISIBLE_DEVICES": "read by the NVIDIA container runtime (GPUs and NVML for the node agent)",
     "NVIDIA_DRIVER_CAPABILITIES": "read by the NVIDIA container runtime",
@@ -67,16 +61,11 @@ def systemd_env() -> dict[str, str]:
 
 
 def test_every_variable_the_deployment_sets_is_a_setting() -> None:
-    known = setting_names() | set(ISSUE_13_NAMES) | set(NOT_OURS)
+    known = setting_names() | set(NOT_OURS)
     everything = kubernetes_env() | systemd_env()
     assert len(everything) > 15
     unknown = {name: where for name, where in everything.items() if name not in known}
     assert not unknown, f"not settings of aiops/settings.py: {unknown}"
-
-
-def test_the_issue_13_names_are_still_missing_from_settings() -> None:
-    """Fails once a name lands in Settings: then it belongs there, not in the list above."""
-    assert not set(ISSUE_13_NAMES) & setting_names()
 
 
 def test_the_names_are_read_case_as_written() -> None:
@@ -90,4 +79,4 @@ def test_the_docs_examples_name_only_settings() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
     names = set(re.findall(r"\b(AIOPS_[A-Z0-9_]+)\b", docs.read_text()))
     assert names, "docs/deploy.md names no setting"
-    assert not names - setting_names() - set(ISSUE_13_NAMES)
+    assert not names - setting_names()

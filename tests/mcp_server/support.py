@@ -60,6 +60,7 @@ MUTATING_TOOLS = DESTRUCTIVE_TOOLS | {"acknowledge_incident", "resolve_incident"
 # approvals.py); their tests live in tests/mcp_server/test_remediation*.py.
 READ_TOOLS |= {"spare_pool", "job_progress", "service_status", "list_approvals", "safety_status"}
 READ_TOOLS |= {"spare_advice", "checkpoint_advice"}
+READ_TOOLS |= {"fleet_map", "audit_log"}  # the heatmap's per-GPU states; the audit trail
 REMEDIATION_TOOLS = {
     "swap_spare",
     "cordon_node",
@@ -74,7 +75,8 @@ REMEDIATION_TOOLS = {
     "reject_action",
     "reset_breaker",
 }
-ALL_TOOLS = READ_TOOLS | MUTATING_TOOLS | REMEDIATION_TOOLS
+TWIN_TOOLS = {"inject_fault"}  # the twin only (mcp_server/tools/twin_faults.py)
+ALL_TOOLS = READ_TOOLS | MUTATING_TOOLS | REMEDIATION_TOOLS | TWIN_TOOLS
 
 
 class SwitchableIdentity:

@@ -86,6 +86,8 @@ async def test_resources_prompts_and_telemetry_travel_over_stdio(tmp_path: Path)
         assert health["status"] == "healthy" and health["gpus"]["total"] == 128
         # The warm-up sampled the twin as it trained: the series reach back over the last hour.
         metrics = ok(
-            await client.call_tool("gpu_metrics", {"node": "node-003", "gpus": [0], "window_minutes": 60})
+            await client.call_tool(
+                "gpu_metrics", {"node": "node-003", "gpus": [0], "window_minutes": 60, "step_s": 60}
+            )
         )
         assert len(metrics["series"][0]["samples"]) > 30

@@ -4,6 +4,8 @@ and gpu_status."""
 
 from __future__ import annotations
 
+import json
+
 from mcp import Client
 
 from fleet import FleetTwin
@@ -200,3 +202,11 @@ async def test_promql_on_the_twin_says_it_needs_a_prometheus(client: Client) -> 
 async def test_promql_queries_are_bounded(client: Client) -> None:
     assert "query" in error(await client.call_tool("promql", {"query": "x" * 2001}))
     assert "range_minutes" in error(await client.call_tool("promql", {"query": "up", "range_minutes": 20000}))
+
+
+async def test_gpu_metrics_default_answer_is_bounded(client: Client, stack: Stack) -> None:
+    advance(stack, 3600)
+    answer = await call(client, "gpu_metrics", node="node-002")
+    assert len(answer["series"]) == 8 * 4
+    assert max(len(s["samples"]) for s in answer["series"]) <= 13
+    assert len(json.dumps(answer)) < 40_000
