@@ -6,7 +6,8 @@
 - Sympathetic Xids join the incident of their cause instead of opening their own: 45 ("caused by
   previous Xid"), 94/95 beside another Xid or ECC error on the GPU, 154 with its recovery action.
 - Across kinds: an ECC error joins the Xid 48 of the same GPU; a hang or slow rank on a node that
-  has an open hardware incident joins it (the hardware is the cause).
+  has an open hardware incident joins it (the hardware is the cause). Only a hardware fault may
+  explain a hang (``agents.grouping.explains_stall``): a hang never joins an application Xid.
 - A later signal can cancel an earlier fault: a pending row remap that cleared, a Xid 154 that now
   says "None", a hang that resumed, a job back at its baseline speed.
 - Repeated offenders (``agents.offenders``) and topology (``agents.topology``).
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from agents.grouping import explains_stall
 from agents.offenders import OffenderLedger, Repeat
 from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
 from events.fabric import FabricMap, Part
@@ -38,7 +40,6 @@ SUMMARY_XIDS = frozenset({154})
 """The driver's summary of what the GPU needs; it joins the incident it summarises."""
 LINK_XIDS = frozenset({74})
 """NVLink errors: topology signals when the node's NVLink domain spans several nodes."""
-HARDWARE_KINDS = frozenset({"xid", "sxid", "ecc"})
 
 CorrelationKind = Literal["new", "duplicate", "joined", "cancel", "ignored"]
 
@@ -182,6 +183,7 @@ class Correlator:
             if code in current.xids:
                 return self._duplicate(current, f"Xid {code} on {keys[0]} again")
             current.xids.add(code)
+            self._mark_hardware(current)
             return self._join(current, f"Xid {code} on the same GPU")
         kind = "sxid" if event.sxid else "xid"
         incident_id = self._new_id(event.cluster, keys[0], event.event_id)
@@ -221,6 +223,7 @@ class Correlator:
             current.tags |= findings
             if not fresh:
                 return self._duplicate(current, f"ECC on {keys[-1]} again")
+            self._mark_hardware(current)
             return self._join(current, f"ECC {', '.join(sorted(fresh))} on the same GPU")
         incident_id = self._new_id(event.cluster, keys[-1], event.event_id)
         self._remember(_Open(incident_id, "ecc", event.node, event.time, keys, tags=findings), node_key=True)
@@ -294,8 +297,10 @@ class Correlator:
             return self._duplicate(current, f"{event.job} again: {summary}")
         # A node with an open hardware incident explains a hang or a slow rank on it.
         for suspect in nodes if len(nodes) <= 2 else ():
-            cause = self._find([f"node:{suspect}"]) or self._recent_hardware(suspect, event.time)
-            if cause is not None and cause.kind in HARDWARE_KINDS:
+            cause = self._find([f"node:{suspect}"])
+            if cause is None or not explains_stall(cause.kind, cause.xids, cause.tags):
+                cause = self._recent_hardware(suspect, event.time)
+            if cause is not None and explains_stall(cause.kind, cause.xids, cause.tags):
                 self._touch(cause, event.time)
                 cause.tags.add(tag)
                 self._alias(job_key, cause)
@@ -410,14 +415,20 @@ class Correlator:
         found = self._hardware.get(node)
         return found if found is not None and at - found.last_seen <= self.cause_window else None
 
+    def _mark_hardware(self, opened: _Open) -> None:
+        """Keep ``opened`` as its node's latest hardware incident, if it is a hardware fault (an
+        application Xid or a trend never is: it must not hide the hardware fault before it)."""
+        if opened.node is None or not explains_stall(opened.kind, opened.xids, opened.tags):
+            return
+        self._hardware[opened.node] = opened
+        self._hardware.move_to_end(opened.node)
+        while len(self._hardware) > self.max_entries:
+            self._hardware.popitem(last=False)
+
     def _remember(self, opened: _Open, *, node_key: bool = False) -> None:
         if node_key and opened.node:
             opened.keys.append(f"node:{opened.node}")
-            if opened.kind in HARDWARE_KINDS:
-                self._hardware[opened.node] = opened
-                self._hardware.move_to_end(opened.node)
-                while len(self._hardware) > self.max_entries:
-                    self._hardware.popitem(last=False)
+            self._mark_hardware(opened)
         for key in opened.keys:
             self._by_key[key] = opened
             self._by_key.move_to_end(key)

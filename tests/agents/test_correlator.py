@@ -231,9 +231,39 @@ def test_memory_stays_bounded_over_a_long_storm_of_many_gpus():
 
 def test_a_hang_on_a_node_whose_gpu_failed_within_the_hour_is_still_blamed_on_that_fault():
     c = Correlator(window_s=600, fabric=fabric())
-    fault = c.assign(ecc(["remap_pending"], node="node-120", gpu=0))
-    # Our own reset drained node-120 twenty minutes later; the job on it stalls and hangs.
+    fault = c.assign(ecc(["dbe"], node="node-120", gpu=0))
+    # Our own drain and reset of node-120 twenty minutes later; the job on it stalls and hangs.
     later = c.assign(hang("job-10", ["node-120"], ranks=[88], t=1200))
     assert later.kind == "joined" and later.incident_id == fault.incident_id
     much_later = c.assign(hang("job-10", ["node-120"], ranks=[88], t=3 * 3600, eid="next-day"))
     assert much_later.new
+
+
+# Only a hardware fault may explain a hang. NVIDIA's Xid catalog: 43 is IGNORE (the GPU stopped
+# processing a channel; software fault, GPU healthy), 31 and 13 are RESTART_APP (the application's
+# page fault / exception). None of them can stall a healthy job's collective; the hang is its own.
+
+
+def test_a_hang_never_joins_an_application_xid_on_its_node():
+    for code in (43, 31, 13):
+        c = Correlator(window_s=600, fabric=fabric())
+        benign = c.assign(xid_at(code, node="node-005", gpu=2, pci="0000:3a:00.0"))
+        stuck = c.assign(hang("train-01", ["node-005"], ranks=[34], t=180))
+        assert stuck.new and stuck.incident_kind == "hang", code
+        assert stuck.incident_id != benign.incident_id
+
+
+def test_an_application_xid_after_a_hardware_fault_does_not_hide_it_from_a_later_hang():
+    c = Correlator(window_s=600, fabric=fabric())
+    fault = c.assign(xid_at(79, node="node-005", gpu=2, pci="0000:3a:00.0"))
+    c.assign(xid_at(43, node="node-005", gpu=5, pci="0000:bb:00.0", t=30))
+    stuck = c.assign(hang("train-01", ["node-005"], ranks=[34], t=90))
+    assert stuck.kind == "joined" and stuck.incident_id == fault.incident_id
+
+
+def test_a_pending_row_remap_explains_no_hang():
+    # DCGM: a pending remap is applied at the next reset; the GPU keeps working until then.
+    c = Correlator(window_s=600, fabric=fabric())
+    c.assign(ecc(["remap_pending"], node="node-120", gpu=0))
+    stuck = c.assign(hang("job-10", ["node-120"], ranks=[88], t=120))
+    assert stuck.new and stuck.incident_kind == "hang"
