@@ -3,7 +3,8 @@
 Each rule says why in the plan's rationale, in the words an on-call engineer would use:
 
 - double-bit ECC error: isolate the GPU and restart the job from its checkpoint;
-- row remap pending (nothing worse): schedule a GPU reset, which applies the remap;
+- row remap pending (nothing worse): a GPU reset applies the remap — now if the GPU is idle, else
+  deferred until it is (a healthy job is never interrupted for it);
 - remap failure, exhausted spare rows, retired pages at the hard limit: isolate, and escalate for
   replacement (an RMA criterion);
 - hang: restart from the checkpoint without the node of the first-stalled rank (``swap-spare``);
@@ -55,7 +56,7 @@ def suspected_bad_hardware(plan: Plan, incident: Incident, facts: Facts, runbook
         (e.detail for e in incident.timeline if e.what == "repeated offender"),
         "repeated incidents on this part",
     )
-    actions = list(plan.actions)
+    actions = isolate_before_restart(list(plan.actions), facts, why)
     if ESCALATE in runbooks and not any(a.runbook == ESCALATE for a in actions):
         params: dict[str, object] = {"node": facts.node, "summary": f"suspected bad hardware: {why}"}
         if facts.gpu is not None:
@@ -66,6 +67,22 @@ def suspected_bad_hardware(plan: Plan, incident: Incident, facts: Facts, runbook
     if "Suspected bad hardware" not in rationale:
         rationale += f". Suspected bad hardware ({why}): escalate for diagnostics or replacement"
     return plan.model_copy(update={"disposition": "escalate", "rationale": rationale, "actions": actions})
+
+
+def isolate_before_restart(
+    actions: list[RunbookInvocation], facts: Facts, why: str
+) -> list[RunbookInvocation]:
+    """A GPU suspected bad never gets its job back: when the plan restarts (or swaps) a job and does
+    not isolate the GPU, isolate it first, so the scheduler places the gang elsewhere."""
+    restarts = [i for i, a in enumerate(actions) if a.runbook in (RESTART, SWAP)]
+    isolated = any(a.runbook == ISOLATE for a in actions)
+    if facts.gpu is None or not restarts or isolated:
+        return actions
+    isolate = RunbookInvocation(
+        runbook=ISOLATE,
+        params={"node": facts.node, "gpu": facts.gpu, "reason": f"suspected bad hardware: {why}"},
+    )
+    return [*actions[: restarts[0]], isolate, *actions[restarts[0] :]]
 
 
 def _job(incident: Incident, facts: Facts) -> str | None:
@@ -100,15 +117,22 @@ def _ecc(incident: Incident, facts: Facts, runbooks: Collection[str], planner: s
         return Plan(planner=planner, disposition="escalate", rationale=why, actions=[isolate, *restart])
     if found & set(RESET_FOR):
         pending = "a row remap is pending" if "ecc.remap_pending" in found else "pages are pending retirement"
+        if facts.job:
+            # NVIDIA: the remap is applied at the next GPU reset and the GPU keeps working until
+            # then; a healthy job is never interrupted for it. The reset waits for the GPU to idle.
+            why = (
+                f"{pending} on {where} with no uncorrectable error: nothing to contain; job {facts.job} "
+                f"keeps running and the GPU reset that applies it is deferred until the GPU is idle "
+                f"or the job ends"
+            )
+            later = [RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})]
+            if RESET not in runbooks:
+                later, why = [], why + f" (no {RESET} runbook here: a person schedules it)"
+            return Plan(planner=planner, disposition="no_action", rationale=why, deferred=later)
         if RESET in runbooks:
             reset = RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})
-            why = f"{pending} on {where}: schedule a GPU reset, which applies it (no error to contain)"
-            if not facts.job:
-                return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
-            # The reset drains the node: the job on it stops and restarts from its checkpoint elsewhere.
-            why += f"; the reset drains {facts.node}, so job {facts.job} restarts from its checkpoint"
-            again = RunbookInvocation(runbook=RESTART, params={"job": facts.job})
-            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset, again])
+            why = f"{pending} on {where}, the GPU idle: reset it now, which applies it (no error to contain)"
+            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
         why = f"{pending} on {where}: schedule a GPU reset (no {RESET} runbook here; a person does it)"
         return Plan(planner=planner, disposition="escalate", rationale=why)
     why = f"{', '.join(sorted(found))} on {where} is a trend to watch, not a fault to act on"

@@ -85,8 +85,11 @@ async def test_a_gpu_that_repeats_an_application_xid_is_taken_out_for_diagnostic
     assert p.actions[0].params["gpu"] == 3 and p.disposition == "escalate"
 
 
-async def test_a_repeated_xid_whose_rule_asks_for_a_ticket_keeps_its_own_action():
+async def test_a_gpu_suspected_bad_is_isolated_before_its_job_restarts():
+    # Xid 94 (contained error) repeated on one GPU within a day: suspected bad hardware. Restarting
+    # the job onto that same GPU would crash it again: isolate first, then restart, then a ticket.
     inc = incident(94)
     inc.findings.append("suspected_bad_hardware")
     p = await RulesPlanner(runbooks={"isolate-gpu", "restart-from-checkpoint", "escalate"}).plan(inc, BUSY)
-    assert [a.runbook for a in p.actions] == ["restart-from-checkpoint", "escalate"]
+    assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"]
+    assert p.actions[0].params["gpu"] == 3 and p.disposition == "escalate"
