@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from agents.grouping import explains_stall
+from agents.grouping import explains_stall, hardware_xid, node_wide
 from agents.offenders import OffenderLedger, Repeat
 from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
 from events.fabric import FabricMap, Part
@@ -94,6 +94,8 @@ class Correlation:
     """For ``new``: wait for concurrent signals before planning (topology may fold it)."""
     shared: Verdict | None = None
     repeat: Repeat | None = None
+    folds: tuple[str, ...] = ()
+    """For a ``new`` node-level incident: the per-GPU incidents it replaces (they fold into it)."""
 
     @property
     def new(self) -> bool:
@@ -109,6 +111,7 @@ class Correlator:
         offenders: OffenderLedger | None = None,
         cause_window_s: float = 3600.0,
         max_entries: int = 100_000,
+        gpus_per_node: int = 8,
     ) -> None:
         self.window = timedelta(seconds=window_s)
         self.cause_window = timedelta(seconds=max(window_s, cause_window_s))
@@ -120,6 +123,11 @@ class Correlator:
         # The latest hardware incident of each node, kept longer than the dedupe window: a hang or
         # slow rank on that node within the hour (after a drain, a reset, a restart) is its doing.
         self._hardware: OrderedDict[str, _Open] = OrderedDict()
+        # Per node and Xid code, the GPUs that reported it lately (a node-wide fault is one incident).
+        self._node_gpus: OrderedDict[tuple[str, int], OrderedDict[str, tuple[_Open, datetime]]] = (
+            OrderedDict()
+        )
+        self.gpus_per_node = gpus_per_node
 
     @property
     def fabric(self) -> FabricMap:
@@ -146,6 +154,43 @@ class Correlator:
         """Re-learn an open incident (after a restart, from the store), with its node, so the hangs a
         hardware incident explains still join it."""
         self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)), node_key=True)
+
+    def _node_wide(self, event: XidEvent, opened: _Open) -> Correlation | None:
+        """The same hardware Xid on most GPUs of one node at once: one node-level incident that
+        folds the per-GPU ones (NVSwitch, baseboard, power or driver, not eight GPUs)."""
+        code, node = event.xid, event.node
+        group = f"nodewide:{node}:{code}"
+        whole = self._by_key.get(group)
+        if whole is not None:
+            for key in opened.keys:
+                self._alias(key, whole)
+            self._touch(whole, event.time)
+            return self._join(whole, f"Xid {code} on {opened.keys[0]} too: the node-wide fault")
+        seen = self._node_gpus.setdefault((node, code), OrderedDict())
+        self._node_gpus.move_to_end((node, code))
+        for key, (_, at) in list(seen.items()):
+            if event.time - at > self.window:
+                del seen[key]
+        seen[opened.keys[-1]] = (opened, event.time)
+        while len(self._node_gpus) > self.max_entries:
+            self._node_gpus.popitem(last=False)
+        if not node_wide(len(seen), self.gpus_per_node):
+            return None
+        node_id = self._new_id(event.cluster, group, event.event_id)
+        whole = _Open(node_id, "node", node, event.time, [group], {code})
+        earlier = [o for o, _ in seen.values() if o is not opened]
+        for member in [*earlier, opened]:
+            for key in member.keys:
+                if not key.startswith("node:"):
+                    self._alias(key, whole)
+        for member in earlier:
+            self._parent[member.incident_id] = node_id
+        self._remember(whole, node_key=True)
+        del self._node_gpus[(node, code)]
+        why = (
+            f"Xid {code} on {len(seen)} of {self.gpus_per_node} GPUs of {node} at once: the node is at fault"
+        )
+        return Correlation(node_id, "new", why, "node", folds=tuple(o.incident_id for o in earlier))
 
     # -- Xid and ECC: one GPU ------------------------------------------------------------------------
 
@@ -194,6 +239,11 @@ class Correlator:
         )
         if repeat is None and info.level is XidLevel.HARDWARE and info.known:
             repeat = self.offenders.record([keys[-1], event.node], event.time)
+        gpu_fault = not event.sxid and hardware_xid(code) and keys != [event.node]
+        if gpu_fault:
+            whole = self._node_wide(event, opened)
+            if whole is not None:
+                return whole
         place = self.fabric.place(event.node)
         domain = place.nvlink_domain if place else None
         if code in LINK_XIDS and domain and len(self.fabric.members(("nvlink_domain", domain))) > 1:
@@ -205,7 +255,11 @@ class Correlator:
             self._remember(opened, node_key=True)
             return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True)
         self._remember(opened, node_key=True)
-        return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, repeat=repeat)
+        # A hardware fault waits a moment for the node's other GPUs: the same fault on most of
+        # them at once is one node-level incident (agents.grouping.node_wide).
+        return Correlation(
+            incident_id, "new", f"first Xid {code} on {keys[0]}", kind, repeat=repeat, hold=gpu_fault
+        )
 
     def _ecc(self, event: EccEvent) -> Correlation:
         keys = gpu_keys(event.node, event.gpu, event.pci_bus_id)

@@ -38,6 +38,8 @@ def family_plan(incident: Incident, facts: Facts, runbooks: Collection[str], pla
     """The plan for a hang, slowdown, ECC or shared-part incident; None for the Xid rules."""
     if incident.kind in OWNERS:
         return _shared_part(incident, planner)
+    if incident.kind == "node":
+        return _node(incident, facts, runbooks, planner)
     if incident.kind == "hang":
         return _hang(incident, facts, runbooks, planner)
     if incident.kind == "throughput":
@@ -143,6 +145,9 @@ def _hang(incident: Incident, facts: Facts, runbooks: Collection[str], planner: 
     job = _job(incident, facts)
     if not job:
         return Plan(planner=planner, disposition="escalate", rationale="a hang with no job to restart")
+    if facts.job == job and facts.job_state == "restarting":
+        why = f"{job} stopped progressing while a restart of it is under way: that restart covers it; nothing more"
+        return Plan(planner=planner, disposition="no_action", rationale=why)
     rc = incident.root_cause
     if "hang.culprit" in incident.findings and rc is not None and rc.entity_type == "node":
         node = rc.entity_id
@@ -159,6 +164,7 @@ def _hang(incident: Incident, facts: Facts, runbooks: Collection[str], planner: 
             planner=planner, disposition="mitigate", rationale=why, actions=_restart(job, Facts(node=node))
         )
     why = f"{job} hung with no rank stalled first: restart it from its checkpoint; no node to blame"
+    # A hung job still looks "running" to its scheduler: only a restart under way covers it (above).
     return Plan(
         planner=planner, disposition="mitigate", rationale=why, actions=_restart(job, Facts(node=facts.node))
     )
@@ -195,6 +201,33 @@ def _slowdown(incident: Incident, facts: Facts, runbooks: Collection[str], plann
         "which evicting nodes does not fix; no action"
     )
     return Plan(planner=planner, disposition="no_action", rationale=why)
+
+
+def _node(incident: Incident, facts: Facts, runbooks: Collection[str], planner: str) -> Plan:
+    """The same fault on most GPUs of one node at once: the node (NVSwitch, baseboard, power,
+    driver) is at fault, not each GPU. Swap the node out of its job's gang (the job restarts on a
+    spare), one ticket for the node, and the drain-and-reboot queued for when it is out of work."""
+    node = incident.entity or facts.node
+    codes = ", ".join(map(str, incident.xids))
+    why = f"Xid {codes} on most GPUs of {node} at once: the node is at fault (NVSwitch, baseboard, power or driver), not each GPU"
+    actions: list[RunbookInvocation] = []
+    job = facts.job
+    if job and facts.job_state != "restarting":
+        if SWAP in runbooks:
+            actions.append(RunbookInvocation(runbook=SWAP, params={"job": job, "node": node}))
+            why += f"; swap it out of {job}'s gang for a warm spare and restart the job from its checkpoint"
+        else:
+            why += f"; restart {job} from its checkpoint (no {SWAP} runbook: the scheduler decides)"
+            actions += _restart(job, Facts(node=node))
+    if ESCALATE in runbooks:
+        summary = f"node-wide fault on {node}: {why}"
+        params: dict[str, object] = {"node": node, "summary": summary}
+        params["evidence"] = list(incident.root_cause.evidence[:10]) if incident.root_cause else []
+        actions.append(RunbookInvocation(runbook=ESCALATE, params=params))
+        why += "; one hardware ticket for the node"
+    later = [RunbookInvocation(runbook="drain-and-reboot-node", params={"node": node})]
+    why += "; drain and reboot it once it is out of work (queued)"
+    return Plan(planner=planner, disposition="escalate", rationale=why, actions=actions, deferred=later)
 
 
 def _shared_part(incident: Incident, planner: str) -> Plan:

@@ -46,7 +46,7 @@ def explains_stall(kind: str, xids: Iterable[int], findings: Iterable[str]) -> b
     """Whether an open incident of ``kind`` (with these Xids and ECC findings) on a node may explain a
     hang or a slow rank there. Only a hardware fault may: an NVSwitch SXid, a hardware Xid, or an
     ECC fault (not a trend)."""
-    if kind == "sxid":
+    if kind in ("sxid", "node"):
         return True
     if kind not in ("xid", "ecc"):
         return False
@@ -58,3 +58,32 @@ def node_wide(gpus_reporting: int, gpus_on_node: int) -> bool:
     if gpus_on_node <= 0:
         return False
     return gpus_reporting >= NODE_WIDE_MIN_GPUS and gpus_reporting / gpus_on_node > NODE_WIDE_SHARE
+
+
+CLEANUP_XIDS = frozenset({45})
+"""NVIDIA: Xid 45 (PREEMPTIVE_REMOVAL) is the driver cleaning up after the application was killed or
+after an earlier Xid; beside another fault it is that fault's aftermath."""
+RESTARTING_RUNBOOKS = frozenset({"restart-from-checkpoint", "swap-spare"})
+"""Runbooks that restart a job (a swap is followed by a restart from the checkpoint)."""
+
+
+def joins_job_incident(xids: Iterable[int], earlier_xids: Iterable[int]) -> bool:
+    """Whether a new Xid incident about a job folds into that job's earlier incident (of the same
+    window): a cleanup Xid always does (the driver tearing down the job's processes after its fault);
+    an application-level Xid does when the earlier one is application-level too — a storm of the
+    job's own errors across its ranks (8 Xid 31s, twenty Xid 43) is one incident about the job."""
+    codes = set(xids)
+    if not codes:
+        return False
+    if codes <= CLEANUP_XIDS:
+        return True
+    earlier = set(earlier_xids) - CLEANUP_XIDS
+    return bool(earlier) and all(map(application_level, codes)) and all(map(application_level, earlier))
+
+
+def joins_job_restart(earlier_restart_pending: bool) -> bool:
+    """Whether a new fault of a job joins a restart of that job already planned (not yet run): then
+    it contains its own part (isolates its GPU) but restarts nothing — the one restart re-places the
+    gang without every unfit node. A restart already run puts the job in ``restarting``, which the
+    planner sees itself."""
+    return earlier_restart_pending

@@ -215,10 +215,12 @@ def test_nvlink_errors_on_two_nodes_of_one_nvlink_domain_blame_the_domain():
     assert second.shared.folds == (first.incident_id,)
 
 
-def test_an_nvlink_error_on_an_hgx_node_is_planned_at_once():
+def test_an_nvlink_error_on_an_hgx_node_is_a_gpu_incident_not_a_domain_one():
+    # The NVLink domain of an HGX node is the node: no topology wait; the incident only waits the
+    # grouping moment every hardware Xid waits for the node's other GPUs (node-wide faults).
     c = Correlator(fabric=fabric())
     only = c.assign(xid_at(74, node="node-002"))
-    assert only.new and not only.hold
+    assert only.new and only.incident_kind == "xid" and only.shared is None
 
 
 def test_memory_stays_bounded_over_a_long_storm_of_many_gpus():
@@ -267,3 +269,38 @@ def test_a_pending_row_remap_explains_no_hang():
     c.assign(ecc(["remap_pending"], node="node-120", gpu=0))
     stuck = c.assign(hang("job-10", ["node-120"], ranks=[88], t=120))
     assert stuck.new and stuck.incident_kind == "hang"
+
+
+# Node-wide faults (NVIDIA's guidance, shared/domain: the same Xid 74/79/119 on all eight GPUs of a
+# node points at the NVSwitch, baseboard, power or driver): one node-level incident, not eight.
+
+
+def test_the_same_hardware_xid_on_most_gpus_of_a_node_is_one_node_incident():
+    c = Correlator(window_s=600)
+    pcis = [f"0000:{b:02x}:00.0" for b in (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)]
+    results = [c.assign(xid(74, node="node-011", pci=pci, at=i * 0.2)) for i, pci in enumerate(pcis)]
+    first_gpus = results[:4]
+    assert all(r.new and r.hold for r in first_gpus)  # each waits for its neighbours
+    whole = results[4]
+    assert whole.new and whole.incident_kind == "node"
+    assert set(whole.folds) == {r.incident_id for r in first_gpus}
+    assert all(r.kind == "joined" and r.incident_id == whole.incident_id for r in results[5:])
+    again = c.assign(xid(74, node="node-011", pci=pcis[0], at=30, eid="again"))
+    assert again.incident_id == whole.incident_id
+
+
+def test_two_gpus_of_a_node_failing_are_two_gpu_incidents():
+    c = Correlator(window_s=600)
+    a = c.assign(xid(79, node="node-011", pci="0000:18:00.0"))
+    b = c.assign(xid(79, node="node-011", pci="0000:2a:00.0", at=5))
+    assert a.new and b.new and a.incident_id != b.incident_id and b.incident_kind == "xid"
+
+
+def test_application_xids_on_every_gpu_of_a_node_are_not_a_node_fault():
+    # Xid 31 is RESTART_APP: the job's own fault; its storms are grouped by job, never blamed on the node.
+    c = Correlator(window_s=600)
+    kinds = {
+        c.assign(xid(31, node="node-011", pci=f"0000:{b:02x}:00.0", at=i)).incident_kind
+        for i, b in enumerate((0x18, 0x2A, 0x3A, 0x5D, 0x9A))
+    }
+    assert kinds == {"xid"}

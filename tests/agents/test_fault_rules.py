@@ -181,3 +181,21 @@ async def test_pages_pending_retirement_on_an_idle_gpu_get_a_reset_that_says_so(
     )
     assert [a.runbook for a in p.actions] == ["reset-gpu"]
     assert "pages are pending retirement" in p.rationale and "row remap" not in p.rationale
+
+
+async def test_a_node_wide_fault_swaps_the_node_out_with_one_ticket_and_queues_its_reboot():
+    inc = incident("node", ["node_wide"], entity="node-011", xids=[74])
+    p = await plan(inc, Facts(node="node-011", job="train-02", job_state="stalled"), WITH_SWAP | {"escalate"})
+    assert [a.runbook for a in p.actions] == ["swap-spare", "escalate"]
+    assert p.actions[0].params == {"job": "train-02", "node": "node-011"}
+    assert [a.runbook for a in p.deferred] == ["drain-and-reboot-node"]
+    assert not any(a.runbook == "isolate-gpu" for a in p.actions)
+
+
+async def test_a_hang_of_a_job_already_restarting_restarts_nothing_more():
+    # The job's restart for an earlier fault is under way: a second restart would discard it.
+    inc = incident("hang", ["hang.no_culprit"], affected_jobs=["train-01"])
+    p = await plan(inc, Facts(node="node-005", job="train-01", job_state="restarting"))
+    assert p.actions == [] and p.disposition == "no_action"
+    hung = await plan(inc, Facts(node="node-005", job="train-01", job_state="running"))
+    assert [a.runbook for a in hung.actions] == ["restart-from-checkpoint"]
