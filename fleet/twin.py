@@ -26,6 +26,7 @@ from fleet.kernel_log import (
     SUPPORTED_XIDS,
     RecoveryAction,
     XidContext,
+    catalog_xid,
     fallen_off_bus_three_lines,
     journal_line,
     xid_messages,
@@ -196,7 +197,7 @@ class FleetTwin:
         announces ``recovery_action``.
         """
         target = self.gpu(node, gpu)
-        if xid not in SUPPORTED_XIDS:
+        if xid not in SUPPORTED_XIDS and not catalog_xid(xid):
             raise UnsupportedXidError(
                 f"the fleet twin cannot simulate Xid {xid} (supported: {', '.join(map(str, sorted(SUPPORTED_XIDS)))})"
             )
