@@ -125,8 +125,15 @@ class RulesPlanner:
                 if restart
                 else " (no stalled job on it)"
             )
-            why += f"; the repair the catalog calls for ({action}) follows once the GPU is idle"
-            return Plan(planner=self.name, disposition="mitigate", rationale=why, actions=[isolate, *restart])
+            later = self._repair(action, facts.node, facts.gpu)
+            why += f"; the repair the catalog calls for ({action}) is queued for when the GPU is idle"
+            return Plan(
+                planner=self.name,
+                disposition="mitigate",
+                rationale=why,
+                actions=[isolate, *restart],
+                deferred=later,
+            )
         if action is PlatformAction.RESTART_JOB:
             if restart:
                 return Plan(
@@ -152,6 +159,18 @@ class RulesPlanner:
                 rationale=f"{label} is {info.level}: {info.recommended_action}",
             )
         return self._escalate(f"{label} calls for {action}: {info.recommended_action}")
+
+    def _repair(self, action: PlatformAction, node: str, gpu: int) -> list[RunbookInvocation]:
+        """The catalog's repair, queued with the incident: a reset (which clears the error and
+        applies pending remaps) or a reboot of the node; diagnostics stay with people."""
+        if action is PlatformAction.REBOOT_NODE and "drain-and-reboot-node" in self.runbooks:
+            return [RunbookInvocation(runbook="drain-and-reboot-node", params={"node": node})]
+        if (
+            action in (PlatformAction.RESET_GPU, PlatformAction.DRAIN_RESET_GPU)
+            and "reset-gpu" in self.runbooks
+        ):
+            return [RunbookInvocation(runbook="reset-gpu", params={"node": node, "gpu": gpu})]
+        return []
 
     def _escalate(self, why: str) -> Plan:
         return Plan(planner=self.name, disposition="escalate", rationale=why)

@@ -93,3 +93,15 @@ async def test_a_gpu_suspected_bad_is_isolated_before_its_job_restarts():
     p = await RulesPlanner(runbooks={"isolate-gpu", "restart-from-checkpoint", "escalate"}).plan(inc, BUSY)
     assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"]
     assert p.actions[0].params["gpu"] == 3 and p.disposition == "escalate"
+
+
+async def test_the_catalogs_repair_is_queued_with_the_incident():
+    # NVIDIA's catalog: 79 RESTART_BM (reboot the node), 95 RESET_GPU. Contained now, repaired later.
+    runbooks = {"isolate-gpu", "restart-from-checkpoint", "reset-gpu", "drain-and-reboot-node"}
+    off_bus = await RulesPlanner(runbooks=runbooks).plan(incident(79), BUSY)
+    assert [(a.runbook, a.params) for a in off_bus.deferred] == [
+        ("drain-and-reboot-node", {"node": BUSY.node})
+    ]
+    uncontained = await RulesPlanner(runbooks=runbooks).plan(incident(95), BUSY)
+    assert [a.runbook for a in uncontained.deferred] == ["reset-gpu"]
+    assert [a.runbook for a in uncontained.actions] == ["isolate-gpu", "restart-from-checkpoint"]
