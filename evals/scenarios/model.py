@@ -33,7 +33,7 @@ ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
     "xid": ({"node", "gpu", "xid"}, {"pid", "process", "caused_by", "recovery_action"}),
     "fall_off_three_line": ({"node", "gpu"}, set()),
     "kernel_message": ({"node", "message"}, set()),
-    "ecc": ({"node", "gpu", "ecc"}, {"count"}),
+    "ecc": ({"node", "gpu", "ecc"}, {"count", "kernel_log"}),  # kernel_log: false = DCGM counters only
     "hang": ({"job"}, {"rank"}),
     "degrade_link": ({"leaf"}, {"factor"}),
     "throttle": ({"node", "gpu"}, {"factor"}),

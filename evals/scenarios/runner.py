@@ -143,7 +143,13 @@ def apply(twin: FleetTwin, injection: Injection, oracle: OracleLoss, remaining_s
     elif kind == "kernel_message":
         args = {"node": args["node"], "messages": [args["message"]]}
     elif kind == "ecc":
-        args = {"node": args["node"], "gpu": args["gpu"], "kind": args["ecc"], "count": args.get("count", 1)}
+        args = {
+            "node": args["node"],
+            "gpu": args["gpu"],
+            "kind": args["ecc"],
+            "count": args.get("count", 1),
+            "kernel_log": bool(args.get("kernel_log", True)),
+        }
         _oracle_for_xids(twin, args["node"], args["gpu"], ECC_XIDS.get(args["kind"], []), {}, oracle)
     elif kind == "hang":
         job = twin.job(args["job"])

@@ -137,3 +137,8 @@ def test_faults_are_recorded_in_the_history(twin: FleetTwin) -> None:
     assert record.text == (
         "Xid 79 on node-003 GPU 2 (0000:3a:00.0): GPU has fallen off the bus; train-01 stalled at step 0"
     )
+
+
+def test_a_double_bit_error_can_show_only_in_dcgm(twin: FleetTwin) -> None:
+    assert twin.inject_ecc("node-002", 4, "dbe", kernel_log=False) == []
+    assert twin.gpu("node-002", 4).health == "error" and twin.job("train-01").state == "stalled"
