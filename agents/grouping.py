@@ -79,11 +79,3 @@ def joins_job_incident(xids: Iterable[int], earlier_xids: Iterable[int]) -> bool
         return True
     earlier = set(earlier_xids) - CLEANUP_XIDS
     return bool(earlier) and all(map(application_level, codes)) and all(map(application_level, earlier))
-
-
-def joins_job_restart(earlier_restart_pending: bool) -> bool:
-    """Whether a new fault of a job joins a restart of that job already planned (not yet run): then
-    it contains its own part (isolates its GPU) but restarts nothing — the one restart re-places the
-    gang without every unfit node. A restart already run puts the job in ``restarting``, which the
-    planner sees itself."""
-    return earlier_restart_pending

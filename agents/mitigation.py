@@ -35,13 +35,12 @@ from functools import partial
 from typing import Any
 
 from agents.correlator import Correlator
-from agents.facts import gather_facts
+from agents.facts import Facts, gather_facts
 from agents.grouping import (
     CLEANUP_XIDS,
     RESTARTING_RUNBOOKS,
     application_level,
     joins_job_incident,
-    joins_job_restart,
 )
 from agents.incident_edits import (
     args_text,
@@ -195,11 +194,15 @@ class Mitigator:
                 )
             plan = await self.planner.plan(incident, facts)
             pending = await self._restart_pending(incident, facts.job)
-            if pending is not None and joins_job_restart(True):
+            if pending is not None:  # it joins that restart (one restart, every unfit node out)
                 plan = _without_restart(plan, facts.job or "", pending)
             restarts = any(a.runbook in RESTARTING_RUNBOOKS for a in plan.actions)
             if facts.job and (plan.disposition == "mitigate" or restarts or _application_only(incident)):
                 self._remember_job_fault(facts.job, incident)
+            # Stored before the job's next incident plans: it must see this plan and its restart.
+            return await self._store_plan(incident, plan, facts, node)
+
+    async def _store_plan(self, incident: Incident, plan: Plan, facts: Facts, node: str) -> Incident:
         observe_only = await self._observe_only()
         now = self.clock()
 
