@@ -359,6 +359,19 @@ class Correlator:
                 cause.tags.add(tag)
                 self._alias(job_key, cause)
                 return self._join(cause, f"{summary}; {suspect} already has a hardware incident")
+        if len(nodes) > 2:
+            # Every rank stopped at once: a hardware fault open on exactly one node of them explains it.
+            causes = {
+                c.incident_id: c
+                for n in nodes
+                if (c := self._find([f"node:{n}"])) is not None and explains_stall(c.kind, c.xids, c.tags)
+            }
+            if len(causes) == 1:
+                [cause] = causes.values()
+                self._touch(cause, event.time)
+                cause.tags.add(tag)
+                self._alias(job_key, cause)
+                return self._join(cause, f"{summary}; {cause.node} has an open hardware incident")
         incident_id = self._new_id(event.cluster, job_key, event.event_id)
         node = nodes[0] if len(nodes) == 1 else None
         opened = _Open(incident_id, event.kind, node, event.time, [job_key], tags={tag})

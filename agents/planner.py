@@ -134,6 +134,8 @@ class RulesPlanner:
                 actions=[isolate, *restart],
                 deferred=later,
             )
+        if action is PlatformAction.TICKET:
+            return self._ticket(label, info, facts, restart)
         if action is PlatformAction.RESTART_JOB:
             if restart:
                 return Plan(
@@ -159,6 +161,30 @@ class RulesPlanner:
                 rationale=f"{label} is {info.level}: {info.recommended_action}",
             )
         return self._escalate(f"{label} calls for {action}: {info.recommended_action}")
+
+    def _ticket(self, label: str, info: XidInfo, facts: Facts, restart: list[RunbookInvocation]) -> Plan:
+        """NVIDIA says contact support: the GPU's state is unknown, so contain it (isolate it and
+        restart its job elsewhere) and open the ticket (the ``escalate`` runbook)."""
+        actions: list[RunbookInvocation] = []
+        why = f"{label} calls for support ({info.recommended_action})"
+        if facts.gpu is not None and "isolate-gpu" in self.runbooks:
+            actions.append(
+                RunbookInvocation(
+                    runbook="isolate-gpu",
+                    params={"node": facts.node, "gpu": facts.gpu, "reason": f"{label}: {info.meaning}"},
+                )
+            )
+            actions += restart
+            why += f": isolate GPU {facts.gpu} on {facts.node}" + (
+                f" and restart job {facts.job} from its checkpoint" if restart else ""
+            )
+        if "escalate" in self.runbooks:
+            params: dict[str, object] = {"node": facts.node, "summary": f"{label}: {info.meaning}"}
+            if facts.gpu is not None:
+                params["gpu"] = facts.gpu
+            actions.append(RunbookInvocation(runbook="escalate", params=params))
+            why += "; open a hardware ticket"
+        return Plan(planner=self.name, disposition="escalate", rationale=why, actions=actions)
 
     def _repair(self, action: PlatformAction, node: str, gpu: int) -> list[RunbookInvocation]:
         """The catalog's repair, queued with the incident: a reset (which clears the error and

@@ -304,3 +304,11 @@ def test_application_xids_on_every_gpu_of_a_node_are_not_a_node_fault():
         for i, b in enumerate((0x18, 0x2A, 0x3A, 0x5D, 0x9A))
     }
     assert kinds == {"xid"}
+
+
+def test_a_whole_gang_stall_joins_the_one_hardware_fault_open_on_its_nodes():
+    c = Correlator(window_s=600, fabric=fabric())
+    fault = c.assign(xid_at(95, node="node-004", gpu=2, pci="0000:3a:00.0"))
+    gang = [f"node-00{n}" for n in range(1, 9)]
+    stuck = c.assign(hang("train-01", gang, ranks=list(range(64)), t=40))
+    assert stuck.kind == "joined" and stuck.incident_id == fault.incident_id

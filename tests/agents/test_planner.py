@@ -105,3 +105,12 @@ async def test_the_catalogs_repair_is_queued_with_the_incident():
     uncontained = await RulesPlanner(runbooks=runbooks).plan(incident(95), BUSY)
     assert [a.runbook for a in uncontained.deferred] == ["reset-gpu"]
     assert [a.runbook for a in uncontained.actions] == ["isolate-gpu", "restart-from-checkpoint"]
+
+
+async def test_a_contact_support_xid_contains_the_gpu_and_opens_a_ticket():
+    # NVIDIA's catalog: 56, 57, 58, 61 CONTACT_SUPPORT. The GPU's state is unknown: contain it.
+    runbooks = {"isolate-gpu", "restart-from-checkpoint", "escalate"}
+    for code in (56, 57, 58, 61):
+        p = await RulesPlanner(runbooks=runbooks).plan(incident(code), BUSY)
+        assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"], code
+        assert p.disposition == "escalate"
