@@ -6,7 +6,8 @@
 - Sympathetic Xids join the incident of their cause instead of opening their own: 45 ("caused by
   previous Xid"), 94/95 beside another Xid or ECC error on the GPU, 154 with its recovery action.
 - Across kinds: an ECC error joins the Xid 48 of the same GPU; a hang or slow rank on a node that
-  has an open hardware incident joins it (the hardware is the cause).
+  has an open hardware incident joins it (the hardware is the cause). Only a hardware fault may
+  explain a hang (``agents.grouping.explains_stall``): a hang never joins an application Xid.
 - A later signal can cancel an earlier fault: a pending row remap that cleared, a Xid 154 that now
   says "None", a hang that resumed, a job back at its baseline speed.
 - Repeated offenders (``agents.offenders``) and topology (``agents.topology``).
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from agents.grouping import explains_stall, hardware_xid, node_wide
 from agents.offenders import OffenderLedger, Repeat
 from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
 from events.fabric import FabricMap, Part
@@ -37,7 +39,6 @@ SUMMARY_XIDS = frozenset({154})
 """The driver's summary of what the GPU needs; it joins the incident it summarises."""
 LINK_XIDS = frozenset({74})
 """NVLink errors: topology signals when the node's NVLink domain spans several nodes."""
-HARDWARE_KINDS = frozenset({"xid", "sxid", "ecc"})
 
 CorrelationKind = Literal["new", "duplicate", "joined", "cancel", "ignored"]
 
@@ -92,6 +93,8 @@ class Correlation:
     """For ``new``: wait for concurrent signals before planning (topology may fold it)."""
     shared: Verdict | None = None
     repeat: Repeat | None = None
+    folds: tuple[str, ...] = ()
+    """For a ``new`` node-level incident: the per-GPU incidents it replaces (they fold into it)."""
 
     @property
     def new(self) -> bool:
@@ -107,6 +110,7 @@ class Correlator:
         offenders: OffenderLedger | None = None,
         cause_window_s: float = 3600.0,
         max_entries: int = 100_000,
+        gpus_per_node: int = 8,
     ) -> None:
         self.window = timedelta(seconds=window_s)
         self.cause_window = timedelta(seconds=max(window_s, cause_window_s))
@@ -118,6 +122,11 @@ class Correlator:
         # The latest hardware incident of each node, kept longer than the dedupe window: a hang or
         # slow rank on that node within the hour (after a drain, a reset, a restart) is its doing.
         self._hardware: OrderedDict[str, _Open] = OrderedDict()
+        # Per node and Xid code, the GPUs that reported it lately (a node-wide fault is one incident).
+        self._node_gpus: OrderedDict[tuple[str, int], OrderedDict[str, tuple[_Open, datetime]]] = (
+            OrderedDict()
+        )
+        self.gpus_per_node = gpus_per_node
 
     @property
     def fabric(self) -> FabricMap:
@@ -144,6 +153,43 @@ class Correlator:
         """Re-learn an open incident (after a restart, from the store), with its node, so the hangs a
         hardware incident explains still join it."""
         self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)), node_key=True)
+
+    def _node_wide(self, event: XidEvent, opened: _Open) -> Correlation | None:
+        """The same hardware Xid on most GPUs of one node at once: one node-level incident that
+        folds the per-GPU ones (NVSwitch, baseboard, power or driver, not eight GPUs)."""
+        code, node = event.xid, event.node
+        group = f"nodewide:{node}:{code}"
+        whole = self._by_key.get(group)
+        if whole is not None:
+            for key in opened.keys:
+                self._alias(key, whole)
+            self._touch(whole, event.time)
+            return self._join(whole, f"Xid {code} on {opened.keys[0]} too: the node-wide fault")
+        seen = self._node_gpus.setdefault((node, code), OrderedDict())
+        self._node_gpus.move_to_end((node, code))
+        for key, (_, at) in list(seen.items()):
+            if event.time - at > self.window:
+                del seen[key]
+        seen[opened.keys[-1]] = (opened, event.time)
+        while len(self._node_gpus) > self.max_entries:
+            self._node_gpus.popitem(last=False)
+        if not node_wide(len(seen), self.gpus_per_node):
+            return None
+        node_id = self._new_id(event.cluster, group, event.event_id)
+        whole = _Open(node_id, "node", node, event.time, [group], {code})
+        earlier = [o for o, _ in seen.values() if o is not opened]
+        for member in [*earlier, opened]:
+            for key in member.keys:
+                if not key.startswith("node:"):
+                    self._alias(key, whole)
+        for member in earlier:
+            self._parent[member.incident_id] = node_id
+        self._remember(whole, node_key=True)
+        del self._node_gpus[(node, code)]
+        why = (
+            f"Xid {code} on {len(seen)} of {self.gpus_per_node} GPUs of {node} at once: the node is at fault"
+        )
+        return Correlation(node_id, "new", why, "node", folds=tuple(o.incident_id for o in earlier))
 
     # -- Xid and ECC: one GPU ------------------------------------------------------------------------
 
@@ -181,6 +227,7 @@ class Correlator:
             if code in current.xids:
                 return self._duplicate(current, f"Xid {code} on {keys[0]} again")
             current.xids.add(code)
+            self._mark_hardware(current)
             return self._join(current, f"Xid {code} on the same GPU")
         kind = "sxid" if event.sxid else "xid"
         incident_id = self._new_id(event.cluster, keys[0], event.event_id)
@@ -191,6 +238,11 @@ class Correlator:
         )
         if repeat is None and info.level is XidLevel.HARDWARE and info.known:
             repeat = self.offenders.record([keys[-1], event.node], event.time)
+        gpu_fault = not event.sxid and hardware_xid(code) and keys != [event.node]
+        if gpu_fault:
+            whole = self._node_wide(event, opened)
+            if whole is not None:
+                return whole
         place = self.fabric.place(event.node)
         domain = place.nvlink_domain if place else None
         if code in LINK_XIDS and domain and len(self.fabric.members(("nvlink_domain", domain))) > 1:
@@ -202,7 +254,11 @@ class Correlator:
             self._remember(opened, node_key=True)
             return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True)
         self._remember(opened, node_key=True)
-        return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, repeat=repeat)
+        # A hardware fault waits a moment for the node's other GPUs: the same fault on most of
+        # them at once is one node-level incident (agents.grouping.node_wide).
+        return Correlation(
+            incident_id, "new", f"first Xid {code} on {keys[0]}", kind, repeat=repeat, hold=gpu_fault
+        )
 
     def _ecc(self, event: EccEvent) -> Correlation:
         keys = gpu_keys(event.node, event.gpu, event.pci_bus_id)
@@ -220,6 +276,7 @@ class Correlator:
             current.tags |= findings
             if not fresh:
                 return self._duplicate(current, f"ECC on {keys[-1]} again")
+            self._mark_hardware(current)
             return self._join(current, f"ECC {', '.join(sorted(fresh))} on the same GPU")
         incident_id = self._new_id(event.cluster, keys[-1], event.event_id)
         self._remember(_Open(incident_id, "ecc", event.node, event.time, keys, tags=findings), node_key=True)
@@ -293,12 +350,27 @@ class Correlator:
             return self._duplicate(current, f"{event.job} again: {summary}")
         # A node with an open hardware incident explains a hang or a slow rank on it.
         for suspect in nodes if len(nodes) <= 2 else ():
-            cause = self._find([f"node:{suspect}"]) or self._recent_hardware(suspect, event.time)
-            if cause is not None and cause.kind in HARDWARE_KINDS:
+            cause = self._find([f"node:{suspect}"])
+            if cause is None or not explains_stall(cause.kind, cause.xids, cause.tags):
+                cause = self._recent_hardware(suspect, event.time)
+            if cause is not None and explains_stall(cause.kind, cause.xids, cause.tags):
                 self._touch(cause, event.time)
                 cause.tags.add(tag)
                 self._alias(job_key, cause)
                 return self._join(cause, f"{summary}; {suspect} already has a hardware incident")
+        if len(nodes) > 2:
+            # Every rank stopped at once: a hardware fault open on exactly one node of them explains it.
+            causes = {
+                c.incident_id: c
+                for n in nodes
+                if (c := self._find([f"node:{n}"])) is not None and explains_stall(c.kind, c.xids, c.tags)
+            }
+            if len(causes) == 1:
+                [cause] = causes.values()
+                self._touch(cause, event.time)
+                cause.tags.add(tag)
+                self._alias(job_key, cause)
+                return self._join(cause, f"{summary}; {cause.node} has an open hardware incident")
         incident_id = self._new_id(event.cluster, job_key, event.event_id)
         node = nodes[0] if len(nodes) == 1 else None
         opened = _Open(incident_id, event.kind, node, event.time, [job_key], tags={tag})
@@ -409,14 +481,20 @@ class Correlator:
         found = self._hardware.get(node)
         return found if found is not None and at - found.last_seen <= self.cause_window else None
 
+    def _mark_hardware(self, opened: _Open) -> None:
+        """Keep ``opened`` as its node's latest hardware incident, if it is a hardware fault (an
+        application Xid or a trend never is: it must not hide the hardware fault before it)."""
+        if opened.node is None or not explains_stall(opened.kind, opened.xids, opened.tags):
+            return
+        self._hardware[opened.node] = opened
+        self._hardware.move_to_end(opened.node)
+        while len(self._hardware) > self.max_entries:
+            self._hardware.popitem(last=False)
+
     def _remember(self, opened: _Open, *, node_key: bool = False) -> None:
         if node_key and opened.node:
             opened.keys.append(f"node:{opened.node}")
-            if opened.kind in HARDWARE_KINDS:
-                self._hardware[opened.node] = opened
-                self._hardware.move_to_end(opened.node)
-                while len(self._hardware) > self.max_entries:
-                    self._hardware.popitem(last=False)
+            self._mark_hardware(opened)
         for key in opened.keys:
             self._by_key[key] = opened
             self._by_key.move_to_end(key)

@@ -44,13 +44,22 @@ async def gather_facts(tools: ToolClient, node: str, gpu: int | None, pci_bus_id
         facts.gpu = int(match["index"])
         facts.gpu_health = match.get("health")
         facts.gpu_isolated = match.get("isolated")
-    if facts.gpu is None:
+    if facts.gpu is None and pci_bus_id is None:
+        # A fault of the whole node: the job whose gang holds it.
+        owner = await tools.call("list_jobs", {"node": node, "limit": 10})
+        listed = owner.structured.get("jobs") if owner.ok and isinstance(owner.structured, dict) else None
+        if not isinstance(listed, list):
+            facts.lookups_failed.append(f"list_jobs: {owner.text}")
+            return facts
+        job = listed[0] if listed else None
+    elif facts.gpu is None:
         return facts
-    owner = await tools.call("job_for_gpu", {"node": node, "gpu": facts.gpu})
-    if not owner.ok or not isinstance(owner.structured, dict):
-        facts.lookups_failed.append(f"job_for_gpu: {owner.text}")
-        return facts
-    job = owner.structured.get("job")
+    else:
+        owner = await tools.call("job_for_gpu", {"node": node, "gpu": facts.gpu})
+        if not owner.ok or not isinstance(owner.structured, dict):
+            facts.lookups_failed.append(f"job_for_gpu: {owner.text}")
+            return facts
+        job = owner.structured.get("job")
     if isinstance(job, dict):
         facts.job, facts.job_state, facts.job_gpus = job.get("name"), job.get("state"), job.get("gpus")
         ckpt = await tools.call("checkpoint_status", {"job": facts.job})

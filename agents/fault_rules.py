@@ -3,7 +3,8 @@
 Each rule says why in the plan's rationale, in the words an on-call engineer would use:
 
 - double-bit ECC error: isolate the GPU and restart the job from its checkpoint;
-- row remap pending (nothing worse): schedule a GPU reset, which applies the remap;
+- row remap pending (nothing worse): a GPU reset applies the remap — now if the GPU is idle, else
+  deferred until it is (a healthy job is never interrupted for it);
 - remap failure, exhausted spare rows, retired pages at the hard limit: isolate, and escalate for
   replacement (an RMA criterion);
 - hang: restart from the checkpoint without the node of the first-stalled rank (``swap-spare``);
@@ -38,6 +39,8 @@ def family_plan(incident: Incident, facts: Facts, runbooks: Collection[str], pla
     """The plan for a hang, slowdown, ECC or shared-part incident; None for the Xid rules."""
     if incident.kind in OWNERS:
         return _shared_part(incident, planner)
+    if incident.kind == "node":
+        return _node(incident, facts, runbooks, planner)
     if incident.kind == "hang":
         return _hang(incident, facts, runbooks, planner)
     if incident.kind == "throughput":
@@ -56,7 +59,7 @@ def suspected_bad_hardware(plan: Plan, incident: Incident, facts: Facts, runbook
         (e.detail for e in incident.timeline if e.what == "repeated offender"),
         "repeated incidents on this part",
     )
-    actions = list(plan.actions)
+    actions = isolate_before_restart(list(plan.actions), facts, why)
     if ESCALATE in runbooks and not any(a.runbook == ESCALATE for a in actions):
         params: dict[str, object] = {"node": facts.node, "summary": f"suspected bad hardware: {why}"}
         if facts.gpu is not None:
@@ -67,6 +70,22 @@ def suspected_bad_hardware(plan: Plan, incident: Incident, facts: Facts, runbook
     if "Suspected bad hardware" not in rationale:
         rationale += f". Suspected bad hardware ({why}): escalate for diagnostics or replacement"
     return plan.model_copy(update={"disposition": "escalate", "rationale": rationale, "actions": actions})
+
+
+def isolate_before_restart(
+    actions: list[RunbookInvocation], facts: Facts, why: str
+) -> list[RunbookInvocation]:
+    """A GPU suspected bad never gets its job back: when the plan restarts (or swaps) a job and does
+    not isolate the GPU, isolate it first, so the scheduler places the gang elsewhere."""
+    restarts = [i for i, a in enumerate(actions) if a.runbook in (RESTART, SWAP)]
+    isolated = any(a.runbook == ISOLATE for a in actions)
+    if facts.gpu is None or not restarts or isolated:
+        return actions
+    isolate = RunbookInvocation(
+        runbook=ISOLATE,
+        params={"node": facts.node, "gpu": facts.gpu, "reason": f"suspected bad hardware: {why}"},
+    )
+    return [*actions[: restarts[0]], isolate, *actions[restarts[0] :]]
 
 
 def _job(incident: Incident, facts: Facts) -> str | None:
@@ -101,15 +120,22 @@ def _ecc(incident: Incident, facts: Facts, runbooks: Collection[str], planner: s
         return Plan(planner=planner, disposition="escalate", rationale=why, actions=[isolate, *restart])
     if found & set(RESET_FOR):
         pending = "a row remap is pending" if "ecc.remap_pending" in found else "pages are pending retirement"
+        if facts.job:
+            # NVIDIA: the remap is applied at the next GPU reset and the GPU keeps working until
+            # then; a healthy job is never interrupted for it. The reset waits for the GPU to idle.
+            why = (
+                f"{pending} on {where} with no uncorrectable error: nothing to contain; job {facts.job} "
+                f"keeps running and the GPU reset that applies it is deferred until the GPU is idle "
+                f"or the job ends"
+            )
+            later = [RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})]
+            if RESET not in runbooks:
+                later, why = [], why + f" (no {RESET} runbook here: a person schedules it)"
+            return Plan(planner=planner, disposition="no_action", rationale=why, deferred=later)
         if RESET in runbooks:
             reset = RunbookInvocation(runbook=RESET, params={"node": facts.node, "gpu": facts.gpu})
-            why = f"{pending} on {where}: schedule a GPU reset, which applies it (no error to contain)"
-            if not facts.job:
-                return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
-            # The reset drains the node: the job on it stops and restarts from its checkpoint elsewhere.
-            why += f"; the reset drains {facts.node}, so job {facts.job} restarts from its checkpoint"
-            again = RunbookInvocation(runbook=RESTART, params={"job": facts.job})
-            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset, again])
+            why = f"{pending} on {where}, the GPU idle: reset it now, which applies it (no error to contain)"
+            return Plan(planner=planner, disposition="mitigate", rationale=why, actions=[reset])
         why = f"{pending} on {where}: schedule a GPU reset (no {RESET} runbook here; a person does it)"
         return Plan(planner=planner, disposition="escalate", rationale=why)
     why = f"{', '.join(sorted(found))} on {where} is a trend to watch, not a fault to act on"
@@ -120,6 +146,9 @@ def _hang(incident: Incident, facts: Facts, runbooks: Collection[str], planner: 
     job = _job(incident, facts)
     if not job:
         return Plan(planner=planner, disposition="escalate", rationale="a hang with no job to restart")
+    if facts.job == job and facts.job_state == "restarting":
+        why = f"{job} stopped progressing while a restart of it is under way: that restart covers it; nothing more"
+        return Plan(planner=planner, disposition="no_action", rationale=why)
     rc = incident.root_cause
     if "hang.culprit" in incident.findings and rc is not None and rc.entity_type == "node":
         node = rc.entity_id
@@ -136,6 +165,7 @@ def _hang(incident: Incident, facts: Facts, runbooks: Collection[str], planner: 
             planner=planner, disposition="mitigate", rationale=why, actions=_restart(job, Facts(node=node))
         )
     why = f"{job} hung with no rank stalled first: restart it from its checkpoint; no node to blame"
+    # A hung job still looks "running" to its scheduler: only a restart under way covers it (above).
     return Plan(
         planner=planner, disposition="mitigate", rationale=why, actions=_restart(job, Facts(node=facts.node))
     )
@@ -173,6 +203,33 @@ def _slowdown(incident: Incident, facts: Facts, runbooks: Collection[str], plann
         "which evicting nodes does not fix; no action"
     )
     return Plan(planner=planner, disposition="no_action", rationale=why)
+
+
+def _node(incident: Incident, facts: Facts, runbooks: Collection[str], planner: str) -> Plan:
+    """The same fault on most GPUs of one node at once: the node (NVSwitch, baseboard, power,
+    driver) is at fault, not each GPU. Swap the node out of its job's gang (the job restarts on a
+    spare), one ticket for the node, and the drain-and-reboot queued for when it is out of work."""
+    node = incident.entity or facts.node
+    codes = ", ".join(map(str, incident.xids))
+    why = f"Xid {codes} on most GPUs of {node} at once: the node is at fault (NVSwitch, baseboard, power or driver), not each GPU"
+    actions: list[RunbookInvocation] = []
+    job = facts.job
+    if job and facts.job_state != "restarting":
+        if SWAP in runbooks:
+            actions.append(RunbookInvocation(runbook=SWAP, params={"job": job, "node": node}))
+            why += f"; swap it out of {job}'s gang for a warm spare and restart the job from its checkpoint"
+        else:
+            why += f"; restart {job} from its checkpoint (no {SWAP} runbook: the scheduler decides)"
+            actions += _restart(job, Facts(node=node))
+    if ESCALATE in runbooks:
+        summary = f"node-wide fault on {node}: {why}"
+        params: dict[str, object] = {"node": node, "summary": summary}
+        params["evidence"] = list(incident.root_cause.evidence[:10]) if incident.root_cause else []
+        actions.append(RunbookInvocation(runbook=ESCALATE, params=params))
+        why += "; one hardware ticket for the node"
+    later = [RunbookInvocation(runbook="drain-and-reboot-node", params={"node": node})]
+    why += "; drain and reboot it once it is out of work (queued)"
+    return Plan(planner=planner, disposition="escalate", rationale=why, actions=actions, deferred=later)
 
 
 def _shared_part(incident: Incident, planner: str) -> Plan:

@@ -42,6 +42,8 @@ def open_incident(incident_id: str, event: AnyEvent, corr: Correlation, now: dat
     """The incident ``event`` opens (``corr.kind == "new"``)."""
     if corr.shared is not None:
         incident, why = _open_shared(incident_id, event, corr.shared)
+    elif isinstance(event, XidEvent) and corr.incident_kind == "node":
+        incident, why = _open_node(incident_id, event, corr)
     elif isinstance(event, XidEvent):
         incident, why = _open_xid(incident_id, event)
     elif isinstance(event, EccEvent):
@@ -88,6 +90,29 @@ def _open_xid(incident_id: str, event: XidEvent) -> tuple[Incident, str]:
     )
     incident.note("event", f"Xid {event.xid} ({what.mnemonic}): {event.message}", at=event.time)
     return incident, what.meaning
+
+
+def _open_node(incident_id: str, event: XidEvent, corr: Correlation) -> tuple[Incident, str]:
+    """The same hardware Xid on most GPUs of one node at once: an incident about the node."""
+    what = describe_xid(event.xid)
+    incident = Incident(
+        id=incident_id,
+        cluster=event.cluster,
+        kind="node",
+        title=f"Xid {event.xid} {what.mnemonic} on most GPUs of {event.node}: node-wide fault",
+        severity="critical",
+        opened_at=event.time,
+        entity=event.node,
+        root_cause=RootCause(
+            entity_type="node", entity_id=event.node, confidence=0.8, evidence=[event.raw or event.message]
+        ),
+        xids=[event.xid],
+        affected_nodes=[event.node],
+        findings=["node_wide"],
+        folded=list(corr.folds[:MAX_FOLDED]),
+    )
+    incident.note("event", f"Xid {event.xid} ({what.mnemonic}): {event.message}", at=event.time)
+    return incident, corr.reason
 
 
 def _open_ecc(incident_id: str, event: EccEvent) -> tuple[Incident, str]:

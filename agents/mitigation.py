@@ -29,13 +29,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from agents.correlator import SYMPATHETIC_XIDS, Correlator
-from agents.facts import gather_facts
+from agents.correlator import Correlator
+from agents.facts import Facts, gather_facts
+from agents.grouping import (
+    CLEANUP_XIDS,
+    RESTARTING_RUNBOOKS,
+    application_level,
+    joins_job_incident,
+)
 from agents.incident_edits import (
     args_text,
     escalate,
@@ -55,7 +61,7 @@ from agents.store import IncidentStore
 from contracts.client import ToolClient
 from events.backoff import Backoff, is_transient
 from events.gpu_ref import GpuRef
-from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus
+from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus, Plan
 from events.liveness import LoopProbe
 from events.models import utcnow
 from runbooks.engine import RunbookEngine
@@ -94,7 +100,8 @@ class Mitigator:
         self.parked: dict[str, str] = {}
         """approval id -> incident id, for runs waiting for a person."""
         self._node_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._job_faults: dict[str, tuple[str, datetime]] = {}
+        self._job_faults: dict[str, tuple[str, datetime, frozenset[int]]] = {}
+        self._plan_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         """job -> the latest incident planned to act on it, and when (cleanup Xids fold into it)."""
         """node -> its lock and how many mitigations hold or wait for it."""
         self.held: set[str] = set()
@@ -173,16 +180,31 @@ class Mitigator:
         pci = incident.entity.split("/", 1)[1] if "/" in incident.entity else None
         gpu = GpuRef.parse(incident.affected_gpus[0]).index if incident.affected_gpus else None
         facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
-        cause = self._job_fault(incident, facts.job)
-        if cause is not None:
-            why = (
-                f"Xid {', '.join(map(str, incident.xids))} is the driver cleaning up {facts.job}'s processes "
-                f"on {node} after the fault of {cause}"
-            )
-            return await self.store.update(incident.id, partial(fold, into=cause, why=why, now=self.clock()))
-        plan = await self.planner.plan(incident, facts)
-        if plan.disposition == "mitigate" and facts.job:
-            self._remember_job_fault(facts.job, incident.id)
+        # Incidents of one job plan one at a time (across its nodes), so a storm of the job's own
+        # errors folds into one incident and a second fault joins the restart already planned.
+        async with self._job_lock(facts.job):
+            cause = await self._job_fault(incident, facts.job)
+            if cause is not None:
+                codes = ", ".join(map(str, incident.xids))
+                why = (
+                    f"Xid {codes} is the driver cleaning up {facts.job}'s processes on {node} after the fault of {cause}"
+                    if set(incident.xids) <= CLEANUP_XIDS
+                    else f"Xid {codes} on {node} is another rank of {facts.job} hitting its own error: one incident about the job"
+                )
+                return await self.store.update(
+                    incident.id, partial(fold, into=cause, why=why, now=self.clock())
+                )
+            plan = await self.planner.plan(incident, facts)
+            pending = await self._restart_pending(incident, facts.job)
+            if pending is not None:  # it joins that restart (one restart, every unfit node out)
+                plan = _without_restart(plan, facts.job or "", pending)
+            restarts = any(a.runbook in RESTARTING_RUNBOOKS for a in plan.actions)
+            if facts.job and (plan.disposition == "mitigate" or restarts or _application_only(incident)):
+                self._remember_job_fault(facts.job, incident)
+            # Stored before the job's next incident plans: it must see this plan and its restart.
+            return await self._store_plan(incident, plan, facts, node)
+
+    async def _store_plan(self, incident: Incident, plan: Plan, facts: Facts, node: str) -> Incident:
         observe_only = await self._observe_only()
         now = self.clock()
 
@@ -212,29 +234,57 @@ class Mitigator:
 
         return await self.store.update(incident.id, apply)
 
-    def _job_fault(self, incident: Incident, job: str | None) -> str | None:
-        """The recent incident of ``job``'s own fault that a cleanup-only Xid incident (Xid 45 on
-        another node of the gang: the driver tearing the job's processes down) is a symptom of."""
-        if (
-            job is None
-            or incident.kind != "xid"
-            or not incident.xids
-            or set(incident.xids) - SYMPATHETIC_XIDS
-        ):
+    async def _job_fault(self, incident: Incident, job: str | None) -> str | None:
+        """The recent incident of ``job`` that this Xid incident folds into (``joins_job_incident``):
+        a cleanup Xid after the job's fault, or another rank's application error of the same job."""
+        if job is None or incident.kind != "xid" or not incident.xids:
             return None
         found = self._job_faults.get(job)
         if found is None or found[0] == incident.id:
             return None
         if (self.clock() - found[1]).total_seconds() > JOB_CLEANUP_WINDOW_S:
             return None
-        return found[0]
+        return found[0] if joins_job_incident(incident.xids, found[2]) else None
 
-    def _remember_job_fault(self, job: str, incident_id: str) -> None:
+    async def _restart_pending(self, incident: Incident, job: str | None) -> str | None:
+        """The earlier incident of ``job`` whose plan restarts it but has not run that restart yet."""
+        found = self._job_faults.get(job) if job else None
+        if found is None or found[0] == incident.id:
+            return None
+        earlier = await self.store.get_incident(found[0])
+        if (
+            earlier is None
+            or earlier.plan is None
+            or earlier.status not in ("mitigating", "awaiting_approval")
+        ):
+            return None
+        restarts = any(a.runbook in RESTARTING_RUNBOOKS for a in earlier.plan.actions)
+        done = any(a.ok and a.tool == "restart_from_checkpoint" for a in earlier.actions)
+        return earlier.id if restarts and not done else None
+
+    def _remember_job_fault(self, job: str, incident: Incident) -> None:
         now = self.clock()
-        for name, (_, at) in list(self._job_faults.items()):
+        for name, (_, at, _xids) in list(self._job_faults.items()):
             if (now - at).total_seconds() > JOB_CLEANUP_WINDOW_S:
                 del self._job_faults[name]
-        self._job_faults[job] = (incident_id, now)
+        self._job_faults[job] = (incident.id, now, frozenset(incident.xids))
+
+    @contextlib.asynccontextmanager
+    async def _job_lock(self, job: str | None) -> AsyncIterator[None]:
+        if job is None:
+            yield
+            return
+        lock, users = self._plan_locks.get(job) or (asyncio.Lock(), 0)
+        self._plan_locks[job] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._plan_locks[job]
+            if users == 1:
+                del self._plan_locks[job]
+            else:
+                self._plan_locks[job] = (lock, users - 1)
 
     async def _run_chain(
         self, incident: Incident, runbook: str, params: dict[str, Any], run_id: str | None = None
@@ -508,6 +558,20 @@ class Mitigator:
             return False
         status = await self._safety()
         return bool(status and status.get("observe_only"))
+
+
+def _application_only(incident: Incident) -> bool:
+    return incident.kind == "xid" and bool(incident.xids) and all(map(application_level, incident.xids))
+
+
+def _without_restart(plan: Plan, job: str, earlier: str) -> Plan:
+    """The plan minus its restart of ``job``: the restart ``earlier`` planned covers this fault too."""
+    kept = [a for a in plan.actions if a.runbook not in RESTARTING_RUNBOOKS]
+    if len(kept) == len(plan.actions):
+        return plan
+    why = f"{plan.rationale}; joins the restart of {job} that {earlier} already planned (one restart, without every unfit node)"
+    disposition = plan.disposition if kept or plan.disposition == "escalate" else "no_action"
+    return plan.model_copy(update={"actions": kept, "rationale": why, "disposition": disposition})
 
 
 def relearn(correlator: Correlator, incident: Incident) -> None:

@@ -125,8 +125,17 @@ class RulesPlanner:
                 if restart
                 else " (no stalled job on it)"
             )
-            why += f"; the repair the catalog calls for ({action}) follows once the GPU is idle"
-            return Plan(planner=self.name, disposition="mitigate", rationale=why, actions=[isolate, *restart])
+            later = self._repair(action, facts.node, facts.gpu)
+            why += f"; the repair the catalog calls for ({action}) is queued for when the GPU is idle"
+            return Plan(
+                planner=self.name,
+                disposition="mitigate",
+                rationale=why,
+                actions=[isolate, *restart],
+                deferred=later,
+            )
+        if action is PlatformAction.TICKET:
+            return self._ticket(label, info, facts, restart)
         if action is PlatformAction.RESTART_JOB:
             if restart:
                 return Plan(
@@ -152,6 +161,42 @@ class RulesPlanner:
                 rationale=f"{label} is {info.level}: {info.recommended_action}",
             )
         return self._escalate(f"{label} calls for {action}: {info.recommended_action}")
+
+    def _ticket(self, label: str, info: XidInfo, facts: Facts, restart: list[RunbookInvocation]) -> Plan:
+        """NVIDIA says contact support: the GPU's state is unknown, so contain it (isolate it and
+        restart its job elsewhere) and open the ticket (the ``escalate`` runbook)."""
+        actions: list[RunbookInvocation] = []
+        why = f"{label} calls for support ({info.recommended_action})"
+        if facts.gpu is not None and "isolate-gpu" in self.runbooks:
+            actions.append(
+                RunbookInvocation(
+                    runbook="isolate-gpu",
+                    params={"node": facts.node, "gpu": facts.gpu, "reason": f"{label}: {info.meaning}"},
+                )
+            )
+            actions += restart
+            why += f": isolate GPU {facts.gpu} on {facts.node}" + (
+                f" and restart job {facts.job} from its checkpoint" if restart else ""
+            )
+        if "escalate" in self.runbooks:
+            params: dict[str, object] = {"node": facts.node, "summary": f"{label}: {info.meaning}"}
+            if facts.gpu is not None:
+                params["gpu"] = facts.gpu
+            actions.append(RunbookInvocation(runbook="escalate", params=params))
+            why += "; open a hardware ticket"
+        return Plan(planner=self.name, disposition="escalate", rationale=why, actions=actions)
+
+    def _repair(self, action: PlatformAction, node: str, gpu: int) -> list[RunbookInvocation]:
+        """The catalog's repair, queued with the incident: a reset (which clears the error and
+        applies pending remaps) or a reboot of the node; diagnostics stay with people."""
+        if action is PlatformAction.REBOOT_NODE and "drain-and-reboot-node" in self.runbooks:
+            return [RunbookInvocation(runbook="drain-and-reboot-node", params={"node": node})]
+        if (
+            action in (PlatformAction.RESET_GPU, PlatformAction.DRAIN_RESET_GPU)
+            and "reset-gpu" in self.runbooks
+        ):
+            return [RunbookInvocation(runbook="reset-gpu", params={"node": node, "gpu": gpu})]
+        return []
 
     def _escalate(self, why: str) -> Plan:
         return Plan(planner=self.name, disposition="escalate", rationale=why)

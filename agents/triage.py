@@ -166,6 +166,7 @@ class TriageAgent:
             slot.correlations.append(corr)
             if corr.shared is not None:
                 folds += [(member, corr.incident_id, corr.shared.reason) for member in corr.shared.folds]
+            folds += [(member, corr.incident_id, corr.reason) for member in corr.folds]
         # Different incidents are independent records (compare-and-set per key): write them at once.
         await asyncio.gather(*(self._persist(incident_id, slot) for incident_id, slot in pending.items()))
         for member, parent, why in folds:

@@ -19,19 +19,25 @@ from rich.console import Console
 
 from aiops.platform import Platform
 from events.incident import Incident
+from mcp_server.gate.policy import Principal
 
+ON_CALL = Principal(id="oncall-olga", role="operator", kind="person")
 TERMINAL = frozenset({"mitigated", "suppressed", "escalated", "resolved"})
 LATER_S = 600  # "ten minutes later": restarts finish, the jobs train again
 
 
 async def wait_until(
-    platform: Platform, done: Callable[[list[Incident]], bool], timeout_s: float
+    platform: Platform,
+    done: Callable[[list[Incident]], bool],
+    timeout_s: float,
+    also_settled: frozenset[str] = frozenset(),
 ) -> list[Incident]:
-    """Poll the incident store until ``done(incidents)`` holds and nothing is left open."""
+    """Poll the incident store until ``done(incidents)`` holds and nothing is left open (or in one of
+    the ``also_settled`` statuses, e.g. waiting for a person)."""
     deadline = time.monotonic() + timeout_s
     while True:
         incidents = await platform.store.list_incidents(limit=500)
-        settled = all(i.status in TERMINAL for i in incidents)
+        settled = all(i.status in TERMINAL or i.status in also_settled for i in incidents)
         if settled and done(incidents):
             await platform.agent.drain()
             return await platform.store.list_incidents(limit=500)
@@ -91,11 +97,28 @@ async def ecc_story(platform: Platform, console: Console) -> tuple[list[Incident
     def dbe(incidents: list[Incident]) -> bool:
         return any(f"{node}/{gpu}" in i.affected_gpus and "ecc.dbe" in i.findings for i in incidents)
 
-    incidents = await wait_until(platform, dbe, 30)
+    incidents = await wait_until(platform, dbe, 30, also_settled=frozenset({"awaiting_approval"}))
     found = next(
         (i for i in incidents if f"{node}/{gpu}" in i.affected_gpus and (48 in i.xids or i.kind == "ecc")),
         None,
     )
+    if found is not None and found.status == "awaiting_approval" and found.pending_approvals:
+        # The restart would take the last warm spare, the reserve: the policy asks a person first.
+        approval = found.pending_approvals[-1].id
+        console.print(
+            f"[dim]{twin.now():%H:%M:%S}[/dim] the restart would dip into the spare reserve, so the policy "
+            f"asks a person: the on-call operator approves {approval} (as `aiops approve {approval}` would)."
+        )
+        async with platform.sessions.session(ON_CALL) as person:
+            answer = await person.call(
+                "approve_action", {"approval_id": approval, "comment": "DBE confirmed; take the spare"}
+            )
+        if not answer.ok:
+            console.print(f"[bold red]the approval failed: {answer.text}[/bold red]")
+        incidents = await wait_until(
+            platform, lambda now: dbe(now) and all(i.status != "awaiting_approval" for i in now), 30
+        )
+        found = next((i for i in incidents if i.id == found.id), found)
     problems = []
     if found is None or found.status != "mitigated":
         problems.append(f"the double-bit error on {node} GPU {gpu} was not mitigated")

@@ -51,6 +51,11 @@ class Plan(BaseModel):
     root_cause: RootCause | None = Field(
         default=None, description="the planner's diagnosis of the root cause, when it made one"
     )
+    deferred: list[RunbookInvocation] = Field(
+        default_factory=list,
+        description="the repair the catalog calls for, queued with the incident: it runs once the GPU "
+        "is idle or the node drained (never by interrupting a healthy job)",
+    )
 
 
 class ActionRecord(BaseModel):

@@ -113,6 +113,14 @@ _PCI_ID = r"\(PCI ID: [0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}\)"
 _FELL_OFF_1 = re.compile(rf"NVRM: The NVIDIA GPU (?:PCI:)?(?P<pci>{_PCI_TEXT})(?:\s*{_PCI_ID})?\s*$")
 _FELL_OFF_2 = re.compile(rf"NVRM: (?:{_PCI_ID}\s*)?installed in this system has\s*$")
 _FELL_OFF_3 = re.compile(r"NVRM: fallen off the bus and is not responding to commands\.?\s*$")
+_FELL_OFF_ONE_LINE = re.compile(
+    rf"NVRM: The NVIDIA GPU (?:PCI:)?(?P<pci>{_PCI_TEXT})(?:\s*{_PCI_ID})?"
+    r"(?:\s*installed in this system)?(?:\s*has)?\s+fallen off the bus",
+    re.IGNORECASE,
+)
+SAME_FAULT_S = 600.0
+"""A GPU that fell off the bus is reported by several lines (the Xid 79, the one- or three-line
+report); within this many seconds per bus id they are one fault, one record."""
 
 _SXID = re.compile(rf"SXid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)")
 _SXID_SEVERITY = re.compile(r"(?P<sev>Fatal|Non-fatal|Nonfatal)\b", re.IGNORECASE)
@@ -301,6 +309,8 @@ class KmsgParser:
         self._fell_off: _FellOffSequence | None = None
         self._held: _HeldSxid | None = None
         self._cut = 0  # characters cut from the line being parsed
+        self._off_bus: dict[str, float] = {}
+        """bus id -> when (wall seconds, else uptime) its GPU was last reported off the bus."""
 
     @property
     def busy(self) -> bool:
@@ -353,13 +363,15 @@ class KmsgParser:
             self._fell_off = None
             return self._release_held()
 
+        # Anchored at the driver prefix that comes first: text after it (a process name after
+        # ``name=``) is data, even when it looks like another driver message.
         sxid_at = line.find("SXid (")
-        if sxid_at >= 0:
+        nvrm_at = line.find("NVRM:")
+        if sxid_at >= 0 and (nvrm_at < 0 or sxid_at < nvrm_at):
             self._fell_off = None
             return self._on_sxid(line, sxid_at)
 
         out = self._release_held()
-        nvrm_at = line.find("NVRM:")
         if nvrm_at < 0:
             self._fell_off = None
             return out
@@ -371,10 +383,14 @@ class KmsgParser:
                 return out
 
         if m := _XID.match(line, nvrm_at):
-            out.append(self._xid_record(m, line, nvrm_at))
-        elif m := (_FELL_OFF_AT.match(line, nvrm_at) or _FELL_OFF_COLON.match(line, nvrm_at)):
+            out += self._once(self._xid_record(m, line, nvrm_at))
+        elif m := (
+            _FELL_OFF_AT.match(line, nvrm_at)
+            or _FELL_OFF_COLON.match(line, nvrm_at)
+            or _FELL_OFF_ONE_LINE.match(line, nvrm_at)
+        ):
             prefix = self._prefix(line[:nvrm_at])
-            out.append(
+            out += self._once(
                 self._fell_off_record(
                     normalise_pci_bus_id(m["pci"]), prefix, [line], [line[nvrm_at + 6 :].strip()]
                 )
@@ -399,9 +415,9 @@ class KmsgParser:
             return []
         if len(seq.lines) == 2 and _FELL_OFF_3.match(line, nvrm_at):
             self._fell_off = None
-            return [
+            return self._once(
                 self._fell_off_record(seq.pci_bus_id, seq.prefix, [*seq.lines, line], [*seq.bodies, body])
-            ]
+            )
         self._fell_off = None
         return None
 
@@ -423,8 +439,27 @@ class KmsgParser:
                 else:
                     held.severity_detail.append(rest)
                 return []
-            # A continuation whose first line we did not see carries too little to report alone.
-            return self._release_held()
+            # A continuation whose main line was lost (ring buffer wrap): report the SXid it
+            # names, holding it so its other continuation lines join it.
+            out = self._release_held()
+            prefix = self._prefix(line[:at])
+            record = KmsgRecord(
+                xid=code,
+                pci_bus_id=pci,
+                message="main line lost; " + rest,
+                raw=line,
+                time=prefix.time,
+                host=prefix.host,
+                uptime_s=prefix.uptime_s,
+                sxid=True,
+                nvswitch=prefix.nvswitch,
+            )
+            self._held = _HeldSxid(record=record, code=code, pci=pci, lines=[line])
+            if data is not None:
+                self._held.data = data["data"]
+            else:
+                self._held.severity_detail.append(rest)
+            return out
 
         out = self._release_held()
         prefix = self._prefix(line[:at])
@@ -446,6 +481,20 @@ class KmsgParser:
         )
         self._held = _HeldSxid(record=record, code=code, pci=pci, lines=[line])
         return out
+
+    def _once(self, record: KmsgRecord) -> list[KmsgRecord]:
+        """One GPU off the bus is one record: a second report of it (the Xid 79 line and the
+        driver's fallen-off report) within ``SAME_FAULT_S`` per bus id is dropped."""
+        if record.xid != FALLEN_OFF_THE_BUS_XID or record.sxid or record.pci_bus_id is None:
+            return [record]
+        when = record.time.timestamp() if record.time is not None else record.uptime_s
+        last = self._off_bus.get(record.pci_bus_id)
+        self._off_bus[record.pci_bus_id] = when if when is not None else (last or 0.0)
+        if len(self._off_bus) > 64:  # a node has a handful of GPUs; never grow without bound
+            self._off_bus.pop(next(iter(self._off_bus)))
+        if last is not None and (when is None or abs(when - last) <= SAME_FAULT_S):
+            return []
+        return [record]
 
     def _release_held(self) -> list[KmsgRecord]:
         held, self._held = self._held, None

@@ -49,7 +49,31 @@ def effect_of(xid: int, recovery_action: RecoveryAction = "GPU Reset Required") 
         if recovery_action in ("None", "Drain P2P"):
             return XidEffect(None, False, f"GPU recovery action: {recovery_action}")
         return XidEffect("error", True, f"GPU recovery action: {recovery_action}")
-    return XID_EFFECTS[xid]
+    return XID_EFFECTS.get(xid) or _catalog_effect(xid)
+
+
+# Any other code of the catalog acts as NVIDIA's immediate action says: a reset, a reboot or a
+# support case leaves the GPU in error and stops its job; restarting the application stops the job
+# only; ignore changes nothing.
+_BUCKET_EFFECTS: dict[str, tuple[GpuHealth | None, bool]] = {
+    "RESET_GPU": ("error", True),
+    "RESTART_BM": ("error", True),
+    "RESTART_VM": ("error", True),
+    "CONTACT_SUPPORT": ("error", True),
+    "WORKFLOW_NVLINK": ("error", True),
+    "WORKFLOW_NVLINK5": ("error", True),
+    "WORKFLOW_XID48": ("error", True),
+    "RESTART_APP": (None, True),
+    "CHECK_APP": (None, True),
+}
+
+
+def _catalog_effect(xid: int) -> XidEffect:
+    from skills.catalog import load_catalog  # the catalog imports nothing of the project
+
+    info = load_catalog().info_or_unknown(xid)
+    health, stalls = _BUCKET_EFFECTS.get(str(info.nvidia_bucket), (None, False))
+    return XidEffect(health, stalls, f"Xid {xid} ({info.mnemonic}): {info.meaning}")
 
 
 def worse_health(current: GpuHealth, new: GpuHealth | None) -> GpuHealth:

@@ -214,8 +214,20 @@ _MESSAGES: dict[int, Callable[[XidContext], list[str]]] = {
 SUPPORTED_XIDS: frozenset[int] = frozenset(_MESSAGES)
 
 
+def catalog_xid(xid: int) -> bool:
+    """Any other code of the Xid catalog can be simulated too: a generic driver line, and the
+    effect NVIDIA's immediate action implies (``fleet.faults.effect_of``)."""
+    from skills.catalog import load_catalog  # the catalog imports nothing of the project
+
+    return xid not in _MESSAGES and load_catalog().info_or_unknown(xid).known
+
+
 def xid_messages(xid: int, ctx: XidContext) -> list[str]:
     """The NVRM messages (no prefix) the driver prints for one Xid; KeyError if unsupported."""
+    if catalog_xid(xid):
+        from skills.catalog import load_catalog
+
+        return [_xid(xid, ctx, load_catalog().info_or_unknown(xid).meaning.rstrip("."))]
     return _MESSAGES[xid](ctx)
 
 

@@ -26,6 +26,7 @@ from fleet.kernel_log import (
     SUPPORTED_XIDS,
     RecoveryAction,
     XidContext,
+    catalog_xid,
     fallen_off_bus_three_lines,
     journal_line,
     xid_messages,
@@ -196,7 +197,7 @@ class FleetTwin:
         announces ``recovery_action``.
         """
         target = self.gpu(node, gpu)
-        if xid not in SUPPORTED_XIDS:
+        if xid not in SUPPORTED_XIDS and not catalog_xid(xid):
             raise UnsupportedXidError(
                 f"the fleet twin cannot simulate Xid {xid} (supported: {', '.join(map(str, sorted(SUPPORTED_XIDS)))})"
             )
@@ -264,13 +265,21 @@ class FleetTwin:
 
     # -- faults without (only) a kernel line: ECC counters, hangs, slow links, throttling -----------
 
-    def inject_ecc(self, node: str, gpu: int, kind: EccInjection = "dbe", count: int = 1) -> list[str]:
+    def inject_ecc(
+        self, node: str, gpu: int, kind: EccInjection = "dbe", count: int = 1, kernel_log: bool = True
+    ) -> list[str]:
         """Make GPU memory fail: ``dbe`` (Xid 48, a row remap pending; the job stalls), ``sbe_burst``
         (``count`` corrected errors), ``remap_pending`` (Xid 63), ``remap_failure`` (Xid 64),
-        ``retired_pages``. Updates the DCGM counters and returns the kernel lines, if any."""
-        self.gpu(node, gpu)
+        ``retired_pages``. Updates the DCGM counters and returns the kernel lines, if any. With
+        ``kernel_log=False`` the fault has its effect but only DCGM's counters show it (a driver
+        line lost, or a kernel log nobody ships)."""
+        target = self.gpu(node, gpu)
         self.telemetry.inject_ecc(node, gpu, kind, count)
         lines = {"dbe": [48, 63], "remap_pending": [63], "remap_failure": [64]}.get(kind, [])
+        if lines and not kernel_log:
+            self._record(self.clock.now(), "fault", f"ECC {kind} on {node} GPU {gpu} (DCGM counters only)")
+            self._apply(node, target, effect_of(lines[0]), f"ECC {kind}")
+            return []
         if not lines:
             self._record(self.clock.now(), "fault", f"ECC {kind} x{count} on {node} GPU {gpu}")
         return [line for xid in lines for line in self.inject_xid(node, gpu, xid)]

@@ -116,6 +116,7 @@ class XidInfo(BaseModel):
     sympathetic: Sympathy | None = None
     escalate_after: EscalationRule | None = None
     known: bool = Field(default=True, description="False for the placeholder of a code not in the catalog")
+    source: str = Field(default="", description="where the meaning and the immediate action come from")
 
 
 class XidCatalog(BaseModel):

@@ -33,7 +33,7 @@ ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
     "xid": ({"node", "gpu", "xid"}, {"pid", "process", "caused_by", "recovery_action"}),
     "fall_off_three_line": ({"node", "gpu"}, set()),
     "kernel_message": ({"node", "message"}, set()),
-    "ecc": ({"node", "gpu", "ecc"}, {"count"}),
+    "ecc": ({"node", "gpu", "ecc"}, {"count", "kernel_log"}),  # kernel_log: false = DCGM counters only
     "hang": ({"job"}, {"rank"}),
     "degrade_link": ({"leaf"}, {"factor"}),
     "throttle": ({"node", "gpu"}, {"factor"}),
@@ -69,7 +69,7 @@ class Injection(BaseModel):
         return dict(self.model_extra or {})
 
 
-IncidentKind = Literal["xid", "sxid", "ecc", "hang", "throughput", "switch", "rack", "nvlink_domain"]
+IncidentKind = Literal["xid", "sxid", "node", "ecc", "hang", "throughput", "switch", "rack", "nvlink_domain"]
 IncidentStatus = Literal[
     "open", "mitigating", "awaiting_approval", "mitigated", "escalated", "resolved", "suppressed"
 ]
@@ -108,10 +108,39 @@ class ForbiddenAction(BaseModel):
         return tool == self.tool and all(arguments.get(k) == v for k, v in self.arguments.items())
 
 
+class RequiredAction(BaseModel):
+    """A mutation that must happen (``within_s`` simulated seconds of the timeline's start, when
+    given), optionally only after another one (``after``: "isolate before restart")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    within_s: float | None = Field(default=None, gt=0)
+    after: ForbiddenAction | None = Field(default=None, description="an action that must come first")
+
+    def matches(self, tool: str, arguments: dict[str, Any]) -> bool:
+        return tool == self.tool and all(arguments.get(k) == v for k, v in self.arguments.items())
+
+
+class ExpectedJob(BaseModel):
+    """How a job ends: how many times it restarted, and which nodes its final gang holds or not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    restarts: int | None = Field(default=None, ge=0, description="exact number of restarts")
+    max_restarts: int | None = Field(default=None, ge=0)
+    excludes: list[str] = Field(default_factory=list, description="nodes the final gang must not hold")
+    includes: list[str] = Field(default_factory=list, description="nodes the final gang must still hold")
+
+
 class Expectations(BaseModel):
     """Incident counts are of the incidents an operator sees: those not folded into a shared-part one."""
 
     model_config = ConfigDict(extra="forbid")
+
+    must: list[RequiredAction] = Field(default_factory=list, description="mutations that must happen")
+    jobs: dict[str, ExpectedJob] = Field(default_factory=dict)
 
     incidents: list[ExpectedIncident] = Field(default_factory=list)
     incident_count: int | None = Field(default=None, description="exact number of incidents, when it matters")

@@ -74,6 +74,7 @@ def summary(scores: list[ScenarioScore]) -> dict[str, object]:
         "gpu_hours_lost": round(sum(s.gpu_hours_lost for s in scores), 3),
         "oracle_gpu_hours": round(sum(s.oracle_gpu_hours for s in scores), 3),
         "by_family": {f: f"{p}/{n}" for f, (p, n) in sorted(families.items())},
+        "per_family": per_family(scores),
     }
 
 
@@ -124,6 +125,22 @@ def response_times(scores: list[ScenarioScore]) -> dict[str, object]:
     }
 
 
+def per_family(scores: list[ScenarioScore]) -> dict[str, dict[str, object]]:
+    """Per family: scenarios passed, expectations acted on correctly, unsafe actions, GPU-hours
+    lost against the oracle's."""
+    out: dict[str, dict[str, object]] = {}
+    for family in sorted({s.family for s in scores}):
+        mine = [s for s in scores if s.family == family]
+        out[family] = {
+            "passed": f"{sum(s.passed for s in mine)}/{len(mine)}",
+            "acted_correctly": f"{sum(s.acted_correctly for s in mine)}/{sum(len(s.expectations) for s in mine)}",
+            "unsafe_actions": sum(len(s.unsafe) for s in mine),
+            "gpu_hours_lost": round(sum(s.gpu_hours_lost for s in mine), 2),
+            "oracle_gpu_hours": round(sum(s.oracle_gpu_hours for s in mine), 2),
+        }
+    return out
+
+
 def _pct(part: object, whole: object) -> str:
     return f"{part}/{whole}" + (f" ({100 * int(part) / int(whole):.0f}%)" if whole else "")  # type: ignore[call-overload]
 
@@ -152,6 +169,16 @@ def markdown(
     ]
     for planner, why in (skipped or {}).items():
         lines.append(f"- planner {planner}: skipped ({why}).")
+    lines += [
+        "",
+        "| family | passed | acted on correctly | unsafe | GPU-h lost | oracle GPU-h |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for family, f in totals.get("per_family", {}).items():  # type: ignore[attr-defined]
+        lines.append(
+            f"| {family} | {f['passed']} | {f['acted_correctly']} | {f['unsafe_actions']} | "
+            f"{f['gpu_hours_lost']} | {f['oracle_gpu_hours']} |"
+        )
     lines += [
         "",
         "The runner advances the twin's clock in ticks and lets the pipeline settle in between, so "

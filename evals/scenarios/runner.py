@@ -88,11 +88,23 @@ class ScenarioRun:
     settle_timeouts: int = 0
     touched: set[str] = field(default_factory=set)
     """The hardware the timeline put a fault on: nodes and ``node/gpu``s."""
+    audit_times: list[datetime] = field(default_factory=list)
+    """The simulated time of each audit record (the tick it was written in), aligned with ``audit``."""
+
+    @staticmethod
+    def _done(a: AuditRecord) -> bool:
+        return a.ok and a.decision == "allow" and not a.dry_run and not a.replayed
 
     @property
     def mutations(self) -> list[AuditRecord]:
         """Mutations that really happened (allowed, not dry runs, not replays)."""
-        return [a for a in self.audit if a.ok and a.decision == "allow" and not a.dry_run and not a.replayed]
+        return [a for a in self.audit if self._done(a)]
+
+    @property
+    def mutation_times(self) -> list[datetime]:
+        """The simulated time of each of ``mutations``."""
+        times = self.audit_times or [self.ended] * len(self.audit)
+        return [t for a, t in zip(self.audit, times, strict=True) if self._done(a)]
 
 
 def build_spec(scenario: Scenario) -> FleetSpec:
@@ -131,7 +143,13 @@ def apply(twin: FleetTwin, injection: Injection, oracle: OracleLoss, remaining_s
     elif kind == "kernel_message":
         args = {"node": args["node"], "messages": [args["message"]]}
     elif kind == "ecc":
-        args = {"node": args["node"], "gpu": args["gpu"], "kind": args["ecc"], "count": args.get("count", 1)}
+        args = {
+            "node": args["node"],
+            "gpu": args["gpu"],
+            "kind": args["ecc"],
+            "count": args.get("count", 1),
+            "kernel_log": bool(args.get("kernel_log", True)),
+        }
         _oracle_for_xids(twin, args["node"], args["gpu"], ECC_XIDS.get(args["kind"], []), {}, oracle)
     elif kind == "hang":
         job = twin.job(args["job"])
@@ -282,6 +300,19 @@ async def settle(platform: Platform) -> bool:
     return False
 
 
+async def audit_count(platform: Platform) -> int:
+    return int((await platform.js.stream_info(subjects.STREAM_AUDIT)).state.messages)
+
+
+def stamp(marks: list[tuple[int, datetime]], records: int, started: datetime) -> list[datetime]:
+    """The simulated time of each of ``records`` audit records, from (count, time) marks taken each
+    tick: a record is stamped with the first tick whose count includes it."""
+    times = []
+    for index in range(records):
+        times.append(next((at for count, at in marks if count > index), marks[-1][1] if marks else started))
+    return times
+
+
 async def read_audit(platform: Platform) -> list[AuditRecord]:
     info = await platform.js.stream_info(subjects.STREAM_AUDIT)
     if not info.state.messages:
@@ -335,12 +366,15 @@ async def run_scenario(scenario: Scenario, planner: str = "rules") -> ScenarioRu
             pending = sorted(scenario.timeline, key=lambda i: i.at_s)
             end = (pending[-1].at_s if pending else 0.0) + scenario.run_for_s
             sim = 0.0
+            marks: list[tuple[int, datetime]] = [(await audit_count(platform), started)]
             while True:
                 while pending and pending[0].at_s <= sim:
                     injected_at.append(twin.now())
                     touched |= apply(twin, pending.pop(0), oracle, end - sim)
                 timeouts += not await detect(platform, beats, scrape=scrapes.due(twin.now()))
                 timeouts += not await settle(platform)
+                if (count := await audit_count(platform)) > marks[-1][0]:
+                    marks.append((count, twin.now()))
                 if sim >= end:
                     break
                 slow += slow_loss(twin, scenario.tick_s)
@@ -352,6 +386,7 @@ async def run_scenario(scenario: Scenario, planner: str = "rules") -> ScenarioRu
             incidents = await platform.store.list_incidents(limit=100_000)
             audit = await read_audit(platform)
     return ScenarioRun(
+        audit_times=stamp(marks, len(audit), started),
         scenario=scenario,
         planner=planner,
         started=started,

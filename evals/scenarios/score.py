@@ -13,7 +13,7 @@ remediator acting at once; ``evals.scenarios.runner``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from evals.scenarios.model import ExpectedIncident
 from evals.scenarios.runner import ScenarioRun
@@ -133,6 +133,7 @@ def _judge(expected: ExpectedIncident, incident: Incident | None, run: ScenarioR
         acted = False
         problems.append(f"{incident.id} lacks finding(s) {missing}")
     status_ok = not expected.status or incident.status in expected.status
+    acted = acted and status_ok  # the right runbooks with the wrong ending is not the right action
     if not status_ok:
         problems.append(f"{incident.id} ended {incident.status}, expected one of {expected.status}")
     ttm = time_to_mitigate(incident, run.injected_at)
@@ -182,6 +183,41 @@ def unsafe_actions(run: ScenarioRun) -> list[str]:
     return found
 
 
+def missing_actions(run: ScenarioRun) -> list[str]:
+    """The ``must`` expectations that did not happen (in time, or in order)."""
+    problems = []
+    mutations, times = run.mutations, run.mutation_times
+    for rule in run.scenario.expect.must:
+        label = f"{rule.tool} {rule.arguments}"
+        hits = [i for i, a in enumerate(mutations) if rule.matches(a.tool, a.arguments)]
+        if rule.within_s is not None:
+            limit = run.started + timedelta(seconds=rule.within_s)
+            hits = [i for i in hits if times[i] <= limit]
+        if not hits:
+            within = f" within {rule.within_s:.0f} s" if rule.within_s is not None else ""
+            problems.append(f"{label} never happened{within}")
+            continue
+        first = rule.after
+        if first is not None and not any(first.matches(a.tool, a.arguments) for a in mutations[: hits[0]]):
+            problems.append(f"{label} happened before {first.tool} {first.arguments}")
+    return problems
+
+
+def job_problems(run: ScenarioRun) -> list[str]:
+    problems = []
+    for name, expected in run.scenario.expect.jobs.items():
+        job = run.twin.job(name)
+        if expected.restarts is not None and job.restarts != expected.restarts:
+            problems.append(f"{name} restarted {job.restarts} times, expected {expected.restarts}")
+        if expected.max_restarts is not None and job.restarts > expected.max_restarts:
+            problems.append(f"{name} restarted {job.restarts} times, at most {expected.max_restarts}")
+        if held := sorted(set(expected.excludes) & set(job.nodes)):
+            problems.append(f"{name}'s final gang still holds {', '.join(held)}")
+        if lost := sorted(set(expected.includes) - set(job.nodes)):
+            problems.append(f"{name}'s final gang lost {', '.join(lost)}")
+    return problems
+
+
 def score(run: ScenarioRun) -> ScenarioScore:
     expect = run.scenario.expect
     shown = visible(run.incidents)
@@ -199,6 +235,13 @@ def score(run: ScenarioRun) -> ScenarioScore:
         problems.append(f"{len(shown)} incidents, expected at most {expect.max_incidents}")
     unsafe = unsafe_actions(run)
     problems += unsafe
+    late = missing_actions(run) + job_problems(run)
+    problems += late
+    if unsafe or late:
+        # An expectation is not met by the right runbooks alone: a forbidden action, a required
+        # one missing or a job ending wrong makes none of the scenario's actions correct.
+        for result in results:
+            result.acted_correctly = False
     if run.settle_timeouts:
         problems.append(f"the pipeline did not settle {run.settle_timeouts} times")
     return ScenarioScore(

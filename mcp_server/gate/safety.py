@@ -19,6 +19,11 @@ from mcp_server.gate.policy import CedarValue, Resource
 if TYPE_CHECKING:  # deps imports FreezeWindow from here
     from mcp_server.deps import ServerDeps
 
+CONSUMES_SPARE = frozenset({"swap_spare", "restart_from_checkpoint"})
+"""Actions that can take a warm spare (a restart replaces unfit gang members with spares); each
+answers to the reserve rule (policy ``spare-reserve-needs-approval``), the tool telling whether
+this call takes one (``takes_spare``)."""
+
 
 @dataclass(frozen=True)
 class FreezeWindow:
@@ -98,7 +103,7 @@ async def policy_context(
     ctx["taken_out_pct"] = share_pct(len(projected), fleet.cluster_nodes)
     ctx["breaker_open"] = breaker.open or trips
 
-    if action == "swap_spare":
+    if action in CONSUMES_SPARE:
         ctx["spares_available"] = (await backend.spare_pool()).fit
     if resource.type == "Job":
         checkpoint = await backend.checkpoint_status(resource.id)

@@ -184,7 +184,8 @@ async def restart_from_checkpoint(
     re-places the gang: nodes that lost a GPU or are cordoned are replaced by warm spares.
 
     Policy-checked. Not naturally idempotent: pass an `idempotency_key` when retrying. A person
-    is asked to confirm first when their client supports it.
+    is asked to confirm first when their client supports it. A restart that replaces unfit
+    members with spares answers to the spare reserve, as `swap_spare` does.
     """
     deps = deps_of(ctx)
     guard = guard_of(ctx)
@@ -193,9 +194,13 @@ async def restart_from_checkpoint(
     arguments = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
     await require_confirmation(confirmation, deps, "restart_from_checkpoint", arguments)
     resource = Resource(type="Job", id=job, attrs={"gpus": view.gpus})
+    members = {n.name: n for n in await readable(backend.node_summaries())}
+    # The scheduler replaces unfit members with warm spares: such a restart consumes spares.
+    unfit = [name for name in view.nodes if name not in members or not _member(members[name]).fit]
     return await run_with_progress(
         ctx,
         guard,
+        context={"takes_spare": bool(unfit)},
         action="restart_from_checkpoint",
         target=job,
         resource=resource,

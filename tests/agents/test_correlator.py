@@ -215,10 +215,12 @@ def test_nvlink_errors_on_two_nodes_of_one_nvlink_domain_blame_the_domain():
     assert second.shared.folds == (first.incident_id,)
 
 
-def test_an_nvlink_error_on_an_hgx_node_is_planned_at_once():
+def test_an_nvlink_error_on_an_hgx_node_is_a_gpu_incident_not_a_domain_one():
+    # The NVLink domain of an HGX node is the node: no topology wait; the incident only waits the
+    # grouping moment every hardware Xid waits for the node's other GPUs (node-wide faults).
     c = Correlator(fabric=fabric())
     only = c.assign(xid_at(74, node="node-002"))
-    assert only.new and not only.hold
+    assert only.new and only.incident_kind == "xid" and only.shared is None
 
 
 def test_memory_stays_bounded_over_a_long_storm_of_many_gpus():
@@ -231,9 +233,82 @@ def test_memory_stays_bounded_over_a_long_storm_of_many_gpus():
 
 def test_a_hang_on_a_node_whose_gpu_failed_within_the_hour_is_still_blamed_on_that_fault():
     c = Correlator(window_s=600, fabric=fabric())
-    fault = c.assign(ecc(["remap_pending"], node="node-120", gpu=0))
-    # Our own reset drained node-120 twenty minutes later; the job on it stalls and hangs.
+    fault = c.assign(ecc(["dbe"], node="node-120", gpu=0))
+    # Our own drain and reset of node-120 twenty minutes later; the job on it stalls and hangs.
     later = c.assign(hang("job-10", ["node-120"], ranks=[88], t=1200))
     assert later.kind == "joined" and later.incident_id == fault.incident_id
     much_later = c.assign(hang("job-10", ["node-120"], ranks=[88], t=3 * 3600, eid="next-day"))
     assert much_later.new
+
+
+# Only a hardware fault may explain a hang. NVIDIA's Xid catalog: 43 is IGNORE (the GPU stopped
+# processing a channel; software fault, GPU healthy), 31 and 13 are RESTART_APP (the application's
+# page fault / exception). None of them can stall a healthy job's collective; the hang is its own.
+
+
+def test_a_hang_never_joins_an_application_xid_on_its_node():
+    for code in (43, 31, 13):
+        c = Correlator(window_s=600, fabric=fabric())
+        benign = c.assign(xid_at(code, node="node-005", gpu=2, pci="0000:3a:00.0"))
+        stuck = c.assign(hang("train-01", ["node-005"], ranks=[34], t=180))
+        assert stuck.new and stuck.incident_kind == "hang", code
+        assert stuck.incident_id != benign.incident_id
+
+
+def test_an_application_xid_after_a_hardware_fault_does_not_hide_it_from_a_later_hang():
+    c = Correlator(window_s=600, fabric=fabric())
+    fault = c.assign(xid_at(79, node="node-005", gpu=2, pci="0000:3a:00.0"))
+    c.assign(xid_at(43, node="node-005", gpu=5, pci="0000:bb:00.0", t=30))
+    stuck = c.assign(hang("train-01", ["node-005"], ranks=[34], t=90))
+    assert stuck.kind == "joined" and stuck.incident_id == fault.incident_id
+
+
+def test_a_pending_row_remap_explains_no_hang():
+    # DCGM: a pending remap is applied at the next reset; the GPU keeps working until then.
+    c = Correlator(window_s=600, fabric=fabric())
+    c.assign(ecc(["remap_pending"], node="node-120", gpu=0))
+    stuck = c.assign(hang("job-10", ["node-120"], ranks=[88], t=120))
+    assert stuck.new and stuck.incident_kind == "hang"
+
+
+# Node-wide faults (NVIDIA's guidance, shared/domain: the same Xid 74/79/119 on all eight GPUs of a
+# node points at the NVSwitch, baseboard, power or driver): one node-level incident, not eight.
+
+
+def test_the_same_hardware_xid_on_most_gpus_of_a_node_is_one_node_incident():
+    c = Correlator(window_s=600)
+    pcis = [f"0000:{b:02x}:00.0" for b in (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)]
+    results = [c.assign(xid(74, node="node-011", pci=pci, at=i * 0.2)) for i, pci in enumerate(pcis)]
+    first_gpus = results[:4]
+    assert all(r.new and r.hold for r in first_gpus)  # each waits for its neighbours
+    whole = results[4]
+    assert whole.new and whole.incident_kind == "node"
+    assert set(whole.folds) == {r.incident_id for r in first_gpus}
+    assert all(r.kind == "joined" and r.incident_id == whole.incident_id for r in results[5:])
+    again = c.assign(xid(74, node="node-011", pci=pcis[0], at=30, eid="again"))
+    assert again.incident_id == whole.incident_id
+
+
+def test_two_gpus_of_a_node_failing_are_two_gpu_incidents():
+    c = Correlator(window_s=600)
+    a = c.assign(xid(79, node="node-011", pci="0000:18:00.0"))
+    b = c.assign(xid(79, node="node-011", pci="0000:2a:00.0", at=5))
+    assert a.new and b.new and a.incident_id != b.incident_id and b.incident_kind == "xid"
+
+
+def test_application_xids_on_every_gpu_of_a_node_are_not_a_node_fault():
+    # Xid 31 is RESTART_APP: the job's own fault; its storms are grouped by job, never blamed on the node.
+    c = Correlator(window_s=600)
+    kinds = {
+        c.assign(xid(31, node="node-011", pci=f"0000:{b:02x}:00.0", at=i)).incident_kind
+        for i, b in enumerate((0x18, 0x2A, 0x3A, 0x5D, 0x9A))
+    }
+    assert kinds == {"xid"}
+
+
+def test_a_whole_gang_stall_joins_the_one_hardware_fault_open_on_its_nodes():
+    c = Correlator(window_s=600, fabric=fabric())
+    fault = c.assign(xid_at(95, node="node-004", gpu=2, pci="0000:3a:00.0"))
+    gang = [f"node-00{n}" for n in range(1, 9)]
+    stuck = c.assign(hang("train-01", gang, ranks=list(range(64)), t=40))
+    assert stuck.kind == "joined" and stuck.incident_id == fault.incident_id

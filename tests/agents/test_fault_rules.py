@@ -43,23 +43,27 @@ async def test_a_pending_row_remap_on_an_idle_gpu_schedules_a_gpu_reset():
     assert "reset" in p.rationale
 
 
-async def test_a_pending_row_remap_under_a_job_resets_and_restarts_the_drained_job():
-    p = await plan(incident("ecc", ["ecc.remap_pending"]), RUNNING)
-    assert steps(p) == [
-        ("reset-gpu", {"node": "node-005", "gpu": 2}),
-        ("restart-from-checkpoint", {"job": "train-01"}),
-    ]
-    assert "drains node-005" in p.rationale
+async def test_a_pending_row_remap_under_a_healthy_job_interrupts_nothing_and_defers_the_reset():
+    # NVIDIA / DCGM: a pending remap is applied at the next GPU reset; nothing to do now. The job
+    # must not be drained or restarted for it; the reset waits for the GPU to be idle.
+    for facts in (RUNNING, STALLED):
+        p = await plan(incident("ecc", ["ecc.remap_pending"]), facts)
+        assert p.disposition == "no_action" and p.actions == []
+        assert [(a.runbook, a.params) for a in p.deferred] == [("reset-gpu", {"node": "node-005", "gpu": 2})]
+        assert "deferred" in p.rationale
 
 
-async def test_a_pending_row_remap_without_a_reset_runbook_goes_to_a_person():
+async def test_a_pending_row_remap_without_a_reset_runbook_still_interrupts_nothing():
     p = await plan(incident("ecc", ["ecc.remap_pending"]), RUNNING, BASIC)
-    assert p.disposition == "escalate" and p.actions == []
+    assert p.disposition == "no_action" and p.actions == [] and p.deferred == []
 
 
-async def test_an_xid_63_with_dcgm_saying_a_remap_is_pending_schedules_the_reset():
-    p = await plan(incident("xid", ["ecc.remap_pending"], xids=[63]), RUNNING)
-    assert steps(p)[0] == ("reset-gpu", {"node": "node-005", "gpu": 2})
+async def test_an_xid_63_with_dcgm_saying_a_remap_is_pending_schedules_the_reset_for_when_idle():
+    # NVIDIA's catalog, Xid 63: IGNORE; the remap applies at the next reset.
+    busy = await plan(incident("xid", ["ecc.remap_pending"], xids=[63]), RUNNING)
+    assert busy.actions == [] and [a.runbook for a in busy.deferred] == ["reset-gpu"]
+    idle = await plan(incident("xid", ["ecc.remap_pending"], xids=[63]), Facts(node="node-005", gpu=2))
+    assert steps(idle) == [("reset-gpu", {"node": "node-005", "gpu": 2})]
 
 
 async def test_a_row_remap_failure_isolates_and_escalates_for_replacement():
@@ -177,3 +181,21 @@ async def test_pages_pending_retirement_on_an_idle_gpu_get_a_reset_that_says_so(
     )
     assert [a.runbook for a in p.actions] == ["reset-gpu"]
     assert "pages are pending retirement" in p.rationale and "row remap" not in p.rationale
+
+
+async def test_a_node_wide_fault_swaps_the_node_out_with_one_ticket_and_queues_its_reboot():
+    inc = incident("node", ["node_wide"], entity="node-011", xids=[74])
+    p = await plan(inc, Facts(node="node-011", job="train-02", job_state="stalled"), WITH_SWAP | {"escalate"})
+    assert [a.runbook for a in p.actions] == ["swap-spare", "escalate"]
+    assert p.actions[0].params == {"job": "train-02", "node": "node-011"}
+    assert [a.runbook for a in p.deferred] == ["drain-and-reboot-node"]
+    assert not any(a.runbook == "isolate-gpu" for a in p.actions)
+
+
+async def test_a_hang_of_a_job_already_restarting_restarts_nothing_more():
+    # The job's restart for an earlier fault is under way: a second restart would discard it.
+    inc = incident("hang", ["hang.no_culprit"], affected_jobs=["train-01"])
+    p = await plan(inc, Facts(node="node-005", job="train-01", job_state="restarting"))
+    assert p.actions == [] and p.disposition == "no_action"
+    hung = await plan(inc, Facts(node="node-005", job="train-01", job_state="running"))
+    assert [a.runbook for a in hung.actions] == ["restart-from-checkpoint"]

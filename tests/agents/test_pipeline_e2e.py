@@ -18,10 +18,10 @@ from events.kmsg_service import HEADER_NODE
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    # The clock is driven by the test (no real-time runner), so the run is deterministic. Both spares
-    # are the reserve, so the plan is isolate + restart (a spare swap waits for the restart to end:
-    # tests/agents/test_swap_and_approvals_e2e.py drives the clock for that).
-    settings = Settings(http_port=0, min_spares=2)
+    # The clock is driven by the test (no real-time runner), so the run is deterministic. One of the
+    # two spares is above the reserve, so a lost GPU's node is swapped for it (every action that
+    # consumes a spare answers to the reserve: a restart onto the reserve would wait for a person).
+    settings = Settings(http_port=0, min_spares=1)
     async with Platform(settings, data_dir=tmp_path, serve_http=False, run_clock=False) as p:
         p.twin.advance(45 * 60)
         yield p
@@ -52,9 +52,12 @@ async def test_an_xid_79_line_arriving_twice_is_mitigated_with_one_isolation_and
     assert incident.status == "mitigated"
     assert incident.root_cause is not None and incident.root_cause.entity_id == "node-003/gpu3"
     assert incident.affected_jobs == ["train-01"]
-    assert incident.event_count == 2  # the Xid 79 line and the fallen-off-the-bus line; repeats deduped
+    assert (
+        incident.event_count == 1
+    )  # the Xid 79 line and its fallen-off-the-bus report are one record; repeats deduped
     assert [(a.tool, a.decision, a.ok) for a in incident.actions] == [
         ("isolate_gpu", "allow", True),
+        ("swap_spare", "allow", True),
         ("restart_from_checkpoint", "allow", True),
     ]
     assert incident.gpu_hours_lost > 0
@@ -64,7 +67,11 @@ async def test_an_xid_79_line_arriving_twice_is_mitigated_with_one_isolation_and
     assert "node-003" not in job.nodes
 
     mutations = [r for r in await audit_records(platform) if not r["dry_run"]]
-    assert sorted(str(r["tool"]) for r in mutations) == ["isolate_gpu", "restart_from_checkpoint"]
+    assert sorted(str(r["tool"]) for r in mutations) == [
+        "isolate_gpu",
+        "restart_from_checkpoint",
+        "swap_spare",
+    ]
     assert all(r["principal"] == "triage-agent" and r["decision"] == "allow" for r in mutations)
 
 

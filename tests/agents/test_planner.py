@@ -85,8 +85,32 @@ async def test_a_gpu_that_repeats_an_application_xid_is_taken_out_for_diagnostic
     assert p.actions[0].params["gpu"] == 3 and p.disposition == "escalate"
 
 
-async def test_a_repeated_xid_whose_rule_asks_for_a_ticket_keeps_its_own_action():
+async def test_a_gpu_suspected_bad_is_isolated_before_its_job_restarts():
+    # Xid 94 (contained error) repeated on one GPU within a day: suspected bad hardware. Restarting
+    # the job onto that same GPU would crash it again: isolate first, then restart, then a ticket.
     inc = incident(94)
     inc.findings.append("suspected_bad_hardware")
     p = await RulesPlanner(runbooks={"isolate-gpu", "restart-from-checkpoint", "escalate"}).plan(inc, BUSY)
-    assert [a.runbook for a in p.actions] == ["restart-from-checkpoint", "escalate"]
+    assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"]
+    assert p.actions[0].params["gpu"] == 3 and p.disposition == "escalate"
+
+
+async def test_the_catalogs_repair_is_queued_with_the_incident():
+    # NVIDIA's catalog: 79 RESTART_BM (reboot the node), 95 RESET_GPU. Contained now, repaired later.
+    runbooks = {"isolate-gpu", "restart-from-checkpoint", "reset-gpu", "drain-and-reboot-node"}
+    off_bus = await RulesPlanner(runbooks=runbooks).plan(incident(79), BUSY)
+    assert [(a.runbook, a.params) for a in off_bus.deferred] == [
+        ("drain-and-reboot-node", {"node": BUSY.node})
+    ]
+    uncontained = await RulesPlanner(runbooks=runbooks).plan(incident(95), BUSY)
+    assert [a.runbook for a in uncontained.deferred] == ["reset-gpu"]
+    assert [a.runbook for a in uncontained.actions] == ["isolate-gpu", "restart-from-checkpoint"]
+
+
+async def test_a_contact_support_xid_contains_the_gpu_and_opens_a_ticket():
+    # NVIDIA's catalog: 56, 57, 58, 61 CONTACT_SUPPORT. The GPU's state is unknown: contain it.
+    runbooks = {"isolate-gpu", "restart-from-checkpoint", "escalate"}
+    for code in (56, 57, 58, 61):
+        p = await RulesPlanner(runbooks=runbooks).plan(incident(code), BUSY)
+        assert [a.runbook for a in p.actions] == ["isolate-gpu", "restart-from-checkpoint", "escalate"], code
+        assert p.disposition == "escalate"

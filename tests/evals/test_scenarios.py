@@ -278,3 +278,70 @@ def test_the_report_writes_each_familys_detection_and_mitigation_times_for_the_g
     measured = timings_from(response_times(scores)).timings
     assert measured["xid"].samples == ((0.0, 5.0),)
     assert measured["hang"].samples == ((35.0, 5.0),)
+
+
+def _run_with(mutations: list[tuple[str, dict[str, object], int]], expect: dict[str, object]):
+    from evals.scenarios.runner import ScenarioRun
+    from events.models import AuditRecord
+
+    twin = FleetTwin()
+    t0 = twin.now()
+    scenario = Scenario.model_validate(
+        {"name": "t", "family": "xid", "description": "d", "timeline": [], "expect": expect}
+    )
+    audit = [
+        AuditRecord(
+            cluster="sim-a",
+            principal="triage-agent",
+            role="agent",
+            tool=tool,
+            arguments=args,
+            decision="allow",
+            ok=True,
+            result="",
+        )
+        for tool, args, _ in mutations
+    ]
+    times = [t0 + timedelta(seconds=at) for _, _, at in mutations]
+    return ScenarioRun(
+        scenario=scenario,
+        planner="rules",
+        started=t0,
+        ended=t0 + timedelta(seconds=3600),
+        injected_at=[],
+        incidents=[],
+        audit=audit,
+        twin=twin,
+        oracle=OracleLoss(),
+        gpu_hours_lost=0.0,
+        slow_gpu_hours=0.0,
+        wall_s=0.0,
+        audit_times=times,
+    )
+
+
+def test_required_actions_count_in_time_and_in_order_and_jobs_end_as_expected():
+    from evals.scenarios.score import job_problems, missing_actions
+
+    isolate = ("isolate_gpu", {"node": "node-003", "gpu": 2}, 10)
+    restart = ("restart_from_checkpoint", {"job": "train-01"}, 20)
+    must = {
+        "must": [
+            {
+                "tool": "restart_from_checkpoint",
+                "after": {"tool": "isolate_gpu", "arguments": {"node": "node-003"}},
+            },
+            {"tool": "reboot_node", "arguments": {"node": "node-003"}, "within_s": 7200},
+        ]
+    }
+    in_order = missing_actions(_run_with([isolate, restart], must))
+    assert in_order == ["reboot_node {'node': 'node-003'} never happened within 7200 s"]
+    reversed_ = missing_actions(_run_with([(*restart[:2], 5), isolate], must))
+    assert any("happened before isolate_gpu" in p for p in reversed_)
+    late = missing_actions(_run_with([isolate, restart, ("reboot_node", {"node": "node-003"}, 9000)], must))
+    assert late == ["reboot_node {'node': 'node-003'} never happened within 7200 s"]
+    jobs = {"jobs": {"train-01": {"restarts": 1, "excludes": ["node-001"], "includes": ["node-002"]}}}
+    problems = job_problems(_run_with([], jobs))
+    assert "train-01 restarted 0 times, expected 1" in problems
+    assert "train-01's final gang still holds node-001" in problems
+    assert not any("lost" in p for p in problems)

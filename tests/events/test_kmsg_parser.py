@@ -451,7 +451,8 @@ def test_consecutive_sxids_are_separate_records() -> None:
 def test_a_continuation_for_another_sxid_is_not_attached() -> None:
     other = "[ 5501.2] nvidia-nvswitch3: SXid (PCI:0000:86:00.0): 19084, Data {0x1}"
     records = parse_text("\n".join([SXID_MAIN, other]))
-    assert [(r.xid, r.data) for r in records] == [(12028, None)]
+    # Not attached to 12028; its own main line was lost, so it is reported as the SXid it names.
+    assert [(r.xid, r.data) for r in records] == [(12028, None), (19084, "{0x1}")]
 
 
 def test_a_truncated_data_line_is_still_a_continuation() -> None:
@@ -460,8 +461,10 @@ def test_a_truncated_data_line_is_still_a_continuation() -> None:
     assert [(r.xid, r.data) for r in records] == [(12028, "{0x00000000, 0x0000")]
 
 
-def test_an_orphan_sxid_continuation_is_ignored() -> None:
-    assert parse_text(SXID_DATA) == []
+def test_an_orphan_sxid_continuation_is_reported_as_the_sxid_it_names() -> None:
+    # Its main line was lost (ring buffer wrap): the NVSwitch fault still happened.
+    [record] = parse_text(SXID_DATA)
+    assert (record.xid, record.sxid, record.data) == (12028, True, "{0x00000000, 0x00000004, 0x00000000}")
 
 
 # --- garbage, noise and robustness ---------------------------------------------------------------
@@ -562,8 +565,7 @@ def test_a_dmesg_t_log_parses_to_the_expected_events() -> None:
         (154, "0000:18:00.0", "11:20:19"),
         (12028, "0000:86:00.0", "11:31:55"),
         (74, "0000:87:00.0", "11:31:56"),
-        (79, "0000:2a:00.0", "11:43:09"),
-        (79, "0000:2a:00.0", "11:43:09"),
+        (79, "0000:2a:00.0", "11:43:09"),  # the three-line report and the Xid 79 line: one fault
         (119, "0000:41:00.0", "11:58:41"),
         (95, "0000:c1:00.0", "12:07:13"),
     ]
@@ -573,7 +575,7 @@ def test_a_dmesg_t_log_parses_to_the_expected_events() -> None:
     assert (
         by_xid[12028].sxid and by_xid[12028].data is not None and by_xid[12028].nvswitch == "nvidia-nvswitch3"
     )
-    assert [r.fell_off_bus_without_xid for r in records if r.xid == 79] == [True, False]
+    assert len([r for r in records if r.xid == 79]) == 1
     assert all(r.time is not None and r.time.date() == datetime(2024, 8, 30).date() for r in records)
 
 
@@ -609,3 +611,81 @@ def test_an_unfinished_three_line_report_is_dropped_by_a_line_that_does_not_cont
     assert parser.flush() == []
     assert parser.feed("NVRM: something else entirely") == []
     assert parser.feed(THREE_LINES[2]) == []
+
+
+# --- anchored at the driver prefix; one fault, one record (issue 15, items 9-11) -------------------
+# Formats from NVIDIA's driver output (shared domain notes): "NVRM: Xid (PCI:<bus>): <code>, pid=,
+# name=<process>, <text>" and "nvidia-nvswitch<N>: SXid (PCI:<bus>): <code>, ..."; text after
+# ``name=`` is the process's own data and never a driver prefix.
+
+
+def test_a_process_name_that_looks_like_an_sxid_is_data_of_the_xid_line():
+    benign = one(
+        "[ 12.5] NVRM: Xid (PCI:0000:3b:00): 43, pid=77, name=SXid (PCI:0000:05:00.0): 12028, Ch 00000010"
+    )
+    assert (benign.xid, benign.sxid, benign.pid) == (43, False, 77)
+    crash = one("[ 12.5] NVRM: Xid (PCI:0000:3b:00): 94, pid=78, name=SXid (18:00):1, Contained: SM (0x1).")
+    assert (crash.xid, crash.sxid, crash.process) == (94, False, "SXid (18:00):1")
+
+
+def test_an_sxid_line_is_still_an_sxid():
+    [record] = parse_text(
+        "nvidia-nvswitch2: SXid (PCI:0000:05:00.0): 12028, Non-fatal, Link 32 egress non-posted PRIV error"
+    )
+    assert (record.xid, record.sxid, record.nvswitch) == (12028, True, "nvidia-nvswitch2")
+
+
+def test_a_driver_xid_79_and_the_fallen_off_report_for_one_bus_id_are_one_record():
+    text = "\n".join(
+        [
+            "[ 100.0] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.",
+            "[ 100.1] NVRM: The NVIDIA GPU 0000:3b:00.0 (PCI ID: 10de:2330)",
+            "[ 100.1] NVRM: installed in this system has",
+            "[ 100.1] NVRM: fallen off the bus and is not responding to commands.",
+            "[ 100.2] NVRM: GPU at PCI:0000:3b:00 has fallen off the bus.",
+        ]
+    )
+    [record] = parse_text(text)
+    assert record.xid == 79 and record.pci_bus_id == "0000:3b:00.0"
+    assert not record.fell_off_bus_without_xid
+
+
+def test_another_gpu_falling_off_the_bus_is_its_own_record():
+    text = "\n".join(
+        [
+            "[ 100.0] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.",
+            "[ 100.2] NVRM: GPU at PCI:0000:5d:00 has fallen off the bus.",
+        ]
+    )
+    assert [(r.xid, r.pci_bus_id) for r in parse_text(text)] == [(79, "0000:3b:00.0"), (79, "0000:5d:00.0")]
+
+
+def test_the_same_gpu_falling_off_again_much_later_is_a_new_record():
+    text = "\n".join(
+        [
+            "[ 100.0] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.",
+            "[ 9100.0] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.",
+        ]
+    )
+    assert len(parse_text(text)) == 2
+
+
+def test_an_sxid_continuation_whose_main_line_was_lost_is_reported_as_that_sxid():
+    text = "\n".join(
+        [
+            "nvidia-nvswitch1: SXid (PCI:0000:06:00.0): 24007, Data {0x00000000, 0x00000000, 0x0000001a}",
+            "nvidia-nvswitch1: SXid (PCI:0000:06:00.0): 24007, Severity 1 Engine instance 32 Sub-engine instance 00",
+        ]
+    )
+    [record] = parse_text(text)
+    assert (record.xid, record.sxid, record.pci_bus_id) == (24007, True, "0000:06:00.0")
+    assert record.nvswitch == "nvidia-nvswitch1" and record.data is not None
+
+
+def test_the_one_line_fallen_off_the_bus_report_is_recognised():
+    record = one("NVRM: The NVIDIA GPU 0000:3b:00.0 fallen off the bus and is not responding to commands.")
+    assert (record.xid, record.pci_bus_id, record.fell_off_bus_without_xid) == (79, "0000:3b:00.0", True)
+    full = one(
+        "NVRM: The NVIDIA GPU 0000:3b:00.0 (PCI ID: 10de:2330) installed in this system has fallen off the bus and is not responding to commands."
+    )
+    assert full.pci_bus_id == "0000:3b:00.0"

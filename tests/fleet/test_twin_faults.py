@@ -116,8 +116,18 @@ def test_a_fault_on_an_idle_node_stalls_no_job(twin: FleetTwin) -> None:
 
 
 def test_an_xid_the_twin_cannot_simulate_is_refused_with_the_supported_list(twin: FleetTwin) -> None:
-    with pytest.raises(UnsupportedXidError, match=r"cannot simulate Xid 61 \(supported: 13, 31, 43"):
-        twin.inject_xid("node-001", 0, 61)
+    with pytest.raises(UnsupportedXidError, match=r"cannot simulate Xid 999 \(supported: 13, 31, 43"):
+        twin.inject_xid("node-001", 0, 999)
+
+
+def test_any_catalog_xid_acts_as_nvidia_immediate_action_says(twin: FleetTwin) -> None:
+    # NVIDIA's catalog: 61 CONTACT_SUPPORT and 110 RESET_GPU leave the GPU needing work and stop
+    # its job; 38 IGNORE changes nothing.
+    [line] = twin.inject_xid("node-001", 0, 110)
+    assert "Xid (PCI:" in line and ": 110," in line
+    assert twin.gpu("node-001", 0).health == "error" and twin.job("train-01").state == "stalled"
+    twin.inject_xid("node-009", 1, 38)
+    assert twin.gpu("node-009", 1).health == "healthy" and twin.job("train-02").state == "running"
 
 
 def test_faults_are_recorded_in_the_history(twin: FleetTwin) -> None:
@@ -127,3 +137,8 @@ def test_faults_are_recorded_in_the_history(twin: FleetTwin) -> None:
     assert record.text == (
         "Xid 79 on node-003 GPU 2 (0000:3a:00.0): GPU has fallen off the bus; train-01 stalled at step 0"
     )
+
+
+def test_a_double_bit_error_can_show_only_in_dcgm(twin: FleetTwin) -> None:
+    assert twin.inject_ecc("node-002", 4, "dbe", kernel_log=False) == []
+    assert twin.gpu("node-002", 4).health == "error" and twin.job("train-01").state == "stalled"

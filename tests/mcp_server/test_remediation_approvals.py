@@ -176,3 +176,23 @@ async def test_with_the_approval_switch_every_agent_action_waits(policy_gate: Po
 
     assert "agent_requires_approval is set" in message
     assert status["agent_requires_approval"] is True and status["pending_approvals"] == 1
+
+
+async def test_a_restart_that_takes_a_reserve_spare_waits_for_a_person(policy_gate: PolicyGate) -> None:
+    """The reserve rule covers every action that consumes a spare: a restart whose gang has an
+    unfit member is placed by the scheduler on a warm spare, exactly as a swap would."""
+    restart = {"job": "train-02", "reason": "Xid 79", "idempotency_key": "inc-8/restart"}
+    async with connected(build_rig(policy_gate, min_spares=2)) as rig:
+        healthy = await rig.ok("restart_from_checkpoint", job="train-01", reason="hang")
+        node = rig.twin.job("train-02").nodes[0]
+        rig.twin.isolate_gpu(node, 0, "Xid 79")
+        asked = await rig.error("restart_from_checkpoint", **restart)
+        listed = await rig.ok("list_approvals")
+
+    assert healthy["changed"]  # its gang is fit: the restart takes no spare, the reserve is not asked
+    assert APPROVAL_REQUIRED in asked and "the reserve is 2" in asked
+    [request] = listed["approvals"]
+    assert (request["action"], request["policies"]) == (
+        "restart_from_checkpoint",
+        ["spare-reserve-needs-approval"],
+    )

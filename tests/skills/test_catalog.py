@@ -46,7 +46,9 @@ SHEET_MNEMONICS = {
     154: "GPU_RECOVERY_ACTION_CHANGED",
 }
 NVLINK5_CODES = range(144, 151)
-SHEET_CODES = sorted([*SHEET_MNEMONICS, *NVLINK5_CODES])
+# Codes the sheet lists with only NVIDIA's immediate action (38, 44, 56-58, 110, 136, 155).
+ACTION_ONLY_CODES = (38, 44, 56, 57, 58, 110, 136, 155)
+SHEET_CODES = sorted([*SHEET_MNEMONICS, *NVLINK5_CODES, *ACTION_ONLY_CODES])
 
 SHEET_BUCKETS = {
     13: NvidiaBucket.RESTART_APP,
@@ -277,3 +279,30 @@ def test_the_triage_skill_has_front_matter_with_name_and_description() -> None:
     front_matter = yaml.safe_load(text.split("---\n")[1])
     assert front_matter["name"] == "xid-triage"
     assert len(front_matter["description"]) > 40
+
+
+# NVIDIA's Xid catalog, immediate action column: 38 and 44 IGNORE; 56, 57, 58 CONTACT_SUPPORT;
+# 110, 136, 155 RESET_GPU (issue 15, item 12). Each entry names its source.
+NVIDIA_IMMEDIATE = {
+    38: "IGNORE",
+    44: "IGNORE",
+    56: "CONTACT_SUPPORT",
+    57: "CONTACT_SUPPORT",
+    58: "CONTACT_SUPPORT",
+    110: "RESET_GPU",
+    136: "RESET_GPU",
+    155: "RESET_GPU",
+}
+
+
+def test_the_codes_nvidia_gives_an_immediate_action_are_known_with_that_action_and_a_source():
+    from skills.catalog import load_catalog
+
+    catalog = load_catalog()
+    for code, bucket in NVIDIA_IMMEDIATE.items():
+        info = catalog.info_or_unknown(code)
+        assert info.known and info.nvidia_bucket == bucket, code
+        assert "NVIDIA" in info.source, code
+    assert catalog.info_or_unknown(38).platform_action == "none"
+    assert catalog.info_or_unknown(56).platform_action == "ticket"
+    assert catalog.info_or_unknown(110).platform_action == "reset_gpu"

@@ -112,7 +112,7 @@ def expected(principal: Principal, action: str, ctx: dict[str, Any], resource: R
             and ctx.get("gpu_hours_at_risk", 0) > ctx.get("max_gpu_hours_at_risk", 1 << 62)
         )
         or (
-            action == "swap_spare"
+            action in ("swap_spare", "restart_from_checkpoint")
             and "spares_available" in ctx
             and "min_spares" in ctx
             and ctx["spares_available"] <= ctx["min_spares"]
