@@ -16,7 +16,6 @@ from datetime import datetime
 from functools import partial
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from pydantic import ValidationError
 
 from agents import intake
@@ -31,6 +30,7 @@ from agents.topology import load_fabric
 from contracts.client import ToolClient
 from events.backoff import Backoff, is_transient, retry_transient
 from events.dead_letter import DeadLetter, describe, describe_invalid, disposition, publish_dead_letter
+from events.documents import DocumentExists, DocumentMissing
 from events.fabric import FabricMap
 from events.incident import Incident
 from events.liveness import Liveness
@@ -180,7 +180,7 @@ class TriageAgent:
             intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
             try:
                 await self.store.create(incident)
-            except KeyWrongLastSequenceError:
+            except DocumentExists:
                 # Already stored (a redelivered batch after a restart): add the events instead.
                 await self.store.update(
                     incident_id,
@@ -204,7 +204,7 @@ class TriageAgent:
     async def _fold(self, member: str, parent: str, why: str) -> None:
         try:
             await self.store.update(member, partial(intake.fold, into=parent, why=why, now=self.clock()))
-        except KeyNotFoundError:
+        except DocumentMissing:
             log.warning("incident %s to fold into %s is not in the store", member, parent)
 
     def _hold(self, incident_id: str) -> None:

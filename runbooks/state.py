@@ -7,12 +7,19 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from contracts.refusal import Refusal
 from events import subjects
+from events.documents import (
+    MAX_CAS_RETRIES,
+    DocumentConflict,
+    DocumentExists,
+    Documents,
+    KvDocuments,
+    MemoryDocuments,
+)
 from events.incident import Decision
 from events.models import stable_id, utcnow
 
@@ -72,6 +79,9 @@ class RunState(BaseModel):
         default="none", description="the runbook's `confirm` checks after it succeeded"
     )
     confirm_error: str | None = None
+    fence: int = Field(
+        default=0, description="the fencing token of the lease its writer holds (0: no leases)"
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -83,46 +93,64 @@ class RunState(BaseModel):
         return self.status in TERMINAL
 
 
+class RunFenced(Exception):
+    """The run was taken over: its stored state carries a newer fencing token than this writer's."""
+
+
 class RunStore(Protocol):
     async def load(self, run_id: str) -> RunState | None: ...
 
-    async def save(self, state: RunState) -> None: ...
+    async def save(self, state: RunState) -> None:
+        """Write compare-and-set; ``RunFenced`` if a newer owner (a higher ``fence``) wrote it."""
+        ...
 
 
 def _key(run_id: str) -> str:
     return f"run.{stable_id(run_id)}"
 
 
-class KvRunStore:
+class DocumentRunStore:
+    """Runs as typed documents (``events.documents``). A save is compare-and-set on the revision it
+    read, and refused when the stored run carries a higher fencing token than the one saving it:
+    the replica whose lease expired cannot overwrite the run its successor resumed."""
+
+    def __init__(self, docs: Documents[RunState]) -> None:
+        self.docs = docs
+
+    async def load(self, run_id: str) -> RunState | None:
+        return await self.docs.get(_key(run_id))
+
+    async def save(self, state: RunState) -> None:
+        state.updated_at = utcnow()
+        key = _key(state.run_id)
+        for _ in range(MAX_CAS_RETRIES):
+            found = await self.docs.read(key)
+            try:
+                if found is None:
+                    await self.docs.create(key, state)
+                    return
+                if found.doc.fence > state.fence:
+                    raise RunFenced(
+                        f"run {state.run_id} belongs to a newer owner (fence {found.doc.fence} > {state.fence})"
+                    )
+                await self.docs.replace(key, state, found.revision)
+                return
+            except (DocumentExists, DocumentConflict):
+                continue
+        raise DocumentConflict(f"run {state.run_id} kept changing under us")
+
+
+class KvRunStore(DocumentRunStore):
     """Runs in the JetStream KV bucket ``runbook_runs``."""
 
     def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
+        super().__init__(KvDocuments(kv, RunState))
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> KvRunStore:
         return cls(await js.key_value(subjects.BUCKET_RUNBOOK_RUNS))
 
-    async def load(self, run_id: str) -> RunState | None:
-        try:
-            entry = await self._kv.get(_key(run_id))
-        except KeyNotFoundError:
-            return None
-        return RunState.model_validate_json(entry.value) if entry.value else None
 
-    async def save(self, state: RunState) -> None:
-        state.updated_at = utcnow()
-        await self._kv.put(_key(state.run_id), state.model_dump_json().encode())
-
-
-class MemoryRunStore:
+class MemoryRunStore(DocumentRunStore):
     def __init__(self) -> None:
-        self.runs: dict[str, str] = {}
-
-    async def load(self, run_id: str) -> RunState | None:
-        raw = self.runs.get(run_id)
-        return RunState.model_validate_json(raw) if raw else None
-
-    async def save(self, state: RunState) -> None:
-        state.updated_at = utcnow()
-        self.runs[state.run_id] = state.model_dump_json()
+        super().__init__(MemoryDocuments(RunState))

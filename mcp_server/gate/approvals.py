@@ -19,17 +19,15 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from events import subjects
-from events.kv import latest_values
+from events.documents import DocumentConflict, DocumentMissing, Documents, KvDocuments, MemoryDocuments
 from events.models import utcnow
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "used"]
 DECIDED: frozenset[str] = frozenset({"approved", "rejected", "expired", "used"})
-MAX_CAS_RETRIES = 20
 
 
 class ApprovalError(Exception):
@@ -129,77 +127,48 @@ def _key(approval_id: str) -> str:
     return f"a.{subjects.token(approval_id)}"
 
 
-class KvApprovals:
-    """Approval requests in the JetStream KV bucket ``approvals``."""
+class DocumentApprovals:
+    """Approval requests as typed documents (``events.documents``), written compare-and-set."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
-
-    @classmethod
-    async def open(cls, js: JetStreamContext) -> KvApprovals:
-        return cls(await js.key_value(subjects.BUCKET_APPROVALS))
+    def __init__(self, docs: Documents[ApprovalRequest]) -> None:
+        self.docs = docs
 
     async def get(self, approval_id: str) -> ApprovalRequest | None:
-        try:
-            entry = await self.kv.get(_key(approval_id))
-        except KeyNotFoundError:
-            return None
-        return ApprovalRequest.model_validate_json(entry.value) if entry.value else None
+        return await self.docs.get(_key(approval_id))
 
     async def list(self, statuses: Iterable[ApprovalStatus] | None = None) -> list[ApprovalRequest]:
         wanted = set(statuses) if statuses is not None else None
-        found = [ApprovalRequest.model_validate_json(v) for v in await latest_values(self.kv)]
         return sorted(
-            (r for r in found if wanted is None or r.status in wanted),
+            (r for r in await self.docs.values() if wanted is None or r.status in wanted),
             key=lambda r: r.requested_at,
             reverse=True,
         )
 
     async def add(self, request: ApprovalRequest) -> None:
-        await self.kv.create(_key(request.id), request.model_dump_json().encode())
+        await self.docs.create(_key(request.id), request)
 
     async def update(self, approval_id: str, change: Callable[[ApprovalRequest], None]) -> ApprovalRequest:
-        for _ in range(MAX_CAS_RETRIES):
-            try:
-                entry = await self.kv.get(_key(approval_id))
-            except KeyNotFoundError:
-                raise ApprovalError(f"no approval {approval_id!r}") from None
-            request = ApprovalRequest.model_validate_json(entry.value or b"{}")
-            change(request)
-            try:
-                await self.kv.update(
-                    _key(approval_id), request.model_dump_json().encode(), last=entry.revision
-                )
-            except KeyWrongLastSequenceError:
-                continue
-            return request
-        raise ApprovalError(f"approval {approval_id} kept changing under us; retry")
+        try:
+            return await self.docs.update(_key(approval_id), change)
+        except DocumentMissing:
+            raise ApprovalError(f"no approval {approval_id!r}") from None
+        except DocumentConflict:
+            raise ApprovalError(f"approval {approval_id} kept changing under us; retry") from None
 
 
-class MemoryApprovals:
+class KvApprovals(DocumentApprovals):
+    """Approval requests in the JetStream KV bucket ``approvals``."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        super().__init__(KvDocuments(kv, ApprovalRequest))
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> KvApprovals:
+        return cls(await js.key_value(subjects.BUCKET_APPROVALS))
+
+
+class MemoryApprovals(DocumentApprovals):
     """For a server without NATS (standalone ``aiops mcp``) and for tests."""
 
     def __init__(self) -> None:
-        self.requests: dict[str, ApprovalRequest] = {}
-
-    async def get(self, approval_id: str) -> ApprovalRequest | None:
-        found = self.requests.get(approval_id)
-        return found.model_copy(deep=True) if found else None
-
-    async def list(self, statuses: Iterable[ApprovalStatus] | None = None) -> list[ApprovalRequest]:
-        wanted = set(statuses) if statuses is not None else None
-        found = [
-            r.model_copy(deep=True) for r in self.requests.values() if wanted is None or r.status in wanted
-        ]
-        return sorted(found, key=lambda r: r.requested_at, reverse=True)
-
-    async def add(self, request: ApprovalRequest) -> None:
-        self.requests[request.id] = request.model_copy(deep=True)
-
-    async def update(self, approval_id: str, change: Callable[[ApprovalRequest], None]) -> ApprovalRequest:
-        if approval_id not in self.requests:
-            raise ApprovalError(f"no approval {approval_id!r}")
-        request = self.requests[approval_id].model_copy(deep=True)
-        change(request)
-        self.requests[approval_id] = request
-        return request.model_copy(deep=True)
+        super().__init__(MemoryDocuments(ApprovalRequest))

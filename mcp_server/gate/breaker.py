@@ -20,16 +20,15 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from events import subjects
+from events.documents import DocumentConflict, Documents, KvDocuments, MemoryDocuments
 
 TAKES_OUT: frozenset[str] = frozenset({"isolate_gpu", "cordon_node", "drain_node", "reboot_node"})
 """Actions that take capacity out of service: the ones the breaker counts and stops."""
 Backlog = Literal["retry", "escalate"]
-MAX_CAS_RETRIES = 20
 
 
 class TakeOut(BaseModel):
@@ -86,55 +85,33 @@ def _key(cluster: str) -> str:
     return f"b.{subjects.token(cluster)}"
 
 
-class KvBreaker:
+class DocumentBreaker:
+    """The breaker state per cluster as a typed document (``events.documents``), compare-and-set."""
+
+    def __init__(self, docs: Documents[BreakerState]) -> None:
+        self.docs = docs
+
+    async def load(self, cluster: str) -> BreakerState:
+        return await self.docs.get(_key(cluster)) or BreakerState(cluster=cluster)
+
+    async def update(self, cluster: str, change: Callable[[BreakerState], None]) -> BreakerState:
+        try:
+            return await self.docs.update(
+                _key(cluster), change, default=lambda: BreakerState(cluster=cluster)
+            )
+        except DocumentConflict:
+            raise RuntimeError(f"the breaker state of {cluster} kept changing under us") from None
+
+
+class KvBreaker(DocumentBreaker):
     def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+        super().__init__(KvDocuments(kv, BreakerState))
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> KvBreaker:
         return cls(await js.key_value(subjects.BUCKET_BREAKER))
 
-    async def load(self, cluster: str) -> BreakerState:
-        try:
-            entry = await self.kv.get(_key(cluster))
-        except KeyNotFoundError:
-            return BreakerState(cluster=cluster)
-        return BreakerState.model_validate_json(entry.value) if entry.value else BreakerState(cluster=cluster)
 
-    async def update(self, cluster: str, change: Callable[[BreakerState], None]) -> BreakerState:
-        for _ in range(MAX_CAS_RETRIES):
-            try:
-                entry = await self.kv.get(_key(cluster))
-                state = (
-                    BreakerState.model_validate_json(entry.value)
-                    if entry.value
-                    else BreakerState(cluster=cluster)
-                )
-                revision: int | None = entry.revision
-            except KeyNotFoundError:
-                state, revision = BreakerState(cluster=cluster), None
-            change(state)
-            payload = state.model_dump_json().encode()
-            try:
-                if revision is None:
-                    await self.kv.create(_key(cluster), payload)
-                else:
-                    await self.kv.update(_key(cluster), payload, last=revision)
-            except KeyWrongLastSequenceError:
-                continue
-            return state
-        raise RuntimeError(f"the breaker state of {cluster} kept changing under us")
-
-
-class MemoryBreaker:
+class MemoryBreaker(DocumentBreaker):
     def __init__(self) -> None:
-        self.states: dict[str, BreakerState] = {}
-
-    async def load(self, cluster: str) -> BreakerState:
-        return self.states.get(cluster, BreakerState(cluster=cluster)).model_copy(deep=True)
-
-    async def update(self, cluster: str, change: Callable[[BreakerState], None]) -> BreakerState:
-        state = await self.load(cluster)
-        change(state)
-        self.states[cluster] = state
-        return state.model_copy(deep=True)
+        super().__init__(MemoryDocuments(BreakerState))

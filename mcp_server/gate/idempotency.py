@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from contracts.tools import ActionOutcome
 from events import subjects
+from events.documents import DocumentConflict, DocumentExists, Documents, KvDocuments, MemoryDocuments
 from events.models import stable_id
 
 STALE_AFTER_S = 300.0
@@ -81,68 +82,58 @@ def _settle(existing: Claim, key: str, fp: str, now: float, stale_after_s: float
     return None
 
 
-class KvIdempotency:
-    def __init__(self, kv: KeyValue, *, stale_after_s: float = STALE_AFTER_S) -> None:
-        self._kv = kv
-        self.stale_after_s = stale_after_s
+class DocumentIdempotency:
+    """Claims as typed documents (``events.documents``): ``create`` reserves, compare-and-set takes
+    a dead holder's claim over."""
 
-    @classmethod
-    async def open(cls, js: JetStreamContext) -> KvIdempotency:
-        return cls(await js.key_value(subjects.BUCKET_IDEMPOTENCY))
+    def __init__(self, docs: Documents[Claim], *, stale_after_s: float = STALE_AFTER_S) -> None:
+        self.docs = docs
+        self.stale_after_s = stale_after_s
 
     async def claim(self, scope: str, key: str, fingerprint: str) -> ActionOutcome | None:
         k = _kv_key(scope, key)
-        pending = (
-            Claim(state="pending", fingerprint=fingerprint, since=time.time()).model_dump_json().encode()
-        )
         for _ in range(5):
+            pending = Claim(state="pending", fingerprint=fingerprint, since=time.time())
             try:
-                await self._kv.create(k, pending)
+                await self.docs.create(k, pending)
                 return None
-            except KeyWrongLastSequenceError:
+            except DocumentExists:
                 pass
-            try:
-                entry = await self._kv.get(k)
-            except KeyNotFoundError:
+            found = await self.docs.read(k)
+            if found is None:
                 continue  # released in between: try to create again
-            existing = Claim.model_validate_json(entry.value or b"{}")
-            answer = _settle(existing, key, fingerprint, time.time(), self.stale_after_s)
+            answer = _settle(found.doc, key, fingerprint, time.time(), self.stale_after_s)
             if answer is not None:
                 return answer
             try:  # the holder died: take the claim over, unless someone else just did
-                await self._kv.update(k, pending, last=entry.revision)
+                await self.docs.replace(k, pending, found.revision)
                 return None
-            except KeyWrongLastSequenceError:
+            except DocumentConflict:
                 continue
         raise IdempotencyConflict(f"idempotency key {key!r} is contended; retry")
 
     async def complete(self, scope: str, key: str, fingerprint: str, outcome: ActionOutcome) -> None:
         done = Claim(state="done", fingerprint=fingerprint, since=time.time(), outcome=outcome)
-        await self._kv.put(_kv_key(scope, key), done.model_dump_json().encode())
+        await self.docs.update(_kv_key(scope, key), partial(_become, done), default=lambda: done)
 
     async def release(self, scope: str, key: str) -> None:
-        await self._kv.delete(_kv_key(scope, key))
+        await self.docs.delete(_kv_key(scope, key))
 
 
-class MemoryIdempotency:
+def _become(new: Claim, claim: Claim) -> None:
+    for name in Claim.model_fields:
+        setattr(claim, name, getattr(new, name))
+
+
+class KvIdempotency(DocumentIdempotency):
+    def __init__(self, kv: KeyValue, *, stale_after_s: float = STALE_AFTER_S) -> None:
+        super().__init__(KvDocuments(kv, Claim), stale_after_s=stale_after_s)
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> KvIdempotency:
+        return cls(await js.key_value(subjects.BUCKET_IDEMPOTENCY))
+
+
+class MemoryIdempotency(DocumentIdempotency):
     def __init__(self, *, stale_after_s: float = STALE_AFTER_S) -> None:
-        self._claims: dict[str, Claim] = {}
-        self.stale_after_s = stale_after_s
-
-    async def claim(self, scope: str, key: str, fingerprint: str) -> ActionOutcome | None:
-        k, now = _kv_key(scope, key), time.time()
-        existing = self._claims.get(k)
-        if existing is not None:
-            answer = _settle(existing, key, fingerprint, now, self.stale_after_s)
-            if answer is not None:
-                return answer
-        self._claims[k] = Claim(state="pending", fingerprint=fingerprint, since=now)
-        return None
-
-    async def complete(self, scope: str, key: str, fingerprint: str, outcome: ActionOutcome) -> None:
-        self._claims[_kv_key(scope, key)] = Claim(
-            state="done", fingerprint=fingerprint, since=time.time(), outcome=outcome
-        )
-
-    async def release(self, scope: str, key: str) -> None:
-        self._claims.pop(_kv_key(scope, key), None)
+        super().__init__(MemoryDocuments(Claim), stale_after_s=stale_after_s)
