@@ -73,6 +73,7 @@ from mcp_server.gate.breaker import KvBreaker
 from mcp_server.gate.idempotency import KvIdempotency
 from mcp_server.gate.policy import PolicyGate
 from mcp_server.identity import fixed_identity
+from mcp_server.protocol import ResourceFeed
 from runbooks.state import KvRunStore
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,12 @@ class Platform:
         tokens = http_tokens(s, agent_needs_token=not s.embedded_agent)
         self.operator_token, self.agent_token = tokens.operator_token, tokens.agent_token
         self.people_server = build_server(s, deps, tokens=tokens.bearer)
+        live = getattr(self.people_server, "live", None)
+        if live is not None:
+            # Incident changes on NATS -> resources/updated for clients watching incident://, fleet://.
+            feed = ResourceFeed(live, self.nc)
+            await feed.start()
+            self._stack.push_async_callback(feed.stop)
         self._serve_chat(deps)
 
         # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
