@@ -16,6 +16,7 @@ from mcp_server.gate.policy import Principal
 from tests.agents.safety_support import audit_records
 from tests.console.browser import chromium, log_in, need_chromium
 from tests.console.support import OPERATOR, VIEWER, console_platform, console_url
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +68,12 @@ async def test_fault_turns_red_operator_approves_viewer_and_cross_site_cannot(tm
         assert after is not None
         red = await pixel(olga, after["x"], after["y"])
 
+        # The agent plans and its action waits for approval (slower on a loaded machine); the
+        # incident page is rendered when it opens, so open it once the approval exists.
+        async def waiting() -> bool:
+            return bool(await platform_approvals(platform))
+
+        await eventually(waiting, within_s=90, what="the incident's action to wait for an approval")
         # The incident appears on the live page (the feed refreshes the lists); open it.
         link = olga.locator("#incidents a").first
         await link.wait_for(timeout=30_000)
