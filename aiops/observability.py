@@ -205,7 +205,8 @@ class StateSampler:
         for c in self.consumers:
             try:
                 info = await self.js.consumer_info(c.stream, c.durable)
-            except Exception:  # not created yet (no agent in this process), or NATS away
+            except Exception as exc:  # not created yet (no agent in this process), or NATS away
+                log.debug("no consumer info for %s/%s this round: %r", c.stream, c.durable, exc)
                 continue
             CONSUMER_PENDING.labels(c.stream, c.durable).set(info.num_pending or 0)
             CONSUMER_ACK_PENDING.labels(c.stream, c.durable).set(info.num_ack_pending or 0)

@@ -17,6 +17,7 @@ a stale revision, every read returns a copy.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -67,17 +68,17 @@ class Documents(Protocol[T]):
     async def values(self) -> list[T]: ...
 
 
-class _Cas(Generic[T]):
-    """The read-change-write loop, shared by both stores."""
+class _Cas(ABC, Generic[T]):
+    """The read-change-write loop, shared by both stores; each store supplies the three primitives."""
 
-    async def read(self, key: str) -> Versioned[T] | None:
-        raise NotImplementedError
+    @abstractmethod
+    async def read(self, key: str) -> Versioned[T] | None: ...
 
-    async def create(self, key: str, doc: T) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    async def create(self, key: str, doc: T) -> int: ...
 
-    async def replace(self, key: str, doc: T, revision: int) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    async def replace(self, key: str, doc: T, revision: int) -> int: ...
 
     async def get(self, key: str) -> T | None:
         found = await self.read(key)

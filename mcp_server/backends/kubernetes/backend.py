@@ -44,7 +44,6 @@ from contracts.tools import (
     NodeSummary,
     ServiceStatus,
     SparePool,
-    SpareView,
     owned_by_platform,
     platform_owner,
 )
@@ -65,6 +64,7 @@ from mcp_server.backends.kubernetes.jobs import (
     annotation_time,
     restart,
 )
+from mcp_server.backends.spares import pool_of, spare_view
 
 GPUS = PREFIX + "gpus"
 GPU_HEALTH = PREFIX + "gpu-health"
@@ -450,27 +450,8 @@ class KubernetesBackend:
                 why = f"{summary.name} is cordoned by {summary.cordon_owner or 'someone else'}"
             elif summary.gpus_healthy < summary.gpus_total or summary.gpus_isolated:
                 why = f"{summary.name} has GPUs out of service"
-            spares.append(
-                SpareView(
-                    name=summary.name,
-                    rack=summary.rack,
-                    leaf_switch=summary.leaf_switch,
-                    fit=why is None,
-                    why_unfit=why,
-                )
-            )
-        pool = SparePool(spares=spares, fit=sum(1 for s in spares if s.fit))
-        if job and node:
-            leaf = (await self.get_node(node)).leaf_switch
-            fit = sorted((s for s in spares if s.fit), key=lambda s: (s.leaf_switch != leaf, s.name))
-            if fit:
-                pool.candidate = fit[0].name
-                pool.candidate_why = (
-                    "same leaf switch"
-                    if fit[0].leaf_switch == leaf
-                    else "lowest name; no fit spare on the leaf"
-                )
-        return pool
+            spares.append(spare_view(summary, why))
+        return pool_of(spares, (await self.get_node(node)).leaf_switch if job and node else None)
 
     # -- mutations ---------------------------------------------------------------------------------
 

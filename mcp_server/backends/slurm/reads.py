@@ -17,7 +17,6 @@ from contracts.tools import (
     NodeSummary,
     ServiceStatus,
     SparePool,
-    SpareView,
     owned_by_platform,
 )
 from mcp_server.backends.base import BackendError, NotFound
@@ -38,6 +37,7 @@ from mcp_server.backends.slurm.parse import (
     parse_nodes,
     scontrol_records,
 )
+from mcp_server.backends.spares import pool_of, spare_view
 
 AT_BASELINE = 1.10
 
@@ -349,24 +349,8 @@ class SlurmReads:
                 why = f"{summary.name} runs job {', '.join(summary.jobs)}"
             elif summary.gpus_healthy < summary.gpus_total or summary.gpus_isolated:
                 why = f"{summary.name} has GPUs out of service"
-            spares.append(
-                SpareView(
-                    name=summary.name,
-                    rack=summary.rack,
-                    leaf_switch=summary.leaf_switch,
-                    fit=why is None,
-                    why_unfit=why,
-                )
-            )
-        pool = SparePool(spares=spares, fit=sum(1 for s in spares if s.fit))
-        if job and node:
-            leaf = str((await self._node(node)).extra.get("leaf_switch", "unknown"))
-            fit = sorted((s for s in spares if s.fit), key=lambda s: (s.leaf_switch != leaf, s.name))
-            if fit:
-                pool.candidate = fit[0].name
-                pool.candidate_why = (
-                    "same leaf switch"
-                    if fit[0].leaf_switch == leaf
-                    else "lowest name; no fit spare on the leaf"
-                )
-        return pool
+            spares.append(spare_view(summary, why))
+        return pool_of(
+            spares,
+            str((await self._node(node)).extra.get("leaf_switch", "unknown")) if job and node else None,
+        )
