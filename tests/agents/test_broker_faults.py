@@ -111,10 +111,15 @@ async def run_with_a_fault(
     isolations: list[tuple[str, int]] = []
 
     async def audited() -> bool:
-        # The guard's audit write rides out NATS faults too: its records may land after the incident.
+        # The guard's audit write rides out NATS faults too: its records may land after the incident,
+        # and the restarted server's GPU_AUDIT may still be electing a leader when the test reads it.
+        try:
+            records = await audit_records(platform)
+        except (TimeoutError, nats.errors.Error):
+            return False
         isolations[:] = [
             (r["arguments"]["node"], r["arguments"]["gpu"])  # type: ignore[index]
-            for r in await audit_records(platform)
+            for r in records
             if r["tool"] == "isolate_gpu" and r["ok"] and not r["dry_run"] and not r["replayed"]
         ]
         return len(isolations) >= len(FAULTS)
