@@ -6,6 +6,12 @@ replicas or limits: a process started with ``AIOPS_JS_REPLICAS=1`` against strea
 scaled to 3 leaves them at 3 (JetStream would silently scale them down), and a longer retention set
 by hand stays. Each such difference is logged and returned; raising a value is applied.
 
+A cluster that is still forming answers for a while with "no suitable peers for placement" (a peer
+not yet heard from), "JetStream system temporarily unavailable" (no meta leader yet) or a timeout;
+every process starts beside its NATS cluster in a Kubernetes rollout, so ``ensure_jetstream`` waits
+through those answers with backoff up to ``forming_timeout_s`` and only then raises, with the last
+answer as the reason. Any other error is raised at once.
+
 Buckets allow direct gets: a ``kv.get`` is then one message from any replica instead of a JSON API
 reply with the value in base64, about twice as fast (the agent reads an incident before every
 compare-and-set write). Buckets an older version made without it are updated in place.
@@ -13,13 +19,16 @@ compare-and-set write). Buckets an older version made without it are updated in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from events import subjects
 
@@ -191,21 +200,62 @@ def _bucket_wanted(kv: KeyValueConfig) -> dict[str, Any]:
     }
 
 
-async def ensure_jetstream(js: JetStreamContext, layout: JetStreamLayout | None = None) -> list[str]:
+# JetStream's answers while a cluster forms or elects: no meta leader yet (503) or a peer the
+# meta leader has not heard from yet (10005, "no suitable peers for placement, peer offline").
+FORMING_ERR_CODES = frozenset({10005, 10008})
+FORMING_TIMEOUT_S = 60.0
+
+
+def is_forming(exc: BaseException) -> bool:
+    """True for the answers of a cluster that is still forming (worth waiting for)."""
+    if isinstance(exc, ServiceUnavailableError | NatsTimeoutError | asyncio.TimeoutError):
+        return True
+    return isinstance(exc, APIError) and exc.err_code in FORMING_ERR_CODES
+
+
+async def ensure_jetstream(
+    js: JetStreamContext,
+    layout: JetStreamLayout | None = None,
+    *,
+    forming_timeout_s: float = FORMING_TIMEOUT_S,
+) -> list[str]:
     """Create or update every stream and bucket of the platform; returns (and logs) each
-    replica count or limit it kept because the layout would have lowered it."""
+    replica count or limit it kept because the layout would have lowered it. Waits (with backoff,
+    up to ``forming_timeout_s``) while the cluster is still forming."""
     layout = layout or JetStreamLayout()
     kept: list[str] = []
     for cfg in layout.streams():
         assert cfg.name is not None
-        kept += await _ensure_stream(js, cfg.name, lambda c=cfg: js.add_stream(c), _stream_wanted(cfg))
+        kept += await _while_forming(
+            lambda c=cfg: _ensure_stream(js, c.name, lambda: js.add_stream(c), _stream_wanted(c)),
+            cfg.name,
+            forming_timeout_s,
+        )
     for kv in layout.buckets():
-        kept += await _ensure_stream(
-            js, f"KV_{kv.bucket}", lambda k=kv: js.create_key_value(k), _bucket_wanted(kv)
+        name = f"KV_{kv.bucket}"
+        kept += await _while_forming(
+            lambda k=kv, n=name: _ensure_stream(js, n, lambda: js.create_key_value(k), _bucket_wanted(k)),
+            name,
+            forming_timeout_s,
         )
     for note in kept:
         log.warning("%s", note)
     return kept
+
+
+async def _while_forming(step: Callable[[], Awaitable[list[str]]], what: str, timeout_s: float) -> list[str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            if not is_forming(exc) or loop.time() + delay > deadline:
+                raise
+            log.info("JetStream not ready for %s (%s); retrying in %.2fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def _ensure_stream(js: JetStreamContext, stream: str, create: Any, wanted: dict[str, Any]) -> list[str]:

@@ -121,6 +121,7 @@ class NatsCluster:
             self._spawn(node)
         for node in self.nodes.values():
             self._wait_ready(node)
+        self._wait_formed()
         return self
 
     def kill(self, name: str) -> None:
@@ -138,6 +139,7 @@ class NatsCluster:
             raise RuntimeError(f"{name} is running")
         self._spawn(node)
         self._wait_ready(node)
+        self._wait_formed()
 
     def stop(self) -> None:
         for node in self.nodes.values():
@@ -183,6 +185,39 @@ class NatsCluster:
             start_new_session=True,
         )
         log.close()
+
+    def meta_leader(self) -> str | None:
+        """The meta group's leader, as a running node reports it (None while electing)."""
+        for name, node in self.nodes.items():
+            if node.running:
+                try:
+                    meta = self.monitor(name, "/jsz").get("meta_cluster")
+                except (OSError, ValueError):
+                    continue
+                if isinstance(meta, dict) and meta.get("leader"):
+                    return str(meta["leader"])
+        return None
+
+    def _wait_formed(self) -> None:
+        """Until the meta leader has heard from every running peer: before that, JetStream refuses
+        to place a replicated stream ("no suitable peers for placement, peer offline")."""
+        if self.size == 1:
+            return
+        running = {n for n, node in self.nodes.items() if node.running}
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            leader = self.meta_leader()
+            if leader in running:
+                try:
+                    meta = self.monitor(leader, "/jsz").get("meta_cluster")
+                except (OSError, ValueError):
+                    meta = None
+                peers = meta.get("replicas", []) if isinstance(meta, dict) else []
+                current = {p["name"] for p in peers if p.get("current") and not p.get("offline")}
+                if running - {leader} <= current:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the NATS cluster did not form within {READY_TIMEOUT_S}s; see {self.root}")
 
     def _wait_ready(self, node: Node) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S

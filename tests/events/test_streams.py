@@ -76,3 +76,39 @@ def test_an_unchanged_stream_is_not_updated_and_fewer_replicas_are_kept() -> Non
 def test_a_replica_count_jetstream_cannot_have_is_refused() -> None:
     with pytest.raises(ValueError, match="replicas must be 1 to 5"):
         JetStreamLayout(replicas=0)
+
+
+@pytest.mark.slow
+async def test_declaring_on_a_cluster_with_a_peer_down_waits_for_it_and_a_lasting_outage_is_an_error(
+    tmp_path,
+) -> None:
+    """A process that starts while one of three servers is down (a rolling restart) waits for the
+    peer instead of dying on "no suitable peers for placement"; if the peer never comes back within
+    the deadline, the start fails with JetStream's own answer."""
+    import asyncio
+    import contextlib
+
+    import nats
+    import nats.errors
+    from nats.js.errors import APIError
+
+    from tests.nats_cluster import NatsCluster
+
+    with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        cluster.kill("n3")
+        nc = await nats.connect(servers=cluster.urls[:2])
+        try:
+            js = nc.jetstream()
+            with pytest.raises((APIError, nats.errors.TimeoutError)):
+                await ensure_jetstream(js, JetStreamLayout(replicas=3), forming_timeout_s=1.0)
+
+            declaring = asyncio.create_task(
+                ensure_jetstream(js, JetStreamLayout(replicas=3), forming_timeout_s=60.0)
+            )
+            await asyncio.to_thread(cluster.restart, "n3")
+            await asyncio.wait_for(declaring, timeout=60)
+            info = await js.stream_info(subjects.STREAM_EVENTS)
+            assert info.config.num_replicas == 3
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
