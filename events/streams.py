@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -227,14 +228,14 @@ async def ensure_jetstream(
     for cfg in layout.streams():
         assert cfg.name is not None
         kept += await _while_forming(
-            lambda c=cfg: _ensure_stream(js, c.name, lambda: js.add_stream(c), _stream_wanted(c)),
+            partial(_ensure_stream, js, cfg.name, partial(js.add_stream, cfg), _stream_wanted(cfg)),
             cfg.name,
             forming_timeout_s,
         )
     for kv in layout.buckets():
         name = f"KV_{kv.bucket}"
         kept += await _while_forming(
-            lambda k=kv, n=name: _ensure_stream(js, n, lambda: js.create_key_value(k), _bucket_wanted(k)),
+            partial(_ensure_stream, js, name, partial(js.create_key_value, kv), _bucket_wanted(kv)),
             name,
             forming_timeout_s,
         )
