@@ -103,7 +103,9 @@ class AgentReplicas:
         replicas = [
             Replica(
                 name=f"{agent_id}-{i}",
-                env=replica_env(env, nats_url=nats_url, mcp_url=mcp_url, token=token, agent_id=f"{agent_id}-{i}"),
+                env=replica_env(
+                    env, nats_url=nats_url, mcp_url=mcp_url, token=token, agent_id=f"{agent_id}-{i}"
+                ),
             )
             for i in range(1, count + 1)
         ]

@@ -98,7 +98,9 @@ def up(
     settings = _settings_or_exit(console, **overrides)
     _logging(verbose, settings.log_format, default="INFO")
     # With replicas the platform serves them, as for `aiops agent` on another machine.
-    platform_settings = settings if not settings.agents else settings.model_copy(update={"embedded_agent": False})
+    platform_settings = (
+        settings if not settings.agents else settings.model_copy(update={"embedded_agent": False})
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -241,7 +241,9 @@ class Settings(BaseSettings):
             return None
         backend = info.data.get("backend", "twin")
         if backend != "twin":
-            raise ValueError(f"AIOPS_FLEET_NODES sizes the fleet twin; the {backend} backend has the nodes it has")
+            raise ValueError(
+                f"AIOPS_FLEET_NODES sizes the fleet twin; the {backend} backend has the nodes it has"
+            )
         from fleet.spec import FleetSpec
 
         FleetSpec.sized(nodes)  # raises a readable ValueError
