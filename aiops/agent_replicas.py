@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class AgentReplicas:
     backoff_first_s: float = BACKOFF_FIRST_S
     backoff_max_s: float = BACKOFF_MAX_S
     on_start: Callable[[Replica], None] | None = None
+    log_dir: Path | None = None
+    """Each replica's output appended to ``<log_dir>/<name>.log``; None = this process's stdout/stderr."""
 
     @classmethod
     def for_platform(
@@ -151,13 +154,20 @@ class AgentReplicas:
             backoff = min(backoff * 2, self.backoff_max_s)
 
     async def _spawn(self, replica: Replica) -> asyncio.subprocess.Process:
-        replica.process = await asyncio.create_subprocess_exec(
-            *self.command,
-            env=replica.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        with contextlib.ExitStack() as files:
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = files.enter_context((self.log_dir / f"{replica.name}.log").open("ab"))
+            replica.process = await asyncio.create_subprocess_exec(
+                *self.command,
+                env=replica.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
         replica.starts += 1
         log.info(
             "agent replica %s started (pid %d)%s",
