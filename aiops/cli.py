@@ -150,6 +150,11 @@ def _start_replicas(
     return task
 
 
+BEATS_ONE_PROCESS_KEEPS_UP = 10_000
+"""Heartbeats per second of the twin's ranks above which the platform process falls behind (a
+1,000-node twin at x60 with 10 s beats: ~48,000/s, and MCP calls time out on a 2-core machine)."""
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"aiops: {message}", err=True)
     raise typer.Exit(2)
@@ -186,6 +191,13 @@ def _banner(platform: Platform, settings: Settings) -> str:
             f"  fleet twin  {twin.name}: {len(twin.nodes)} nodes, {twin.cluster_gpu_count} GPUs, "
             f"clock x{settings.speed:g}"
         )
+        beats = twin.cluster_gpu_count * settings.speed / settings.heartbeat_interval_s
+        if beats > BEATS_ONE_PROCESS_KEEPS_UP:
+            lines.append(
+                f"  [yellow]heartbeats[/yellow]  the twin's ranks beat ~{beats:,.0f}/s (GPUs x speed / "
+                f"AIOPS_HEARTBEAT_INTERVAL_S): more than one process keeps up with; raise "
+                f"AIOPS_HEARTBEAT_INTERVAL_S or lower AIOPS_SPEED"
+            )
     else:
         lines.append(f"  backend     {settings.backend}, cluster {settings.cluster}; wall clock")
         lines.append(f"  DCGM        {platform.detection.metrics_url or 'off (set AIOPS_PROMETHEUS_URL)'}")
