@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
-from aiops.backends import Backends, TwinGpuResolver, build_backends
+from aiops.backends import Backends, TwinGpuResolver, build_backends, fleet_spec
 from aiops.build import (
     agent_principal,
     build_agent,
@@ -164,9 +164,7 @@ class Platform:
             return self.backends
         twin = None
         if s.backend == "twin":
-            twin = FleetTwin(
-                self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster})
-            )
+            twin = FleetTwin(self.spec or fleet_spec(s))
         # A backend that cannot be served raises here (BackendError): never a silent twin instead.
         return build_backends(s, twin=twin, always_sample=True)
 

@@ -7,7 +7,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.connection import nats_servers
@@ -45,6 +53,11 @@ class Settings(BaseSettings):
     )
     cluster: str = "sim-a"
     seed: int = 7
+    fleet_nodes: int | None = Field(
+        default=None,
+        description="nodes of the fleet twin (twin backend only): a multiple of 8, at least 16; "
+        "unset = the 16-node twin",
+    )
     speed: float = Field(default=60.0, gt=0, description="simulated seconds per wall-clock second (twin)")
     http_host: str = Field(
         default="127.0.0.1",
@@ -180,6 +193,13 @@ class Settings(BaseSettings):
     embedded_agent: bool = Field(
         default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
     )
+    agents: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="`aiops up` runs this many `aiops agent` replicas as child processes and restarts "
+        "any that dies; unset = one agent inside the platform process",
+    )
     # The node agent (`aiops node`, events/node/).
     node_name: str | None = Field(
         default=None,
@@ -212,6 +232,30 @@ class Settings(BaseSettings):
             )
         if self.slurm_conf is not None and not self.slurm_conf.is_file():
             raise ValueError(f"AIOPS_SLURM_CONF={self.slurm_conf} is not a file")
+        return self
+
+    @field_validator("fleet_nodes")
+    @classmethod
+    def _fleet_size(cls, nodes: int | None, info: ValidationInfo) -> int | None:
+        if nodes is None:
+            return None
+        backend = info.data.get("backend", "twin")
+        if backend != "twin":
+            raise ValueError(
+                f"AIOPS_FLEET_NODES sizes the fleet twin; the {backend} backend has the nodes it has"
+            )
+        from fleet.spec import FleetSpec
+
+        FleetSpec.sized(nodes)  # raises a readable ValueError
+        return nodes
+
+    @model_validator(mode="after")
+    def _agents_or_no_agent(self) -> Settings:
+        if self.agents is not None and "embedded_agent" in self.model_fields_set and not self.embedded_agent:
+            raise ValueError(
+                "--agents / AIOPS_AGENTS starts agent replicas; --no-agent / AIOPS_EMBEDDED_AGENT=false "
+                "leaves every agent out: pick one"
+            )
         return self
 
     @field_validator("nats_url")
