@@ -62,6 +62,7 @@ from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.liveness import Liveness
+from events.models import utcnow
 from events.streams import JetStreamLayout, ensure_jetstream
 from events.supervise import supervised
 from fleet import FleetSpec, FleetTwin, run_clock
@@ -209,7 +210,7 @@ class Platform:
             backend=backends.cluster,
             telemetry=backends.telemetry,
             identity=fixed_identity(agent_principal(s)),  # each server below sets its own caller
-            runs=await KvRunStore.open(self.js),
+            runs=await KvRunStore.open(self.js, clock or utcnow),
             gate=PolicyGate.from_directory(),
             audit=JetStreamAudit(self.js),
             idempotency=await KvIdempotency.open(self.js),
@@ -218,6 +219,7 @@ class Platform:
             approvals=await KvApprovals.open(self.js),
             breaker=await KvBreaker.open(self.js),
             desk=JetStreamDesk(self.js),
+            clock=clock or utcnow,
         )
         self.agent_server = build_server(s, deps, principal=agent_principal(s))
         tokens = http_tokens(s, agent_needs_token=not s.embedded_agent)
@@ -239,7 +241,9 @@ class Platform:
         self.agent = await build_agent(
             s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
         )
-        self.kmsg = KmsgService(self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness)
+        self.kmsg = KmsgService(
+            self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness, clock=clock or utcnow
+        )
         await self.kmsg.start()
         self._stack.push_async_callback(self.kmsg.stop)
         if s.embedded_agent:

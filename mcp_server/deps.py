@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
@@ -16,6 +18,7 @@ from mcp_server.gate.safety import FreezeWindow
 from mcp_server.identity import IdentityResolver
 from mcp_server.incident_source import IncidentSource, NoIncidents
 from runbooks.library import RunbookLibrary
+from events.models import utcnow
 from runbooks.state import MemoryRunStore, RunStore
 
 
@@ -56,3 +59,6 @@ class ServerDeps:
     confirm_destructive: bool = False
     # Hide every mutating tool and refuse mutations at the gate (see mcp_server/read_only.py).
     read_only: bool = False
+    # The backend's clock: every record the tools write (audit, incident notes) carries it, so it
+    # lines up with the events and incidents (the twin's clock on the embedded platform).
+    clock: Callable[[], datetime] = utcnow

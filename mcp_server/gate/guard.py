@@ -354,6 +354,7 @@ async def audit(
 ) -> None:
     """Write one audit record; a lost record is logged loudly, never raised (the action happened)."""
     entry = AuditRecord(
+        time=deps.clock(),
         cluster=deps.backend.cluster,
         principal=principal.id,
         role=principal.role,
