@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from events.models import utcnow
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
 from mcp_server.escalation import EscalationDesk, MemoryDesk
@@ -18,7 +19,6 @@ from mcp_server.gate.safety import FreezeWindow
 from mcp_server.identity import IdentityResolver
 from mcp_server.incident_source import IncidentSource, NoIncidents
 from runbooks.library import RunbookLibrary
-from events.models import utcnow
 from runbooks.state import MemoryRunStore, RunStore
 
 

@@ -53,6 +53,11 @@ async def test_an_injected_fault_leaves_every_record_on_the_twins_clock(tmp_path
     assert runs and all(
         on_the_twin(t)
         for run in runs
-        for t in [run.created_at, run.updated_at, *(s.started_at for s in run.steps), *(s.finished_at for s in run.steps)]
+        for t in [
+            run.created_at,
+            run.updated_at,
+            *(s.started_at for s in run.steps),
+            *(s.finished_at for s in run.steps),
+        ]
     )
     assert audit and all(on_the_twin(record.time) for record in audit)
