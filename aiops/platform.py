@@ -136,6 +136,13 @@ class Platform:
         return self._twin
 
     @property
+    def breaker_generation(self) -> str:
+        """Whose breaker state this platform keeps: a fresh twin starts with its own (closed, no
+        take-outs), whatever an earlier twin run on the same data directory left; a real cluster
+        keeps one state across restarts."""
+        return f"twin-{self._twin.run_id}" if self._twin is not None else ""
+
+    @property
     def has_twin(self) -> bool:
         return self._twin is not None
 
@@ -217,7 +224,7 @@ class Platform:
             incidents=self.store,
             limits=policy_limits(s),
             approvals=await KvApprovals.open(self.js),
-            breaker=await KvBreaker.open(self.js),
+            breaker=await KvBreaker.open(self.js, self.breaker_generation),
             desk=JetStreamDesk(self.js),
             clock=clock or utcnow,
         )
@@ -289,6 +296,7 @@ class Platform:
             stack=self._stack,
             spawn=self._spawn,
             stop=self._stop,
+            breaker_generation=self.breaker_generation,
             sources={
                 "kmsg": lambda: (kmsg.lines_seen, kmsg.events_published, kmsg.dead_lettered),
                 "detectors": lambda: (
