@@ -54,6 +54,7 @@ from chatops.replay import KvReplayGuard
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from console.app import Console, build_console
+from console.sessions import KvSessions
 from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
@@ -242,7 +243,14 @@ class Platform:
 
         # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
         self.console = build_console(
-            backends.cluster, tokens.bearer, self.sessions, self.nc, self._stop, JetStreamAudit(self.js)
+            backends.cluster,
+            tokens.bearer,
+            self.sessions,
+            self.nc,
+            self._stop,
+            JetStreamAudit(self.js),
+            login_sessions=await KvSessions.open(self.js),
+            clock=clock or utcnow,
         )
         tools = McpToolClient(await self._agent_client())
         self.agent = await build_agent(
