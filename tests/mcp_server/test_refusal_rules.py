@@ -17,6 +17,7 @@ async def test_a_viewers_dry_run_cordon_is_denied_by_the_role_rule_while_the_bre
 
     assert (refusal.kind, refusal.rule) == ("denied", "viewers-read-only")
     assert "role 'viewer'" in message and "circuit breaker" not in message
+    assert message.endswith("(rule viewers-read-only)")  # the sentence a person reads names it too
 
 
 async def test_a_viewer_is_told_the_role_rule_even_where_the_call_would_trip_the_breaker(
