@@ -44,6 +44,7 @@ from aiops.build import (
     serve_http,
 )
 from aiops.detection import Detection, start_detection, start_wall_detection
+from aiops.fresh_twin import close_earlier_twins_incidents
 from aiops.health import health_routes
 from aiops.nats_server import EmbeddedNats
 from aiops.observability import PlatformWatch, start_observability
@@ -214,6 +215,8 @@ class Platform:
         )
 
         self.store = await IncidentStore.open(self.js)
+        if self._twin is not None and self.backends is None:  # a twin built just now: a fresh fleet
+            await close_earlier_twins_incidents(self.store, self._twin.now())
         deps = ServerDeps(
             backend=backends.cluster,
             telemetry=backends.telemetry,
