@@ -36,6 +36,8 @@ from events import subjects
 log = logging.getLogger(__name__)
 
 DAY_S = 24 * 3600.0
+CONSOLE_SESSION_TTL_S = 8 * 3600.0
+"""How long a fleet console session lasts (its bucket drops an entry that long after its last write)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,14 @@ class JetStreamLayout:
                 replicas=self.replicas,
                 direct=True,
                 ttl=self.slack_replay_window_s,
+            ),
+            # Fleet console sessions (console/sessions.py): any replica accepts them, a restart keeps them.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CONSOLE_SESSIONS,
+                history=1,
+                replicas=self.replicas,
+                direct=True,
+                ttl=CONSOLE_SESSION_TTL_S,
             ),
         ]
 

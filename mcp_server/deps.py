@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from events.models import utcnow
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
 from mcp_server.escalation import EscalationDesk, MemoryDesk
@@ -56,3 +59,6 @@ class ServerDeps:
     confirm_destructive: bool = False
     # Hide every mutating tool and refuse mutations at the gate (see mcp_server/read_only.py).
     read_only: bool = False
+    # The backend's clock: every record the tools write (audit, incident notes) carries it, so it
+    # lines up with the events and incidents (the twin's clock on the embedded platform).
+    clock: Callable[[], datetime] = utcnow

@@ -101,7 +101,10 @@ async def policy_context(
         and would_trip(len(projected), fleet.cluster_nodes, limits.breaker_threshold_pct)
     )
     ctx["taken_out_pct"] = share_pct(len(projected), fleet.cluster_nodes)
-    ctx["breaker_open"] = breaker.open or trips
+    # A real take-out that trips the breaker is refused by the open breaker (the guard trips it
+    # first); a dry run leaves the breaker closed and says it would trip.
+    ctx["breaker_open"] = breaker.open or (trips and not dry_run)
+    ctx["breaker_would_trip"] = trips and dry_run
 
     if action in CONSUMES_SPARE:
         ctx["spares_available"] = (await backend.spare_pool()).fit
