@@ -158,8 +158,14 @@ class Settings(BaseSettings):
     max_out_of_service_pct: int = Field(
         default=30, ge=0, le=100, description="blast radius: cluster share out of service"
     )
-    min_spares: int = Field(
-        default=1, ge=0, description="warm spares kept in reserve; dipping below needs approval"
+    min_spares: int | Literal["auto"] = Field(
+        default=1,
+        description="warm spares kept in reserve; dipping below needs approval. 'auto': the reserve "
+        "follows spare_advice (P(dry) < 1% from 30 days of incidents), never below min_spares_floor",
+    )
+    min_spares_floor: int = Field(
+        default=1, ge=0, description="with AIOPS_MIN_SPARES=auto: the least reserve, and the reserve while "
+        "the incident history has nothing to size from"
     )
     max_gpu_hours_at_risk: int = Field(
         default=100, ge=0, description="a restart discarding more GPU-hours of progress needs approval"
@@ -213,6 +219,13 @@ class Settings(BaseSettings):
         if self.slurm_conf is not None and not self.slurm_conf.is_file():
             raise ValueError(f"AIOPS_SLURM_CONF={self.slurm_conf} is not a file")
         return self
+
+    @field_validator("min_spares")
+    @classmethod
+    def _min_spares(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"min_spares must be a count >= 0 or 'auto', got {value}")
+        return value
 
     @field_validator("nats_url")
     @classmethod

@@ -27,6 +27,8 @@ class PolicyLimits:
     # The rest: see mcp_server/gate/policies/*.cedar and aiops/settings.py for what each means.
     max_out_of_service_pct: int = 30
     min_spares: int = 1
+    # The reserve follows spare_advice (mcp_server/spare_reserve.py); min_spares is then its floor.
+    min_spares_auto: bool = False
     max_gpu_hours_at_risk: int = 100
     breaker_window_s: float = 3600.0
     breaker_threshold_pct: int = 20

@@ -131,7 +131,7 @@ async def test_the_spares_resource_reads_the_advice_or_says_why_not(stack: Stack
 async def test_a_history_longer_than_the_tool_reads_is_an_error_not_a_silent_undercount(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("mcp_server.tools.advice.HISTORY_LIMIT", 2)
+    monkeypatch.setattr("mcp_server.incident_history.HISTORY_LIMIT", 2)
     now = now_of(stack)
     with_history(stack, [hardware_incident(i, now, 1 + i, 2) for i in range(3)])
     async with held(Client(stack.server)) as client:
