@@ -43,7 +43,7 @@ from aiops.build import (
     planner_config,
     serve_http,
 )
-from aiops.detection import Detection, start_detection, start_wall_detection
+from aiops.detection import Detection, checkpoint_times_of, start_detection, start_wall_detection
 from aiops.health import health_routes
 from aiops.nats_server import EmbeddedNats
 from aiops.observability import PlatformWatch, start_observability
@@ -218,6 +218,7 @@ class Platform:
             approvals=await KvApprovals.open(self.js),
             breaker=await KvBreaker.open(self.js),
             desk=JetStreamDesk(self.js),
+            checkpoint_times=await checkpoint_times_of(self.js),
         )
         self.agent_server = build_server(s, deps, principal=agent_principal(s))
         tokens = http_tokens(s, agent_needs_token=not s.embedded_agent)

@@ -164,8 +164,10 @@ class Settings(BaseSettings):
         "follows spare_advice (P(dry) < 1% from 30 days of incidents), never below min_spares_floor",
     )
     min_spares_floor: int = Field(
-        default=1, ge=0, description="with AIOPS_MIN_SPARES=auto: the least reserve, and the reserve while "
-        "the incident history has nothing to size from"
+        default=1,
+        ge=0,
+        description="with AIOPS_MIN_SPARES=auto: the least reserve, and the reserve while "
+        "the incident history has nothing to size from",
     )
     max_gpu_hours_at_risk: int = Field(
         default=100, ge=0, description="a restart discarding more GPU-hours of progress needs approval"

@@ -138,6 +138,10 @@ class JetStreamLayout:
                 direct=True,
                 ttl=self.idempotency_ttl_s,
             ),
+            # Checkpoint write times per job, from the heartbeats (events/checkpoint_times.py).
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CHECKPOINT_TIMES, history=1, replicas=self.replicas, direct=True
+            ),
             # Signatures of Slack requests already run (chatops.replay): a repeat is a replay.
             KeyValueConfig(
                 bucket=subjects.BUCKET_SLACK_REQUESTS,

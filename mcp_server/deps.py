@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from events.checkpoint_times import CheckpointTimes
+from events.documents import Documents, MemoryDocuments
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
 from mcp_server.escalation import EscalationDesk, MemoryDesk
@@ -53,6 +55,10 @@ class ServerDeps:
     telemetry: TelemetrySource = field(default_factory=NoTelemetry)
     runbooks: RunbookLibrary = field(default_factory=RunbookLibrary.load)
     runs: RunStore = field(default_factory=MemoryRunStore)
+    # Checkpoint write times measured from the jobs' heartbeats (events/checkpoint_times.py).
+    checkpoint_times: Documents[CheckpointTimes] = field(
+        default_factory=lambda: MemoryDocuments(CheckpointTimes)
+    )
     # A person's destructive call waits for their confirmation through MCP elicitation (and is
     # refused when their client cannot ask); off for the agent's and the chat front door's servers.
     confirm_destructive: bool = False

@@ -67,12 +67,16 @@ def advise_spares(
     swap_downtime_s: float = 600.0,
 ) -> SizedPool:
     """The advised pool for the history (or the figures given); ``ValueError`` on bad figures."""
-    rate, rate_basis = rate_of(failures_per_1000_node_days, hist.node_removals, hist, "node-removing incidents")
+    rate, rate_basis = rate_of(
+        failures_per_1000_node_days, hist.node_removals, hist, "node-removing incidents"
+    )
     if repair_hours is not None:
         repair_s, repair_basis = repair_hours * 3600, f"given: {repair_hours} h"
     elif hist.repair_samples_s:
         repair_s = statistics.fmean(hist.repair_samples_s)
-        repair_basis = f"incident history: mean of {len(hist.repair_samples_s)} repairs (mitigated to resolved)"
+        repair_basis = (
+            f"incident history: mean of {len(hist.repair_samples_s)} repairs (mitigated to resolved)"
+        )
     else:
         raise NoHistory(
             f"no repaired (resolved) hardware incidents in the last {hist.window_days:g} days to measure "

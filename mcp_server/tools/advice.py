@@ -9,6 +9,8 @@ The math is ``skills.goodput_math`` (the fleet goodput study uses the same funct
   rooted in a GPU or node for node removals;
 - the repair time is how long resolved hardware incidents stayed between ``mitigated`` (the node
   taken out) and ``resolved``;
+- the checkpoint write time is the median of the job's last checkpoint writes, as its heartbeats
+  reported them (``checkpoint_times`` KV bucket, written by the detectors);
 - a caller may give either figure instead, and must when the history has none: nothing is guessed.
 """
 
@@ -23,6 +25,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import BaseModel, Field
 
 from contracts.tools import JobView
+from events.checkpoint_times import key_of, latest_write_s
 from mcp_server import incident_history
 from mcp_server.deps import ServerDeps
 from mcp_server.incident_history import History
@@ -31,8 +34,8 @@ from mcp_server.tools._common import READ_ONLY, deps_of, readable
 from skills import goodput_math
 
 GPUS_PER_NODE = 8
-# Used only when the caller gives no write time: the backends report none (heartbeats carry steps,
-# not checkpoint phases). The answer names it as its basis.
+# Used only when the caller gives no write time and the job's heartbeats reported no checkpoint
+# write yet (events/checkpoint_times.py). The answer names it as its basis.
 ASSUMED_WRITE_S = 10.0  # the published target at 10k+ GPUs
 ASSUMED_RESTART_S = 600.0  # published restart overhead 5-15 min
 
@@ -59,7 +62,9 @@ class SpareAdviceView(BaseModel):
     p_dry: float = Field(description="P(a node failure finds no spare free) with the advised pool")
     current_spares: int = Field(description="warm spares in the pool now (fit to take a gang member)")
     p_dry_current: float
-    policy_min_spares: int = Field(description="the policy's reserve now (min_spares; AIOPS_MIN_SPARES=auto follows this advice)")
+    policy_min_spares: int = Field(
+        description="the policy's reserve now (min_spares; AIOPS_MIN_SPARES=auto follows this advice)"
+    )
     policy_min_spares_basis: str = Field(default="", description="configured, or auto and what it follows")
     job: str | None = None
     ettr_with_advice: float | None = Field(
@@ -122,7 +127,11 @@ async def spare_advice_of(
     except ValueError as exc:  # NoHistory included: it names the figure to pass
         raise ToolError(str(exc)) from exc
     advice, rate, rate_basis = sized.advice, sized.rate_per_node_day, sized.rate_basis
-    repair_s, repair_basis, removals_per_day = sized.repair_s, sized.repair_basis, sized.rate_per_node_day * hist.nodes
+    repair_s, repair_basis, removals_per_day = (
+        sized.repair_s,
+        sized.repair_basis,
+        sized.rate_per_node_day * hist.nodes,
+    )
     held = await reserve(deps)
     pool = await readable(deps.backend.spare_pool())
     args = {"nodes": hist.nodes, "node_failures_per_day": removals_per_day, "mean_repair_s": repair_s}
@@ -158,11 +167,17 @@ async def checkpoint_advice_of(
 ) -> CheckpointAdviceView:
     hist = await history(deps, window_days)
     rate, rate_basis = _rate(failures_per_1000_node_days, hist.incidents, hist, "incidents", window_days)
+    measured = latest_write_s(await deps.checkpoint_times.get(key_of(view.name)))
     if checkpoint_write_s is not None:
         write, write_basis = checkpoint_write_s, "given"
+    elif measured is not None:
+        write, write_basis = measured
     else:
         write = ASSUMED_WRITE_S
-        write_basis = f"ASSUMED {ASSUMED_WRITE_S:g} s: the backend reports no checkpoint write times; pass checkpoint_write_s"
+        write_basis = (
+            f"ASSUMED {ASSUMED_WRITE_S:g} s: no checkpoint write reported in the job's heartbeats yet "
+            "(TrainingHeartbeat.checkpointed); pass checkpoint_write_s"
+        )
     restart = ASSUMED_RESTART_S if restart_overhead_s is None else restart_overhead_s
     mitigate = statistics.fmean(hist.mitigate_samples_s) if hist.mitigate_samples_s else 0.0
     downtime_basis = (
