@@ -30,6 +30,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents.preemptive import Preemption, PreemptiveRemoval
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.backends import Backends, TwinGpuResolver, build_backends
@@ -58,6 +59,7 @@ from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
 from events.dead_letter import publish_dead_letter
+from events.documents import KvDocuments
 from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
@@ -247,6 +249,14 @@ class Platform:
             await self.agent.start(liveness=self.liveness)
             name = "watch approvals and breaker"
             self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
+            if s.preemptive_removal:
+                preemptive = PreemptiveRemoval(
+                    tools,
+                    KvDocuments(await self.js.key_value(subjects.BUCKET_PREEMPTIONS), Preemption),
+                    self.store,
+                    drain_after_s=s.preemptive_drain_after_s,
+                )
+                self._supervise("pre-emptive removal", lambda: preemptive.watch(self._stop), reports=False)
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 

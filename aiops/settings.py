@@ -185,6 +185,17 @@ class Settings(BaseSettings):
     freeze_windows: list[FreezeWindowSetting] = Field(
         default_factory=list, description="change freezes (JSON list): the agent acts only with approval"
     )
+    preemptive_removal: bool = Field(
+        default=False,
+        description="the agent swaps out GPUs whose signals predict failure (rising corrected ECC, retired "
+        "pages) at their job's next stop or checkpoint boundary (agents/preemptive.py)",
+    )
+    preemptive_drain_after_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="with preemptive_removal: when the job has not stopped this long after the flag, drain "
+        "it at its next checkpoint boundary (backend clock)",
+    )
     embedded_agent: bool = Field(
         default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
     )

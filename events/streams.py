@@ -142,6 +142,14 @@ class JetStreamLayout:
             KeyValueConfig(
                 bucket=subjects.BUCKET_CHECKPOINT_TIMES, history=1, replicas=self.replicas, direct=True
             ),
+            # Nodes flagged for pre-emptive removal (agents/preemptive.py), kept a week.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_PREEMPTIONS,
+                history=5,
+                replicas=self.replicas,
+                direct=True,
+                ttl=7 * 86_400.0,
+            ),
             # Signatures of Slack requests already run (chatops.replay): a repeat is a replay.
             KeyValueConfig(
                 bucket=subjects.BUCKET_SLACK_REQUESTS,
