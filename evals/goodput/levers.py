@@ -90,9 +90,11 @@ def advised_spares(case: FleetCase, fast: Levers | None, causes: tuple[Cause, ..
     ).spares
 
 
-def setting(case: FleetCase, lever: str) -> tuple[FleetCase, Levers]:
-    """The case and levers for ``lever`` ('baseline' or one of ``LEVERS``)."""
+def setting(case: FleetCase, lever: str, repair_s: float | None = None) -> tuple[FleetCase, Levers]:
+    """The case and levers for ``lever`` ('baseline' or one of ``LEVERS``); ``repair_s``: the
+    platform's repair turnaround (measured: ``evals.goodput.measured.repair_from``)."""
     base = baseline_case(case)
+    repair = {} if repair_s is None else {"fast_repair_s": repair_s}
     if lever == "baseline":
         return base, Levers()
     if lever == "checkpoint":
@@ -106,11 +108,11 @@ def setting(case: FleetCase, lever: str) -> tuple[FleetCase, Levers]:
     if lever == "precursors_agent":
         return base, Levers(precursors=True, precursor_policy="next_stop_or_drain")
     if lever == "repair":
-        return base, Levers(fast_repair=True)
+        return base, Levers(fast_repair=True, **repair)
     if lever == "all_but_precursors":
-        fast = Levers(fast_repair=True)
+        fast = Levers(fast_repair=True, **repair)
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     if lever == "all":
-        fast = Levers(precursors=True, precursor_policy="next_stop_or_drain", fast_repair=True)
+        fast = Levers(precursors=True, precursor_policy="next_stop_or_drain", fast_repair=True, **repair)
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     raise ValueError(f"unknown lever {lever!r}; known: baseline, {', '.join(LEVERS)}")

@@ -173,6 +173,7 @@ def simulate(
     t, since_ckpt, running_from, last_stop = 0.0, 0.0, 0.0, -math.inf
     drain = levers.precursor_policy == "drain"
     hybrid = levers.precursor_policy == "next_stop_or_drain"
+    next_stop = levers.precursor_policy == "next_restart"
     wait_s = levers.precursor_drain_after_s if hybrid else 0.0
     stops: list[float] = []  # every time the job stopped, in order
 
@@ -234,7 +235,7 @@ def simulate(
             heapq.heappush(repairs, t + repair)
         if t < running_from:
             continue  # the job is already down for an earlier failure
-        if levers.precursors and warned and spare_ready and not drain and last_stop >= t - lead:
+        if levers.precursors and warned and spare_ready and next_stop and last_stop >= t - lead:
             # Swapped out at the job's last stop, after the warning: the crash never reaches the job.
             result.drains_avoided += 1
             continue
