@@ -81,24 +81,32 @@ class CheckpointTimeRecorder:
             )
 
     async def flush(self) -> int:
-        """Write what was seen since the last flush; returns how many writes were recorded. A failed
-        write keeps the rest pending for the next round."""
+        """Write what was seen since the last flush; returns how many writes were recorded. A write
+        that fails goes back to pending for the next round. Safe to call concurrently: each call
+        takes what is pending at its start."""
+        taken, self._pending = self._pending, {}
         written = 0
-        for job in sorted({job for job, _ in self._pending}):
-            writes = [w for (j, _), w in sorted(self._pending.items()) if j == job]
+        try:
+            for job in sorted({job for job, _ in taken}):
+                writes = [w for (j, _), w in sorted(taken.items()) if j == job]
 
-            def change(doc: CheckpointTimes, writes: list[CheckpointWrite] = writes) -> None:
+                def change(doc: CheckpointTimes, writes: list[CheckpointWrite] = writes) -> None:
+                    for write in writes:
+                        doc.add(write)
+
+                await self.docs.update(
+                    key_of(job), change, partial(CheckpointTimes, cluster=self.cluster, job=job)
+                )
                 for write in writes:
-                    doc.add(write)
-
-            await self.docs.update(
-                key_of(job), change, partial(CheckpointTimes, cluster=self.cluster, job=job)
-            )
-            for write in writes:
-                del self._pending[(job, write.step)]
-                self._flushed[job] = max(self._flushed.get(job, -1), write.step)
-            written += len(writes)
-        self.recorded += written
+                    del taken[(job, write.step)]
+                    self._flushed[job] = max(self._flushed.get(job, -1), write.step)
+                written += len(writes)
+        finally:
+            for key, write in taken.items():  # not written: keep for the next round
+                seen = self._pending.get(key)
+                if seen is None or write.write_s > seen.write_s:
+                    self._pending[key] = write
+            self.recorded += written
         return written
 
 

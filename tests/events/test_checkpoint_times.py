@@ -126,3 +126,24 @@ async def test_the_twin_s_checkpoints_reach_the_bucket_through_the_detectors(nc,
         stop.set()
         await publisher
         await service.stop()
+
+
+async def test_concurrent_flushes_write_each_checkpoint_once_and_a_failed_write_is_kept() -> None:
+    docs = MemoryDocuments(CheckpointTimes)
+    recorder = CheckpointTimeRecorder("sim-a", docs)
+    for step in (100, 200):
+        recorder.observe(beat(0, step, 10.0))
+    assert sum(await asyncio.gather(recorder.flush(), recorder.flush())) == 2
+
+    class Down(MemoryDocuments[CheckpointTimes]):
+        async def read(self, key: str) -> None:  # type: ignore[override]
+            raise ConnectionError("NATS is down")
+
+    failing = CheckpointTimeRecorder("sim-a", Down(CheckpointTimes))
+    failing.observe(beat(0, 300, 12.0))
+    with pytest.raises(ConnectionError):
+        await failing.flush()
+    failing.docs = docs
+    assert await failing.flush() == 1
+    times = await docs.get(key_of("train-01"))
+    assert times is not None and [w.step for w in times.writes] == [100, 200, 300]
