@@ -24,6 +24,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from aiops.settings import Settings
+from events import subjects
+from events.checkpoint_times import CheckpointTimeRecorder, CheckpointTimes
 from events.detectors import (
     DetectorService,
     ExporterSource,
@@ -34,6 +36,7 @@ from events.detectors import (
 from events.detectors.dcgm import FIELDS as DCGM_FIELDS
 from events.detectors.dcgm import LAST_XID, METRIC_NAMES, DcgmDetector, GpuReading
 from events.detectors.prometheus_changes import PrometheusChangesSource
+from events.documents import KvDocuments
 from events.fabric import FabricMap
 from events.heartbeat import HeartbeatRelay
 from events.kmsg_parser import normalise_pci_bus_id
@@ -106,6 +109,11 @@ class TwinSource:
         return out
 
 
+async def checkpoint_times_of(js: JetStreamContext) -> KvDocuments[CheckpointTimes]:
+    """The jobs' checkpoint write times measured from their heartbeats (the detectors write them)."""
+    return KvDocuments(await js.key_value(subjects.BUCKET_CHECKPOINT_TIMES), CheckpointTimes)
+
+
 @dataclass
 class Detection:
     service: DetectorService
@@ -163,6 +171,7 @@ async def start_detection(
         clock=twin.now,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
         liveness=liveness,
+        checkpoints=CheckpointTimeRecorder(twin.name, await checkpoint_times_of(js)),
     )
     await service.start()
     stack.push_async_callback(service.stop)
@@ -219,6 +228,7 @@ async def start_wall_detection(
         dcgm_source=source,
         clock=utcnow,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
+        checkpoints=CheckpointTimeRecorder(cluster, await checkpoint_times_of(js)),
     )
     await service.start()
     stack.push_async_callback(service.stop)

@@ -30,6 +30,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents.preemptive import Preemption, PreemptiveRemoval
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.backends import Backends, TwinGpuResolver, build_backends, fleet_spec
@@ -43,7 +44,7 @@ from aiops.build import (
     planner_config,
     serve_http,
 )
-from aiops.detection import Detection, start_detection, start_wall_detection
+from aiops.detection import Detection, checkpoint_times_of, start_detection, start_wall_detection
 from aiops.fresh_twin import close_earlier_twins_incidents
 from aiops.health import health_routes
 from aiops.nats_server import EmbeddedNats
@@ -60,6 +61,7 @@ from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
 from events.dead_letter import publish_dead_letter
+from events.documents import KvDocuments
 from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
@@ -229,6 +231,7 @@ class Platform:
             breaker=await KvBreaker.open(self.js, self.breaker_generation),
             desk=JetStreamDesk(self.js),
             clock=clock or utcnow,
+            checkpoint_times=await checkpoint_times_of(self.js),
         )
         self.agent_server = build_server(s, deps, principal=agent_principal(s))
         tokens = http_tokens(s, agent_needs_token=not s.embedded_agent)
@@ -266,6 +269,14 @@ class Platform:
             await self.agent.start(liveness=self.liveness)
             name = "watch approvals and breaker"
             self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
+            if s.preemptive_removal:
+                preemptive = PreemptiveRemoval(
+                    tools,
+                    KvDocuments(await self.js.key_value(subjects.BUCKET_PREEMPTIONS), Preemption),
+                    self.store,
+                    drain_after_s=s.preemptive_drain_after_s,
+                )
+                self._supervise("pre-emptive removal", lambda: preemptive.watch(self._stop), reports=False)
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 

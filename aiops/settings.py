@@ -171,8 +171,16 @@ class Settings(BaseSettings):
     max_out_of_service_pct: int = Field(
         default=30, ge=0, le=100, description="blast radius: cluster share out of service"
     )
-    min_spares: int = Field(
-        default=1, ge=0, description="warm spares kept in reserve; dipping below needs approval"
+    min_spares: int | Literal["auto"] = Field(
+        default=1,
+        description="warm spares kept in reserve; dipping below needs approval. 'auto': the reserve "
+        "follows spare_advice (P(dry) < 1% from 30 days of incidents), never below min_spares_floor",
+    )
+    min_spares_floor: int = Field(
+        default=1,
+        ge=0,
+        description="with AIOPS_MIN_SPARES=auto: the least reserve, and the reserve while "
+        "the incident history has nothing to size from",
     )
     max_gpu_hours_at_risk: int = Field(
         default=100, ge=0, description="a restart discarding more GPU-hours of progress needs approval"
@@ -189,6 +197,17 @@ class Settings(BaseSettings):
     )
     freeze_windows: list[FreezeWindowSetting] = Field(
         default_factory=list, description="change freezes (JSON list): the agent acts only with approval"
+    )
+    preemptive_removal: bool = Field(
+        default=False,
+        description="the agent swaps out GPUs whose signals predict failure (rising corrected ECC, retired "
+        "pages) at their job's next stop or checkpoint boundary (agents/preemptive.py)",
+    )
+    preemptive_drain_after_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="with preemptive_removal: when the job has not stopped this long after the flag, drain "
+        "it at its next checkpoint boundary (backend clock)",
     )
     embedded_agent: bool = Field(
         default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
@@ -257,6 +276,13 @@ class Settings(BaseSettings):
                 "leaves every agent out: pick one"
             )
         return self
+
+    @field_validator("min_spares")
+    @classmethod
+    def _min_spares(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"min_spares must be a count >= 0 or 'auto', got {value}")
+        return value
 
     @field_validator("nats_url")
     @classmethod

@@ -140,6 +140,18 @@ class JetStreamLayout:
                 direct=True,
                 ttl=self.idempotency_ttl_s,
             ),
+            # Checkpoint write times per job, from the heartbeats (events/checkpoint_times.py).
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CHECKPOINT_TIMES, history=1, replicas=self.replicas, direct=True
+            ),
+            # Nodes flagged for pre-emptive removal (agents/preemptive.py), kept a week.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_PREEMPTIONS,
+                history=5,
+                replicas=self.replicas,
+                direct=True,
+                ttl=7 * 86_400.0,
+            ),
             # Signatures of Slack requests already run (chatops.replay): a repeat is a replay.
             KeyValueConfig(
                 bucket=subjects.BUCKET_SLACK_REQUESTS,

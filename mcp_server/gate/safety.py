@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from contracts.tools import NodeDetail
 from mcp_server.gate.breaker import TAKES_OUT, BreakerState, share_pct, would_trip
 from mcp_server.gate.policy import CedarValue, Resource
+from mcp_server.spare_reserve import reserve
 
 if TYPE_CHECKING:  # deps imports FreezeWindow from here
     from mcp_server.deps import ServerDeps
@@ -76,7 +77,6 @@ async def policy_context(
         "nodes_out_of_service": fleet.nodes_out_of_service,
         "max_out_of_service_pct": limits.max_out_of_service_pct,
         "breaker_threshold_pct": limits.breaker_threshold_pct,
-        "min_spares": limits.min_spares,
         "max_gpu_hours_at_risk": limits.max_gpu_hours_at_risk,
         "observe_only": limits.observe_only,
         "agent_requires_approval": limits.agent_requires_approval,
@@ -108,6 +108,9 @@ async def policy_context(
 
     if action in CONSUMES_SPARE:
         ctx["spares_available"] = (await backend.spare_pool()).fit
+        ctx["min_spares"] = (await reserve(deps)).spares
+    else:
+        ctx["min_spares"] = limits.min_spares
     if resource.type == "Job":
         checkpoint = await backend.checkpoint_status(resource.id)
         ctx["gpu_hours_at_risk"] = math.ceil(checkpoint.gpu_hours_at_risk)
