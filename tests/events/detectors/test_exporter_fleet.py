@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 
 from events import subjects
@@ -133,7 +135,7 @@ async def test_no_more_than_concurrency_exporters_are_read_at_once(twin: FleetTw
 
 
 async def test_a_fault_behind_one_of_the_exporters_lands_in_gpu_events_while_another_is_down(
-    twin: FleetTwin, nc, js
+    twin: FleetTwin, nc: NatsClient, js: JetStreamContext
 ) -> None:
     async with serving(twin) as base:
         with refused_url() as refused:

@@ -51,14 +51,15 @@ async def test_a_relayed_exporter_fault_becomes_events_under_the_agents_node_nam
                 dcgm_interval_s=0.05,
             )
         )
+        assert agent.dcgm is not None
+        dcgm = agent.dcgm
         running = Running(agent)
         try:
-            assert agent.dcgm is not None
             await eventually(lambda: relay.reports >= 1, within_s=20, what="the first report relayed")
             assert await service.scrape() == 0  # the baseline: nothing to report
-            scrapes = agent.dcgm.counts.scrapes
-            await eventually(lambda: agent.dcgm.counts.scrapes > scrapes + 2, what="more scrapes")
-            assert agent.dcgm.counts.published == 1  # nothing changed: nothing sent
+            scrapes = dcgm.counts.scrapes
+            await eventually(lambda: dcgm.counts.scrapes > scrapes + 2, what="more scrapes")
+            assert dcgm.counts.published == 1  # nothing changed: nothing sent
 
             twin.inject_ecc("node-010", 1, "remap_pending")
             found: list[int] = []
@@ -72,7 +73,7 @@ async def test_a_relayed_exporter_fault_becomes_events_under_the_agents_node_nam
             await running.close()
         await relay.stop()
 
-    assert agent.dcgm.counts.published == 2 and agent.dcgm.counts.scrape_failures == 0
+    assert dcgm.counts.published == 2 and dcgm.counts.scrape_failures == 0
     assert agent.counts().dcgm_relayed == 2
     sub = await js.pull_subscribe(subjects.events_all(), durable=None)
     events = [parse_event(m.data) for m in await sub.fetch(2, timeout=5)]
