@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -202,8 +203,15 @@ class PrometheusChangesSource:
         """One instant query, with its size and Prometheus's evaluation time."""
         params = urllib.parse.urlencode({"query": query, "stats": "all"})
         started = time.perf_counter()
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?{params}", timeout=self.timeout_s) as answer:
-            body = answer.read()
+        try:
+            with urllib.request.urlopen(
+                f"{self.url}/api/v1/query?{params}", timeout=self.timeout_s
+            ) as answer:
+                body = answer.read()
+        except urllib.error.HTTPError as exc:
+            # Prometheus says why in the body (a timeout, too many samples): keep it in the error.
+            said = exc.read(2048).decode("utf-8", "replace")
+            raise ValueError(f"Prometheus refused the DCGM query ({exc.code}): {said}") from exc
         wall = time.perf_counter() - started
         data: dict[str, Any] = json.loads(body)
         if data.get("status") != "success":

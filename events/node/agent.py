@@ -132,7 +132,7 @@ class NodeAgent:
         while not stop.is_set():
             records = self.source.read_available(self.config.batch)
             if records:
-                if self.spool.append(records):
+                if self.spool.append(records, gaps_are_losses=self.source.gaps_are_losses):
                     self._spooled.set()
                 continue
             await self.source.wait(0.5)
