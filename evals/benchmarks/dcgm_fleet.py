@@ -12,12 +12,20 @@ gain double-bit errors. Per fleet size, two ways to run a round:
   at its rule interval: the detector's round is then an index lookup.
 
 For each: wall time of the query, bytes transferred, Prometheus's own evaluation time, series
-returned, and the detector's time on the answer. Writes ``evals/out/dcgm_fleet.json``.
-Run: ``.venv/bin/python -m evals.benchmarks.dcgm_fleet [sizes...]`` (needs ``prometheus`` on PATH).
+returned, and the detector's time on the answer. A size this machine cannot do against Prometheus
+(a query Prometheus refuses, a scrape it cannot finish) records Prometheus's reason and goes on.
+
+Then the round without Prometheus (``AIOPS_DCGM_EXPORTERS``): one exporter per node, read in full
+every round by ``ExporterSource`` (32 at a time): wall time and bytes.
+
+Writes ``evals/out/dcgm_fleet.json`` (``--exporters-only``: ``dcgm_fleet_exporters.json``).
+Run: ``.venv/bin/python -m evals.benchmarks.dcgm_fleet [sizes...] [--exporters-only]`` (needs
+``prometheus`` on PATH).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -34,8 +42,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
-from events.detectors.exposition import DCGM_PROMQL
+from events.detectors.dcgm import FIELDS, METRIC_NAMES, XID_COUNT, DcgmDetector, group_samples
+from events.detectors.exposition import DCGM_PROMQL, ExporterSource
 from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "dcgm_fleet.json"
@@ -185,16 +193,80 @@ def one_size(gpus: int) -> dict[str, object]:
     }
 
 
+def exporters_round(gpus: int, concurrency: int = 32) -> dict[str, object]:
+    """The round without Prometheus (``AIOPS_DCGM_EXPORTERS``): one exporter per node (files served
+    by ``python -m http.server`` in its own process), every one read in full each round."""
+    nodes = gpus // GPUS_PER_NODE
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        text = exposition(gpus, set()).decode()
+        per_node: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            node = line[line.index('Hostname="') + 10 :].split('"', 1)[0]
+            per_node.setdefault(node, []).append(line)
+        for node, lines in per_node.items():
+            (root / node).mkdir()
+            (root / node / "metrics").write_text("\n".join(lines) + "\n")
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            urls = [f"http://127.0.0.1:{port}/{node}/metrics" for node in sorted(per_node)]
+
+            def answers() -> bool:
+                with urllib.request.urlopen(urls[0], timeout=5) as answer:
+                    return bool(answer.status == 200)
+
+            wait(answers, 60, "the exporters")
+            source = ExporterSource(urls, timeout_s=60, concurrency=concurrency, names=METRIC_NAMES)
+            detector = DcgmDetector("bench")
+            rounds = []
+            for _ in range(2):  # the first is the detector's baseline
+                before = source.bytes_read
+                started = time.perf_counter()
+                samples = asyncio.run(source.scrape())
+                fetched = time.perf_counter() - started
+                detector.observe_readings(group_samples(samples), datetime.now(UTC))
+                rounds.append(
+                    {
+                        "wall_s": round(time.perf_counter() - started, 3),
+                        "fetch_and_parse_s": round(fetched, 3),
+                        "bytes": source.bytes_read - before,
+                        "series": len(samples),
+                    }
+                )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {"exporters": nodes, "concurrency": concurrency, "down": len(source.down), "rounds": rounds}
+
+
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000, 16_000, 100_000]
+    args = sys.argv[1:]
+    only_exporters = "--exporters-only" in args
+    sizes = [int(a) for a in args if not a.startswith("--")] or [1_000, 16_000, 100_000]
     results = []
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    out = OUT.with_name("dcgm_fleet_exporters.json") if only_exporters else OUT
     for gpus in sizes:
-        result = one_size(gpus)
+        result: dict[str, object] = {"gpus": gpus}
+        if not only_exporters:
+            started = time.perf_counter()
+            try:
+                result = one_size(gpus)
+            except (OSError, ValueError, TimeoutError) as exc:
+                # Say what this machine could not do, with Prometheus's reason, and go on.
+                result["prometheus_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            result["prometheus_part_s"] = round(time.perf_counter() - started, 1)
+        result["exporters"] = exporters_round(gpus)
         results.append(result)
         print(json.dumps(result), flush=True)
-        OUT.write_text(json.dumps(results, indent=2))  # after each size: the big ones take long
-    print(f"written {OUT}")
+        out.write_text(json.dumps(results, indent=2))  # after each size: the big ones take long
+    print(f"written {out}")
 
 
 if __name__ == "__main__":
