@@ -111,6 +111,11 @@ def _literal(name: str) -> str:
     return _REGEX_META.sub(lambda m: "\\\\" + m.group(1), name)
 
 
+class PrometheusRefused(OSError):
+    """An HTTP error answer of Prometheus, with the reason its body gives (an ``OSError``, as the
+    ``HTTPError`` it replaces: a Prometheus still starting answers 503)."""
+
+
 @dataclass
 class Round:
     kind: str
@@ -211,7 +216,7 @@ class PrometheusChangesSource:
         except urllib.error.HTTPError as exc:
             # Prometheus says why in the body (a timeout, too many samples): keep it in the error.
             said = exc.read(2048).decode("utf-8", "replace")
-            raise ValueError(f"Prometheus refused the DCGM query ({exc.code}): {said}") from exc
+            raise PrometheusRefused(f"Prometheus refused the DCGM query ({exc.code}): {said}") from exc
         wall = time.perf_counter() - started
         data: dict[str, Any] = json.loads(body)
         if data.get("status") != "success":
