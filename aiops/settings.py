@@ -7,7 +7,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.connection import nats_servers
@@ -45,6 +53,11 @@ class Settings(BaseSettings):
     )
     cluster: str = "sim-a"
     seed: int = 7
+    fleet_nodes: int | None = Field(
+        default=None,
+        description="nodes of the fleet twin (twin backend only): a multiple of 8, at least 16; "
+        "unset = the 16-node twin",
+    )
     speed: float = Field(default=60.0, gt=0, description="simulated seconds per wall-clock second (twin)")
     http_host: str = Field(
         default="127.0.0.1",
@@ -174,8 +187,16 @@ class Settings(BaseSettings):
     max_out_of_service_pct: int = Field(
         default=30, ge=0, le=100, description="blast radius: cluster share out of service"
     )
-    min_spares: int = Field(
-        default=1, ge=0, description="warm spares kept in reserve; dipping below needs approval"
+    min_spares: int | Literal["auto"] = Field(
+        default=1,
+        description="warm spares kept in reserve; dipping below needs approval. 'auto': the reserve "
+        "follows spare_advice (P(dry) < 1% from 30 days of incidents), never below min_spares_floor",
+    )
+    min_spares_floor: int = Field(
+        default=1,
+        ge=0,
+        description="with AIOPS_MIN_SPARES=auto: the least reserve, and the reserve while "
+        "the incident history has nothing to size from",
     )
     max_gpu_hours_at_risk: int = Field(
         default=100, ge=0, description="a restart discarding more GPU-hours of progress needs approval"
@@ -193,8 +214,26 @@ class Settings(BaseSettings):
     freeze_windows: list[FreezeWindowSetting] = Field(
         default_factory=list, description="change freezes (JSON list): the agent acts only with approval"
     )
+    preemptive_removal: bool = Field(
+        default=False,
+        description="the agent swaps out GPUs whose signals predict failure (rising corrected ECC, retired "
+        "pages) at their job's next stop or checkpoint boundary (agents/preemptive.py)",
+    )
+    preemptive_drain_after_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="with preemptive_removal: when the job has not stopped this long after the flag, drain "
+        "it at its next checkpoint boundary (backend clock)",
+    )
     embedded_agent: bool = Field(
         default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
+    )
+    agents: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="`aiops up` runs this many `aiops agent` replicas as child processes and restarts "
+        "any that dies; unset = one agent inside the platform process",
     )
     # The node agent (`aiops node`, events/node/).
     node_name: str | None = Field(
@@ -253,6 +292,37 @@ class Settings(BaseSettings):
     def dcgm_exporter_urls(self) -> list[str]:
         """``dcgm_exporters`` as a list (empty when unset)."""
         return [u.strip() for u in (self.dcgm_exporters or "").split(",") if u.strip()]
+
+    @field_validator("fleet_nodes")
+    @classmethod
+    def _fleet_size(cls, nodes: int | None, info: ValidationInfo) -> int | None:
+        if nodes is None:
+            return None
+        backend = info.data.get("backend", "twin")
+        if backend != "twin":
+            raise ValueError(
+                f"AIOPS_FLEET_NODES sizes the fleet twin; the {backend} backend has the nodes it has"
+            )
+        from fleet.spec import FleetSpec
+
+        FleetSpec.sized(nodes)  # raises a readable ValueError
+        return nodes
+
+    @model_validator(mode="after")
+    def _agents_or_no_agent(self) -> Settings:
+        if self.agents is not None and "embedded_agent" in self.model_fields_set and not self.embedded_agent:
+            raise ValueError(
+                "--agents / AIOPS_AGENTS starts agent replicas; --no-agent / AIOPS_EMBEDDED_AGENT=false "
+                "leaves every agent out: pick one"
+            )
+        return self
+
+    @field_validator("min_spares")
+    @classmethod
+    def _min_spares(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"min_spares must be a count >= 0 or 'auto', got {value}")
+        return value
 
     @field_validator("nats_url")
     @classmethod

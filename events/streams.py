@@ -36,6 +36,8 @@ from events import subjects
 log = logging.getLogger(__name__)
 
 DAY_S = 24 * 3600.0
+CONSOLE_SESSION_TTL_S = 8 * 3600.0
+"""How long a fleet console session lasts (its bucket drops an entry that long after its last write)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,18 @@ class JetStreamLayout:
                 direct=True,
                 ttl=self.idempotency_ttl_s,
             ),
+            # Checkpoint write times per job, from the heartbeats (events/checkpoint_times.py).
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CHECKPOINT_TIMES, history=1, replicas=self.replicas, direct=True
+            ),
+            # Nodes flagged for pre-emptive removal (agents/preemptive.py), kept a week.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_PREEMPTIONS,
+                history=5,
+                replicas=self.replicas,
+                direct=True,
+                ttl=7 * 86_400.0,
+            ),
             # Signatures of Slack requests already run (chatops.replay): a repeat is a replay.
             KeyValueConfig(
                 bucket=subjects.BUCKET_SLACK_REQUESTS,
@@ -157,6 +171,14 @@ class JetStreamLayout:
                 replicas=self.replicas,
                 direct=True,
                 ttl=self.slack_replay_window_s,
+            ),
+            # Fleet console sessions (console/sessions.py): any replica accepts them, a restart keeps them.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CONSOLE_SESSIONS,
+                history=1,
+                replicas=self.replicas,
+                direct=True,
+                ttl=CONSOLE_SESSION_TTL_S,
             ),
         ]
 

@@ -23,6 +23,9 @@ BUCKET_APPROVALS = "approvals"
 BUCKET_BREAKER = "breaker"
 BUCKET_GPU_INVENTORY = "gpu_inventory"
 BUCKET_SLACK_REQUESTS = "slack_requests"
+BUCKET_CONSOLE_SESSIONS = "console_sessions"
+BUCKET_CHECKPOINT_TIMES = "checkpoint_times"
+BUCKET_PREEMPTIONS = "preemptions"
 STREAM_ESCALATIONS = "GPU_ESCALATIONS"
 
 _UNSAFE = re.compile(r"[.*>\s]")
