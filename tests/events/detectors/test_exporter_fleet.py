@@ -101,6 +101,7 @@ class _Counting:
             def do_GET(self) -> None:
                 with cond:
                     outer.in_flight += 1
+                    outer.served += 1  # before the answer: the client may finish before this thread runs on
                     outer.most = max(outer.most, outer.in_flight)
                     cond.notify_all()
                     cond.wait_for(lambda: outer.in_flight >= limit, timeout=0.2)
@@ -110,7 +111,6 @@ class _Counting:
                 self.wfile.write(body)
                 with cond:
                     outer.in_flight -= 1
-                    outer.served += 1
 
             def log_message(self, *args: object) -> None:
                 pass
