@@ -58,6 +58,18 @@ def up(
     backend: str = typer.Option(
         None, "--backend", help="twin (embedded fleet twin) or kubernetes (default from AIOPS_BACKEND, twin)"
     ),
+    dcgm_source: str = typer.Option(
+        None,
+        "--dcgm-source",
+        help="real backends: prometheus, exporters, nodes or off (default AIOPS_DCGM_SOURCE, else "
+        "whichever of AIOPS_PROMETHEUS_URL / AIOPS_DCGM_EXPORTERS is set)",
+    ),
+    dcgm_exporter: list[str] = typer.Option(
+        None,
+        "--dcgm-exporter",
+        help="a dcgm-exporter /metrics URL the DCGM detector reads directly (repeat it; "
+        "default AIOPS_DCGM_EXPORTERS, comma-separated)",
+    ),
     no_agent: bool = typer.Option(
         False, "--no-agent", help="leave the triage agent out: run it as its own process (`aiops agent`)"
     ),
@@ -80,6 +92,7 @@ def up(
     """Run the whole platform until Ctrl-C: NATS, the backend (fleet twin or Kubernetes), events
     services, agent(s), MCP over HTTP with /metrics. One log line per incident change and per action."""
 
+    from aiops.detection import DcgmSettingError, dcgm_choice
     from aiops.platform import Platform, freeze_startup_objects
     from mcp_server.backends.base import BackendError
 
@@ -90,6 +103,10 @@ def up(
         overrides["backend"] = backend
     if log_format is not None:
         overrides["log_format"] = log_format
+    if dcgm_source is not None:
+        overrides["dcgm_source"] = dcgm_source
+    if dcgm_exporter:
+        overrides["dcgm_exporters"] = ",".join(dcgm_exporter)
     if fleet_nodes is not None:
         overrides["fleet_nodes"] = fleet_nodes
     if agents is not None:
@@ -97,6 +114,11 @@ def up(
     console = Console(stderr=True)
     settings = _settings_or_exit(console, **overrides)
     _logging(verbose, settings.log_format, default="INFO")
+    if settings.backend != "twin":
+        try:
+            dcgm_choice(settings)  # before anything starts
+        except DcgmSettingError as exc:
+            _fail(str(exc))
     # With replicas the platform serves them, as for `aiops agent` on another machine.
     platform_settings = (
         settings if not settings.agents else settings.model_copy(update={"embedded_agent": False})
@@ -120,6 +142,8 @@ def up(
         asyncio.run(main())
     except BackendError as exc:
         _fail(f"backend {settings.backend}: {exc}")
+    except DcgmSettingError as exc:
+        _fail(str(exc))
 
 
 def _start_replicas(
@@ -200,7 +224,7 @@ def _banner(platform: Platform, settings: Settings) -> str:
             )
     else:
         lines.append(f"  backend     {settings.backend}, cluster {settings.cluster}; wall clock")
-        lines.append(f"  DCGM        {platform.detection.metrics_url or 'off (set AIOPS_PROMETHEUS_URL)'}")
+        lines.append(f"  DCGM        {platform.detection.metrics_url or 'off (AIOPS_DCGM_SOURCE=off)'}")
         if observe_only(settings):
             lines.append(
                 "  mode        observe-only: plans and records, changes nothing (AIOPS_OBSERVE_ONLY=false acts)"

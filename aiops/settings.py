@@ -139,6 +139,22 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(
         default=None, description="a Prometheus scraping dcgm-exporter: the telemetry tools read it"
     )
+    dcgm_source: Literal["prometheus", "exporters", "nodes", "off"] | None = Field(
+        default=None,
+        description="where the DCGM detector of a real backend reads: prometheus (AIOPS_PROMETHEUS_URL), "
+        "exporters (AIOPS_DCGM_EXPORTERS), nodes (node agents relay with `aiops node --dcgm-exporter`) "
+        "or off; unset = whichever of the two URLs settings is set (both or neither: an error at start)",
+    )
+    dcgm_exporters: str | None = Field(
+        default=None,
+        description="comma-separated dcgm-exporter /metrics URLs the DCGM detector reads directly (no Prometheus)",
+    )
+    dcgm_exporter_timeout_s: float = Field(
+        default=5.0, gt=0, description="an exporter that has not answered within this is down for the round"
+    )
+    dcgm_exporter_concurrency: int = Field(
+        default=32, ge=1, le=1024, description="exporters read at the same time"
+    )
     kube_context: str | None = Field(
         default=None, description="kubeconfig context; unset = current (or in-cluster)"
     )
@@ -252,6 +268,30 @@ class Settings(BaseSettings):
         if self.slurm_conf is not None and not self.slurm_conf.is_file():
             raise ValueError(f"AIOPS_SLURM_CONF={self.slurm_conf} is not a file")
         return self
+
+    @field_validator("dcgm_exporters")
+    @classmethod
+    def _exporter_urls(cls, urls: str | None) -> str | None:
+        if urls is None or not urls.strip():
+            return None
+        for url in (u.strip() for u in urls.split(",")):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"AIOPS_DCGM_EXPORTERS holds http(s) URLs, comma-separated; not {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _dcgm_needs_a_real_backend(self) -> Settings:
+        if self.backend == "twin" and (self.dcgm_source or self.dcgm_exporters):
+            raise ValueError(
+                "AIOPS_DCGM_SOURCE and AIOPS_DCGM_EXPORTERS are for a real backend: the fleet twin's own "
+                "exporter feeds the embedded platform's DCGM detector"
+            )
+        return self
+
+    @property
+    def dcgm_exporter_urls(self) -> list[str]:
+        """``dcgm_exporters`` as a list (empty when unset)."""
+        return [u.strip() for u in (self.dcgm_exporters or "").split(",") if u.strip()]
 
     @field_validator("fleet_nodes")
     @classmethod

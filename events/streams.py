@@ -49,6 +49,8 @@ class JetStreamLayout:
     dedupe_window_s: float = 600.0
     kmsg_max_age_s: float = 1 * DAY_S
     dlq_max_age_s: float = 30 * DAY_S
+    dcgm_max_age_s: float = 1 * DAY_S
+    dcgm_per_node: int = 5
     idempotency_ttl_s: float = 7 * DAY_S
     slack_replay_window_s: float = 11 * 60.0
 
@@ -79,6 +81,16 @@ class JetStreamLayout:
                 # after a NATS outage or an agent restart is stored once.
                 duplicate_window=self.dedupe_window_s,
                 description="Raw kernel log lines from GPU nodes, kept so a parser restart loses none",
+            ),
+            StreamConfig(
+                name=subjects.STREAM_DCGM,
+                subjects=[subjects.dcgm_all()],
+                storage=file,
+                num_replicas=self.replicas,
+                max_age=self.dcgm_max_age_s,
+                max_msgs_per_subject=self.dcgm_per_node,
+                discard=DiscardPolicy.OLD,
+                description="Node agents' relays of their dcgm-exporter: the latest reports per node",
             ),
             StreamConfig(
                 name=subjects.STREAM_DLQ,
