@@ -26,16 +26,12 @@ from dataclasses import dataclass, field
 from nats.js import JetStreamContext
 
 from agents.claims import CorrelationClaims
-from events.leases import DEFAULT_TTL_S, Leases
+from events.leases import DEFAULT_TTL_S, Leases, incident_lease
 
 log = logging.getLogger(__name__)
 
 TURN_POLL_S = (0.02, 0.5)
 """How often a replica waiting for its turn looks again (growing from the first to the second)."""
-
-
-def incident_lease(incident_id: str) -> str:
-    return f"incident.{incident_id}"
 
 
 @dataclass

@@ -39,6 +39,11 @@ class Lease(BaseModel):
         return now < self.expires_at
 
 
+def incident_lease(incident_id: str) -> str:
+    """The lease of the agent replica that owns (mitigates) an incident."""
+    return f"incident.{incident_id}"
+
+
 def lease_key(name: str) -> str:
     """KV keys allow ``[-/_=.a-zA-Z0-9]``: everything else becomes ``_``."""
     return "".join(c if c.isalnum() or c in "-_=." else "_" for c in name)
