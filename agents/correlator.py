@@ -70,6 +70,12 @@ def _xid_keys(event: XidEvent) -> list[str]:
     return gpu_keys(event.node, event.gpu, event.pci_bus_id)
 
 
+def _fault_keys(keys: list[str]) -> tuple[str, ...]:
+    """The names of a GPU fault to claim across replicas: the GPU's, not its node's (the node key
+    only lets a hang on the node find the hardware incident; another GPU is another fault)."""
+    return tuple(k for k in keys if not k.startswith("node:"))
+
+
 @dataclass
 class _Open:
     incident_id: str
@@ -271,7 +277,7 @@ class Correlator:
                 return self._to_shared(verdict, event.time, f"xid{code}", keys)
             self._remember(opened, node_key=True)
             return Correlation(
-                incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True, keys=tuple(keys)
+                incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True, keys=_fault_keys(keys)
             )
         self._remember(opened, node_key=True)
         # A hardware fault waits a moment for the node's other GPUs: the same fault on most of
@@ -283,7 +289,7 @@ class Correlator:
             kind,
             repeat=repeat,
             hold=gpu_fault,
-            keys=tuple(keys),
+            keys=_fault_keys(keys),
         )
 
     def _ecc(self, event: EccEvent) -> Correlation:
@@ -315,7 +321,7 @@ class Correlator:
             f"ECC {', '.join(event.findings)} on {keys[-1]}",
             "ecc",
             repeat=repeat,
-            keys=tuple(keys),
+            keys=_fault_keys(keys),
         )
 
     # -- hangs and slowdowns: one job ----------------------------------------------------------------

@@ -503,12 +503,14 @@ class Mitigator:
         their persisted steps. Returns how many incidents it took."""
         taken = 0
         for incident in await self.store.list_incidents(limit=100_000):
-            if incident.id in self.ownership.owned or not needs_owner(incident):
+            if not needs_owner(incident):
                 continue
-            if await self.ownership.take(incident.id) is None:
-                continue  # a live replica owns it
-            taken += 1
-            log.info("took over incident %s (%s): no live owner", incident.id, incident.status)
+            if incident.id not in self.ownership.owned:
+                if await self.ownership.take(incident.id) is None:
+                    continue  # a live replica owns it
+                taken += 1
+                log.info("took over incident %s (%s): no live owner", incident.id, incident.status)
+            # Ours: started again if its mitigation is not running (it gave up on a NATS outage).
             if incident.status in ("open", "mitigating") or incident.waiting_run or incident.confirming:
                 self.start(incident.id)
         self.taken_over += taken

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,6 +110,8 @@ class TriageAgent:
             claims=self.coordination.claims,
         )
         self._renewer: asyncio.Task[None] | None = None
+        # New incidents correlated but not stored yet (their batch failed: it comes again).
+        self._unwritten: OrderedDict[str, Correlation] = OrderedDict()
         # Incidents that wait ``group_wait_s`` (and for the consumer to catch up) before planning,
         # so concurrent signals can fold them into a shared-part incident first.
         self._held: dict[str, asyncio.Task[None]] = {}
@@ -198,6 +201,10 @@ class TriageAgent:
             if corr.kind == "ignored":
                 self.events_ignored += 1
                 continue
+            if corr.new:
+                self._unwritten[corr.incident_id] = corr
+                while len(self._unwritten) > 10_000:
+                    self._unwritten.popitem(last=False)
             slot = pending.setdefault(corr.incident_id, _Pending())
             slot.events.append(event)
             slot.correlations.append(corr)
@@ -210,40 +217,51 @@ class TriageAgent:
             await self._fold(member, parent, why)
 
     async def _persist(self, incident_id: str, slot: _Pending) -> None:
-        first, corr = slot.events[0], slot.correlations[0]
+        corr = slot.correlations[0]
+        # A batch that failed after correlating (NATS unavailable) comes again: the correlator
+        # remembers its new incidents by now, so the one it opened is still to be stored.
+        opening = corr if corr.new else self._unwritten.get(incident_id)
+        if opening is None:
+            return await self._add(incident_id, slot)
+        await self._open(incident_id, slot, opening)
+        self._unwritten.pop(incident_id, None)
+
+    async def _open(self, incident_id: str, slot: _Pending, corr: Correlation) -> None:
+        first = slot.events[0]
         now = self.clock()
-        if corr.new:
-            window = self.correlator.window
-            claim = await self.coordination.claims.claim(
-                first.cluster, corr.keys, incident_id, first.time, window
-            )
-            if claim.incident_id != incident_id:
-                # Another replica opened the incident for this fault: join it, and teach the
-                # correlator that this fault's events belong there from now on.
-                self.correlator.adopt(incident_id, claim.incident_id)
-                await self._join(claim.incident_id, incident_id, slot)
-                return
-            await self.ownership.take(incident_id)
-            self._keep_leases()
-            incident = intake.open_incident(incident_id, first, corr, now)
-            incident.fault_epoch = epoch_text(claim.epoch)
-            intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
-            try:
-                await self.store.create(incident)
-            except DocumentExists:
-                # Already stored (a redelivered batch after a restart): add the events instead.
-                await self.store.update(
-                    incident_id,
-                    partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now),
-                )
-                return
-            if incident.status != "open":
-                return
-            if corr.hold:
-                self._hold(incident_id)
-            else:
-                self.start_mitigation(incident_id)
+        window = self.correlator.window
+        claim = await self.coordination.claims.claim(
+            first.cluster, corr.keys, incident_id, first.time, window
+        )
+        if claim.incident_id != incident_id:
+            # Another replica opened the incident for this fault: join it, and teach the
+            # correlator that this fault's events belong there from now on.
+            self.correlator.adopt(incident_id, claim.incident_id)
+            await self._join(claim.incident_id, incident_id, slot)
             return
+        await self.ownership.take(incident_id)
+        self._keep_leases()
+        incident = intake.open_incident(incident_id, first, corr, now)
+        incident.fault_epoch = epoch_text(claim.epoch)
+        intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
+        try:
+            await self.store.create(incident)
+        except DocumentExists:
+            # Already stored (a redelivered batch after a restart): add the events instead.
+            await self.store.update(
+                incident_id,
+                partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now),
+            )
+            return
+        if incident.status != "open":
+            return
+        if corr.hold:
+            self._hold(incident_id)
+        else:
+            self.start_mitigation(incident_id)
+
+    async def _add(self, incident_id: str, slot: _Pending) -> None:
+        now = self.clock()
         incident = await self.store.update(
             incident_id, partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now)
         )
@@ -308,6 +326,9 @@ class TriageAgent:
     def start_mitigation(self, incident_id: str) -> None:
         if incident_id in self._tasks and not self._tasks[incident_id].done():
             return
+        held = self._held.get(incident_id)
+        if held is not None and held is not asyncio.current_task():
+            return  # it waits for concurrent signals; its hold starts it
         task = asyncio.create_task(self._mitigate_owned(incident_id), name=f"mitigate {incident_id}")
         self._tasks[incident_id] = task
         self._tasks = {i: t for i, t in self._tasks.items() if not t.done() or i == incident_id}
