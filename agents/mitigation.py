@@ -58,7 +58,6 @@ from agents.incident_edits import (
     evidence_of,
     hold_for_breaker,
     needs_owner,
-    note,
     note_once,
     release_to_people,
     retry_after_reset,
@@ -307,7 +306,7 @@ class Mitigator:
             name, fallback_params = fallback
             why = f"runbook {runbook} {state.status}: {state.error or ''}; falling back to {name}"
             incident = await self.store.update(
-                incident.id, partial(note, what="fallback", detail=why, at=self.clock())
+                incident.id, partial(note_once, what="fallback", detail=why, at=self.clock())
             )
             return await self._run_chain(incident, name, fallback_params, f"{run_id}/fallback-{name}")
         if state.status == "succeeded" and state.confirm_status == "pending":

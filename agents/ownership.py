@@ -84,19 +84,23 @@ class Ownership:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), timeout=delay)
             delay = min(delay * 2, TURN_POLL_S[1])
-        renewal = asyncio.create_task(self._keep(name, holder), name=f"renew {name}")
+        done = asyncio.Event()
+        renewal = asyncio.create_task(self._keep(name, holder, done), name=f"renew {name}")
         try:
             yield
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            # Stopped, not cancelled: a cancellation inside a NATS request can be swallowed by the
+            # client (it surfaces as a timeout), and the renewal would go on forever.
+            done.set()
+            await asyncio.wait([renewal], timeout=self.leases.ttl_s)
             await asyncio.shield(self.leases.release(name, holder))
             self._released.set()  # a waiter of this replica looks again at once
 
-    async def _keep(self, name: str, holder: str) -> None:
-        while True:
-            await asyncio.sleep(self.leases.ttl_s / 3)
+    async def _keep(self, name: str, holder: str, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self.leases.ttl_s / 3)
+                return
             try:
                 if not await self.leases.renew(name, holder):
                     log.warning("the lock %s of %s expired while held", name, holder)

@@ -90,16 +90,18 @@ class Leases:
     async def renew(self, name: str, holder: str) -> bool:
         """Extend ``holder``'s lease; False when it is no longer theirs (taken over, or gone)."""
         key = lease_key(name)
-        found = await self.docs.read(key)
-        if found is None or found.doc.holder != holder:
-            return False
-        try:
-            await self.docs.replace(
-                key, Lease(holder=holder, expires_at=self.clock() + self.ttl_s), found.revision
-            )
-        except DocumentConflict:
-            return False
-        return True
+        for _ in range(5):
+            found = await self.docs.read(key)
+            if found is None or found.doc.holder != holder:
+                return False
+            try:
+                await self.docs.replace(
+                    key, Lease(holder=holder, expires_at=self.clock() + self.ttl_s), found.revision
+                )
+            except DocumentConflict:
+                continue  # written in between (by the holder itself, or taken: read again)
+            return True
+        return False
 
     async def release(self, name: str, holder: str) -> None:
         """Give the lease up, if it is still ``holder``'s (expired now: free for anyone)."""

@@ -153,12 +153,12 @@ class RunbookEngine:
                 fence=fence,
             )
             await self.store.save(state)
-        elif fence:
-            state.fence = fence  # a newer owner resumes it; an older one is refused at the next save
         elif state.status == "awaiting_approval":
             state.status, state.approval_id = "running", None  # the parked step is called again
         elif state.status == "waiting":
             state.status = "running"  # the waiting step polls on
+        if fence:
+            state.fence = fence  # a newer owner resumes it; an older one is refused at the next save
         read_only = await self.tools.read_only_tools()
 
         if not await self._phase(state, runbook.preconditions, "precondition", read_only):
