@@ -83,6 +83,8 @@ class CorrelationClaims:
                     return found.doc
             mine = FaultClaim(incident_id=incident_id, epoch=at, last_seen=at)
             primary = await self.claims.read(names[0])
+            if primary is not None and _live(primary.doc, at, window):
+                continue  # claimed since we looked: join it (next round)
             try:
                 if primary is None:
                     await self.claims.create(names[0], mine)

@@ -20,7 +20,8 @@
 - Observe-only (the server says so in ``safety_status``): runbooks run as dry runs — planned,
   policy-checked, recorded with what they would have done — and the incident goes to people.
 
-Everything is state in NATS (incidents, runs, approvals, breaker, leases), and nothing of it is
+What waits (approvals, the breaker's backlog, waiting runs, confirmations) and the watch loop are in
+``agents.waiting``. Everything is state in NATS (incidents, runs, approvals, breaker, leases), and nothing of it is
 kept in this process: what waits for a person, the breaker, time or a confirmation is what the
 incident says (``status``, ``pending_approvals``, ``held_by``, ``waiting_run``, ``confirming``).
 Each replica watches the incidents it owns (``agents.ownership``); ``recover`` — at start and then
@@ -31,10 +32,8 @@ incidents of one job plan one at a time through KV locks with a TTL, across repl
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -57,10 +56,7 @@ from agents.incident_edits import (
     escalate_once,
     evidence_of,
     hold_for_breaker,
-    needs_owner,
     note_once,
-    release_to_people,
-    retry_after_reset,
     run_context,
     run_id_for,
     wait_on,
@@ -69,11 +65,10 @@ from agents.intake import fold
 from agents.ownership import Ownership
 from agents.planner import Planner
 from agents.store import IncidentStore
+from agents.waiting import Waits
 from contracts.client import ToolClient
-from events.backoff import Backoff, is_transient
 from events.gpu_ref import GpuRef
-from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus, Plan
-from events.liveness import LoopProbe
+from events.incident import ActionRecord, Incident, IncidentStatus, Plan
 from events.models import utcnow
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
@@ -86,12 +81,11 @@ STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
     "no_action": "suppressed",
     "escalate": "escalated",
 }
-DECIDED = ["approved", "rejected", "expired", "used"]
 JOB_CLEANUP_WINDOW_S = 600.0
 """How long after a job's fault a cleanup Xid on another node of its gang is taken as its symptom."""
 
 
-class Mitigator:
+class Mitigator(Waits):
     def __init__(
         self,
         *,
@@ -377,190 +371,6 @@ class Mitigator:
             incident.status = "mitigated"
             detail = f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost"
             incident.note("mitigated", detail, at=now)
-
-    # -- approvals ------------------------------------------------------------------------------
-
-    async def _park(self, incident: Incident, state: RunState) -> Incident:
-        step = next((s for s in state.steps if s.status == "awaiting_approval"), None)
-        approval_id = state.approval_id
-        if step is None or approval_id is None:
-            why = f"runbook {state.runbook} waits for an approval the server did not name: {state.error}"
-            return await self.store.update(incident.id, partial(escalate, why=why, now=self.clock()))
-        request = (await self._approvals(["pending"])).get(approval_id, {})
-        reasons = request.get("reasons") or [step.error or "the policy asks a person"]
-        ref = ApprovalRef(
-            id=approval_id,
-            action=step.tool,
-            target=str(request.get("target") or args_text(step.arguments)),
-            summary=str(reasons[0]),
-            run_id=state.run_id,
-            step=step.id,
-            requested_at=request.get("requested_at"),
-            expires_at=request.get("expires_at"),
-        )
-        now = self.clock()
-
-        def park(inc: Incident) -> None:
-            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != approval_id] + [ref]
-            inc.status = "awaiting_approval"
-            inc.note(
-                "waiting for approval",
-                f"{approval_id}: {ref.action} on {ref.target} — {ref.summary}. "
-                f"`aiops approve {approval_id}` or `aiops reject {approval_id}`",
-                at=now,
-            )
-
-        return await self.store.update(incident.id, park)
-
-    async def mine(self) -> list[Incident]:
-        """The incidents this replica owns, as stored now."""
-        found = await asyncio.gather(*(self.store.get_incident(i) for i in list(self.ownership.owned)))
-        return [i for i in found if i is not None]
-
-    async def check_parked(self, mine: list[Incident] | None = None) -> None:
-        """Resume or abandon the runs whose approval a person decided (or that expired)."""
-        mine = await self.mine() if mine is None else mine
-        parked = [
-            (ref.id, i.id) for i in mine if i.status == "awaiting_approval" for ref in i.pending_approvals
-        ]
-        if not parked:
-            return
-        decided = await self._approvals(DECIDED)
-        for approval_id, incident_id in parked:
-            request = decided.get(approval_id)
-            if request is None:
-                continue
-            if request["status"] in ("approved", "used"):
-                await self._approved(incident_id, request)
-            else:
-                await self._refused(incident_id, request)
-
-    async def _approved(self, incident_id: str, request: dict[str, Any]) -> None:
-        now, who = self.clock(), request.get("decided_by") or "a person"
-        comment = f": {request['comment']}" if request.get("comment") else ""
-
-        def resume(inc: Incident) -> None:
-            if not any(r.id == request["id"] for r in inc.pending_approvals):
-                return  # told already
-            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
-            inc.status = "mitigating"
-            inc.note("approved", f"{request['id']} approved by {who}{comment}; the run resumes", at=now)
-
-        await self.store.update(incident_id, resume)
-        self.start(incident_id)
-
-    async def _refused(self, incident_id: str, request: dict[str, Any]) -> None:
-        incident = await self.store.get_incident(incident_id)
-        if incident is None:
-            return
-        ref = next((r for r in incident.pending_approvals if r.id == request["id"]), None)
-        if request["status"] == "rejected":
-            comment = f": {request['comment']}" if request.get("comment") else ""
-            why = f"approval {request['id']} rejected by {request.get('decided_by')}{comment}"
-        else:
-            why = f"approval {request['id']} expired unanswered at {request.get('expires_at')}"
-        if ref is None:
-            return  # told already
-        state = await self.engine.abandon(ref.run_id, why, fence=self.fence(incident_id))
-        now = self.clock()
-
-        def abandon(inc: Incident) -> None:
-            if state is not None:
-                self.record_run(inc, state=state)
-            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
-            escalate(inc, why=f"{why}; the run is abandoned, nothing more of it runs", now=now)
-
-        await self.store.update(incident_id, abandon)
-
-    # -- breaker backlog ------------------------------------------------------------------------
-
-    async def check_backlog(self, mine: list[Incident] | None = None) -> None:
-        """Once a person reset the breaker, retry the held incidents or release them to people."""
-        mine = await self.mine() if mine is None else mine
-        held = [i for i in mine if i.held_by == "breaker"]
-        if not held:
-            return
-        status = await self._safety()
-        breaker = status.get("breaker") if status else None
-        if not isinstance(breaker, dict) or breaker.get("open", True):
-            return
-        backlog, who = breaker.get("backlog") or "retry", breaker.get("reset_by") or "a person"
-        for incident in sorted(held, key=lambda i: i.opened_at):
-            now = self.clock()
-            if backlog == "retry":
-                await self.store.update(incident.id, partial(retry_after_reset, who=who, now=now))
-                await self.mitigate(incident.id)
-            else:
-                await self.store.update(incident.id, partial(release_to_people, who=who, now=now))
-
-    # -- the watch loop -------------------------------------------------------------------------
-
-    async def recover(self) -> int:
-        """Take over what needs an owner and has none (at start, and every ``sweep_every_s``):
-        incidents planning or running, parked for a person, held by the breaker, with a waiting run
-        or a confirmation — unowned, or their owner's lease expired (it died). Runs resume from
-        their persisted steps. Returns how many incidents it took."""
-        taken = 0
-        for incident in await self.store.list_incidents(limit=100_000):
-            if not needs_owner(incident):
-                continue
-            if incident.id not in self.ownership.owned:
-                if await self.ownership.take(incident.id) is None:
-                    continue  # a live replica owns it
-                taken += 1
-                log.info("took over incident %s (%s): no live owner", incident.id, incident.status)
-            # Ours: started again if its mitigation is not running (it gave up on a NATS outage).
-            if incident.status in ("open", "mitigating") or incident.waiting_run or incident.confirming:
-                self.start(incident.id)
-        self.taken_over += taken
-        return taken
-
-    async def poke(self, mine: list[Incident] | None = None) -> None:
-        """Let every waiting run of this replica's incidents poll again (the watch loop does, and
-        ``drain``: a simulation that moves its clock between calls sees its runs progress with it)."""
-        mine = await self.mine() if mine is None else mine
-        for incident in sorted(mine, key=lambda i: i.id):
-            if incident.waiting_run is not None or incident.confirming:
-                self.start(incident.id)
-
-    async def watch(self, stop: asyncio.Event, every_s: float = 1.0, probe: LoopProbe | None = None) -> None:
-        """Follow approvals, the breaker and waiting runs until ``stop``. A failed round (NATS or
-        the MCP server unavailable) is retried after a growing backoff; ``probe`` hears each round."""
-        backoff = Backoff(every_s, max(10.0, every_s))
-        swept_at: float | None = None
-        while not stop.is_set():
-            try:
-                if swept_at is None or time.monotonic() - swept_at >= self.sweep_every_s:
-                    await self.recover()
-                    swept_at = time.monotonic()
-                mine = await self.mine()
-                await self.poke(mine)
-                await self.check_parked(mine)
-                await self.check_backlog(mine)
-                if probe is not None:
-                    probe.ok()
-                backoff.reset()
-                wait = min(every_s, self.sweep_every_s)
-            except Exception as exc:
-                if probe is not None:
-                    probe.error(exc)
-                log.warning("checking approvals and the breaker failed (%r); trying again", exc,
-                            exc_info=not is_transient(exc))  # fmt: skip
-                wait = backoff.delay()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-
-    # -- server facts ---------------------------------------------------------------------------
-
-    async def _approvals(self, statuses: list[str]) -> dict[str, dict[str, Any]]:
-        listed = await self.tools.call("list_approvals", {"status": statuses, "limit": 500})
-        if not listed.ok or not isinstance(listed.structured, dict):
-            return {}
-        return {a["id"]: a for a in listed.structured.get("approvals", [])}
-
-    async def _safety(self) -> dict[str, Any] | None:
-        status = await self.tools.call("safety_status", {})
-        return status.structured if status.ok and isinstance(status.structured, dict) else None
 
     async def _observe_only(self) -> bool:
         if "safety_status" not in await self.tools.tool_names():

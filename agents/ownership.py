@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 
 from agents.claims import CorrelationClaims
@@ -105,6 +106,8 @@ class Ownership:
                 if not await self.leases.renew(name, holder):
                     log.warning("the lock %s of %s expired while held", name, holder)
                     return
+            except ConnectionClosedError:
+                return  # shutting down
             except Exception as exc:  # a NATS fault: the next renewal tries again
                 log.warning("renewing %s failed: %r", name, exc)
 

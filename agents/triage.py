@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
+from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
@@ -162,6 +163,8 @@ class TriageAgent:
             await asyncio.sleep(self.ownership.leases.ttl_s / 3)
             try:
                 await self.ownership.renew()
+            except ConnectionClosedError:
+                return  # the process is shutting down: its leases expire by themselves
             except Exception as exc:  # NATS unavailable: the next round tries again
                 log.warning("renewing incident leases failed: %r", exc)
 
