@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mcp import Client
@@ -72,7 +73,7 @@ async def replicas(
         made: list[Replica] = []
         for n in range(count):
             made.append(
-                await replica(platform, stack, f"replica-{n}", wrap=lambda t, n=n: wrap(n, t) if wrap else t)
+                await replica(platform, stack, f"replica-{n}", wrap=partial(wrap, n) if wrap else None)
             )
         try:
             yield made

@@ -16,7 +16,7 @@ import pytest
 
 from aiops.platform import Platform
 from aiops.settings import Settings
-from events.leases import incident_lease
+from contracts.client import McpToolClient
 from events.models import parse_event
 from runbooks.state import KvRunStore, RunFenced
 from tests.agents.replica_support import Blocking, drain_all, events_of, executed, replicas
@@ -63,8 +63,6 @@ async def test_the_same_fault_seen_by_two_replicas_is_one_incident_with_one_isol
         incidents = await platform.store.list_incidents()
         isolations = await executed(platform, "isolate_gpu")
 
-    for i in incidents:
-        print(i.id, i.status, i.entity, i.fault_epoch, [(e.what, e.detail) for e in i.timeline])
     [incident] = incidents
     assert incident.status == "mitigated"
     assert incident.event_count == 2
@@ -97,7 +95,7 @@ async def test_a_replica_killed_mid_run_is_taken_over_after_its_lease_and_the_is
     events = await events_of(platform, 1)
     frozen: list[Blocking] = []
 
-    def freeze_first(n: int, tools):  # type: ignore[no-untyped-def]
+    def freeze_first(n: int, tools: McpToolClient) -> McpToolClient:
         if n == 0:
             frozen.append(Blocking(tools, "isolate_gpu"))
             return frozen[0]
@@ -130,4 +128,3 @@ async def test_a_replica_killed_mid_run_is_taken_over_after_its_lease_and_the_is
     assert done is not None and done.status == "mitigated"
     assert [(r.arguments["node"], r.arguments["gpu"]) for r in isolations] == [("node-014", 1)]
     assert owner_after is None  # released: nothing of it waits any more
-    assert incident_lease(incident.id) == f"incident.{incident.id}"
