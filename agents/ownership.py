@@ -80,10 +80,12 @@ class Ownership:
         """Hold the lock ``name`` (a node, a job) for ``who``, waiting for it; renewed while held."""
         holder = f"{self.replica}/{who}"
         delay = TURN_POLL_S[0]
-        while await self.leases.take(name, holder) is None:
-            self._released.clear()
+        while True:
+            released = self._released  # set by the next release in this replica
+            if await self.leases.take(name, holder) is not None:
+                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._released.wait(), timeout=delay)
+                await asyncio.wait_for(released.wait(), timeout=delay)
             delay = min(delay * 2, TURN_POLL_S[1])
         done = asyncio.Event()
         renewal = asyncio.create_task(self._keep(name, holder, done), name=f"renew {name}")
@@ -95,7 +97,8 @@ class Ownership:
             done.set()
             await asyncio.wait([renewal], timeout=self.leases.ttl_s)
             await asyncio.shield(self.leases.release(name, holder))
-            self._released.set()  # a waiter of this replica looks again at once
+            released, self._released = self._released, asyncio.Event()
+            released.set()  # every waiter of this replica looks again at once
 
     async def _keep(self, name: str, holder: str, done: asyncio.Event) -> None:
         while not done.is_set():
