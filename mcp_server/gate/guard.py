@@ -145,11 +145,10 @@ class MutationGuard:
             await self._audit(principal, action, call.arguments, policy, None, ok=False, dry_run=call.dry_run)
             prefix = DENIED if decision.decision == "deny" else APPROVAL_REQUIRED
             kind = refusal_kind(decision.decision, decision.policies)
+            rule = deciding_rule(kind, decision.policies)
             raise Refused(
-                Refusal(
-                    kind=kind, rule=deciding_rule(kind, decision.policies), reasons=list(decision.reasons)
-                ),
-                f"{prefix} {call.describe()}: " + "; ".join(decision.reasons),
+                Refusal(kind=kind, rule=rule, reasons=list(decision.reasons)),
+                f"{prefix} {call.describe()}: " + "; ".join(decision.reasons) + f" (rule {rule})",
             )
         if call.dry_run:
             outcome = ActionOutcome(
@@ -356,6 +355,7 @@ async def audit(
 ) -> None:
     """Write one audit record; a lost record is logged loudly, never raised (the action happened)."""
     entry = AuditRecord(
+        time=deps.clock(),
         cluster=deps.backend.cluster,
         principal=principal.id,
         role=principal.role,
