@@ -70,6 +70,12 @@ def _xid_keys(event: XidEvent) -> list[str]:
     return gpu_keys(event.node, event.gpu, event.pci_bus_id)
 
 
+def _fault_keys(keys: list[str]) -> tuple[str, ...]:
+    """The names of a GPU fault to claim across replicas: the GPU's, not its node's (the node key
+    only lets a hang on the node find the hardware incident; another GPU is another fault)."""
+    return tuple(k for k in keys if not k.startswith("node:"))
+
+
 @dataclass
 class _Open:
     incident_id: str
@@ -95,6 +101,8 @@ class Correlation:
     repeat: Repeat | None = None
     folds: tuple[str, ...] = ()
     """For a ``new`` node-level incident: the per-GPU incidents it replaces (they fold into it)."""
+    keys: tuple[str, ...] = ()
+    """For ``new``: the fault's correlation keys, claimed across replicas (``agents.claims``)."""
 
     @property
     def new(self) -> bool:
@@ -154,6 +162,20 @@ class Correlator:
         hardware incident explains still join it."""
         self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)), node_key=True)
 
+    def adopt(self, local_id: str, shared_id: str) -> None:
+        """Another replica's incident owns the fault this correlator opened ``local_id`` for
+        (``agents.claims``): from now on every event that would join ``local_id`` joins it."""
+        if local_id == shared_id:
+            return
+        self._parent[local_id] = shared_id
+        self._parent.move_to_end(local_id)
+        while len(self._parent) > self.max_entries:
+            self._parent.popitem(last=False)
+
+    def resolve(self, incident_id: str) -> str:
+        """The incident an id stands for now (itself, or the one it was adopted into or folded into)."""
+        return self._root(incident_id)
+
     def _node_wide(self, event: XidEvent, opened: _Open) -> Correlation | None:
         """The same hardware Xid on most GPUs of one node at once: one node-level incident that
         folds the per-GPU ones (NVSwitch, baseboard, power or driver, not eight GPUs)."""
@@ -189,7 +211,9 @@ class Correlator:
         why = (
             f"Xid {code} on {len(seen)} of {self.gpus_per_node} GPUs of {node} at once: the node is at fault"
         )
-        return Correlation(node_id, "new", why, "node", folds=tuple(o.incident_id for o in earlier))
+        return Correlation(
+            node_id, "new", why, "node", folds=tuple(o.incident_id for o in earlier), keys=(group,)
+        )
 
     # -- Xid and ECC: one GPU ------------------------------------------------------------------------
 
@@ -252,12 +276,20 @@ class Correlator:
             if verdict is not None:
                 return self._to_shared(verdict, event.time, f"xid{code}", keys)
             self._remember(opened, node_key=True)
-            return Correlation(incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True)
+            return Correlation(
+                incident_id, "new", f"first Xid {code} on {keys[0]}", kind, hold=True, keys=_fault_keys(keys)
+            )
         self._remember(opened, node_key=True)
         # A hardware fault waits a moment for the node's other GPUs: the same fault on most of
         # them at once is one node-level incident (agents.grouping.node_wide).
         return Correlation(
-            incident_id, "new", f"first Xid {code} on {keys[0]}", kind, repeat=repeat, hold=gpu_fault
+            incident_id,
+            "new",
+            f"first Xid {code} on {keys[0]}",
+            kind,
+            repeat=repeat,
+            hold=gpu_fault,
+            keys=_fault_keys(keys),
         )
 
     def _ecc(self, event: EccEvent) -> Correlation:
@@ -284,7 +316,12 @@ class Correlator:
         if findings - {"sbe_rate", "retired_pages_soft"}:
             repeat = self.offenders.record([keys[-1], event.node], event.time)
         return Correlation(
-            incident_id, "new", f"ECC {', '.join(event.findings)} on {keys[-1]}", "ecc", repeat=repeat
+            incident_id,
+            "new",
+            f"ECC {', '.join(event.findings)} on {keys[-1]}",
+            "ecc",
+            repeat=repeat,
+            keys=_fault_keys(keys),
         )
 
     # -- hangs and slowdowns: one job ----------------------------------------------------------------
@@ -384,7 +421,7 @@ class Correlator:
         repeat = None
         if klass is not None and len(nodes) == 1:
             repeat = self.offenders.record([nodes[0]], event.time)
-        return Correlation(incident_id, "new", summary, event.kind, hold=True, repeat=repeat)
+        return Correlation(incident_id, "new", summary, event.kind, hold=True, repeat=repeat, keys=(job_key,))
 
     # -- topology ------------------------------------------------------------------------------------
 
@@ -436,7 +473,9 @@ class Correlator:
         for key in keys:
             self._alias(key, shared)
         if verdict.new:
-            return Correlation(verdict.incident_id, "new", verdict.reason, kind, hold=True, shared=verdict)
+            return Correlation(
+                verdict.incident_id, "new", verdict.reason, kind, hold=True, shared=verdict, keys=(part_key,)
+            )
         return Correlation(verdict.incident_id, "joined", verdict.reason, shared=verdict)
 
     # -- bookkeeping ---------------------------------------------------------------------------------

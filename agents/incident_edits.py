@@ -17,7 +17,47 @@ def run_id_for(incident: Incident, runbook: str) -> str:
 
 
 def run_context(incident: Incident) -> dict[str, Any]:
-    return {"incident": {"id": incident.id, "entity": incident.entity, "evidence": evidence_of(incident)}}
+    """What a run knows of its incident; ``fault`` (cluster and fault epoch, with the attempt after
+    a breaker reset) makes the idempotency keys of its mutations (``runbooks.engine``)."""
+    context: dict[str, Any] = {
+        "incident": {"id": incident.id, "entity": incident.entity, "evidence": evidence_of(incident)}
+    }
+    if incident.fault_epoch:
+        epoch = (
+            incident.fault_epoch if incident.attempt == 1 else f"{incident.fault_epoch}.a{incident.attempt}"
+        )
+        context["fault"] = {"cluster": incident.cluster, "epoch": epoch}
+    return context
+
+
+def needs_owner(incident: Incident) -> bool:
+    """Whether something of the incident is still to be done or watched by an agent replica (it
+    keeps its lease): planning or running, a person's approval, the breaker, a waiting run, a
+    confirmation. The takeover sweep gives such an incident to a live replica when its owner died."""
+    if incident.folded_into is not None:
+        return False
+    return (
+        incident.status in ("open", "mitigating", "awaiting_approval")
+        or (incident.status == "escalated" and incident.held_by == "breaker")
+        or incident.waiting_run is not None
+        or bool(incident.confirming)
+    )
+
+
+def wait_on(incident: Incident, *, run_id: str, why: str, at: datetime) -> None:
+    if incident.waiting_run != run_id:
+        incident.waiting_run = run_id
+        incident.note("waiting", why, at=at)
+
+
+def done_waiting(incident: Incident, *, run_id: str) -> None:
+    if incident.waiting_run == run_id:
+        incident.waiting_run = None
+
+
+def confirm_later(incident: Incident, *, run_id: str) -> None:
+    if run_id not in incident.confirming:
+        incident.confirming.append(run_id)
 
 
 def evidence_of(incident: Incident) -> list[str]:

@@ -20,20 +20,26 @@
 - Observe-only (the server says so in ``safety_status``): runbooks run as dry runs — planned,
   policy-checked, recorded with what they would have done — and the incident goes to people.
 
-Everything is state in NATS (incidents, runs, approvals, breaker), so an agent restarted at any
-point picks up where it stopped (``recover``) and repeats no finished mutation.
+What waits (approvals, the breaker's backlog, waiting runs, confirmations) and the watch loop are in
+``agents.waiting``. Everything is state in NATS (incidents, runs, approvals, breaker, leases), and nothing of it is
+kept in this process: what waits for a person, the breaker, time or a confirmation is what the
+incident says (``status``, ``pending_approvals``, ``held_by``, ``waiting_run``, ``confirming``).
+Each replica watches the incidents it owns (``agents.ownership``); ``recover`` — at start and then
+every few seconds — takes over the incidents whose owner's lease expired, and resumes them from
+their persisted runs, repeating no finished mutation. Incidents on one node take turns and
+incidents of one job plan one at a time through KV locks with a TTL, across replicas.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Any
 
+from agents.claims import CorrelationClaims, JobFault
 from agents.correlator import Correlator
 from agents.facts import Facts, gather_facts
 from agents.grouping import (
@@ -44,25 +50,25 @@ from agents.grouping import (
 )
 from agents.incident_edits import (
     args_text,
+    confirm_later,
+    done_waiting,
     escalate,
     escalate_once,
     evidence_of,
     hold_for_breaker,
-    note,
     note_once,
-    release_to_people,
-    retry_after_reset,
     run_context,
     run_id_for,
+    wait_on,
 )
 from agents.intake import fold
+from agents.ownership import Ownership
 from agents.planner import Planner
 from agents.store import IncidentStore
+from agents.waiting import Waits
 from contracts.client import ToolClient
-from events.backoff import Backoff, is_transient
 from events.gpu_ref import GpuRef
-from events.incident import ActionRecord, ApprovalRef, Incident, IncidentStatus, Plan
-from events.liveness import LoopProbe
+from events.incident import ActionRecord, Incident, IncidentStatus, Plan
 from events.models import utcnow
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
@@ -75,12 +81,11 @@ STATUS_AFTER_PLAN: dict[str, IncidentStatus] = {
     "no_action": "suppressed",
     "escalate": "escalated",
 }
-DECIDED = ["approved", "rejected", "expired", "used"]
 JOB_CLEANUP_WINDOW_S = 600.0
 """How long after a job's fault a cleanup Xid on another node of its gang is taken as its symptom."""
 
 
-class Mitigator:
+class Mitigator(Waits):
     def __init__(
         self,
         *,
@@ -90,6 +95,9 @@ class Mitigator:
         planner: Planner,
         clock: Clock = utcnow,
         start: Callable[[str], None] | None = None,
+        ownership: Ownership,
+        claims: CorrelationClaims,
+        sweep_every_s: float | None = None,
     ) -> None:
         self.store = store
         self.tools = tools
@@ -97,19 +105,14 @@ class Mitigator:
         self.planner = planner
         self.clock = clock
         self.start = start or (lambda incident_id: None)
-        self.parked: dict[str, str] = {}
-        """approval id -> incident id, for runs waiting for a person."""
-        self._node_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._job_faults: dict[str, tuple[str, datetime, frozenset[int]]] = {}
-        self._plan_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        """job -> the latest incident planned to act on it, and when (cleanup Xids fold into it)."""
-        """node -> its lock and how many mitigations hold or wait for it."""
-        self.held: set[str] = set()
-        """incidents the open breaker stopped."""
-        self.waiting: dict[str, str] = {}
-        self.confirming: dict[str, str] = {}
-        """run id -> incident id, for succeeded runs whose ``confirm`` checks have not held yet."""
-        """incident id -> the run that waits for something taking time (a restart, a reboot)."""
+        self.ownership = ownership
+        self.claims = claims
+        self.sweep_every_s = sweep_every_s if sweep_every_s is not None else ownership.leases.ttl_s / 2
+        self.taken_over = 0
+        """Incidents this replica took over from an owner whose lease expired."""
+
+    def fence(self, incident_id: str) -> int:
+        return self.ownership.token(incident_id)
 
     # -- plan and run -----------------------------------------------------------------------------
 
@@ -120,18 +123,11 @@ class Mitigator:
         incident = await self.store.get_incident(incident_id)
         if incident is None:
             raise LookupError(incident_id)
-        key = incident.affected_nodes[0] if incident.affected_nodes else incident_id
-        lock, users = self._node_locks.get(key) or (asyncio.Lock(), 0)
-        self._node_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                return await self._mitigate(incident_id)
-        finally:
-            lock, users = self._node_locks[key]
-            if users == 1:
-                del self._node_locks[key]  # nobody else holds or waits: keep the map bounded
-            else:
-                self._node_locks[key] = (lock, users - 1)
+        key = f"node.{incident.cluster}.{incident.affected_nodes[0]}" if incident.affected_nodes else None
+        if key is None:
+            return await self._mitigate(incident_id)
+        async with self.ownership.turn(key, incident_id):
+            return await self._mitigate(incident_id)
 
     async def _mitigate(self, incident_id: str) -> Incident:
         await self._confirm(incident_id)
@@ -160,20 +156,28 @@ class Mitigator:
 
     async def _confirm(self, incident_id: str) -> None:
         """Go on with the ``confirm`` checks of the incident's succeeded runs."""
-        for run_id in [r for r, i in self.confirming.items() if i == incident_id]:
-            state = await self.engine.confirm(run_id)
+        incident = await self.store.get_incident(incident_id)
+        for run_id in incident.confirming if incident is not None else []:
+            state = await self.engine.confirm(run_id, fence=self.fence(incident_id))
             if state is None or state.confirm_status == "pending":
                 continue
-            del self.confirming[run_id]
             book = self.engine.library.get(state.runbook)
             checks = "; ".join(step.description or step.id for step in book.confirm)
             now = self.clock()
             if state.confirm_status == "confirmed":
-                change = partial(note_once, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
+                outcome = partial(note_once, what="confirmed", detail=f"{state.runbook}: {checks}", at=now)
             else:
                 why = f"after {state.runbook}, {checks} did not hold: {state.confirm_error}"
-                change = partial(escalate_once, why=why, now=now)
-            await self.store.update(incident_id, change)
+                outcome = partial(escalate_once, why=why, now=now)
+
+            def settle(
+                inc: Incident, run_id: str = run_id, outcome: Callable[[Incident], None] = outcome
+            ) -> None:
+                if run_id in inc.confirming:
+                    inc.confirming.remove(run_id)
+                    outcome(inc)
+
+            await self.store.update(incident_id, settle)
 
     async def plan(self, incident: Incident) -> Incident:
         node = incident.affected_nodes[0]
@@ -182,7 +186,8 @@ class Mitigator:
         facts = await gather_facts(self.tools, node, gpu, pci if pci and ":" in pci else None)
         # Incidents of one job plan one at a time (across its nodes), so a storm of the job's own
         # errors folds into one incident and a second fault joins the restart already planned.
-        async with self._job_lock(facts.job):
+        job_lock = f"job.{incident.cluster}.{facts.job}" if facts.job else None
+        async with self.ownership.turn(job_lock, incident.id) if job_lock else contextlib.nullcontext():
             cause = await self._job_fault(incident, facts.job)
             if cause is not None:
                 codes = ", ".join(map(str, incident.xids))
@@ -200,7 +205,8 @@ class Mitigator:
                 plan = _without_restart(plan, facts.job or "", pending)
             restarts = any(a.runbook in RESTARTING_RUNBOOKS for a in plan.actions)
             if facts.job and (plan.disposition == "mitigate" or restarts or _application_only(incident)):
-                self._remember_job_fault(facts.job, incident)
+                fault = JobFault(incident_id=incident.id, at=self.clock(), xids=list(incident.xids))
+                await self.claims.remember_job_fault(incident.cluster, facts.job, fault)
             # Stored before the job's next incident plans: it must see this plan and its restart.
             return await self._store_plan(incident, plan, facts, node)
 
@@ -239,19 +245,19 @@ class Mitigator:
         a cleanup Xid after the job's fault, or another rank's application error of the same job."""
         if job is None or incident.kind != "xid" or not incident.xids:
             return None
-        found = self._job_faults.get(job)
-        if found is None or found[0] == incident.id:
+        found = await self.claims.job_fault(incident.cluster, job)
+        if found is None or found.incident_id == incident.id:
             return None
-        if (self.clock() - found[1]).total_seconds() > JOB_CLEANUP_WINDOW_S:
+        if (self.clock() - found.at).total_seconds() > JOB_CLEANUP_WINDOW_S:
             return None
-        return found[0] if joins_job_incident(incident.xids, found[2]) else None
+        return found.incident_id if joins_job_incident(incident.xids, frozenset(found.xids)) else None
 
     async def _restart_pending(self, incident: Incident, job: str | None) -> str | None:
         """The earlier incident of ``job`` whose plan restarts it but has not run that restart yet."""
-        found = self._job_faults.get(job) if job else None
-        if found is None or found[0] == incident.id:
+        found = await self.claims.job_fault(incident.cluster, job) if job else None
+        if found is None or found.incident_id == incident.id:
             return None
-        earlier = await self.store.get_incident(found[0])
+        earlier = await self.store.get_incident(found.incident_id)
         if (
             earlier is None
             or earlier.plan is None
@@ -262,30 +268,6 @@ class Mitigator:
         done = any(a.ok and a.tool == "restart_from_checkpoint" for a in earlier.actions)
         return earlier.id if restarts and not done else None
 
-    def _remember_job_fault(self, job: str, incident: Incident) -> None:
-        now = self.clock()
-        for name, (_, at, _xids) in list(self._job_faults.items()):
-            if (now - at).total_seconds() > JOB_CLEANUP_WINDOW_S:
-                del self._job_faults[name]
-        self._job_faults[job] = (incident.id, now, frozenset(incident.xids))
-
-    @contextlib.asynccontextmanager
-    async def _job_lock(self, job: str | None) -> AsyncIterator[None]:
-        if job is None:
-            yield
-            return
-        lock, users = self._plan_locks.get(job) or (asyncio.Lock(), 0)
-        self._plan_locks[job] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._plan_locks[job]
-            if users == 1:
-                del self._plan_locks[job]
-            else:
-                self._plan_locks[job] = (lock, users - 1)
-
     async def _run_chain(
         self, incident: Incident, runbook: str, params: dict[str, Any], run_id: str | None = None
     ) -> tuple[Incident, str]:
@@ -295,36 +277,38 @@ class Mitigator:
         if runbook == "escalate" and "evidence" not in params:
             params = {**params, "evidence": evidence_of(incident)}
         state = await self.engine.run(
-            runbook, params, run_id=run_id, context=run_context(incident), dry_run=incident.observe_only
+            runbook,
+            params,
+            run_id=run_id,
+            context=run_context(incident),
+            dry_run=incident.observe_only,
+            fence=self.fence(incident.id),
         )
         incident = await self.store.update(incident.id, partial(self.record_run, state=state))
         if state.status == "awaiting_approval":
             return await self._park(incident, state), "stop"
         if state.status == "waiting":
-            if self.waiting.get(incident.id) != run_id:
-                self.waiting[incident.id] = run_id
-                why = state.error or f"runbook {state.runbook} waits"
-                incident = await self.store.update(
-                    incident.id, partial(note, what="waiting", detail=why, at=self.clock())
-                )
+            why = state.error or f"runbook {state.runbook} waits"
+            incident = await self.store.update(
+                incident.id, partial(wait_on, run_id=run_id, why=why, at=self.clock())
+            )
             return incident, "stop"
-        if self.waiting.get(incident.id) == run_id:
-            del self.waiting[incident.id]
+        if incident.waiting_run == run_id:
+            incident = await self.store.update(incident.id, partial(done_waiting, run_id=run_id))
         fallback = self.engine.fallback_for(state)
         if fallback is not None:
             name, fallback_params = fallback
             why = f"runbook {runbook} {state.status}: {state.error or ''}; falling back to {name}"
             incident = await self.store.update(
-                incident.id, partial(note, what="fallback", detail=why, at=self.clock())
+                incident.id, partial(note_once, what="fallback", detail=why, at=self.clock())
             )
             return await self._run_chain(incident, name, fallback_params, f"{run_id}/fallback-{name}")
         if state.status == "succeeded" and state.confirm_status == "pending":
-            self.confirming[run_id] = incident.id
+            incident = await self.store.update(incident.id, partial(confirm_later, run_id=run_id))
         if state.status in ("succeeded", "dry_run"):
             return incident, "escalated" if runbook == "escalate" and state.status == "succeeded" else "ok"
         why = f"runbook {state.runbook} {state.status}: {state.error or ''}".rstrip(": ")
         if state.status == "denied" and state.refusal is not None and state.refusal.kind == "breaker_open":
-            self.held.add(incident.id)
             return await self.store.update(
                 incident.id, partial(hold_for_breaker, why=why, now=self.clock())
             ), "stop"
@@ -387,171 +371,6 @@ class Mitigator:
             incident.status = "mitigated"
             detail = f"{len(incident.actions)} action(s); {incident.gpu_hours_lost:.2f} GPU-hours lost"
             incident.note("mitigated", detail, at=now)
-
-    # -- approvals ------------------------------------------------------------------------------
-
-    async def _park(self, incident: Incident, state: RunState) -> Incident:
-        step = next((s for s in state.steps if s.status == "awaiting_approval"), None)
-        approval_id = state.approval_id
-        if step is None or approval_id is None:
-            why = f"runbook {state.runbook} waits for an approval the server did not name: {state.error}"
-            return await self.store.update(incident.id, partial(escalate, why=why, now=self.clock()))
-        request = (await self._approvals(["pending"])).get(approval_id, {})
-        reasons = request.get("reasons") or [step.error or "the policy asks a person"]
-        ref = ApprovalRef(
-            id=approval_id,
-            action=step.tool,
-            target=str(request.get("target") or args_text(step.arguments)),
-            summary=str(reasons[0]),
-            run_id=state.run_id,
-            step=step.id,
-            requested_at=request.get("requested_at"),
-            expires_at=request.get("expires_at"),
-        )
-        self.parked[approval_id] = incident.id
-        now = self.clock()
-
-        def park(inc: Incident) -> None:
-            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != approval_id] + [ref]
-            inc.status = "awaiting_approval"
-            inc.note(
-                "waiting for approval",
-                f"{approval_id}: {ref.action} on {ref.target} — {ref.summary}. "
-                f"`aiops approve {approval_id}` or `aiops reject {approval_id}`",
-                at=now,
-            )
-
-        return await self.store.update(incident.id, park)
-
-    async def check_parked(self) -> None:
-        """Resume or abandon the runs whose approval a person decided (or that expired)."""
-        if not self.parked:
-            return
-        decided = await self._approvals(DECIDED)
-        for approval_id, incident_id in list(self.parked.items()):
-            request = decided.get(approval_id)
-            if request is None:
-                continue
-            del self.parked[approval_id]
-            if request["status"] in ("approved", "used"):
-                await self._approved(incident_id, request)
-            else:
-                await self._refused(incident_id, request)
-
-    async def _approved(self, incident_id: str, request: dict[str, Any]) -> None:
-        now, who = self.clock(), request.get("decided_by") or "a person"
-        comment = f": {request['comment']}" if request.get("comment") else ""
-
-        def resume(inc: Incident) -> None:
-            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
-            inc.status = "mitigating"
-            inc.note("approved", f"{request['id']} approved by {who}{comment}; the run resumes", at=now)
-
-        await self.store.update(incident_id, resume)
-        self.start(incident_id)
-
-    async def _refused(self, incident_id: str, request: dict[str, Any]) -> None:
-        incident = await self.store.get_incident(incident_id)
-        if incident is None:
-            return
-        ref = next((r for r in incident.pending_approvals if r.id == request["id"]), None)
-        if request["status"] == "rejected":
-            comment = f": {request['comment']}" if request.get("comment") else ""
-            why = f"approval {request['id']} rejected by {request.get('decided_by')}{comment}"
-        else:
-            why = f"approval {request['id']} expired unanswered at {request.get('expires_at')}"
-        state = await self.engine.abandon(ref.run_id, why) if ref is not None else None
-        now = self.clock()
-
-        def abandon(inc: Incident) -> None:
-            if state is not None:
-                self.record_run(inc, state=state)
-            inc.pending_approvals = [r for r in inc.pending_approvals if r.id != request["id"]]
-            escalate(inc, why=f"{why}; the run is abandoned, nothing more of it runs", now=now)
-
-        await self.store.update(incident_id, abandon)
-
-    # -- breaker backlog ------------------------------------------------------------------------
-
-    async def check_backlog(self) -> None:
-        """Once a person reset the breaker, retry the held incidents or release them to people."""
-        if not self.held:
-            return
-        status = await self._safety()
-        breaker = status.get("breaker") if status else None
-        if not isinstance(breaker, dict) or breaker.get("open", True):
-            return
-        backlog, who = breaker.get("backlog") or "retry", breaker.get("reset_by") or "a person"
-        held = [i for i in [await self.store.get_incident(i) for i in self.held] if i is not None]
-        for incident in sorted(held, key=lambda i: i.opened_at):
-            self.held.discard(incident.id)
-            now = self.clock()
-            if backlog == "retry":
-                await self.store.update(incident.id, partial(retry_after_reset, who=who, now=now))
-                await self.mitigate(incident.id)
-            else:
-                await self.store.update(incident.id, partial(release_to_people, who=who, now=now))
-
-    # -- the watch loop -------------------------------------------------------------------------
-
-    async def recover(self) -> None:
-        """After a restart: relearn which incidents wait for a person or for the breaker."""
-        for incident in await self.store.list_incidents(["awaiting_approval", "escalated"], limit=10_000):
-            for ref in incident.pending_approvals:
-                self.parked[ref.id] = incident.id
-            if incident.held_by == "breaker":
-                self.held.add(incident.id)
-        for incident in await self.store.list_incidents(["mitigated"], limit=1_000):
-            for invocation in incident.plan.actions if incident.plan else []:
-                run_id = run_id_for(incident, invocation.runbook)
-                state = await self.engine.store.load(run_id)
-                # Pending, or decided while the incident was not told (the agent died in between).
-                if state is not None and state.confirm_status != "none":
-                    self.confirming[run_id] = incident.id
-
-    def poke(self) -> None:
-        """Let every waiting run poll again (the watch loop does, and ``drain``: a simulation that
-        moves its clock between calls sees its runs progress with it)."""
-        for incident_id in sorted({*self.waiting, *self.confirming.values()}):
-            self.start(incident_id)
-
-    async def watch(self, stop: asyncio.Event, every_s: float = 1.0, probe: LoopProbe | None = None) -> None:
-        """Follow approvals, the breaker and waiting runs until ``stop``. A failed round (NATS or
-        the MCP server unavailable) is retried after a growing backoff; ``probe`` hears each round."""
-        backoff = Backoff(every_s, max(10.0, every_s))
-        recovered = False
-        while not stop.is_set():
-            try:
-                if not recovered:
-                    await self.recover()
-                    recovered = True
-                self.poke()
-                await self.check_parked()
-                await self.check_backlog()
-                if probe is not None:
-                    probe.ok()
-                backoff.reset()
-                wait = every_s
-            except Exception as exc:
-                if probe is not None:
-                    probe.error(exc)
-                log.warning("checking approvals and the breaker failed (%r); trying again", exc,
-                            exc_info=not is_transient(exc))  # fmt: skip
-                wait = backoff.delay()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-
-    # -- server facts ---------------------------------------------------------------------------
-
-    async def _approvals(self, statuses: list[str]) -> dict[str, dict[str, Any]]:
-        listed = await self.tools.call("list_approvals", {"status": statuses, "limit": 500})
-        if not listed.ok or not isinstance(listed.structured, dict):
-            return {}
-        return {a["id"]: a for a in listed.structured.get("approvals", [])}
-
-    async def _safety(self) -> dict[str, Any] | None:
-        status = await self.tools.call("safety_status", {})
-        return status.structured if status.ok and isinstance(status.structured, dict) else None
 
     async def _observe_only(self) -> bool:
         if "safety_status" not in await self.tools.tool_names():

@@ -4,25 +4,34 @@ It consumes ``GPU_EVENTS`` with a durable batch pull consumer (``agents.consumer
 into incidents and persisted before it is acknowledged; mitigation runs as a task per incident, so
 a slow runbook never holds up the event stream. On start-up, incidents left open or mitigating by
 a crash are picked up again, and their runbook runs resume from their persisted steps.
+
+Several replicas may run against one NATS (``agents.claims``, ``agents.ownership``): the first
+replica to see a fault claims it and opens its incident; a replica that sees another signal of the
+same fault joins that incident; each incident is mitigated by the replica holding its lease, and
+taken over by another when that lease expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
+from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from agents import intake
+from agents.claims import epoch_text
 from agents.consumer import EventConsumer
 from agents.correlator import Correlation, Correlator
-from agents.incident_edits import escalate
+from agents.incident_edits import escalate, needs_owner
 from agents.mitigation import Mitigator, relearn
+from agents.ownership import Coordination
 from agents.planner import Planner
 from agents.store import IncidentStore
 from agents.summaries import Summarizer
@@ -36,6 +45,7 @@ from events.incident import Incident
 from events.liveness import Liveness
 from events.models import AnyEvent, parse_event, utcnow
 from runbooks.engine import RunbookEngine
+from runbooks.state import RunFenced
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,8 @@ Clock = Callable[[], datetime]
 
 MITIGATION_ATTEMPTS = 30
 """Tries of a mitigation interrupted by NATS faults (backing off up to 5 s: about two minutes)."""
+JOIN_ATTEMPTS = 40
+"""Reads of an incident another replica claimed but has not stored yet (backing off up to 0.2 s)."""
 
 
 @dataclass
@@ -67,6 +79,7 @@ class TriageAgent:
         dedupe_window_s: float = 600.0,
         group_wait_s: float = 2.0,
         fabric: FabricMap | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self.js = js
         self.store = store
@@ -82,9 +95,24 @@ class TriageAgent:
         self.dead_lettered = 0
         self.mitigation_retries = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Without NATS (tests of one agent) the claims and leases live in this process.
+        self.coordination = coordination or Coordination.in_memory()
+        self.ownership = self.coordination.ownership
+        self.joined_elsewhere = 0
+        """New-looking faults this replica found claimed by another replica's incident, and joined."""
         self.mitigation = Mitigator(
-            store=store, tools=tools, engine=engine, planner=planner, clock=clock, start=self.start_mitigation
+            store=store,
+            tools=tools,
+            engine=engine,
+            planner=planner,
+            clock=clock,
+            start=self.start_mitigation,
+            ownership=self.ownership,
+            claims=self.coordination.claims,
         )
+        self._renewer: asyncio.Task[None] | None = None
+        # New incidents correlated but not stored yet (their batch failed: it comes again).
+        self._unwritten: OrderedDict[str, Correlation] = OrderedDict()
         # Incidents that wait ``group_wait_s`` (and for the consumer to catch up) before planning,
         # so concurrent signals can fold them into a shared-part incident first.
         self._held: dict[str, asyncio.Task[None]] = {}
@@ -125,6 +153,21 @@ class TriageAgent:
         if self.consumer is not None:
             await self.consumer.stop()
 
+    def _keep_leases(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_leases(), name="renew incident leases")
+
+    async def _renew_leases(self) -> None:
+        """Renew this replica's incident leases while it owns any (a third of the TTL apart)."""
+        while self.ownership.owned:
+            await asyncio.sleep(self.ownership.leases.ttl_s / 3)
+            try:
+                await self.ownership.renew()
+            except ConnectionClosedError:
+                return  # the process is shutting down: its leases expire by themselves
+            except Exception as exc:  # NATS unavailable: the next round tries again
+                log.warning("renewing incident leases failed: %r", exc)
+
     def _behind(self, behind: bool) -> None:
         # A full batch means a backlog: held incidents wait until the agent has seen it.
         if behind:
@@ -161,6 +204,10 @@ class TriageAgent:
             if corr.kind == "ignored":
                 self.events_ignored += 1
                 continue
+            if corr.new:
+                self._unwritten[corr.incident_id] = corr
+                while len(self._unwritten) > 10_000:
+                    self._unwritten.popitem(last=False)
             slot = pending.setdefault(corr.incident_id, _Pending())
             slot.events.append(event)
             slot.correlations.append(corr)
@@ -173,33 +220,79 @@ class TriageAgent:
             await self._fold(member, parent, why)
 
     async def _persist(self, incident_id: str, slot: _Pending) -> None:
-        first, corr = slot.events[0], slot.correlations[0]
+        corr = slot.correlations[0]
+        # A batch that failed after correlating (NATS unavailable) comes again: the correlator
+        # remembers its new incidents by now, so the one it opened is still to be stored.
+        opening = corr if corr.new else self._unwritten.get(incident_id)
+        if opening is None:
+            return await self._add(incident_id, slot)
+        await self._open(incident_id, slot, opening)
+        self._unwritten.pop(incident_id, None)
+
+    async def _open(self, incident_id: str, slot: _Pending, corr: Correlation) -> None:
+        first = slot.events[0]
         now = self.clock()
-        if corr.new:
-            incident = intake.open_incident(incident_id, first, corr, now)
-            intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
-            try:
-                await self.store.create(incident)
-            except DocumentExists:
-                # Already stored (a redelivered batch after a restart): add the events instead.
-                await self.store.update(
-                    incident_id,
-                    partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now),
-                )
-                return
-            if incident.status != "open":
-                return
-            if corr.hold:
-                self._hold(incident_id)
-            else:
-                self.start_mitigation(incident_id)
+        window = self.correlator.window
+        claim = await self.coordination.claims.claim(
+            first.cluster, corr.keys, incident_id, first.time, window
+        )
+        if claim.incident_id != incident_id:
+            # Another replica opened the incident for this fault: join it, and teach the
+            # correlator that this fault's events belong there from now on.
+            self.correlator.adopt(incident_id, claim.incident_id)
+            await self._join(claim.incident_id, incident_id, slot)
             return
+        await self.ownership.take(incident_id)
+        self._keep_leases()
+        incident = intake.open_incident(incident_id, first, corr, now)
+        incident.fault_epoch = epoch_text(claim.epoch)
+        intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
+        try:
+            await self.store.create(incident)
+        except DocumentExists:
+            # Already stored (a redelivered batch after a restart): add the events instead.
+            await self.store.update(
+                incident_id,
+                partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now),
+            )
+            return
+        if incident.status != "open":
+            return
+        if corr.hold:
+            self._hold(incident_id)
+        else:
+            self.start_mitigation(incident_id)
+
+    async def _add(self, incident_id: str, slot: _Pending) -> None:
+        now = self.clock()
         incident = await self.store.update(
             incident_id, partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now)
         )
         reopened = incident.status == "open" and incident.plan is None and incident.folded_into is None
         if reopened and incident_id not in self._held:
             self.start_mitigation(incident_id)  # reopened by new evidence (see intake.reopen)
+
+    async def _join(self, shared: str, local: str, slot: _Pending) -> None:
+        """Fold the batch's events of a fault into the incident another replica opened for it
+        (compare-and-set). The claim is written before the incident: wait a moment for it; if its
+        replica died in between, store the incident ourselves (the takeover sweep plans it)."""
+        self.joined_elsewhere += 1
+        now = self.clock()
+        change = partial(intake.absorb, events=slot.events, correlations=slot.correlations, now=now)
+        backoff = Backoff(0.005, 0.2)
+        for _ in range(JOIN_ATTEMPTS):
+            try:
+                await self.store.update(shared, change)
+                return
+            except DocumentMissing:
+                await backoff.wait()
+        log.warning("incident %s was claimed but never stored; opening it from %s's events", shared, local)
+        incident = intake.open_incident(shared, slot.events[0], slot.correlations[0], now)
+        intake.absorb(incident, slot.events[1:], slot.correlations[1:], now)
+        try:
+            await self.store.create(incident)
+        except DocumentExists:
+            await self.store.update(shared, change)
 
     async def _fold(self, member: str, parent: str, why: str) -> None:
         try:
@@ -236,23 +329,46 @@ class TriageAgent:
     def start_mitigation(self, incident_id: str) -> None:
         if incident_id in self._tasks and not self._tasks[incident_id].done():
             return
-        task = asyncio.create_task(self._mitigate_logged(incident_id), name=f"mitigate {incident_id}")
+        held = self._held.get(incident_id)
+        if held is not None and held is not asyncio.current_task():
+            return  # it waits for concurrent signals; its hold starts it
+        task = asyncio.create_task(self._mitigate_owned(incident_id), name=f"mitigate {incident_id}")
         self._tasks[incident_id] = task
+        self._tasks = {i: t for i, t in self._tasks.items() if not t.done() or i == incident_id}
 
     async def resume(self) -> int:
-        """Pick up incidents a previous run left open or mitigating, and re-learn the recent Xid
-        incidents, so an event redelivered after a crash joins its incident instead of opening a
-        second one for the same fault (and acting on it twice)."""
+        """Re-learn the recent Xid incidents, so an event redelivered after a crash joins its
+        incident instead of opening a second one for the same fault; then take over the unfinished
+        incidents nobody owns (unowned, or their owner's lease expired) — not a live peer's."""
         for incident in await self.store.list_incidents(limit=10_000):
             relearn(self.correlator, incident)
-        unfinished = await self.store.list_incidents(["open", "mitigating"], limit=10_000)
-        for incident in unfinished:
-            self.start_mitigation(incident.id)
-        return len(unfinished)
+        return await self.mitigation.recover()
+
+    async def _mitigate_owned(self, incident_id: str) -> None:
+        """Mitigate the incident if this replica owns it (or can take it: unowned, lease expired);
+        give the lease up once nothing of it waits any more."""
+        try:
+            if (
+                await retry_transient(lambda: self.ownership.take(incident_id), attempts=MITIGATION_ATTEMPTS)
+                is None
+            ):
+                log.info("incident %s belongs to another live replica; leaving it", incident_id)
+                return
+        except Exception:
+            log.exception("could not take the lease on %s", incident_id)
+            return
+        self._keep_leases()
+        await self._mitigate_logged(incident_id)
+        try:
+            incident = await self.store.get_incident(incident_id)
+            if incident is not None and not needs_owner(incident):
+                await self.ownership.release(incident_id)
+        except Exception as exc:  # the lease expires by itself
+            log.warning("releasing the lease on %s failed: %r", incident_id, exc)
 
     async def drain(self) -> None:
         """Wait for every mitigation started so far (and for held incidents to be released)."""
-        self.mitigation.poke()
+        await self.mitigation.poke()
         while pending := [t for t in (*self._held.values(), *self._tasks.values()) if not t.done()]:
             await asyncio.gather(*pending, return_exceptions=True)
 
@@ -266,6 +382,11 @@ class TriageAgent:
             try:
                 await self.mitigate(incident_id)
                 break
+            except RunFenced as exc:
+                # Another replica took the incident over (this one's lease expired): it goes on.
+                log.warning("mitigation of %s stops: %s", incident_id, exc)
+                self.ownership.owned.pop(incident_id, None)
+                return
             except Exception as exc:
                 if is_transient(exc) and attempt < MITIGATION_ATTEMPTS:
                     self.mitigation_retries += 1

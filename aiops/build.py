@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute
 
 from agents.claude import ClaudeLimits
 from agents.facts import Facts
+from agents.ownership import Coordination
 from agents.planner import Planner
 from agents.planner_select import PlannerConfig, select_planner
 from agents.store import IncidentStore
@@ -154,9 +155,11 @@ async def build_agent(
     stack: AsyncExitStack,
     clock: Callable[[], datetime] | None = None,
     store: IncidentStore | None = None,
+    coordination: Coordination | None = None,
 ) -> TriageAgent:
     """The triage agent with its planner (chosen from settings), runbook engine and incident store;
-    it has learned the fabric. ``stack`` closes the planner's model client."""
+    it has learned the fabric. ``stack`` closes the planner's model client. Its correlation claims
+    and leases are in NATS KV (shared with every other replica) unless ``coordination`` is given."""
     library = RunbookLibrary.load()
     choice = select_planner(planner_config(settings), tools=tools, library=library)
     if choice.client is not None:
@@ -172,6 +175,7 @@ async def build_agent(
         summarizer=choice.summarizer,
         dedupe_window_s=settings.dedupe_window_s,
         group_wait_s=settings.group_wait_s,
+        coordination=coordination or await Coordination.open(js, name=settings.agent_id),
         **extra,
     )
     await agent.learn_fabric()

@@ -128,6 +128,17 @@ class Incident(BaseModel):
         default=False, description="planned in observe-only mode: the actions are what it would have done"
     )
     attempt: int = Field(default=1, ge=1, description="mitigation attempt (a breaker reset retries)")
+    fault_epoch: str = Field(
+        default="",
+        description="when the fault's correlation claim began (agents.claims); with the target and the "
+        "action it makes the idempotency keys of the incident's mutations",
+    )
+    waiting_run: str | None = Field(
+        default=None, description="the runbook run that waits for time to pass (a restart, a reboot)"
+    )
+    confirming: list[str] = Field(
+        default_factory=list, description="succeeded runs whose `confirm` checks have not held yet"
+    )
     findings: list[str] = Field(
         default_factory=list,
         description="what the signals established, e.g. 'ecc.dbe', 'ecc.remap_pending', 'hang.culprit', "

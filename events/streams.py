@@ -137,6 +137,11 @@ class JetStreamLayout:
             KeyValueConfig(
                 bucket=subjects.BUCKET_LEASES, history=1, replicas=self.replicas, direct=True, ttl=300
             ),
+            # Correlation claims (agents.claims): fault key -> the incident that owns the fault,
+            # shared by every agent replica; a day is far longer than any correlation window.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CORRELATION, history=1, replicas=self.replicas, direct=True, ttl=DAY_S
+            ),
             KeyValueConfig(
                 bucket=subjects.BUCKET_NOTIFICATIONS, history=1, replicas=self.replicas, direct=True
             ),

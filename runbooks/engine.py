@@ -1,10 +1,17 @@
 """Executes a runbook step by step through MCP tool calls, persisting each step before and after.
 
 Order: preconditions (read-only; a failed check stops the run before anything changes), steps,
-verification (a failed check rolls back the steps that ran), rollback. A mutating step carries the
-idempotency key ``<run id>/<step id>``, so resuming a run after a crash — even one that died while
-a mutation was in flight — cannot act twice: the server answers a repeated key with the first
-result (and asks the caller to retry while the first call is still running). In a dry run,
+verification (a failed check rolls back the steps that ran), rollback. A mutating step carries an
+idempotency key (``idempotency_key``): for a run about a fault (its context names the fault's
+cluster and epoch) ``<cluster>/<gpu or node or job>/<tool>/<fault epoch>/<runbook>.<step>``, made
+from the fault and the action only, so whichever agent replica runs or resumes it, the key is the
+same; for any other run ``<run id>/<step id>``. Resuming a run after a crash — even one that died
+while a mutation was in flight — cannot act twice: the server answers a repeated key with the first
+result (and asks the caller to retry while the first call is still running).
+
+Fencing: ``run``, ``confirm`` and ``abandon`` take the fencing token of the caller's lease on the
+run (``RunState.fence``); every save carries it, and the store refuses it (``RunFenced``) once a
+newer owner wrote the run, so a deposed replica stops before its next tool call. In a dry run,
 mutating steps are sent with ``dry_run=true``: the policy gate is consulted, nothing changes.
 
 Approvals: when the policy sends a mutating step to a person, the run parks in
@@ -138,6 +145,7 @@ class RunbookEngine:
         run_id: str,
         context: dict[str, Any] | None = None,
         dry_run: bool = False,
+        fence: int = 0,
     ) -> RunState:
         """Run (or resume) a runbook. A finished run is returned as it is: runs are repeat-safe."""
         runbook = self.library.get(runbook_name)
@@ -152,6 +160,7 @@ class RunbookEngine:
                 context=context or {},
                 dry_run=dry_run,
                 status="running",
+                fence=fence,
                 created_at=self.clock(),
             )
             await self.store.save(state)
@@ -159,6 +168,8 @@ class RunbookEngine:
             state.status, state.approval_id = "running", None  # the parked step is called again
         elif state.status == "waiting":
             state.status = "running"  # the waiting step polls on
+        if fence:
+            state.fence = fence  # a newer owner resumes it; an older one is refused at the next save
         read_only = await self.tools.read_only_tools()
 
         if not await self._phase(state, runbook.preconditions, "precondition", read_only):
@@ -187,12 +198,14 @@ class RunbookEngine:
             state.confirm_status = "pending"
         return await self._finish(state, "succeeded")
 
-    async def confirm(self, run_id: str) -> RunState | None:
+    async def confirm(self, run_id: str, *, fence: int = 0) -> RunState | None:
         """Run (or go on with) a succeeded run's ``confirm`` checks: ``confirm_status`` ends
         ``confirmed`` or ``failed``, or stays ``pending`` while a wait is not over."""
         state = await self.store.load(run_id)
         if state is None or state.confirm_status != "pending":
             return state
+        if fence:
+            state.fence = fence
         runbook = self.library.get(state.runbook)
         read_only = await self.tools.read_only_tools()
         for step in runbook.confirm:
@@ -207,11 +220,13 @@ class RunbookEngine:
         await self.store.save(state)
         return state
 
-    async def abandon(self, run_id: str, why: str) -> RunState | None:
+    async def abandon(self, run_id: str, why: str, *, fence: int = 0) -> RunState | None:
         """End a run that waits (an approval was rejected or expired): nothing more of it runs."""
         state = await self.store.load(run_id)
         if state is None or state.finished:
             return state
+        if fence:
+            state.fence = fence
         for step in state.steps:
             if step.status in ("awaiting_approval", "waiting", "running"):
                 step.status, step.error, step.finished_at = "failed", why, self.clock()
@@ -275,7 +290,7 @@ class RunbookEngine:
             await self.store.save(state)
             return False
         if mutating:
-            arguments["idempotency_key"] = f"{state.run_id}/{step.id}"
+            arguments["idempotency_key"] = idempotency_key(state, step, arguments)
             if state.dry_run:
                 arguments["dry_run"] = True
             incident = state.context.get("incident")
@@ -384,6 +399,17 @@ class RunbookEngine:
                 s.name for s in specs if "incident_id" in s.input_schema.get("properties", {})
             }
         return tool in self._takes_incident
+
+
+def idempotency_key(state: RunState, step: ToolStep, arguments: dict[str, Any]) -> str:
+    """From the fault and the action when the run is about a fault (see the module docstring),
+    else from the run and the step."""
+    fault = state.context.get("fault")
+    if not isinstance(fault, dict) or not fault.get("cluster") or not fault.get("epoch"):
+        return f"{state.run_id}/{step.id}"
+    node, gpu, job = arguments.get("node"), arguments.get("gpu"), arguments.get("job")
+    target = f"{node}/gpu{gpu}" if node and gpu is not None else str(node or job or "cluster")
+    return f"{fault['cluster']}/{target}/{step.tool}/{fault['epoch']}/{state.runbook}.{step.id}"
 
 
 def _template_context(state: RunState) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import nats
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from agents.ownership import Coordination
 from agents.planner import RulesPlanner
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
@@ -121,6 +122,8 @@ async def agent_consume(js: JetStreamContext, total: int, *, durable: str) -> di
         engine=RunbookEngine(tools, await KvRunStore.open(js), RunbookLibrary.load()),
         planner=RulesPlanner(),
         fabric=twin_fabric(FleetTwin(storm_spec())),
+        # Correlation claims and incident leases in KV, shared with any other replica, as in production.
+        coordination=await Coordination.open(js),
     )
     base_rss, peak_rss = rss_mb(), rss_mb()
     start = time.perf_counter()

@@ -36,6 +36,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from contracts.refusal import Refusal
 from contracts.tools import ActionChange, ActionOutcome, PolicyView
 from events.backoff import Backoff, retry_transient
+from events.leases import incident_lease
 from events.models import AuditRecord, utcnow
 from mcp_server.backends.base import BackendError
 from mcp_server.deps import ServerDeps
@@ -43,7 +44,7 @@ from mcp_server.gate import approvals as approval_book
 from mcp_server.gate import takeouts
 from mcp_server.gate.approvals import ApprovalRequest
 from mcp_server.gate.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
-from mcp_server.gate.idempotency import IdempotencyConflict, KeyInFlight, fingerprint
+from mcp_server.gate.idempotency import IdempotencyConflict, KeyInFlight, fingerprint, scope_of
 from mcp_server.gate.policy import PolicyDecision, Principal, Resource
 from mcp_server.gate.refused import BREAKER_POLICY, Refused, deciding_rule, refusal_kind
 from mcp_server.gate.safety import CallFacts, policy_context
@@ -86,17 +87,18 @@ class MutationGuard:
         ``own_request`` for an approval) to the policy context."""
         principal = self.deps.identity()
         keyed = bool(idempotency_key) and not dry_run
-        scope, fp = f"{principal.id}:{action}", fingerprint(arguments)
+        scope, fp = scope_of(principal.role, action), fingerprint(arguments)
+        lease = incident_lease(incident_id) if incident_id else None
         if keyed:
             assert idempotency_key is not None
             try:
-                earlier = await steady(lambda: self.deps.idempotency.claim(scope, idempotency_key, fp))
+                earlier = await steady(lambda: self.deps.idempotency.claim(scope, idempotency_key, fp, lease))
             except KeyInFlight as exc:
                 raise Refused(Refusal(kind="in_flight", reasons=[str(exc)]), str(exc)) from exc
             except IdempotencyConflict as exc:
                 raise ToolError(str(exc)) from exc
             if earlier is not None:
-                # The same principal made the same call before and passed the gate then.
+                # The same call (by a caller of the same role) passed the gate before.
                 replay = earlier.model_copy(update={"replayed": True})
                 await self._audit(principal, action, arguments, earlier.policy, replay, ok=True)
                 return replay

@@ -34,7 +34,11 @@ def problems(out: Outcome) -> list[str]:
     if done != MUTATIONS:
         found.append(f"mutations carried out {done}, expected each of {MUTATIONS} once")
     keys = [key for _, key in out.mutations()]
-    if len(set(keys)) != len(keys) or not all(k and k.startswith(incident.id) for k in keys):
+    # Keys come from the fault and the action: <cluster>/<target>/<tool>/<fault epoch>/...
+    of_fault = f"/{incident.fault_epoch}/" if incident.fault_epoch else "missing fault epoch"
+    if len(set(keys)) != len(keys) or not all(
+        k and k.startswith(f"{incident.cluster}/") and of_fault in k for k in keys
+    ):
         found.append(f"idempotency keys {keys}")
     train = out.fleet["jobs"]["train-01"]
     if out.fleet["isolations"] != [["node-003", 3]]:

@@ -12,9 +12,18 @@ from mcp import Client
 from nats.js import JetStreamContext
 
 from events import subjects
+from events.leases import Leases, incident_lease
 from events.models import stable_id
-from mcp_server.gate.idempotency import Claim, IdempotencyStore, KvIdempotency, MemoryIdempotency, fingerprint
-from tests.mcp_server.support import OPERATOR, VIEWER, MakeStack, error, held, ok, refusal, text_of
+from mcp_server.gate.idempotency import (
+    Claim,
+    IdempotencyStore,
+    KeyInFlight,
+    KvIdempotency,
+    MemoryIdempotency,
+    fingerprint,
+    scope_of,
+)
+from tests.mcp_server.support import AGENT, OPERATOR, VIEWER, MakeStack, error, held, ok, refusal, text_of
 
 RESTART = {"job": "train-02", "reason": "NCCL watchdog timeout"}
 ISOLATE = {"node": "node-003", "gpu": 2, "reason": "Xid 79 fell off the bus"}
@@ -208,7 +217,7 @@ async def test_the_kv_store_keeps_the_first_answer_in_the_bucket(
             await client.call_tool("restart_from_checkpoint", {**RESTART, "idempotency_key": "inc-7/restart"})
         )
     kv = await js.key_value(subjects.BUCKET_IDEMPOTENCY)
-    entry = await kv.get(f"k.{stable_id(f'{OPERATOR.id}:restart_from_checkpoint', 'inc-7/restart')}")
+    entry = await kv.get(f"k.{stable_id(f'{OPERATOR.role}:restart_from_checkpoint', 'inc-7/restart')}")
     assert entry.value is not None
     stored = Claim.model_validate_json(entry.value)
     assert stored.state == "done" and stored.outcome is not None
@@ -221,7 +230,7 @@ async def test_a_key_whose_call_is_still_running_is_refused(
     """A claim left by a call that has not finished (here: put there by hand) is not acted over."""
     store = await KvIdempotency.open(js)
     arguments = {**RESTART, "idempotency_key": "inc-7/restart"}
-    await store.claim(f"{OPERATOR.id}:restart_from_checkpoint", "inc-7/restart", fingerprint(arguments))
+    await store.claim(f"{OPERATOR.role}:restart_from_checkpoint", "inc-7/restart", fingerprint(arguments))
     stack = make_stack(OPERATOR, idempotency=store)
     async with held(Client(stack.server)) as client:
         result = await client.call_tool("restart_from_checkpoint", arguments)
@@ -236,7 +245,7 @@ async def test_a_claim_left_by_a_crashed_caller_is_taken_over_after_it_goes_stal
 ) -> None:
     store = await KvIdempotency.open(js)
     arguments = {**RESTART, "idempotency_key": "inc-7/restart"}
-    await store.claim(f"{OPERATOR.id}:restart_from_checkpoint", "inc-7/restart", fingerprint(arguments))
+    await store.claim(f"{OPERATOR.role}:restart_from_checkpoint", "inc-7/restart", fingerprint(arguments))
     store.stale_after_s = 0.0  # the holder is long gone
     stack = make_stack(OPERATOR, idempotency=store)
     async with held(Client(stack.server)) as client:
@@ -244,6 +253,35 @@ async def test_a_claim_left_by_a_crashed_caller_is_taken_over_after_it_goes_stal
         again = ok(await client.call_tool("restart_from_checkpoint", arguments))
     assert first["changed"] is True and again["replayed"] is True
     assert stack.twin.job("train-02").restarts == 1
+
+
+async def test_a_claim_of_a_caller_whose_incident_lease_is_gone_is_taken_over_at_once(
+    js: JetStreamContext,
+) -> None:
+    """An agent replica died mid-call: its claim is freed as soon as its lease on the incident
+    expires (or another replica took the incident), not after ``STALE_AFTER_S``."""
+    leases = await Leases.open(js, ttl_s=60)
+    store = KvIdempotency(await js.key_value(subjects.BUCKET_IDEMPOTENCY), leases=leases)
+    fp = fingerprint({**RESTART, "idempotency_key": "k"})
+    scope = scope_of("agent", "restart_from_checkpoint")
+    lease = incident_lease("inc-7")
+    assert await leases.take(lease, "agent-a") is not None
+    assert await store.claim(scope, "sim-a/train-02/restart/1", fp, lease) is None
+    with pytest.raises(KeyInFlight):  # its holder still lives: the call is still running
+        await store.claim(scope, "sim-a/train-02/restart/1", fp, lease)
+    await leases.release(lease, "agent-a")  # what its expiry amounts to
+    assert await leases.take(lease, "agent-b") is not None  # the replica taking the incident over
+    assert await store.claim(scope, "sim-a/train-02/restart/1", fp, lease) is None
+
+
+async def test_agent_replicas_with_tokens_of_their_own_share_their_keys(make_stack: MakeStack) -> None:
+    stack = make_stack(AGENT)
+    arguments = {**ISOLATE, "idempotency_key": "sim-a/node-003/gpu2/isolate_gpu/20261207T060000"}
+    async with held(Client(stack.server)) as client:
+        first = ok(await client.call_tool("isolate_gpu", arguments))
+        stack.identity.principal = AGENT.model_copy(update={"id": "triage-agent-2"})
+        again = ok(await client.call_tool("isolate_gpu", arguments))
+    assert first["changed"] is True and again["replayed"] is True
 
 
 async def test_a_replay_is_still_policy_checked(make_stack: MakeStack) -> None:
