@@ -30,6 +30,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents.repairs import RepairWorker
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.backends import Backends, TwinGpuResolver, build_backends
@@ -58,10 +59,12 @@ from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
 from events.dead_letter import publish_dead_letter
+from events.documents import KvDocuments
 from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.liveness import Liveness
+from events.repairs import Repair, RepairBook
 from events.streams import JetStreamLayout, ensure_jetstream
 from events.supervise import supervised
 from fleet import FleetSpec, FleetTwin, run_clock
@@ -108,6 +111,7 @@ class Platform:
     js: JetStreamContext = field(init=False)
     store: IncidentStore = field(init=False)
     agent: TriageAgent = field(init=False)
+    repairs: RepairWorker = field(init=False)
     detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
     gpus: GpuResolver = field(init=False)
@@ -205,6 +209,7 @@ class Platform:
         )
 
         self.store = await IncidentStore.open(self.js)
+        repair_docs = KvDocuments(await self.js.key_value(subjects.BUCKET_REPAIRS), Repair)
         deps = ServerDeps(
             backend=backends.cluster,
             telemetry=backends.telemetry,
@@ -214,6 +219,7 @@ class Platform:
             audit=JetStreamAudit(self.js),
             idempotency=await KvIdempotency.open(self.js),
             incidents=self.store,
+            repairs=RepairBook(repair_docs),
             limits=policy_limits(s),
             approvals=await KvApprovals.open(self.js),
             breaker=await KvBreaker.open(self.js),
@@ -239,6 +245,15 @@ class Platform:
         self.agent = await build_agent(
             s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
         )
+        # Deferred repairs (agents/repairs.py): the resets and reboots plans queued, run once idle.
+        self.repairs = RepairWorker(
+            store=self.store,
+            docs=repair_docs,
+            tools=tools,
+            engine=self.agent.engine,
+            owner=s.agent_id,
+            clock=self.agent.clock,
+        )
         self.kmsg = KmsgService(self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness)
         await self.kmsg.start()
         self._stack.push_async_callback(self.kmsg.stop)
@@ -246,6 +261,8 @@ class Platform:
             await self.agent.start(liveness=self.liveness)
             name = "watch approvals and breaker"
             self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
+            name = "deferred repairs"
+            self._supervise(name, lambda: self.repairs.run(self._stop, probe=self.liveness.probe(name)))
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 

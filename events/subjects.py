@@ -22,6 +22,7 @@ BUCKET_APPROVALS = "approvals"
 BUCKET_BREAKER = "breaker"
 BUCKET_GPU_INVENTORY = "gpu_inventory"
 BUCKET_SLACK_REQUESTS = "slack_requests"
+BUCKET_REPAIRS = "repairs"
 STREAM_ESCALATIONS = "GPU_ESCALATIONS"
 
 _UNSAFE = re.compile(r"[.*>\s]")
