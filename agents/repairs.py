@@ -205,6 +205,9 @@ class RepairWorker:
         return True
 
     async def _not_ready(self, repair: Repair) -> str | None:
+        busy = await self._containing()
+        if busy is not None:
+            return busy
         for incident_id in repair.incidents:
             incident = await self.store.get_incident(incident_id)
             if incident is not None and incident.status in CONTAINING:
@@ -219,6 +222,36 @@ class RepairWorker:
             return f"{repair.node} still runs {', '.join(map(str, jobs))}: the repair waits until it is idle"
         if status.structured.get("maintenance"):
             return f"{repair.node}: {status.structured['maintenance']} under way"
+        return await self._breaker_budget(repair.node)
+
+    async def _containing(self) -> str | None:
+        """Containment comes first, cluster-wide: a repair does not start while an incident is being
+        planned or mitigated, or held by the circuit breaker (so a repair never spends the
+        breaker's budget a containment needs)."""
+        for incident in await self.store.list_incidents(["open", "mitigating", "escalated"], limit=10_000):
+            if incident.status in ("open", "mitigating") and incident.folded_into is None:
+                return f"{incident.id} is being contained ({incident.status}): repairs wait"
+            if incident.held_by == "breaker":
+                return f"{incident.id} is held by the circuit breaker: repairs wait"
+        return None
+
+    async def _breaker_budget(self, node: str) -> str | None:
+        """Why draining ``node`` now would trip (or meet) the circuit breaker, or None. The share of
+        the cluster is estimated from the breaker's own figures (never above the true node count,
+        so the estimate errs on waiting)."""
+        safety = await self.tools.call("safety_status", {})
+        if not safety.ok or not isinstance(safety.structured, dict):
+            return None if "safety_status" not in await self.tools.tool_names() else "safety_status failed"
+        breaker = safety.structured.get("breaker") or {}
+        if breaker.get("open"):
+            return "the circuit breaker is open: repairs wait until a person resets it"
+        taken = set(breaker.get("taken_out") or [])
+        pct, threshold = int(breaker.get("taken_out_pct") or 0), int(breaker.get("threshold_pct") or 0)
+        if not taken or node in taken or pct <= 0:
+            return None
+        nodes = len(taken) * 100 / pct
+        if (len(taken) + 1) * 100 > threshold * nodes:
+            return f"draining {node} now would trip the circuit breaker ({len(taken)} nodes taken out in its window): the repair waits for the window"
         return None
 
     async def _claim(self, repair: Repair) -> Repair:
