@@ -185,3 +185,23 @@ async def test_a_failed_reset_falls_back_to_a_reboot(rig: Rig) -> None:
     assert repair is not None and repair.status == "returned"
     assert [r.runbook for r in repair.runs] == ["reset-gpu", "drain-and-reboot-node", "return-to-service"]
     assert rig.done("reset_gpu") == [] and [x["node"] for x in rig.done("reboot_node")] == ["node-013"]
+
+
+async def test_a_repair_never_spends_the_circuit_breakers_budget(rig: Rig) -> None:
+    # 16 nodes, threshold 20%: three nodes taken out in the window, a fourth would trip the breaker.
+    for node in ("node-009", "node-010", "node-011"):
+        done = await rig.tools.call("isolate_gpu", {"node": node, "gpu": 0, "reason": "a fault elsewhere"})
+        assert done.ok, done.text
+    rig.twin.inject_xid("node-013", 2, 79)
+    await incident_with_repair(
+        rig, RunbookInvocation(runbook="drain-and-reboot-node", params={"node": "node-013"})
+    )
+
+    await rig.worker("agent-a").tick()
+
+    repair = await RepairBook(rig.docs).get("node-013")
+    assert repair is not None and repair.status == "queued"
+    assert repair.waiting_for is not None and "circuit breaker" in repair.waiting_for
+    assert rig.done("drain_node") == []
+    safety = await rig.tools.call("safety_status", {})
+    assert safety.structured["breaker"]["open"] is False
