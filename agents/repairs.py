@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from agents.incident_edits import args_text, evidence_of, note_once, run_context
+from agents.repair_checks import not_ready
 from agents.store import IncidentStore
 from contracts.client import ToolClient
 from events.backoff import Backoff, is_transient
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 LEASE_S = 300.0
-CONTAINING = ("open", "mitigating", "awaiting_approval")
 ESCALATE = "escalate"
 MAX_RUNS = 12
 """A chain longer than this is a bug (reset per GPU, a reboot, a ticket, the return)."""
@@ -186,7 +186,7 @@ class RepairWorker:
         if repair.status != "queued" and not mine and not lapsed:
             return False  # another replica runs it
         if repair.status == "queued":
-            why = await self._not_ready(repair)
+            why = await not_ready(repair, self.store, self.tools)
             if why is not None:
                 if why == repair.waiting_for:
                     return False
@@ -203,56 +203,6 @@ class RepairWorker:
                 return True
         await self._finish(repair, "failed", f"the repair chain ran {MAX_RUNS} runbooks without ending")
         return True
-
-    async def _not_ready(self, repair: Repair) -> str | None:
-        busy = await self._containing()
-        if busy is not None:
-            return busy
-        for incident_id in repair.incidents:
-            incident = await self.store.get_incident(incident_id)
-            if incident is not None and incident.status in CONTAINING:
-                return f"{incident_id} is still {incident.status}: its containment comes first"
-        if repair.dry_run:
-            return None  # observe-only: the dry run changes nothing, so it need not wait
-        status = await self.tools.call("service_status", {"node": repair.node})
-        if not status.ok or not isinstance(status.structured, dict):
-            return f"service_status {repair.node} failed: {status.text[:200]}"
-        jobs = status.structured.get("jobs") or []
-        if jobs:
-            return f"{repair.node} still runs {', '.join(map(str, jobs))}: the repair waits until it is idle"
-        if status.structured.get("maintenance"):
-            return f"{repair.node}: {status.structured['maintenance']} under way"
-        return await self._breaker_budget(repair.node)
-
-    async def _containing(self) -> str | None:
-        """Containment comes first, cluster-wide: a repair does not start while an incident is being
-        planned or mitigated, or held by the circuit breaker (so a repair never spends the
-        breaker's budget a containment needs)."""
-        for incident in await self.store.list_incidents(["open", "mitigating", "escalated"], limit=10_000):
-            if incident.status in ("open", "mitigating") and incident.folded_into is None:
-                return f"{incident.id} is being contained ({incident.status}): repairs wait"
-            if incident.held_by == "breaker":
-                return f"{incident.id} is held by the circuit breaker: repairs wait"
-        return None
-
-    async def _breaker_budget(self, node: str) -> str | None:
-        """Why draining ``node`` now would trip (or meet) the circuit breaker, or None. The share of
-        the cluster is estimated from the breaker's own figures (never above the true node count,
-        so the estimate errs on waiting)."""
-        safety = await self.tools.call("safety_status", {})
-        if not safety.ok or not isinstance(safety.structured, dict):
-            return None if "safety_status" not in await self.tools.tool_names() else "safety_status failed"
-        breaker = safety.structured.get("breaker") or {}
-        if breaker.get("open"):
-            return "the circuit breaker is open: repairs wait until a person resets it"
-        taken = set(breaker.get("taken_out") or [])
-        pct, threshold = int(breaker.get("taken_out_pct") or 0), int(breaker.get("threshold_pct") or 0)
-        if not taken or node in taken or pct <= 0:
-            return None
-        nodes = len(taken) * 100 / pct
-        if (len(taken) + 1) * 100 > threshold * nodes:
-            return f"draining {node} now would trip the circuit breaker ({len(taken)} nodes taken out in its window): the repair waits for the window"
-        return None
 
     async def _claim(self, repair: Repair) -> Repair:
         """Take (or renew) the lease compare-and-set; ``Lost`` when another replica holds it."""
