@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.exposition_parser
 	$(BIN)/python -m evals.benchmarks.node_agent
 	$(BIN)/python -m evals.benchmarks.dcgm_fleet
+	$(BIN)/python -m evals.benchmarks.replicas
 	$(BIN)/python -m evals.benchmarks.report
 
 clean:

@@ -16,6 +16,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.specification import AsyncAPI
 
 from events import subjects
+from events.dcgm_relay import DcgmReport
 from events.incident import Incident
 from events.models import AuditRecord, EccEvent, HangEvent, Heartbeat, ThroughputEvent, XidEvent
 from mcp_server.escalation import Page, Ticket
@@ -35,7 +36,7 @@ app = FastStream(
         title="gpu-aiops subjects",
         version="0.1.0",
         description="The wire contract of gpu-aiops (events/subjects.py): kernel log lines in, typed "
-        "GPU fault events, heartbeats, dead letters, incidents, audit records, tickets and pages.",
+        "GPU fault events, heartbeats, DCGM relays, dead letters, incidents, audit records, tickets and pages.",
     ),
 )
 
@@ -78,6 +79,18 @@ async def triage(events: list[AnyEvent]) -> None: ...
     "job's beats. Feed the hang and throughput detectors.",
 )
 async def heartbeats(beats: list[Heartbeat]) -> None: ...
+
+
+@broker.subscriber(
+    "gpu.dcgm.{cluster}.{node}",
+    stream=_stream(subjects.STREAM_DCGM),
+    title="DCGM detector (AIOPS_DCGM_SOURCE=nodes)",
+    description="A node agent's relay of its dcgm-exporter (aiops node --dcgm-exporter): per GPU, "
+    "the DCGM fields the detector reads, when they changed or every 5 minutes. Each control plane "
+    "follows the stream with its own ordered consumer from every node's last report; a message that "
+    "is not a report of the node its subject names goes to gpu.dlq.dcgm.",
+)
+async def dcgm_reports(report: DcgmReport) -> None: ...
 
 
 @broker.subscriber(

@@ -42,8 +42,14 @@ class Backends:
             closer()
 
 
+def fleet_spec(settings: Settings) -> FleetSpec:
+    """The fleet twin ``settings`` ask for: ``AIOPS_FLEET_NODES`` nodes (unset = the 16-node twin)."""
+    spec = FleetSpec.sized(settings.fleet_nodes or 16, seed=settings.seed)
+    return spec.model_copy(update={"cluster": settings.cluster})
+
+
 def twin_for(settings: Settings) -> FleetTwin:
-    return FleetTwin(FleetSpec.small(seed=settings.seed).model_copy(update={"cluster": settings.cluster}))
+    return FleetTwin(fleet_spec(settings))
 
 
 class TwinGpuResolver:

@@ -167,7 +167,7 @@ async def build_agent(
         js=js,
         store=store or await IncidentStore.open(js),
         tools=tools,
-        engine=RunbookEngine(tools, runs, library),
+        engine=RunbookEngine(tools, runs, library, **extra),
         planner=TimedPlanner(choice.planner),
         summarizer=choice.summarizer,
         dedupe_window_s=settings.dedupe_window_s,

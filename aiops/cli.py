@@ -58,17 +58,41 @@ def up(
     backend: str = typer.Option(
         None, "--backend", help="twin (embedded fleet twin) or kubernetes (default from AIOPS_BACKEND, twin)"
     ),
+    dcgm_source: str = typer.Option(
+        None,
+        "--dcgm-source",
+        help="real backends: prometheus, exporters, nodes or off (default AIOPS_DCGM_SOURCE, else "
+        "whichever of AIOPS_PROMETHEUS_URL / AIOPS_DCGM_EXPORTERS is set)",
+    ),
+    dcgm_exporter: list[str] = typer.Option(
+        None,
+        "--dcgm-exporter",
+        help="a dcgm-exporter /metrics URL the DCGM detector reads directly (repeat it; "
+        "default AIOPS_DCGM_EXPORTERS, comma-separated)",
+    ),
     no_agent: bool = typer.Option(
         False, "--no-agent", help="leave the triage agent out: run it as its own process (`aiops agent`)"
     ),
     log_format: str = typer.Option(
         None, "--log-format", help="text or json (default AIOPS_LOG_FORMAT, text)"
     ),
+    fleet_nodes: int = typer.Option(
+        None,
+        "--fleet-nodes",
+        help="nodes of the fleet twin: a multiple of 8, at least 16 (default AIOPS_FLEET_NODES, 16)",
+    ),
+    agents: int = typer.Option(
+        None,
+        "--agents",
+        help="run N agent replicas as processes of their own, restarted if one dies "
+        "(default AIOPS_AGENTS; unset = one agent inside this process)",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the whole platform until Ctrl-C: NATS, the backend (fleet twin or Kubernetes), events
-    services, agent, MCP over HTTP with /metrics. One log line per incident change and per action."""
+    services, agent(s), MCP over HTTP with /metrics. One log line per incident change and per action."""
 
+    from aiops.detection import DcgmSettingError, dcgm_choice
     from aiops.platform import Platform, freeze_startup_objects
     from mcp_server.backends.base import BackendError
 
@@ -79,25 +103,80 @@ def up(
         overrides["backend"] = backend
     if log_format is not None:
         overrides["log_format"] = log_format
+    if dcgm_source is not None:
+        overrides["dcgm_source"] = dcgm_source
+    if dcgm_exporter:
+        overrides["dcgm_exporters"] = ",".join(dcgm_exporter)
+    if fleet_nodes is not None:
+        overrides["fleet_nodes"] = fleet_nodes
+    if agents is not None:
+        overrides["agents"] = agents
     console = Console(stderr=True)
     settings = _settings_or_exit(console, **overrides)
     _logging(verbose, settings.log_format, default="INFO")
+    if settings.backend != "twin":
+        try:
+            dcgm_choice(settings)  # before anything starts
+        except DcgmSettingError as exc:
+            _fail(str(exc))
+    # With replicas the platform serves them, as for `aiops agent` on another machine.
+    platform_settings = (
+        settings if not settings.agents else settings.model_copy(update={"embedded_agent": False})
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Platform(settings) as platform:
+        async with Platform(platform_settings) as platform:
             freeze_startup_objects()
             console.print(_banner(platform, settings))
+            replicas = _start_replicas(platform, settings, stop, verbose) if settings.agents else None
             await report_loops(platform.liveness, console, stop)
             console.print("stopping…")
+            if replicas is not None:
+                await replicas  # every replica stopped before the platform it talks to
 
     try:
         asyncio.run(main())
     except BackendError as exc:
         _fail(f"backend {settings.backend}: {exc}")
+    except DcgmSettingError as exc:
+        _fail(str(exc))
+
+
+def _start_replicas(
+    platform: Platform, settings: Settings, stop: asyncio.Event, verbose: bool
+) -> asyncio.Task[None]:
+    """``settings.agents`` replicas of ``aiops agent`` against this platform, supervised until ``stop``."""
+    from aiops.agent_replicas import AgentReplicas
+
+    token = platform.agent_token or settings.agent_token
+    if not token:
+        _fail("--agents: AIOPS_TOKENS has an agent token; set AIOPS_AGENT_TOKEN to it for the replicas")
+    replicas = AgentReplicas.for_platform(
+        settings.agents or 0,
+        nats_url=platform.nats_url,
+        mcp_url=platform.http_url,
+        token=token,
+        agent_id=settings.agent_id,
+        verbose=verbose,
+    )
+    task = asyncio.create_task(replicas.run(stop), name="agent replicas")
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logging.getLogger(__name__).error("agent replicas cannot run: %s", done.exception())
+            stop.set()
+
+    task.add_done_callback(ended)
+    return task
+
+
+BEATS_ONE_PROCESS_KEEPS_UP = 10_000
+"""Heartbeats per second of the twin's ranks above which the platform process falls behind (a
+1,000-node twin at x60 with 10 s beats: ~48,000/s, and MCP calls time out on a 2-core machine)."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -119,7 +198,12 @@ def _banner(platform: Platform, settings: Settings) -> str:
         lines.append(
             f"  token       {platform.operator_token} (role operator; set AIOPS_TOKENS to configure)"
         )
-    if not settings.embedded_agent:
+    if settings.agents:
+        lines.append(
+            f"  agents      {settings.agents} replicas, each its own process ({settings.agent_id}-1.."
+            f"{settings.agent_id}-{settings.agents}); one that dies is restarted"
+        )
+    elif not settings.embedded_agent:
         lines.append(
             f"  agent       not embedded; run it: AIOPS_NATS_URL={platform.nats_url} aiops agent "
             f"--mcp-url {platform.http_url} --token {platform.agent_token or '<agent token>'}"
@@ -131,9 +215,16 @@ def _banner(platform: Platform, settings: Settings) -> str:
             f"  fleet twin  {twin.name}: {len(twin.nodes)} nodes, {twin.cluster_gpu_count} GPUs, "
             f"clock x{settings.speed:g}"
         )
+        beats = twin.cluster_gpu_count * settings.speed / settings.heartbeat_interval_s
+        if beats > BEATS_ONE_PROCESS_KEEPS_UP:
+            lines.append(
+                f"  [yellow]heartbeats[/yellow]  the twin's ranks beat ~{beats:,.0f}/s (GPUs x speed / "
+                f"AIOPS_HEARTBEAT_INTERVAL_S): more than one process keeps up with; raise "
+                f"AIOPS_HEARTBEAT_INTERVAL_S or lower AIOPS_SPEED"
+            )
     else:
         lines.append(f"  backend     {settings.backend}, cluster {settings.cluster}; wall clock")
-        lines.append(f"  DCGM        {platform.detection.metrics_url or 'off (set AIOPS_PROMETHEUS_URL)'}")
+        lines.append(f"  DCGM        {platform.detection.metrics_url or 'off (AIOPS_DCGM_SOURCE=off)'}")
         if observe_only(settings):
             lines.append(
                 "  mode        observe-only: plans and records, changes nothing (AIOPS_OBSERVE_ONLY=false acts)"

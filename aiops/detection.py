@@ -17,13 +17,16 @@ import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
+from aiops.observability import SERVICES
 from aiops.settings import Settings
+from events import subjects
+from events.checkpoint_times import CheckpointTimeRecorder, CheckpointTimes
 from events.detectors import (
     DetectorService,
     ExporterSource,
@@ -34,6 +37,8 @@ from events.detectors import (
 from events.detectors.dcgm import FIELDS as DCGM_FIELDS
 from events.detectors.dcgm import LAST_XID, METRIC_NAMES, DcgmDetector, GpuReading
 from events.detectors.prometheus_changes import PrometheusChangesSource
+from events.detectors.relay import RelaySource
+from events.documents import KvDocuments
 from events.fabric import FabricMap
 from events.heartbeat import HeartbeatRelay
 from events.kmsg_parser import normalise_pci_bus_id
@@ -106,6 +111,11 @@ class TwinSource:
         return out
 
 
+async def checkpoint_times_of(js: JetStreamContext) -> KvDocuments[CheckpointTimes]:
+    """The jobs' checkpoint write times measured from their heartbeats (the detectors write them)."""
+    return KvDocuments(await js.key_value(subjects.BUCKET_CHECKPOINT_TIMES), CheckpointTimes)
+
+
 @dataclass
 class Detection:
     service: DetectorService
@@ -163,6 +173,7 @@ async def start_detection(
         clock=twin.now,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
         liveness=liveness,
+        checkpoints=CheckpointTimeRecorder(twin.name, await checkpoint_times_of(js)),
     )
     await service.start()
     stack.push_async_callback(service.stop)
@@ -171,15 +182,57 @@ async def start_detection(
     cluster = twin.name
     twin.telemetry.heartbeat_interval_s = settings.heartbeat_interval_s
 
+    # RankBeat holds scalars only: a shallow copy of its fields is what dataclasses.asdict gives,
+    # without asdict's deep copies (80% of a 1,000-node twin's loop time at x60 went into them).
+    names = [f.name for f in dataclasses.fields(RankBeat)]
+
     def offer(beat: RankBeat) -> None:
         # The twin's beats are well-formed by construction: skip re-validating thousands a second.
-        relay.offer(Heartbeat.model_construct(cluster=cluster, **dataclasses.asdict(beat)))
+        relay.offer(Heartbeat.model_construct(cluster=cluster, **{n: getattr(beat, n) for n in names}))
 
     stack.callback(twin.subscribe_heartbeats(offer))
     registry = liveness or Liveness()
     spawn(supervised(relay.name, lambda: relay.run(stop), stop, liveness=registry))
     spawn(supervised(service.probe.name, lambda: service.run(stop), stop, liveness=registry))
     return Detection(service=service, relay=relay, metrics_url=metrics_url, server=server)
+
+
+class DcgmSettingError(ValueError):
+    """The DCGM settings of a real backend name no source, or two (an error at start)."""
+
+
+DcgmChoice = Literal["prometheus", "exporters", "nodes", "off"]
+
+
+def dcgm_choice(settings: Settings) -> DcgmChoice:
+    """Where a real backend's DCGM detector reads, from ``AIOPS_DCGM_SOURCE``, else from which of
+    ``AIOPS_PROMETHEUS_URL`` and ``AIOPS_DCGM_EXPORTERS`` is set. Never a guess: both, neither, or a
+    source without its setting (or a setting its source leaves unused) is a ``DcgmSettingError``."""
+    prometheus, exporters = bool(settings.prometheus_url), bool(settings.dcgm_exporter_urls)
+    choice = settings.dcgm_source
+    if choice is None:
+        if prometheus and exporters:
+            raise DcgmSettingError(
+                "both AIOPS_PROMETHEUS_URL and AIOPS_DCGM_EXPORTERS are set: say which the DCGM detector "
+                "reads with AIOPS_DCGM_SOURCE=prometheus or exporters (the same GPUs read twice would "
+                "count their faults twice)"
+            )
+        if not (prometheus or exporters):
+            raise DcgmSettingError(
+                "no DCGM source for the detector: set AIOPS_PROMETHEUS_URL (a Prometheus scraping "
+                "dcgm-exporter), AIOPS_DCGM_EXPORTERS (the exporters' URLs), or AIOPS_DCGM_SOURCE=nodes "
+                "(node agents relay theirs: aiops node --dcgm-exporter) or off (no DCGM detection)"
+            )
+        return "prometheus" if prometheus else "exporters"
+    if choice == "prometheus" and not prometheus:
+        raise DcgmSettingError("AIOPS_DCGM_SOURCE=prometheus needs AIOPS_PROMETHEUS_URL")
+    if choice == "exporters" and not exporters:
+        raise DcgmSettingError("AIOPS_DCGM_SOURCE=exporters needs AIOPS_DCGM_EXPORTERS")
+    if choice != "exporters" and exporters:
+        raise DcgmSettingError(
+            f"AIOPS_DCGM_EXPORTERS is set but AIOPS_DCGM_SOURCE={choice} leaves it unused: unset one"
+        )
+    return choice
 
 
 async def start_wall_detection(
@@ -193,19 +246,38 @@ async def start_wall_detection(
     stop: asyncio.Event,
 ) -> Detection:
     """The detectors of a real fleet, on the wall clock: heartbeats from training processes over
-    NATS (``TrainingHeartbeat``), DCGM from the Prometheus at ``AIOPS_PROMETHEUS_URL`` asked only for
-    what changed (events/detectors/prometheus_changes.py; none without it: the kernel log and
-    heartbeats still detect)."""
+    NATS (``TrainingHeartbeat``); DCGM (``dcgm_choice``) from the Prometheus at
+    ``AIOPS_PROMETHEUS_URL`` asked only for what changed (events/detectors/prometheus_changes.py),
+    from the dcgm-exporters of ``AIOPS_DCGM_EXPORTERS`` read directly, from the node agents' relays
+    on NATS, or off (the kernel log and heartbeats still detect)."""
     resync_s = 3600.0
-    source = (
-        PrometheusChangesSource(settings.prometheus_url, resync_s=resync_s, prefer_recorded=True)
-        if settings.prometheus_url
-        else None
-    )
-    if source is None:
-        log.warning(
-            "no AIOPS_PROMETHEUS_URL: the DCGM detector is off (kernel log and heartbeats still detect)"
+    choice = dcgm_choice(settings)
+    source: MetricSource | ReadingSource | None = None
+    where = ""
+    if choice == "prometheus":
+        assert settings.prometheus_url
+        source = PrometheusChangesSource(settings.prometheus_url, resync_s=resync_s, prefer_recorded=True)
+        where = settings.prometheus_url
+    elif choice == "exporters":
+        urls = settings.dcgm_exporter_urls
+        source = ExporterSource(
+            urls,
+            timeout_s=settings.dcgm_exporter_timeout_s,
+            concurrency=settings.dcgm_exporter_concurrency,
+            names=METRIC_NAMES,
         )
+        where = urls[0] if len(urls) == 1 else f"{len(urls)} dcgm-exporters ({urls[0]}, ...)"
+    elif choice == "nodes":
+        relay = RelaySource(js, cluster)
+        await relay.start()
+        stack.push_async_callback(relay.stop)
+        stack.callback(SERVICES.add("dcgm", lambda: (relay.reports, 0, relay.dead_lettered)))
+        source = relay
+        where = relay.where
+    else:
+        log.warning("AIOPS_DCGM_SOURCE=off: no DCGM detection (the kernel log and heartbeats still detect)")
+    if source is not None:
+        log.info("DCGM detector reads %s every %gs", where, settings.dcgm_scrape_interval_s)
     service = DetectorService(
         nc,
         js,
@@ -215,10 +287,11 @@ async def start_wall_detection(
         dcgm_source=source,
         clock=utcnow,
         scrape_interval_s=settings.dcgm_scrape_interval_s,
+        checkpoints=CheckpointTimeRecorder(cluster, await checkpoint_times_of(js)),
     )
     await service.start()
     stack.push_async_callback(service.stop)
-    relay = HeartbeatRelay(nc)  # for in-process producers; training processes publish their own
-    spawn(relay.run(stop))
+    relay_beats = HeartbeatRelay(nc)  # for in-process producers; training processes publish their own
+    spawn(relay_beats.run(stop))
     spawn(service.run(stop))
-    return Detection(service=service, relay=relay, metrics_url=settings.prometheus_url or "")
+    return Detection(service=service, relay=relay_beats, metrics_url=where)

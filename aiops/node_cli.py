@@ -23,6 +23,17 @@ def node(
     no_inventory: Annotated[
         bool, typer.Option("--no-inventory", help="do not read the GPU inventory through NVML")
     ] = False,
+    dcgm_exporter: Annotated[
+        str | None,
+        typer.Option(
+            "--dcgm-exporter",
+            help="relay this node's dcgm-exporter (e.g. http://localhost:9400/metrics) to NATS, "
+            "for a control plane without Prometheus (AIOPS_DCGM_SOURCE=nodes)",
+        ),
+    ] = None,
+    dcgm_interval: Annotated[
+        float, typer.Option("--dcgm-interval", help="seconds between scrapes of --dcgm-exporter")
+    ] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Ship this node's kernel log to NATS (gpu.kmsg.<cluster>.<node>) and publish its GPU inventory.
@@ -36,6 +47,10 @@ def node(
     _logging(verbose, settings.log_format, default="INFO")
     if source not in ("auto", "kmsg", "journal"):
         _fail(f"--source is auto, kmsg or journal, not {source!r}")
+    if dcgm_exporter is not None and not dcgm_exporter.startswith(("http://", "https://")):
+        _fail(f"--dcgm-exporter is an http(s) URL of the exporter's /metrics, not {dcgm_exporter!r}")
+    if dcgm_interval <= 0:
+        _fail("--dcgm-interval must be positive")
     if not settings.nats_url:
         _fail("the node agent needs NATS: set AIOPS_NATS_URL")
     config = NodeAgentConfig(
@@ -47,6 +62,8 @@ def node(
         source=source,  # type: ignore[arg-type]
         spool_max_lines=settings.node_spool_lines,
         inventory=not no_inventory,
+        dcgm_exporter=dcgm_exporter,
+        dcgm_interval_s=dcgm_interval,
     )
 
     async def main() -> None:

@@ -192,9 +192,11 @@ class StateSampler:
         *,
         consumers: Iterable[Consumer] = CONSUMERS,
         interval_s: float = 5.0,
+        breaker_generation: str = "",
     ) -> None:
         self.js = js
         self.cluster = cluster
+        self.breaker_generation = breaker_generation
         self.consumers = tuple(consumers)
         self.interval_s = interval_s
         self._breaker: KvBreaker | None = None
@@ -214,7 +216,10 @@ class StateSampler:
             if last is not None:
                 CONSUMER_LAST_FETCH_AGE.labels(c.stream, c.durable).set((now - last).total_seconds())
         if self._breaker is None or self._approvals is None:
-            self._breaker, self._approvals = await KvBreaker.open(self.js), await KvApprovals.open(self.js)
+            self._breaker, self._approvals = (
+                await KvBreaker.open(self.js, self.breaker_generation),
+                await KvApprovals.open(self.js),
+            )
         BREAKER_OPEN.labels(self.cluster).set(1 if (await self._breaker.load(self.cluster)).open else 0)
         waiting = [a for a in await self._approvals.list(["pending"]) if a.current_status(now) == "pending"]
         APPROVALS_WAITING.set(len(waiting))
@@ -239,6 +244,7 @@ async def start_observability(
     stop: asyncio.Event,
     sources: dict[str, Counts] | None = None,
     sample: bool = True,
+    breaker_generation: str = "",
 ) -> PlatformWatch:
     """Log lines and metrics for this process; ``stack`` undoes it, ``stop`` ends the sampler.
     ``sample``: refresh the gauges kept in NATS (the control plane does; agent processes leave it
@@ -249,5 +255,5 @@ async def start_observability(
     for source, counts in (sources or {}).items():
         stack.callback(SERVICES.add(source, counts))
     if sample:
-        spawn(StateSampler(js, cluster).run(stop))
+        spawn(StateSampler(js, cluster, breaker_generation=breaker_generation).run(stop))
     return watch

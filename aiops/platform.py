@@ -30,10 +30,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents.preemptive import Preemption, PreemptiveRemoval
 from agents.repairs import RepairWorker
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
-from aiops.backends import Backends, TwinGpuResolver, build_backends
+from aiops.backends import Backends, TwinGpuResolver, build_backends, fleet_spec
 from aiops.build import (
     agent_principal,
     build_agent,
@@ -44,7 +45,8 @@ from aiops.build import (
     planner_config,
     serve_http,
 )
-from aiops.detection import Detection, start_detection, start_wall_detection
+from aiops.detection import Detection, checkpoint_times_of, start_detection, start_wall_detection
+from aiops.fresh_twin import close_earlier_twins_incidents
 from aiops.health import health_routes
 from aiops.nats_server import EmbeddedNats
 from aiops.observability import PlatformWatch, start_observability
@@ -55,6 +57,7 @@ from chatops.replay import KvReplayGuard
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from console.app import Console, build_console
+from console.sessions import KvSessions
 from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
@@ -64,6 +67,7 @@ from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.liveness import Liveness
+from events.models import utcnow
 from events.repairs import Repair, RepairBook
 from events.streams import JetStreamLayout, ensure_jetstream
 from events.supervise import supervised
@@ -139,6 +143,13 @@ class Platform:
         return self._twin
 
     @property
+    def breaker_generation(self) -> str:
+        """Whose breaker state this platform keeps: a fresh twin starts with its own (closed, no
+        take-outs), whatever an earlier twin run on the same data directory left; a real cluster
+        keeps one state across restarts."""
+        return f"twin-{self._twin.run_id}" if self._twin is not None else ""
+
+    @property
     def has_twin(self) -> bool:
         return self._twin is not None
 
@@ -168,9 +179,7 @@ class Platform:
             return self.backends
         twin = None
         if s.backend == "twin":
-            twin = FleetTwin(
-                self.spec or FleetSpec.small(seed=s.seed).model_copy(update={"cluster": s.cluster})
-            )
+            twin = FleetTwin(self.spec or fleet_spec(s))
         # A backend that cannot be served raises here (BackendError): never a silent twin instead.
         return build_backends(s, twin=twin, always_sample=True)
 
@@ -210,11 +219,13 @@ class Platform:
 
         self.store = await IncidentStore.open(self.js)
         repair_docs = KvDocuments(await self.js.key_value(subjects.BUCKET_REPAIRS), Repair)
+        if self._twin is not None and self.backends is None:  # a twin built just now: a fresh fleet
+            await close_earlier_twins_incidents(self.store, self._twin.now())
         deps = ServerDeps(
             backend=backends.cluster,
             telemetry=backends.telemetry,
             identity=fixed_identity(agent_principal(s)),  # each server below sets its own caller
-            runs=await KvRunStore.open(self.js),
+            runs=await KvRunStore.open(self.js, clock or utcnow),
             gate=PolicyGate.from_directory(),
             audit=JetStreamAudit(self.js),
             idempotency=await KvIdempotency.open(self.js),
@@ -222,8 +233,10 @@ class Platform:
             repairs=RepairBook(repair_docs),
             limits=policy_limits(s),
             approvals=await KvApprovals.open(self.js),
-            breaker=await KvBreaker.open(self.js),
+            breaker=await KvBreaker.open(self.js, self.breaker_generation),
             desk=JetStreamDesk(self.js),
+            clock=clock or utcnow,
+            checkpoint_times=await checkpoint_times_of(self.js),
         )
         self.agent_server = build_server(s, deps, principal=agent_principal(s))
         tokens = http_tokens(s, agent_needs_token=not s.embedded_agent)
@@ -239,7 +252,14 @@ class Platform:
 
         # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
         self.console = build_console(
-            backends.cluster, tokens.bearer, self.sessions, self.nc, self._stop, JetStreamAudit(self.js)
+            backends.cluster,
+            tokens.bearer,
+            self.sessions,
+            self.nc,
+            self._stop,
+            JetStreamAudit(self.js),
+            login_sessions=await KvSessions.open(self.js),
+            clock=clock or utcnow,
         )
         tools = McpToolClient(await self._agent_client())
         self.agent = await build_agent(
@@ -254,7 +274,9 @@ class Platform:
             owner=s.agent_id,
             clock=self.agent.clock,
         )
-        self.kmsg = KmsgService(self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness)
+        self.kmsg = KmsgService(
+            self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness, clock=clock or utcnow
+        )
         await self.kmsg.start()
         self._stack.push_async_callback(self.kmsg.stop)
         if s.embedded_agent:
@@ -263,6 +285,14 @@ class Platform:
             self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
             name = "deferred repairs"
             self._supervise(name, lambda: self.repairs.run(self._stop, probe=self.liveness.probe(name)))
+            if s.preemptive_removal:
+                preemptive = PreemptiveRemoval(
+                    tools,
+                    KvDocuments(await self.js.key_value(subjects.BUCKET_PREEMPTIONS), Preemption),
+                    self.store,
+                    drain_after_s=s.preemptive_drain_after_s,
+                )
+                self._supervise("pre-emptive removal", lambda: preemptive.watch(self._stop), reports=False)
         self._stack.push_async_callback(self.agent.drain)
         self._stack.push_async_callback(self.agent.stop)  # first on the way out: no new events
 
@@ -302,6 +332,7 @@ class Platform:
             stack=self._stack,
             spawn=self._spawn,
             stop=self._stop,
+            breaker_generation=self.breaker_generation,
             sources={
                 "kmsg": lambda: (kmsg.lines_seen, kmsg.events_published, kmsg.dead_lettered),
                 "detectors": lambda: (

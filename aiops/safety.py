@@ -20,7 +20,8 @@ def policy_limits(settings: Settings) -> PolicyLimits:
     return PolicyLimits(
         max_isolations_per_hour=settings.max_isolations_per_hour,
         max_out_of_service_pct=settings.max_out_of_service_pct,
-        min_spares=settings.min_spares,
+        min_spares=settings.min_spares_floor if settings.min_spares == "auto" else settings.min_spares,
+        min_spares_auto=settings.min_spares == "auto",
         max_gpu_hours_at_risk=settings.max_gpu_hours_at_risk,
         breaker_window_s=settings.breaker_window_s,
         breaker_threshold_pct=settings.breaker_threshold_pct,

@@ -7,7 +7,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.connection import nats_servers
@@ -45,6 +53,11 @@ class Settings(BaseSettings):
     )
     cluster: str = "sim-a"
     seed: int = 7
+    fleet_nodes: int | None = Field(
+        default=None,
+        description="nodes of the fleet twin (twin backend only): a multiple of 8, at least 16; "
+        "unset = the 16-node twin",
+    )
     speed: float = Field(default=60.0, gt=0, description="simulated seconds per wall-clock second (twin)")
     http_host: str = Field(
         default="127.0.0.1",
@@ -126,6 +139,22 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(
         default=None, description="a Prometheus scraping dcgm-exporter: the telemetry tools read it"
     )
+    dcgm_source: Literal["prometheus", "exporters", "nodes", "off"] | None = Field(
+        default=None,
+        description="where the DCGM detector of a real backend reads: prometheus (AIOPS_PROMETHEUS_URL), "
+        "exporters (AIOPS_DCGM_EXPORTERS), nodes (node agents relay with `aiops node --dcgm-exporter`) "
+        "or off; unset = whichever of the two URLs settings is set (both or neither: an error at start)",
+    )
+    dcgm_exporters: str | None = Field(
+        default=None,
+        description="comma-separated dcgm-exporter /metrics URLs the DCGM detector reads directly (no Prometheus)",
+    )
+    dcgm_exporter_timeout_s: float = Field(
+        default=5.0, gt=0, description="an exporter that has not answered within this is down for the round"
+    )
+    dcgm_exporter_concurrency: int = Field(
+        default=32, ge=1, le=1024, description="exporters read at the same time"
+    )
     kube_context: str | None = Field(
         default=None, description="kubeconfig context; unset = current (or in-cluster)"
     )
@@ -158,8 +187,16 @@ class Settings(BaseSettings):
     max_out_of_service_pct: int = Field(
         default=30, ge=0, le=100, description="blast radius: cluster share out of service"
     )
-    min_spares: int = Field(
-        default=1, ge=0, description="warm spares kept in reserve; dipping below needs approval"
+    min_spares: int | Literal["auto"] = Field(
+        default=1,
+        description="warm spares kept in reserve; dipping below needs approval. 'auto': the reserve "
+        "follows spare_advice (P(dry) < 1% from 30 days of incidents), never below min_spares_floor",
+    )
+    min_spares_floor: int = Field(
+        default=1,
+        ge=0,
+        description="with AIOPS_MIN_SPARES=auto: the least reserve, and the reserve while "
+        "the incident history has nothing to size from",
     )
     max_gpu_hours_at_risk: int = Field(
         default=100, ge=0, description="a restart discarding more GPU-hours of progress needs approval"
@@ -177,8 +214,26 @@ class Settings(BaseSettings):
     freeze_windows: list[FreezeWindowSetting] = Field(
         default_factory=list, description="change freezes (JSON list): the agent acts only with approval"
     )
+    preemptive_removal: bool = Field(
+        default=False,
+        description="the agent swaps out GPUs whose signals predict failure (rising corrected ECC, retired "
+        "pages) at their job's next stop or checkpoint boundary (agents/preemptive.py)",
+    )
+    preemptive_drain_after_s: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="with preemptive_removal: when the job has not stopped this long after the flag, drain "
+        "it at its next checkpoint boundary (backend clock)",
+    )
     embedded_agent: bool = Field(
         default=True, description="run the triage agent inside `aiops up`; off when it runs as `aiops agent`"
+    )
+    agents: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="`aiops up` runs this many `aiops agent` replicas as child processes and restarts "
+        "any that dies; unset = one agent inside the platform process",
     )
     # The node agent (`aiops node`, events/node/).
     node_name: str | None = Field(
@@ -213,6 +268,61 @@ class Settings(BaseSettings):
         if self.slurm_conf is not None and not self.slurm_conf.is_file():
             raise ValueError(f"AIOPS_SLURM_CONF={self.slurm_conf} is not a file")
         return self
+
+    @field_validator("dcgm_exporters")
+    @classmethod
+    def _exporter_urls(cls, urls: str | None) -> str | None:
+        if urls is None or not urls.strip():
+            return None
+        for url in (u.strip() for u in urls.split(",")):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"AIOPS_DCGM_EXPORTERS holds http(s) URLs, comma-separated; not {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _dcgm_needs_a_real_backend(self) -> Settings:
+        if self.backend == "twin" and (self.dcgm_source or self.dcgm_exporters):
+            raise ValueError(
+                "AIOPS_DCGM_SOURCE and AIOPS_DCGM_EXPORTERS are for a real backend: the fleet twin's own "
+                "exporter feeds the embedded platform's DCGM detector"
+            )
+        return self
+
+    @property
+    def dcgm_exporter_urls(self) -> list[str]:
+        """``dcgm_exporters`` as a list (empty when unset)."""
+        return [u.strip() for u in (self.dcgm_exporters or "").split(",") if u.strip()]
+
+    @field_validator("fleet_nodes")
+    @classmethod
+    def _fleet_size(cls, nodes: int | None, info: ValidationInfo) -> int | None:
+        if nodes is None:
+            return None
+        backend = info.data.get("backend", "twin")
+        if backend != "twin":
+            raise ValueError(
+                f"AIOPS_FLEET_NODES sizes the fleet twin; the {backend} backend has the nodes it has"
+            )
+        from fleet.spec import FleetSpec
+
+        FleetSpec.sized(nodes)  # raises a readable ValueError
+        return nodes
+
+    @model_validator(mode="after")
+    def _agents_or_no_agent(self) -> Settings:
+        if self.agents is not None and "embedded_agent" in self.model_fields_set and not self.embedded_agent:
+            raise ValueError(
+                "--agents / AIOPS_AGENTS starts agent replicas; --no-agent / AIOPS_EMBEDDED_AGENT=false "
+                "leaves every agent out: pick one"
+            )
+        return self
+
+    @field_validator("min_spares")
+    @classmethod
+    def _min_spares(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"min_spares must be a count >= 0 or 'auto', got {value}")
+        return value
 
     @field_validator("nats_url")
     @classmethod

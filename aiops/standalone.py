@@ -21,6 +21,7 @@ from aiops.backends import Backends, build_backends
 from aiops.build import build_server, http_tokens
 from aiops.safety import policy_limits
 from aiops.settings import Settings
+from events.models import utcnow
 from fleet import run_clock
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.policy import PolicyGate, Principal
@@ -54,6 +55,7 @@ def _deps(settings: Settings, backends: Backends, *, confirm: bool) -> ServerDep
         limits=policy_limits(settings),
         confirm_destructive=confirm,
         read_only=settings.read_only,
+        clock=backends.twin.now if backends.twin is not None else utcnow,
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -30,8 +32,9 @@ from console.auth import (
     login_csrf,
 )
 from console.feed import FleetFeed
+from console.sessions import MemorySessions, SessionStore
 from contracts.client import ToolResult
-from events.models import AuditRecord
+from events.models import AuditRecord, utcnow
 from mcp_server import ui
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.gate.audit import AuditSink
@@ -69,10 +72,16 @@ class Console:
         sessions: PrincipalSessions,
         feed: FleetFeed,
         audit: AuditSink | None = None,
+        *,
+        login_sessions: SessionStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``login_sessions``: where console sessions live (NATS KV on the platform, shared by every
+        replica; in this process without one). ``clock``: the backend's, for the audit records."""
         self.backend = backend
         self.audit = audit
-        self.auth = ConsoleAuth(tokens)
+        self.clock = clock
+        self.auth = ConsoleAuth(tokens, login_sessions or MemorySessions())
         self.sessions = sessions
         self.feed = feed
         self._assets = {name: _static(name) for name in STATIC_TYPES}
@@ -100,12 +109,20 @@ class Console:
     def _html(body: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
-    def _refused(self, refused: Refused, request: Request) -> Response:
+    async def _refused(self, refused: Refused, request: Request) -> Response:
         if refused.status == 401 and request.method == "GET":
             return RedirectResponse("/console/login", status_code=303, headers=SECURITY_HEADERS)
-        return self._html(
-            views.error_page(refused.status, refused.message, self.auth.session(request)), refused.status
-        )
+        return await self._error(refused.status, refused.message, request)
+
+    async def _error(self, status: int, message: str, request: Request) -> HTMLResponse:
+        return self._html(views.error_page(status, message, await self._shown(request)), status)
+
+    async def _shown(self, request: Request) -> Session | None:
+        """The session of a full page about to be shown, its waiting messages taken for it."""
+        session = await self.auth.session(request)
+        if session is not None:
+            session.flash = await self.auth.sessions.take_flash(session)
+        return session
 
     async def _call(self, session: Session, tool: str, arguments: dict[str, Any]) -> Any:
         async with self.sessions.session(session.principal) as tools:
@@ -117,7 +134,7 @@ class Console:
     async def _acting(self, request: Request) -> tuple[Session, dict[str, str]]:
         """The checks of every state-changing request: same origin, a session, its CSRF token."""
         check_origin(request)
-        session = self.auth.require(request)
+        session = await self.auth.require(request)
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         check_csrf(session, form.get("csrf"))
         return session, form
@@ -144,7 +161,7 @@ class Console:
             check_origin(request)
             check_login_csrf(request, csrf if isinstance(csrf, str) else None)
             response = RedirectResponse("/console/", status_code=303, headers=SECURITY_HEADERS)
-            principal = self.auth.login(token if isinstance(token, str) else "", response, request)
+            principal = await self.auth.login(token if isinstance(token, str) else "", response, request)
         except Refused as refused:
             await self._audit_login(request, refused.principal, refused.message, allowed=False)
             fresh = login_csrf(request)
@@ -171,6 +188,7 @@ class Console:
         client = request.client.host if request.client else "unknown"
         await self.audit.record(
             AuditRecord(
+                time=self.clock(),
                 cluster=self.backend.cluster,
                 principal=principal.id if principal else "unknown",
                 role=principal.role if principal else "none",
@@ -187,20 +205,21 @@ class Console:
         try:
             await self._acting(request)
         except Refused as refused:
-            return self._refused(refused, request)
+            return await self._refused(refused, request)
         response = RedirectResponse("/console/login", status_code=303, headers=SECURITY_HEADERS)
-        self.auth.logout(request, response)
+        await self.auth.logout(request, response)
         return response
 
     async def home(self, request: Request) -> Response:
         try:
-            session = self.auth.require(request)
+            session = await self.auth.require(request)
             fragments = {
                 name: await self._fragment(session, name)
                 for name in ("incidents", "approvals", "breaker", "jobs")
             }
         except Refused as refused:
-            return self._refused(refused, request)
+            return await self._refused(refused, request)
+        session.flash = await self.auth.sessions.take_flash(session)
         return self._html(views.fleet_page(session, fragments))
 
     async def _fragment(self, session: Session, name: str) -> str:
@@ -220,27 +239,28 @@ class Console:
 
     async def fragment(self, request: Request) -> Response:
         try:
-            session = self.auth.require(request)
+            session = await self.auth.require(request)
             return self._html(await self._fragment(session, request.path_params["name"]))
         except Refused as refused:
             return self._html(views.error_page(refused.status, refused.message, None), refused.status)
 
     async def incident(self, request: Request) -> Response:
         try:
-            session = self.auth.require(request)
+            session = await self.auth.require(request)
             found = await self._call(
                 session, "get_incident", {"incident_id": request.path_params["incident_id"]}
             )
             waiting = await self._call(session, "list_approvals", {})
         except Refused as refused:
-            return self._refused(refused, request)
+            return await self._refused(refused, request)
         except ToolRefused as refused:
-            return self._html(views.error_page(404, refused.text, self.auth.session(request)), 404)
+            return await self._error(404, refused.text, request)
+        session.flash = await self.auth.sessions.take_flash(session)
         return self._html(views.incident_page(session, found, waiting["approvals"]))
 
     async def events(self, request: Request) -> Response:
         try:
-            self.auth.require(request)
+            await self.auth.require(request)
         except Refused as refused:
             return Response(refused.message, status_code=refused.status, headers=SECURITY_HEADERS)
         headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
@@ -279,12 +299,12 @@ class Console:
             session, form = await self._acting(request)
             result = await self._call(session, tool, arguments(form))
         except Refused as refused:
-            return self._refused(refused, request)
+            return await self._refused(refused, request)
         except ToolRefused as refused:
             log.info("console: %s refused: %s", tool, refused.text)
-            return self._html(views.error_page(403, refused.text, self.auth.session(request)), 403)
+            return await self._error(403, refused.text, request)
         detail = (result or {}).get("detail") or (result or {}).get("summary") or f"{tool} done"
-        session.flash.append(f"{tool}: {detail}")
+        await self.auth.sessions.add_flash(session, f"{tool}: {detail}")
         return RedirectResponse(self._back(form), status_code=303, headers=SECURITY_HEADERS)
 
 
@@ -295,5 +315,16 @@ def build_console(
     nc: Any,
     stop: asyncio.Event,
     audit: AuditSink | None = None,
+    *,
+    login_sessions: SessionStore | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Console:
-    return Console(backend, tokens, sessions, FleetFeed(backend, nc, stop), audit)
+    return Console(
+        backend,
+        tokens,
+        sessions,
+        FleetFeed(backend, nc, stop),
+        audit,
+        login_sessions=login_sessions,
+        clock=clock,
+    )

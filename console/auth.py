@@ -8,23 +8,23 @@ once for a session cookie, and the checks every request passes.
   Origin); anything else is refused before it reaches a tool.
 - No token in a URL: the login form posts it; nothing reads one from a query string.
 
-Sessions live in this process (a restart logs everyone out); they expire after ``SESSION_TTL_S``.
+Sessions live in NATS (``console.sessions``): every replica accepts them, a restart keeps them;
+they expire after ``SESSION_TTL_S``.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import time
-from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from console.sessions import SESSION_TTL_S, Session, SessionStore
 from mcp_server.gate.policy import Principal
 from mcp_server.identity import BearerTokens
 
-SESSION_TTL_S = 8 * 3600
+__all__ = ["SESSION_TTL_S", "ConsoleAuth", "Refused", "Session"]
 COOKIE = "aiops_console"
 SECURE_COOKIE = "__Host-aiops_console"
 LOGIN_CSRF_COOKIE = "aiops_console_login"
@@ -52,18 +52,6 @@ class Refused(Exception):
         self.principal = principal  # who it was, when the token was known
 
 
-@dataclass
-class Session:
-    principal: Principal
-    csrf: str
-    expires: float
-    flash: list[str] = field(default_factory=list)
-
-    @property
-    def can_act(self) -> bool:
-        return self.principal.role in ("operator", "admin")
-
-
 def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
@@ -73,27 +61,23 @@ def cookie_name(request: Request) -> str:
 
 
 class ConsoleAuth:
-    def __init__(self, tokens: BearerTokens) -> None:
+    def __init__(self, tokens: BearerTokens, sessions: SessionStore) -> None:
         self._tokens = tokens
-        self._sessions: dict[str, Session] = {}
+        self.sessions = sessions
 
-    def session(self, request: Request) -> Session | None:
+    async def session(self, request: Request) -> Session | None:
         sid = request.cookies.get(cookie_name(request))
         if not sid:
             return None
-        found = self._sessions.get(sid)
-        if found is None or found.expires < time.monotonic():
-            self._sessions.pop(sid, None)
-            return None
-        return found
+        return await self.sessions.get(sid)
 
-    def require(self, request: Request) -> Session:
-        found = self.session(request)
+    async def require(self, request: Request) -> Session:
+        found = await self.session(request)
         if found is None:
             raise Refused(401, "not logged in")
         return found
 
-    def login(self, token: str, response: Response, request: Request) -> Principal:
+    async def login(self, token: str, response: Response, request: Request) -> Principal:
         principal = self._tokens.principal_for(token.strip()) if token.strip() else None
         if principal is None:
             raise Refused(401, "token not accepted")
@@ -101,14 +85,11 @@ class ConsoleAuth:
             raise Refused(
                 403, f"{principal.id} is an {principal.kind} principal; the console is for people", principal
             )
-        sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = Session(
-            principal=principal, csrf=secrets.token_urlsafe(32), expires=time.monotonic() + SESSION_TTL_S
-        )
+        session = await self.sessions.start(principal)
         response.set_cookie(
             cookie_name(request),
-            sid,
-            max_age=SESSION_TTL_S,
+            session.id,
+            max_age=int(SESSION_TTL_S),
             path="/",
             httponly=True,
             samesite="strict",
@@ -117,10 +98,10 @@ class ConsoleAuth:
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
         return principal
 
-    def logout(self, request: Request, response: Response) -> None:
+    async def logout(self, request: Request, response: Response) -> None:
         sid = request.cookies.get(cookie_name(request))
         if sid:
-            self._sessions.pop(sid, None)
+            await self.sessions.end(sid)
         response.delete_cookie(cookie_name(request), path="/", secure=_secure(request), httponly=True)
 
 

@@ -7,6 +7,9 @@ A PyTorch loop calls ``beat()`` once per step::
             t0 = time.perf_counter()
             loss = model(batch).sum(); loss.backward(); opt.step()
             hb.beat(step, time.perf_counter() - t0)
+            if step % 500 == 0:
+                t0 = time.perf_counter(); save_checkpoint(model, step)
+                hb.checkpointed(step, time.perf_counter() - t0)   # the platform measures write times
 
 ``beat()`` never blocks the loop: beats go to a background thread that owns the NATS connection.
 Steps are averaged and published at most every ``min_interval_s``; while no step completes, the
@@ -127,6 +130,7 @@ class TrainingHeartbeat:
         self.dropped = 0
         self._avg = StepAverager(min_interval_s)
         self._last: Heartbeat | None = None
+        self._checkpoint: tuple[int, float] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Heartbeat | None] | None = None
         self._ready = threading.Event()
@@ -171,7 +175,8 @@ class TrainingHeartbeat:
     ) -> None:
         """Report that ``step`` finished after ``step_time_s`` seconds; never blocks."""
         self._avg.add(step_time_s, compute_s, comm_s)
-        if not self._avg.due():
+        checkpoint, self._checkpoint = self._checkpoint, None
+        if checkpoint is None and not self._avg.due():
             return
         mean, compute, comm = self._avg.take()
         beat = Heartbeat.model_validate(
@@ -184,10 +189,20 @@ class TrainingHeartbeat:
                 "comm_s": comm,
                 "collective_seq": collective_seq,
                 "hang_after_s": self.hang_after_s,
+                "checkpoint_step": checkpoint[0] if checkpoint else None,
+                "checkpoint_write_s": checkpoint[1] if checkpoint else None,
             }
         )
         if self._loop is not None and self._queue is not None:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, beat)
+
+    def checkpointed(self, step: int, write_s: float) -> None:
+        """Report that the checkpoint of ``step`` was written, blocking the loop for ``write_s``
+        seconds; it rides on the next beat (sent at once, whatever ``min_interval_s``). The platform
+        measures the job's checkpoint write time from these (``checkpoint_advice``)."""
+        if step < 0 or not write_s > 0:
+            raise ValueError(f"checkpointed(step >= 0, write_s > 0), got {step}, {write_s}")
+        self._checkpoint = (step, write_s)
 
     def close(self) -> None:
         if self._loop is not None and self._queue is not None and self._thread is not None:
@@ -229,7 +244,13 @@ class TrainingHeartbeat:
                 try:
                     beat = await asyncio.wait_for(self._queue.get(), timeout=self.keepalive_s)
                 except TimeoutError:
-                    beat = self._last.model_copy(update={"time": self.clock()}) if self._last else None
+                    beat = (
+                        self._last.model_copy(
+                            update={"time": self.clock(), "checkpoint_step": None, "checkpoint_write_s": None}
+                        )
+                        if self._last
+                        else None
+                    )
                     if beat is None:
                         continue
                 else:

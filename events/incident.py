@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import bisect
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.models import utcnow
 
@@ -146,7 +147,20 @@ class Incident(BaseModel):
     resolved_by: str | None = Field(default=None, description="who closed it (resolve_incident)")
     resolution: str | None = Field(default=None, description="how it ended, in the resolver's words")
 
+    @model_validator(mode="after")
+    def _one_clock(self) -> Incident:
+        # An incident made without ``updated_at`` was last changed when it opened (not "now" on
+        # some other clock: the twin's time and the wall clock differ by days).
+        if "updated_at" not in self.model_fields_set:
+            self.updated_at = self.opened_at
+        return self
+
     def note(self, what: str, detail: str = "", at: datetime | None = None) -> None:
+        """Add an entry to the timeline, in time order: a late event (its own time earlier than the
+        last entry's) goes where it happened, so the timeline never runs backwards, and
+        ``updated_at`` is the latest time on it (never earlier than before, never before
+        ``opened_at``)."""
         entry = TimelineEntry(what=what, detail=detail, time=at or utcnow())
-        self.timeline.append(entry)
-        self.updated_at = entry.time
+        where = bisect.bisect_right([e.time for e in self.timeline], entry.time)
+        self.timeline.insert(where, entry)
+        self.updated_at = max(self.updated_at, self.opened_at, self.timeline[-1].time)

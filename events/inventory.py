@@ -47,6 +47,9 @@ class AgentCounts(BaseModel):
     dropped: int = 0
     missed: int = 0
     pending: int = 0
+    dcgm_relayed: int = 0
+    """DCGM reports relayed (``aiops node --dcgm-exporter``)."""
+    dcgm_scrape_failures: int = 0
 
 
 class NodeInventory(BaseModel):

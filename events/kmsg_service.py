@@ -182,8 +182,12 @@ class KmsgService:
         max_deliver: int = DEFAULT_MAX_DELIVER,
         liveness: Liveness | None = None,
         dead_letter: DeadLetterHook | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``clock`` stamps a line that carries no time of its own: the backend's clock (the twin's
+        on the embedded platform), the clock the rest of the incident's records carry."""
         self.js = js
+        self.clock = clock
         self.batch_size = batch_size
         self.max_deliver = max_deliver
         self.processor = KmsgProcessor(gpu_index)
@@ -222,7 +226,7 @@ class KmsgService:
             raise
 
     async def _handle_batch(self, batch: list[Msg]) -> None:
-        received = utcnow()
+        received = self.clock()
         result = KmsgResult()
         for raw in batch:
             try:

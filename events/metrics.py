@@ -44,3 +44,13 @@ PLANNER_SECONDS = Histogram(
 )
 CLAUDE_TOKENS = Counter("aiops_claude_tokens_total", "Claude tokens, by kind", ["kind"])
 CLAUDE_COST = Counter("aiops_claude_cost_usd_total", "Claude spend in US dollars (list prices)")
+DCGM_EXPORTER_UP = Gauge(
+    "aiops_dcgm_exporter_up",
+    "1 when the DCGM detector's last read of this dcgm-exporter succeeded, 0 when it failed",
+    ["exporter"],
+)
+DCGM_EXPORTER_FAILURES = Counter(
+    "aiops_dcgm_exporter_scrape_failures_total",
+    "Reads of a dcgm-exporter that failed (refused, timed out, an HTTP error)",
+    ["exporter"],
+)

@@ -190,6 +190,14 @@ class Heartbeat(BaseModel):
         description="the job's own hang threshold: no progress for this long while ranks still beat is a "
         "hang (unset = derived from its step time, at least the detector's floor)",
     )
+    checkpoint_step: int | None = Field(
+        default=None,
+        ge=0,
+        description="the step of the checkpoint the rank finished writing since its last beat",
+    )
+    checkpoint_write_s: float | None = Field(
+        default=None, gt=0, description="how long that checkpoint's write blocked the rank (seconds)"
+    )
 
 
 class AuditRecord(BaseModel):

@@ -36,6 +36,8 @@ from events import subjects
 log = logging.getLogger(__name__)
 
 DAY_S = 24 * 3600.0
+CONSOLE_SESSION_TTL_S = 8 * 3600.0
+"""How long a fleet console session lasts (its bucket drops an entry that long after its last write)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class JetStreamLayout:
     dedupe_window_s: float = 600.0
     kmsg_max_age_s: float = 1 * DAY_S
     dlq_max_age_s: float = 30 * DAY_S
+    dcgm_max_age_s: float = 1 * DAY_S
+    dcgm_per_node: int = 5
     idempotency_ttl_s: float = 7 * DAY_S
     slack_replay_window_s: float = 11 * 60.0
 
@@ -77,6 +81,16 @@ class JetStreamLayout:
                 # after a NATS outage or an agent restart is stored once.
                 duplicate_window=self.dedupe_window_s,
                 description="Raw kernel log lines from GPU nodes, kept so a parser restart loses none",
+            ),
+            StreamConfig(
+                name=subjects.STREAM_DCGM,
+                subjects=[subjects.dcgm_all()],
+                storage=file,
+                num_replicas=self.replicas,
+                max_age=self.dcgm_max_age_s,
+                max_msgs_per_subject=self.dcgm_per_node,
+                discard=DiscardPolicy.OLD,
+                description="Node agents' relays of their dcgm-exporter: the latest reports per node",
             ),
             StreamConfig(
                 name=subjects.STREAM_DLQ,
@@ -140,6 +154,18 @@ class JetStreamLayout:
                 direct=True,
                 ttl=self.idempotency_ttl_s,
             ),
+            # Checkpoint write times per job, from the heartbeats (events/checkpoint_times.py).
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CHECKPOINT_TIMES, history=1, replicas=self.replicas, direct=True
+            ),
+            # Nodes flagged for pre-emptive removal (agents/preemptive.py), kept a week.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_PREEMPTIONS,
+                history=5,
+                replicas=self.replicas,
+                direct=True,
+                ttl=7 * 86_400.0,
+            ),
             # Signatures of Slack requests already run (chatops.replay): a repeat is a replay.
             KeyValueConfig(
                 bucket=subjects.BUCKET_SLACK_REQUESTS,
@@ -147,6 +173,14 @@ class JetStreamLayout:
                 replicas=self.replicas,
                 direct=True,
                 ttl=self.slack_replay_window_s,
+            ),
+            # Fleet console sessions (console/sessions.py): any replica accepts them, a restart keeps them.
+            KeyValueConfig(
+                bucket=subjects.BUCKET_CONSOLE_SESSIONS,
+                history=1,
+                replicas=self.replicas,
+                direct=True,
+                ttl=CONSOLE_SESSION_TTL_S,
             ),
         ]
 

@@ -13,6 +13,7 @@ STREAM_DLQ = "GPU_DLQ"
 STREAM_AUDIT = "GPU_AUDIT"
 STREAM_KMSG = "GPU_KMSG"
 STREAM_INCIDENTS = "GPU_INCIDENTS"
+STREAM_DCGM = "GPU_DCGM"
 BUCKET_INCIDENTS = "incidents"
 BUCKET_RUNBOOK_RUNS = "runbook_runs"
 BUCKET_LEASES = "leases"
@@ -23,6 +24,9 @@ BUCKET_BREAKER = "breaker"
 BUCKET_GPU_INVENTORY = "gpu_inventory"
 BUCKET_SLACK_REQUESTS = "slack_requests"
 BUCKET_REPAIRS = "repairs"
+BUCKET_CONSOLE_SESSIONS = "console_sessions"
+BUCKET_CHECKPOINT_TIMES = "checkpoint_times"
+BUCKET_PREEMPTIONS = "preemptions"
 STREAM_ESCALATIONS = "GPU_ESCALATIONS"
 
 _UNSAFE = re.compile(r"[.*>\s]")
@@ -47,6 +51,15 @@ def kmsg_all(cluster: str | None = None) -> str:
 
 def event(kind: EventKind, cluster: str, key: str) -> str:
     return f"gpu.events.{kind}.{token(cluster)}.{token(key)}"
+
+
+def dcgm(cluster: str, node: str) -> str:
+    """A node agent's relay of its dcgm-exporter (fleets without Prometheus)."""
+    return f"gpu.dcgm.{token(cluster)}.{token(node)}"
+
+
+def dcgm_all(cluster: str | None = None) -> str:
+    return f"gpu.dcgm.{token(cluster)}.>" if cluster else "gpu.dcgm.>"
 
 
 def events_all() -> str:

@@ -148,3 +148,44 @@ class FleetSpec(BaseModel):
                 ),
             ],
         )
+
+    @classmethod
+    def sized(cls, nodes: int, seed: int = 0) -> FleetSpec:
+        """A fleet of ``nodes`` nodes (``AIOPS_FLEET_NODES``): 16 is ``small()``; any other size is
+        leaves of ``NODES_PER_LEAF`` nodes in racks of 4 under one spine, about one node in fifty a
+        warm spare (at least 2), and 8-node jobs packed one per leaf, as many idle nodes as spares
+        left over. Raises ``ValueError`` with the rule a size breaks."""
+        if nodes < MIN_SIZED_NODES or nodes % NODES_PER_LEAF:
+            raise ValueError(
+                f"a fleet twin has a multiple of {NODES_PER_LEAF} nodes (one leaf switch each), "
+                f"at least {MIN_SIZED_NODES}; got {nodes}"
+            )
+        if nodes > MAX_SIZED_NODES:
+            raise ValueError(f"a fleet twin has at most {MAX_SIZED_NODES} nodes; got {nodes}")
+        if nodes == 16:
+            return cls.small(seed=seed)
+        spares = max(2, -(-nodes // 50))
+        job_count = (nodes - 2 * spares) // NODES_PER_LEAF
+        return cls(
+            seed=seed,
+            leaf_switches=nodes // NODES_PER_LEAF,
+            nodes_per_leaf=NODES_PER_LEAF,
+            nodes_per_rack=4,
+            spare_nodes=spares,
+            jobs=[
+                JobSpec(
+                    name=f"train-{i:0{max(2, len(str(job_count)))}d}",
+                    nodes=NODES_PER_LEAF,
+                    step_time_s=2.0,
+                    checkpoint_interval_s=1800.0,
+                    checkpoint_write_s=30.0,
+                )
+                for i in range(1, job_count + 1)
+            ],
+        )
+
+
+NODES_PER_LEAF = 8
+"""Nodes under one leaf switch in ``FleetSpec.sized`` (an HGX scalable unit's rail group)."""
+MIN_SIZED_NODES = 16
+MAX_SIZED_NODES = 16_384

@@ -97,6 +97,8 @@ class RankBeat:
     comm_s: float
     collective_seq: int
     time: datetime
+    checkpoint_step: int | None = None  # the checkpoint finished since the job's previous beats
+    checkpoint_write_s: float | None = None  # and how long its write blocked the rank
 
 
 BeatCallback = Callable[[RankBeat], None]
@@ -140,6 +142,7 @@ class FleetTelemetry:
         self.workload_factor: dict[str, float] = {}
         self._stalls: dict[str, _Stall] = {}
         self._last_beat: dict[str, datetime] = {}
+        self._checkpoint_told: dict[str, int] = {}  # job -> the checkpoint step its beats reported
         self._subscribers: list[BeatCallback] = []
 
     # -- faults -------------------------------------------------------------------------------------
@@ -273,6 +276,11 @@ class FleetTelemetry:
         step_s, compute, _ = self.step_profile(job)
         stall = self._stalls.get(job.name) if job.state == "stalled" else None
         beats = []
+        done = job.last_checkpoint_step if job.last_checkpoint_at is not None else None
+        if done is not None and job.checkpoint_write_s > 0 and self._checkpoint_told.get(job.name) != done:
+            self._checkpoint_told[job.name] = done
+        else:
+            done = None
         for rank, rank_compute in enumerate(compute):
             if stall is not None and rank in stall.dead_ranks:
                 continue  # the process is gone: no more beats
@@ -293,6 +301,8 @@ class FleetTelemetry:
                     comm_s=max(0.0, step_s - rank_compute) * noise,
                     collective_seq=seq,
                     time=now,
+                    checkpoint_step=done,
+                    checkpoint_write_s=job.checkpoint_write_s if done is not None else None,
                 )
             )
         return beats

@@ -7,6 +7,7 @@ it. Everything is deterministic under ``spec.seed`` (one ``random.Random``; neve
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -48,6 +49,9 @@ class FleetTwin:
 
     def __init__(self, spec: FleetSpec | None = None, clock: VirtualClock | None = None) -> None:
         self.spec = spec if spec is not None else FleetSpec.small()
+        self.run_id = uuid.uuid4().hex[:12]
+        """This twin's identity: a fresh twin is a fresh fleet (state kept about an earlier twin of the
+        same spec, such as the circuit breaker's take-outs, does not apply to it)."""
         self.clock = clock if clock is not None else VirtualClock(self.spec.epoch)
         self._rng = random.Random(self.spec.seed)
         self.cluster: Cluster = build_cluster(self.spec, self._rng)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from events.checkpoint_times import CheckpointTimes
+from events.documents import Documents, MemoryDocuments
+from events.models import utcnow
 from events.repairs import NoRepairs, RepairSource
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
@@ -28,6 +33,8 @@ class PolicyLimits:
     # The rest: see mcp_server/gate/policies/*.cedar and aiops/settings.py for what each means.
     max_out_of_service_pct: int = 30
     min_spares: int = 1
+    # The reserve follows spare_advice (mcp_server/spare_reserve.py); min_spares is then its floor.
+    min_spares_auto: bool = False
     max_gpu_hours_at_risk: int = 100
     breaker_window_s: float = 3600.0
     breaker_threshold_pct: int = 20
@@ -53,8 +60,15 @@ class ServerDeps:
     telemetry: TelemetrySource = field(default_factory=NoTelemetry)
     runbooks: RunbookLibrary = field(default_factory=RunbookLibrary.load)
     runs: RunStore = field(default_factory=MemoryRunStore)
+    # Checkpoint write times measured from the jobs' heartbeats (events/checkpoint_times.py).
+    checkpoint_times: Documents[CheckpointTimes] = field(
+        default_factory=lambda: MemoryDocuments(CheckpointTimes)
+    )
     # A person's destructive call waits for their confirmation through MCP elicitation (and is
     # refused when their client cannot ask); off for the agent's and the chat front door's servers.
     confirm_destructive: bool = False
     # Hide every mutating tool and refuse mutations at the gate (see mcp_server/read_only.py).
     read_only: bool = False
+    # The backend's clock: every record the tools write (audit, incident notes) carries it, so it
+    # lines up with the events and incidents (the twin's clock on the embedded platform).
+    clock: Callable[[], datetime] = utcnow

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from contracts.client import ToolClient, ToolResult
@@ -112,12 +113,21 @@ def evaluate(check: Check, result: Any, context: dict[str, Any] | None = None) -
 
 class RunbookEngine:
     def __init__(
-        self, tools: ToolClient, store: RunStore, library: RunbookLibrary, *, inline_wait_s: float = 0.0
+        self,
+        tools: ToolClient,
+        store: RunStore,
+        library: RunbookLibrary,
+        *,
+        inline_wait_s: float = 0.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``clock`` stamps the run's records (the backend's clock: the twin's on the embedded
+        platform, so a run's times line up with its incident's); waits are timed on the wall clock."""
         self.tools = tools
         self.store = store
         self.library = library
         self.inline_wait_s = inline_wait_s
+        self.clock = clock
         self._takes_incident: set[str] | None = None
 
     async def run(
@@ -142,6 +152,7 @@ class RunbookEngine:
                 context=context or {},
                 dry_run=dry_run,
                 status="running",
+                created_at=self.clock(),
             )
             await self.store.save(state)
         elif state.status == "awaiting_approval":
@@ -203,7 +214,7 @@ class RunbookEngine:
             return state
         for step in state.steps:
             if step.status in ("awaiting_approval", "waiting", "running"):
-                step.status, step.error, step.finished_at = "failed", why, utcnow()
+                step.status, step.error, step.finished_at = "failed", why, self.clock()
         state.error, state.approval_id = why, None
         return await self._finish(state, "abandoned")
 
@@ -276,7 +287,7 @@ class RunbookEngine:
         record.status, record.arguments, record.mutating = "running", arguments, mutating
         record.idempotency_key = arguments.get("idempotency_key")
         record.approval_id, record.error = None, None
-        record.started_at = utcnow()
+        record.started_at = self.clock()
         await self.store.save(state)  # before: a crash from here on resumes this step with the same key
 
         result, failure, parked = await self._call_until_done(
@@ -289,7 +300,7 @@ class RunbookEngine:
                 state.error = f"{phase} {step.id} ({step.tool}) waits: {failure}"
             await self.store.save(state)
             return False
-        record.finished_at = utcnow()
+        record.finished_at = self.clock()
         record.result = result.structured if result.structured is not None else result.text
         refusal = result.refusal
         if result.ok:

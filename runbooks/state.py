@@ -3,6 +3,7 @@ was interrupted resumes without repeating a finished mutation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -114,14 +115,16 @@ class DocumentRunStore:
     read, and refused when the stored run carries a higher fencing token than the one saving it:
     the replica whose lease expired cannot overwrite the run its successor resumed."""
 
-    def __init__(self, docs: Documents[RunState]) -> None:
+    def __init__(self, docs: Documents[RunState], clock: Callable[[], datetime] = utcnow) -> None:
+        """``clock`` stamps ``updated_at``: the backend's clock (the twin's on the embedded platform)."""
         self.docs = docs
+        self.clock = clock
 
     async def load(self, run_id: str) -> RunState | None:
         return await self.docs.get(_key(run_id))
 
     async def save(self, state: RunState) -> None:
-        state.updated_at = utcnow()
+        state.updated_at = self.clock()
         key = _key(state.run_id)
         for _ in range(MAX_CAS_RETRIES):
             found = await self.docs.read(key)
@@ -143,12 +146,12 @@ class DocumentRunStore:
 class KvRunStore(DocumentRunStore):
     """Runs in the JetStream KV bucket ``runbook_runs``."""
 
-    def __init__(self, kv: KeyValue) -> None:
-        super().__init__(KvDocuments(kv, RunState))
+    def __init__(self, kv: KeyValue, clock: Callable[[], datetime] = utcnow) -> None:
+        super().__init__(KvDocuments(kv, RunState), clock)
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> KvRunStore:
-        return cls(await js.key_value(subjects.BUCKET_RUNBOOK_RUNS))
+    async def open(cls, js: JetStreamContext, clock: Callable[[], datetime] = utcnow) -> KvRunStore:
+        return cls(await js.key_value(subjects.BUCKET_RUNBOOK_RUNS), clock)
 
 
 class MemoryRunStore(DocumentRunStore):

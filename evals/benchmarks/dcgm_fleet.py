@@ -2,9 +2,10 @@
 
 A generated dcgm-exporter exposition (8 GPUs a node, the 12 fields the detector reads) is served
 over HTTP and scraped by Debian's ``prometheus``; after the baseline scrapes, 0.1% of the GPUs
-gain double-bit errors. Per fleet size, two ways to run a round:
+gain double-bit errors. Per fleet size, the ways to run a round:
 
-- ``full``: every DCGM series (``PrometheusSource``'s query, and the changes source's resync);
+- ``full``: every GPU's DCGM fields, the changes source's baseline (one question per field);
+  ``full_one_query``: the same in one query (``PrometheusSource``), up to 16k GPUs only;
 - ``changes``: only the GPUs that changed or are past a threshold, the whole question evaluated at
   query time (``PrometheusChangesSource``, window 1m);
 - ``recorded``: the same GPUs from the recording rule ``gpu:dcgm_attention``
@@ -12,12 +13,20 @@ gain double-bit errors. Per fleet size, two ways to run a round:
   at its rule interval: the detector's round is then an index lookup.
 
 For each: wall time of the query, bytes transferred, Prometheus's own evaluation time, series
-returned, and the detector's time on the answer. Writes ``evals/out/dcgm_fleet.json``.
-Run: ``.venv/bin/python -m evals.benchmarks.dcgm_fleet [sizes...]`` (needs ``prometheus`` on PATH).
+returned, and the detector's time on the answer. A size this machine cannot do against Prometheus
+(a query Prometheus refuses, a scrape it cannot finish) records Prometheus's reason and goes on.
+
+Then the round without Prometheus (``AIOPS_DCGM_EXPORTERS``): one exporter per node, read in full
+every round by ``ExporterSource`` (32 at a time): wall time and bytes.
+
+Writes ``evals/out/dcgm_fleet.json`` (``--exporters-only``: ``dcgm_fleet_exporters.json``).
+Run: ``.venv/bin/python -m evals.benchmarks.dcgm_fleet [sizes...] [--exporters-only]`` (needs
+``prometheus`` on PATH).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -29,13 +38,13 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
-from events.detectors.exposition import DCGM_PROMQL
+from events.detectors.dcgm import FIELDS, METRIC_NAMES, XID_COUNT, DcgmDetector, group_samples
+from events.detectors.exposition import DCGM_PROMQL, ExporterSource
 from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
 
 OUT = Path(__file__).resolve().parents[1] / "out" / "dcgm_fleet.json"
@@ -143,58 +152,139 @@ def one_size(gpus: int) -> dict[str, object]:
     exporter = Exporter()
     exporter.body = exposition(gpus, set())
     changed_body = exposition(gpus, faulty)
-    with tempfile.TemporaryDirectory() as tmp, prometheus(Path(tmp), exporter.target, interval) as url:
-        wait(lambda: scalar(url, "count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == gpus, 600, "the baseline scrape")
-        baseline_scrapes = exporter.scrapes
-        wait(lambda: exporter.scrapes >= baseline_scrapes + 1, 600, "a second baseline scrape")
-        source = PrometheusChangesSource(url, window="1m", timeout_s=900)
-        recorded = PrometheusChangesSource(url, recorded=True, timeout_s=900)
-        detector = DcgmDetector("bench")
-        samples, full = source.ask(DCGM_PROMQL, "full")
-        started = time.perf_counter()
-        detector.observe_readings(group_samples(samples), datetime.now(UTC))
-        full_detect_s = time.perf_counter() - started
-        exporter.body = changed_body
-        wait(
-            lambda: scalar(url, "sum(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == len(faulty),
-            600,
-            "the faults scraped",
-        )
-        samples, changes = source.ask(source.query)
-        started = time.perf_counter()
-        events = detector.observe_readings(group_samples(samples), datetime.now(UTC))
-        changes_detect_s = time.perf_counter() - started
-        wait(
-            lambda: scalar(url, f"count({RECORDED})") >= len(faulty),
-            900,
-            "the recording rule to see the faults",
-        )
-        _, by_rule = recorded.ask_recorded()
-        _, full_again = source.ask(DCGM_PROMQL, "full")
-    exporter.server.shutdown()
-    return {
+    result: dict[str, object] = {
         "gpus": gpus,
         "series": gpus * (len(FIELDS) + 1),
         "exposition_bytes": len(changed_body),
         "faulty_gpus": len(faulty),
-        "events_found": len(events),
-        "full": {**full.__dict__, "detector_s": round(full_detect_s, 4)},
-        "full_after_faults": full_again.__dict__,
-        "changes": {**changes.__dict__, "detector_s": round(changes_detect_s, 4)},
-        "recorded": by_rule.__dict__,
+        "scrape_interval_s": interval,
     }
+
+    def attempt(name: str, step: Callable[[], dict[str, object]]) -> None:
+        # A step this machine cannot do (a query past Prometheus's timeout) is recorded with
+        # Prometheus's reason; the others still run.
+        try:
+            result[name] = step()
+        except (OSError, ValueError) as exc:
+            result[name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        print(json.dumps({name: result[name]}), flush=True)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, prometheus(Path(tmp), exporter.target, interval) as url:
+        wait(lambda: scalar(url, "count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == gpus, 900, "the baseline scrape")
+        baseline_scrapes = exporter.scrapes
+        wait(lambda: exporter.scrapes >= baseline_scrapes + 1, 900, "a second baseline scrape")
+        result["ingest_s"] = round(time.perf_counter() - started, 1)
+        source = PrometheusChangesSource(url, window="1m", timeout_s=900)
+        recorded = PrometheusChangesSource(url, recorded=True, timeout_s=900)
+        detector = DcgmDetector("bench")
+
+        def full() -> dict[str, object]:
+            samples, done = source.ask_full()
+            started = time.perf_counter()
+            detector.observe_readings(group_samples(samples), datetime.now(UTC))
+            return {**done.__dict__, "detector_s": round(time.perf_counter() - started, 4)}
+
+        attempt("full", full)
+        if gpus <= 20_000:  # at 100k one query for every series outlasts Prometheus's 2-minute timeout
+            attempt("full_one_query", lambda: source.ask(DCGM_PROMQL, "full")[1].__dict__)
+        exporter.body = changed_body
+        wait(
+            lambda: scalar(url, "sum(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == len(faulty),
+            900,
+            "the faults scraped",
+        )
+
+        def changes() -> dict[str, object]:
+            samples, done = source.ask(source.query)
+            started = time.perf_counter()
+            events = detector.observe_readings(group_samples(samples), datetime.now(UTC))
+            detect_s = time.perf_counter() - started
+            return {**done.__dict__, "detector_s": round(detect_s, 4), "events_found": len(events)}
+
+        attempt("changes", changes)
+
+        def by_rule() -> dict[str, object]:
+            wait(lambda: scalar(url, f"count({RECORDED})") >= len(faulty), 900, "the rule to see the faults")
+            return recorded.ask_recorded()[1].__dict__
+
+        attempt("recorded", by_rule)
+    exporter.server.shutdown()
+    result["prometheus_part_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def exporters_round(gpus: int, concurrency: int = 32) -> dict[str, object]:
+    """The round without Prometheus (``AIOPS_DCGM_EXPORTERS``): one exporter per node (files served
+    by ``python -m http.server`` in its own process), every one read in full each round."""
+    nodes = gpus // GPUS_PER_NODE
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        text = exposition(gpus, set()).decode()
+        per_node: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            node = line[line.index('Hostname="') + 10 :].split('"', 1)[0]
+            per_node.setdefault(node, []).append(line)
+        for node, lines in per_node.items():
+            (root / node).mkdir()
+            (root / node / "metrics").write_text("\n".join(lines) + "\n")
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            urls = [f"http://127.0.0.1:{port}/{node}/metrics" for node in sorted(per_node)]
+
+            def answers() -> bool:
+                with urllib.request.urlopen(urls[0], timeout=5) as answer:
+                    return bool(answer.status == 200)
+
+            wait(answers, 60, "the exporters")
+            source = ExporterSource(urls, timeout_s=60, concurrency=concurrency, names=METRIC_NAMES)
+            detector = DcgmDetector("bench")
+            rounds = []
+            for _ in range(2):  # the first is the detector's baseline
+                before = source.bytes_read
+                started = time.perf_counter()
+                samples = asyncio.run(source.scrape())
+                fetched = time.perf_counter() - started
+                detector.observe_readings(group_samples(samples), datetime.now(UTC))
+                rounds.append(
+                    {
+                        "wall_s": round(time.perf_counter() - started, 3),
+                        "fetch_and_parse_s": round(fetched, 3),
+                        "bytes": source.bytes_read - before,
+                        "series": len(samples),
+                    }
+                )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {"exporters": nodes, "concurrency": concurrency, "down": len(source.down), "rounds": rounds}
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000, 16_000, 100_000]
+    args = sys.argv[1:]
+    only_exporters = "--exporters-only" in args
+    sizes = [int(a) for a in args if not a.startswith("--")] or [1_000, 16_000, 100_000]
     results = []
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    out = OUT.with_name("dcgm_fleet_exporters.json") if only_exporters else OUT
     for gpus in sizes:
-        result = one_size(gpus)
+        result: dict[str, object] = {"gpus": gpus}
+        if not only_exporters:
+            try:
+                result = one_size(gpus)
+            except TimeoutError as exc:  # Prometheus could not even ingest the fleet in time
+                result["prometheus_error"] = str(exc)
+        result["exporters"] = exporters_round(gpus)
         results.append(result)
         print(json.dumps(result), flush=True)
-        OUT.write_text(json.dumps(results, indent=2))  # after each size: the big ones take long
-    print(f"written {OUT}")
+        out.write_text(json.dumps(results, indent=2))  # after each size: the big ones take long
+    print(f"written {out}")
 
 
 if __name__ == "__main__":

@@ -153,6 +153,33 @@ def _claude(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _replicas(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for run in d["runs"]:
+        t, f, c = run["throughput"], run["first_action"], run["counts"]
+        n = run["replicas"]
+        rows += [
+            Row(
+                "replicas",
+                f"{n} agent process(es): events/s (raw pull on the same cluster)",
+                f"{t['agents_events_per_s']:,} ({t['raw_jetstream_pull_events_per_s']:,})",
+            ),
+            Row(
+                "replicas",
+                f"{n} agent process(es): first action p50 / p99 ms",
+                f"{f['first_action_ms_p50']} / {f['first_action_ms_p99']}",
+            ),
+            Row(
+                "replicas",
+                f"{n} agent process(es): Xid 79 incidents / probes; GPUs isolated twice+",
+                f"{c['xid79_incidents']} / {c['probes']}; {c['gpus_isolated_twice_or_more']}",
+                "= probes; 0",
+                _met(c["xid79_incidents"] == c["probes"] and c["gpus_isolated_twice_or_more"] == 0),
+            ),
+        ]
+    return rows
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "agent_throughput": _agent,
     "first_action": _first,
@@ -161,6 +188,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "kmsg_worst_line": _worst_line,
     "twin_speed": _twin,
     "claude_planner": _claude,
+    "replicas": _replicas,
 }
 
 

@@ -9,7 +9,8 @@
   the fleet has (a person's repair without the repair lever).
 - ``precursors``: pre-emptive removal, a flagged node swapped out at the job's next stop
   (``Levers.precursors``, policy ``next_restart``); ``precursors_drain``: the same flags, the job
-  drained at its next checkpoint boundary (policy ``drain``).
+  drained at its next checkpoint boundary (policy ``drain``); ``precursors_agent``: what the agent
+  does (``agents/preemptive.py``): the next stop within 6 h, else a drain at the checkpoint boundary.
 - ``repair``: the platform's reset / reboot / verify before a ticket (``Levers.fast_repair``).
 - ``all``: every lever; spare sizing then uses the shorter repair times. ``all_but_precursors``:
   the levers that rest on no assumed precursor share.
@@ -26,7 +27,16 @@ from skills.goodput_math import daly_interval_s, spare_advice, young_interval_s
 
 ASSUMED_RATE = 4.0  # per 1000 node-days: the rate a job's configured interval was tuned for
 SPARE_TARGET = 0.01  # P(a node failure finds the pool dry): ByteRobust sizes at the P99
-LEVERS = ("checkpoint", "spares", "precursors", "precursors_drain", "repair", "all_but_precursors", "all")
+LEVERS = (
+    "checkpoint",
+    "spares",
+    "precursors",
+    "precursors_drain",
+    "precursors_agent",
+    "repair",
+    "all_but_precursors",
+    "all",
+)
 REPAIR_SIGMA = 0.5  # the simulator's lognormal spread of a person's repair
 
 
@@ -80,9 +90,11 @@ def advised_spares(case: FleetCase, fast: Levers | None, causes: tuple[Cause, ..
     ).spares
 
 
-def setting(case: FleetCase, lever: str) -> tuple[FleetCase, Levers]:
-    """The case and levers for ``lever`` ('baseline' or one of ``LEVERS``)."""
+def setting(case: FleetCase, lever: str, repair_s: float | None = None) -> tuple[FleetCase, Levers]:
+    """The case and levers for ``lever`` ('baseline' or one of ``LEVERS``); ``repair_s``: the
+    platform's repair turnaround (measured: ``evals.goodput.measured.repair_from``)."""
     base = baseline_case(case)
+    repair = {} if repair_s is None else {"fast_repair_s": repair_s}
     if lever == "baseline":
         return base, Levers()
     if lever == "checkpoint":
@@ -93,12 +105,14 @@ def setting(case: FleetCase, lever: str) -> tuple[FleetCase, Levers]:
         return base, Levers(precursors=True)
     if lever == "precursors_drain":
         return base, Levers(precursors=True, precursor_policy="drain")
+    if lever == "precursors_agent":
+        return base, Levers(precursors=True, precursor_policy="next_stop_or_drain")
     if lever == "repair":
-        return base, Levers(fast_repair=True)
+        return base, Levers(fast_repair=True, **repair)
     if lever == "all_but_precursors":
-        fast = Levers(fast_repair=True)
+        fast = Levers(fast_repair=True, **repair)
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     if lever == "all":
-        fast = Levers(precursors=True, fast_repair=True)
+        fast = Levers(precursors=True, precursor_policy="next_stop_or_drain", fast_repair=True, **repair)
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     raise ValueError(f"unknown lever {lever!r}; known: baseline, {', '.join(LEVERS)}")

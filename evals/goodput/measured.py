@@ -18,12 +18,14 @@ detection (``mitigate_s - detect_s``).
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evals.goodput.operators import ASSUMED, Signal, Timing
+from fleet.maintenance import REBOOT_S, RESET_S
 
 Sample = dict[str, Any]
 
@@ -42,11 +44,58 @@ SOURCES: dict[Signal, tuple[tuple[str, ...], Callable[[Sample], bool]]] = {
 }
 
 
+VERIFY_S = 30 * 60.0  # ASSUMPTION: diagnostics (DCGM diag level 2-3) before a node rejoins the pool
+
+
+@dataclass(frozen=True)
+class RepairTime:
+    """The platform's repair of a removed node before it rejoins the warm pool: a GPU reset, then a
+    reboot (the ``reset-gpu`` -> ``drain-and-reboot-node`` fallback chain), then verification."""
+
+    reset_s: float
+    reboot_s: float
+    verify_s: float
+    basis: str
+
+    @property
+    def seconds(self) -> float:
+        return self.reset_s + self.reboot_s + self.verify_s
+
+
+def _turnarounds(families: dict[str, Any], runbook: str) -> list[float]:
+    return [
+        float(s["mitigate_s"]) - float(s["detect_s"])
+        for family in families.values()
+        for s in family.get("samples", [])
+        if runbook in (s.get("runbooks") or []) and s.get("mitigate_s") is not None
+    ]
+
+
+def repair_from(data: dict[str, Any]) -> RepairTime:
+    """Reset and reboot turnaround from the scenarios' incidents mitigated by those runbooks (from
+    detection to ``mitigated``, which waits for the reset or reboot to finish); the twin's own
+    durations, labelled, where no scenario measures one."""
+    families: dict[str, Any] = data.get("families", {})
+    parts: list[str] = []
+    values: list[float] = []
+    for runbook, twin_s in (("reset-gpu", RESET_S), ("drain-and-reboot-node", REBOOT_S)):
+        found = _turnarounds(families, runbook)
+        if found:
+            values.append(statistics.median(found))
+            parts.append(f"{runbook} measured (median of {len(found)}: {values[-1]:.0f} s)")
+        else:
+            values.append(twin_s)
+            parts.append(f"{runbook} NO MEASUREMENT: the twin's {twin_s:.0f} s")
+    parts.append(f"verification ASSUMED {VERIFY_S / 60:.0f} min")
+    return RepairTime(values[0], values[1], VERIFY_S, "; ".join(parts))
+
+
 @dataclass(frozen=True)
 class MeasuredTimes:
     timings: dict[Signal, Timing]
     path: str
     planner: str | None
+    repair: RepairTime | None = None
 
 
 def timings_from(data: dict[str, Any], path: str = "") -> MeasuredTimes:
@@ -78,7 +127,7 @@ def timings_from(data: dict[str, Any], path: str = "") -> MeasuredTimes:
             )
         else:
             timings[signal] = Timing(assumed.samples, f"NO MEASUREMENT ({where}); {assumed.source}", False)
-    return MeasuredTimes(timings, path, ",".join(sorted(planners)) or None)
+    return MeasuredTimes(timings, path, ",".join(sorted(planners)) or None, repair_from(data))
 
 
 def load(path: Path) -> MeasuredTimes:

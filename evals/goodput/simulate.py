@@ -13,6 +13,7 @@ degraded on fewer nodes.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -126,6 +127,9 @@ class Levers:
     stop (any interruption), never stopping the job for it — the failure is avoided when the job
     stopped between the warning and the crash and a spare was free; ``drain`` stops the job at its
     next checkpoint boundary (no work lost; needs one checkpoint cycle of warning and a free spare).
+    ``next_stop_or_drain`` is what the agent does (``agents/preemptive.py``): swap at the job's next
+    stop if one comes within ``precursor_drain_after_s`` of the flag, else drain at the checkpoint
+    boundary after that (needs that much warning plus a cycle; a false flag then costs a restart).
     ``false_drains_per_catch`` healthy nodes are flagged with every true catch: each takes a spare
     out for ``false_drain_verify_s`` and, under ``drain``, costs the job a planned restart. ``fast_repair``: a removed node first gets the platform's reset /
     reboot and verification (``fast_repair_s``), which fixes ``Cause.reset_fixes`` of them; the rest
@@ -133,7 +137,8 @@ class Levers:
 
     spares: int | None = None
     precursors: bool = False
-    precursor_policy: Literal["next_restart", "drain"] = "next_restart"
+    precursor_policy: Literal["next_restart", "drain", "next_stop_or_drain"] = "next_restart"
+    precursor_drain_after_s: float = 6 * HOUR  # next_stop_or_drain: drain when no stop came by then
     precursor_lead_mean_s: float = 24 * HOUR  # ASSUMPTION: precursors show a day ahead on average
     false_drains_per_catch: float = 1.0  # ASSUMPTION: precision 0.5
     false_drain_verify_s: float = 2 * HOUR  # ASSUMPTION: drain, diagnostics (DCGM diag), return
@@ -167,12 +172,21 @@ def simulate(
     next_false = false_rng.expovariate(false_rate) if false_rate > 0 else math.inf
     t, since_ckpt, running_from, last_stop = 0.0, 0.0, 0.0, -math.inf
     drain = levers.precursor_policy == "drain"
+    hybrid = levers.precursor_policy == "next_stop_or_drain"
+    next_stop = levers.precursor_policy == "next_restart"
+    wait_s = levers.precursor_drain_after_s if hybrid else 0.0
+    stops: list[float] = []  # every time the job stopped, in order
+
+    def stopped_within(start: float, end: float) -> bool:
+        i = bisect.bisect_left(stops, start)
+        return i < len(stops) and stops[i] <= end
 
     def stop(at: float, down: float, keep_work: bool) -> None:
         """The job trains until ``at``, then is down for ``down``; a crash loses the work since the
         last durable checkpoint (a write in flight too), a drain at the checkpoint boundary keeps it."""
         nonlocal since_ckpt, running_from, last_stop
         last_stop = at
+        stops.append(at)
         since_ckpt = _train(result, since_ckpt, at - running_from, interval, write)
         lost = 0.0 if keep_work else min(since_ckpt, interval)
         result.productive_s -= lost
@@ -189,17 +203,20 @@ def simulate(
             rng.random() < cause.precursor,
             (rng.expovariate(1 / levers.precursor_lead_mean_s)),
         )
-        while next_false < min(t, horizon):  # a drain of a healthy node the precursors flagged
-            at, next_false = next_false, next_false + false_rng.expovariate(false_rate)
+        while next_false + wait_s < min(t, horizon):  # a healthy node the precursors flagged
+            flagged, next_false = next_false, next_false + false_rng.expovariate(false_rate)
+            at = flagged + wait_s
             while repairs and repairs[0] <= at:
                 heapq.heappop(repairs)
                 spares += 1
-            if spares == 0 or (drain and at < running_from):
+            # The agent's policy swaps it at a stop that came in time (only the spare is spent).
+            free = hybrid and stopped_within(flagged, at)
+            if spares == 0 or ((drain or (hybrid and not free)) and at < running_from):
                 continue
             spares -= 1
             heapq.heappush(repairs, at + levers.false_drain_verify_s)
             result.false_drains += 1
-            if drain:
+            if drain or (hybrid and not free):
                 swap = operator.respond("xid", True, True, respond_rng).recover_s
                 stop(at, swap + case.restart_overhead_s, keep_work=True)
         if t >= horizon:
@@ -218,11 +235,27 @@ def simulate(
             heapq.heappush(repairs, t + repair)
         if t < running_from:
             continue  # the job is already down for an earlier failure
-        if levers.precursors and warned and spare_ready and not drain and last_stop >= t - lead:
+        if levers.precursors and warned and spare_ready and next_stop and last_stop >= t - lead:
             # Swapped out at the job's last stop, after the warning: the crash never reaches the job.
             result.drains_avoided += 1
             continue
-        if levers.precursors and warned and spare_ready and drain and lead >= interval + write:
+        if (
+            levers.precursors
+            and warned
+            and spare_ready
+            and hybrid
+            and stopped_within(t - lead, min(t, t - lead + wait_s))
+        ):
+            # Swapped out at a stop that came within the wait: the crash never reaches the job.
+            result.drains_avoided += 1
+            continue
+        if (
+            levers.precursors
+            and warned
+            and spare_ready
+            and (drain or hybrid)
+            and lead >= wait_s + interval + write
+        ):
             # Drained at the checkpoint boundary before the crash: no work lost, a planned swap.
             result.drains_avoided += 1
             response = operator.respond(cause.signal, cause.persistent, True, respond_rng)

@@ -13,16 +13,21 @@ renames counter samples ``<name>_total``; this one counts a malformed line and g
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-import urllib.request
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import aiohttp
 from prometheus_api_client import PrometheusConnect
+
+from events.metrics import DCGM_EXPORTER_FAILURES, DCGM_EXPORTER_UP
 
 if TYPE_CHECKING:
     from events.detectors.dcgm import GpuReading
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,31 +155,99 @@ class TextSource:
 
 
 class ExporterSource:
-    """dcgm-exporter's ``/metrics`` over HTTP."""
+    """dcgm-exporter's ``/metrics`` over HTTP: one exporter, or a fleet's (one per node) without a
+    Prometheus in between (``AIOPS_DCGM_EXPORTERS``).
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, names: Container[str] | None = None) -> None:
-        self.url = url
+    The exporters are fetched concurrently, at most ``concurrency`` at a time, each within
+    ``timeout_s``; each answer is parsed in a worker thread. An exporter that cannot be read (refused,
+    timed out, an HTTP error) leaves its GPUs out of this round and is reported — ``down`` holds why,
+    ``aiops_dcgm_exporter_up`` and ``aiops_dcgm_exporter_scrape_failures_total`` count it, a log line
+    marks each change between up and down — but the others still count. Only a round in which no
+    exporter answered fails (``OSError``), so a single exporter behaves as before.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        timeout_s: float = 5.0,
+        concurrency: int = 32,
+        names: Container[str] | None = None,
+    ) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(dict.fromkeys(urls))
+        if not self.urls:
+            raise ValueError("ExporterSource needs at least one dcgm-exporter URL")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self._timeout = timeout_s
+        self._concurrency = concurrency
         self._names = names
         self.malformed = 0
+        self.failures = 0
+        self.bytes_read = 0
+        self.down: dict[str, str] = {}
+        """Exporters the last round could not read, and why."""
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
     @property
     def where(self) -> str:
-        return self.url
-
-    def _fetch(self) -> str:
-        with urllib.request.urlopen(self.url, timeout=self._timeout) as resp:
-            body: bytes = resp.read()
-            return body.decode("utf-8", "replace")
-
-    def _fetch_and_parse(self) -> tuple[list[Sample], int]:
-        return parse_exposition(self._fetch(), self._names)
+        return self.urls[0] if len(self.urls) == 1 else f"{len(self.urls)} dcgm-exporters"
 
     async def scrape(self) -> list[Sample]:
-        # Fetched and parsed in a worker thread: a fleet's scrape is tens of thousands of lines.
-        samples, bad = await asyncio.to_thread(self._fetch_and_parse)
+        gate = asyncio.Semaphore(self._concurrency)
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            answers = await asyncio.gather(*(self._one(http, gate, url) for url in self.urls))
+        samples: list[Sample] = []
+        for url, answer in zip(self.urls, answers, strict=True):
+            if isinstance(answer, str):
+                self._mark_down(url, answer)
+            else:
+                self._mark_up(url)
+                samples += answer
+        if len(self.down) == len(self.urls):
+            raise OSError(
+                f"no dcgm-exporter answered: {'; '.join(f'{u}: {r}' for u, r in self.down.items())}"
+            )
+        return samples
+
+    async def _one(
+        self, http: aiohttp.ClientSession, gate: asyncio.Semaphore, url: str
+    ) -> list[Sample] | str:
+        """The exporter's samples, or why it could not be read."""
+        async with gate:
+            try:
+                async with http.get(url) as answer:
+                    if answer.status != 200:
+                        return f"HTTP {answer.status}"
+                    body = await answer.read()
+            except TimeoutError:
+                return f"no answer within {self._timeout:g}s"
+            except (aiohttp.ClientError, OSError) as exc:
+                return f"{type(exc).__name__}: {exc}"
+        self.bytes_read += len(body)
+        # Parsed in a worker thread: a node's scrape is thousands of lines, a fleet's far more.
+        samples, bad = await asyncio.to_thread(parse_exposition, body.decode("utf-8", "replace"), self._names)
         self.malformed += bad
         return samples
+
+    def _mark_down(self, url: str, reason: str) -> None:
+        self.failures += 1
+        DCGM_EXPORTER_FAILURES.labels(url).inc()
+        DCGM_EXPORTER_UP.labels(url).set(0)
+        if url not in self.down:
+            log.warning(
+                "dcgm-exporter %s cannot be read (%s): its GPUs are left out until it answers", url, reason
+            )
+        self.down[url] = reason
+
+    def _mark_up(self, url: str) -> None:
+        DCGM_EXPORTER_UP.labels(url).set(1)
+        if self.down.pop(url, None) is not None:
+            log.info("dcgm-exporter %s answers again", url)
 
 
 DCGM_PROMQL = (

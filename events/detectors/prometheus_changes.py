@@ -13,7 +13,9 @@ for which, within ``window``:
   soft limit, 512 uncorrectable remapped rows, single-bit errors above ``sbe_per_hour``;
 
 and the answer is what the detector compares, as before. Once at start and every ``resync_s`` it
-reads every GPU (the detector's baseline); between resyncs the bytes and the detector's work grow
+reads every GPU (the detector's baseline: one question per DCGM field, each a series a GPU; a full
+read that fails, e.g. Prometheus's query timeout on a huge fleet, leaves the rounds of changes going
+and is retried after ``retry_full_s``); between resyncs the bytes and the detector's work grow
 with the faults, not with the fleet. Each round's bytes and Prometheus evaluation time are kept
 (``last``) for the benchmark (evals/benchmarks/dcgm_fleet.py).
 """
@@ -25,6 +27,7 @@ import json
 import logging
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from typing import Any
 from events.detectors.dcgm import (
     DEFAULT_SBE_PER_HOUR,
     LAST_XID,
+    METRIC_NAMES,
     RETIRED_PAGES_SOFT_LIMIT,
     UNCORRECTABLE_ROWS_LIMIT,
     XID_COUNT,
@@ -110,6 +114,11 @@ def _literal(name: str) -> str:
     return _REGEX_META.sub(lambda m: "\\\\" + m.group(1), name)
 
 
+class PrometheusRefused(OSError):
+    """An HTTP error answer of Prometheus, with the reason its body gives (an ``OSError``, as the
+    ``HTTPError`` it replaces: a Prometheus still starting answers 503)."""
+
+
 @dataclass
 class Round:
     kind: str
@@ -135,6 +144,7 @@ class PrometheusChangesSource:
         sbe_per_hour: float = DEFAULT_SBE_PER_HOUR,
         recorded: bool = False,
         prefer_recorded: bool = False,
+        retry_full_s: float = 300.0,
     ) -> None:
         """``recorded``: always read the recording rule; ``prefer_recorded``: read it when this
         Prometheus has it loaded (checked at each full read), else ask the question at query time."""
@@ -144,6 +154,7 @@ class PrometheusChangesSource:
         self.keys = [k.strip() for k in keys.split(",")]
         self.query = changed_query(window, keys=keys, sbe_per_hour=sbe_per_hour, recorded=recorded)
         self.resync_s = resync_s
+        self.retry_full_s = retry_full_s
         self.timeout_s = timeout_s
         self.last: Round | None = None
         self._synced_at: float | None = None
@@ -162,8 +173,16 @@ class PrometheusChangesSource:
         now = time.monotonic()
         full = self._synced_at is None or now - self._synced_at >= self.resync_s
         if full:
-            samples, self.last = await asyncio.to_thread(self.ask, DCGM_PROMQL, "full")
-            self._synced_at = now
+            try:
+                samples, self.last = await asyncio.to_thread(self.ask_full)
+                self._synced_at = now
+            except OSError as exc:
+                # Too big to read whole within Prometheus's query timeout (or Prometheus is down):
+                # the rounds of changes go on without the baseline (states and DCGM limits are found
+                # on first sight; deltas from the next change on), and the full read is tried again.
+                self._synced_at = now - self.resync_s + min(self.resync_s, self.retry_full_s)
+                log.warning("the full DCGM read failed (%s); reading changes, full read again later", exc)
+                samples, self.last = await asyncio.to_thread(self.ask, self.query, "changes")
             if self.prefer_recorded and not self.recorded and await asyncio.to_thread(self.rule_loaded):
                 # The rules of deploy/prometheus/ are loaded: ask their answer (a lookup), not the
                 # whole question again (a scan of every series each round).
@@ -174,6 +193,18 @@ class PrometheusChangesSource:
         else:
             samples, self.last = await asyncio.to_thread(self.ask, self.query, "changes")
         return samples
+
+    def ask_full(self) -> tuple[list[Sample], Round]:
+        """Every GPU's DCGM fields (the baseline), one question per field: each answer is one series
+        a GPU, so no single query has to gather and encode the whole fleet (at 100k GPUs one
+        query for all of them outlasted Prometheus's 2-minute query timeout on a 2-core machine)."""
+        samples: list[Sample] = []
+        rounds = []
+        for name in sorted(METRIC_NAMES):
+            got, done = self.ask(name, "full")
+            samples += got
+            rounds.append(done)
+        return samples, _total("full", len(samples), rounds)
 
     def ask_recorded(self) -> tuple[list[Sample], Round]:
         """Two small questions instead of one big one: which GPUs the recording rule marked, then
@@ -188,22 +219,21 @@ class PrometheusChangesSource:
             fields, done = self.ask(f'{DCGM_PROMQL[:-1]}, {self.keys[0]}=~"{chunk}"}}', "recorded")
             samples += [f for f in fields if tuple(f.labels.get(k, "") for k in self.keys) in wanted]
             rounds.append(done)
-        evals = [r.eval_s for r in rounds if r.eval_s is not None]
-        total = Round(
-            "recorded",
-            len(samples),
-            sum(r.bytes for r in rounds),
-            sum(r.wall_s for r in rounds),
-            sum(evals) if evals else None,
-        )
-        return samples, total
+        return samples, _total("recorded", len(samples), rounds)
 
     def ask(self, query: str, kind: str = "changes") -> tuple[list[Sample], Round]:
         """One instant query, with its size and Prometheus's evaluation time."""
         params = urllib.parse.urlencode({"query": query, "stats": "all"})
         started = time.perf_counter()
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?{params}", timeout=self.timeout_s) as answer:
-            body = answer.read()
+        try:
+            with urllib.request.urlopen(
+                f"{self.url}/api/v1/query?{params}", timeout=self.timeout_s
+            ) as answer:
+                body = answer.read()
+        except urllib.error.HTTPError as exc:
+            # Prometheus says why in the body (a timeout, too many samples): keep it in the error.
+            said = exc.read(2048).decode("utf-8", "replace")
+            raise PrometheusRefused(f"Prometheus refused the DCGM query ({exc.code}): {said}") from exc
         wall = time.perf_counter() - started
         data: dict[str, Any] = json.loads(body)
         if data.get("status") != "success":
@@ -222,3 +252,15 @@ class PrometheusChangesSource:
         return samples, Round(
             kind, len(result), len(body), wall, float(evaluated) if evaluated is not None else None
         )
+
+
+def _total(kind: str, series: int, rounds: list[Round]) -> Round:
+    """Several questions as one round: bytes, wall time and evaluation time summed."""
+    evals = [r.eval_s for r in rounds if r.eval_s is not None]
+    return Round(
+        kind,
+        series,
+        sum(r.bytes for r in rounds),
+        sum(r.wall_s for r in rounds),
+        sum(evals) if evals else None,
+    )

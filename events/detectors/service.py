@@ -1,7 +1,9 @@
 """Runs the detectors against NATS: heartbeats in (core NATS), DCGM scrapes, events into GPU_EVENTS.
 
 Heartbeats from ``gpu.heartbeat.<cluster>.>`` feed the hang and throughput detectors, which are
-evaluated every ``evaluate_interval_s``; the DCGM source is scraped every ``scrape_interval_s``.
+evaluated every ``evaluate_interval_s`` (and, with ``checkpoints``, the checkpoint write times the
+beats report, written to KV in the same round: events/checkpoint_times.py); the DCGM source is
+scraped every ``scrape_interval_s``.
 Detector time is ``clock()`` (the fleet twin's simulated time in the embedded platform), so windows
 and thresholds mean the same at any simulation speed. A heartbeat that does not validate goes to
 ``gpu.dlq.heartbeat`` with the reason; a failed scrape is logged and retried at the next interval.
@@ -30,6 +32,7 @@ from pydantic import ValidationError
 
 from events import subjects
 from events.backoff import Backoff, is_transient
+from events.checkpoint_times import CheckpointTimeRecorder
 from events.dead_letter import DeadLetter, describe, describe_invalid, publish_dead_letter
 from events.detectors.dcgm import DcgmDetector, group_samples
 from events.detectors.exposition import MetricSource, ReadingSource
@@ -59,12 +62,14 @@ class DetectorService:
         scrape_interval_s: float = 1.0,
         max_outbox: int = 100_000,
         liveness: Liveness | None = None,
+        checkpoints: CheckpointTimeRecorder | None = None,
     ) -> None:
         self.nc, self.js, self.cluster, self.clock = nc, js, cluster, clock
         self.hang = hang or HangDetector(cluster)
         self.throughput = throughput or ThroughputDetector(cluster)
         self.dcgm = dcgm or DcgmDetector(cluster)
         self.dcgm_source = dcgm_source
+        self.checkpoints = checkpoints
         self.evaluate_interval_s = evaluate_interval_s
         self.scrape_interval_s = scrape_interval_s
         self.beats_seen = 0
@@ -112,12 +117,17 @@ class DetectorService:
         """Feed one heartbeat to the hang and throughput detectors."""
         self.hang.observe(beat)
         self.throughput.observe(beat)
+        if self.checkpoints is not None:
+            self.checkpoints.observe(beat)
 
     async def evaluate(self) -> int:
         """Run the heartbeat detectors once and publish what they found; returns the events sent."""
         now = self.clock()
         events: list[AnyEvent] = [*self.hang.evaluate(now), *self.throughput.evaluate(now)]
-        return await self._publish(events)
+        sent = await self._publish(events)
+        if self.checkpoints is not None:
+            await self.checkpoints.flush()  # checkpoint write times into KV (compare-and-set)
+        return sent
 
     async def scrape(self) -> int:
         """Scrape DCGM once and publish what changed; returns the events sent."""

@@ -29,6 +29,7 @@ from nats.js import JetStreamContext
 
 from events.inventory import AgentCounts, NodeInventory, inventory_bucket, put_inventory
 from events.kmsg_shipper import publish_kmsg_lines
+from events.node.dcgm import DcgmRelay
 from events.node.kmsg_source import JournalSource, KernelSource, KmsgDevice, KmsgFile, is_device
 from events.node.nvml import read_gpus
 from events.node.spool import Spool
@@ -55,6 +56,9 @@ class NodeAgentConfig:
     status_interval_s: float = 30.0
     inventory: bool = True
     journalctl: str = "journalctl"
+    dcgm_exporter: str | None = None
+    """The node's dcgm-exporter ``/metrics`` URL to relay to NATS (fleets without Prometheus)."""
+    dcgm_interval_s: float = 10.0
 
 
 @dataclass
@@ -70,9 +74,15 @@ class NodeAgent:
     _spooled: asyncio.Event = field(default_factory=asyncio.Event)
     _nc: NatsClient | None = None
     _js: JetStreamContext | None = None
+    dcgm: DcgmRelay | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.spool = Spool(self.config.state_dir, max_lines=self.config.spool_max_lines)
+        c = self.config
+        self.spool = Spool(c.state_dir, max_lines=c.spool_max_lines)
+        if c.dcgm_exporter:
+            self.dcgm = DcgmRelay(
+                c.dcgm_exporter, cluster=c.cluster, node=c.node, interval_s=c.dcgm_interval_s
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
@@ -81,12 +91,18 @@ class NodeAgent:
             self.source = await self._open_source()
             log.info("node agent %s/%s reading %s", c.cluster, c.node, self.source.where)
             reader = asyncio.create_task(self._read(stop), name="kmsg reader")
+            tasks = [reader]
+            if self.dcgm is not None:
+                log.info("relaying the dcgm-exporter at %s to %s", self.dcgm.url, self.dcgm.subject)
+                tasks.append(asyncio.create_task(self.dcgm.run(lambda: self._js, stop), name="dcgm relay"))
             try:
                 await self._ship(stop)
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await self.source.close()
         finally:
             self.spool.close()
@@ -116,7 +132,7 @@ class NodeAgent:
         while not stop.is_set():
             records = self.source.read_available(self.config.batch)
             if records:
-                if self.spool.append(records):
+                if self.spool.append(records, gaps_are_losses=self.source.gaps_are_losses):
                     self._spooled.set()
                 continue
             await self.source.wait(0.5)
@@ -188,8 +204,14 @@ class NodeAgent:
 
     def counts(self) -> AgentCounts:
         cur = self.spool.cursor
+        relay = self.dcgm.counts if self.dcgm is not None else None
         return AgentCounts(
-            shipped=self.shipped, dropped=cur.dropped, missed=cur.missed, pending=self.spool.pending
+            shipped=self.shipped,
+            dropped=cur.dropped,
+            missed=cur.missed,
+            pending=self.spool.pending,
+            dcgm_relayed=relay.published if relay else 0,
+            dcgm_scrape_failures=relay.scrape_failures if relay else 0,
         )
 
     async def report(self) -> None:

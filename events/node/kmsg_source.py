@@ -73,6 +73,9 @@ class KernelSource(Protocol):
     """Records as they become available."""
 
     where: str
+    gaps_are_losses: bool
+    """Whether a jump in ``seq`` means records were lost (the kernel's own sequence) or not
+    (journald's, which numbers every unit's entries, not only the kernel's)."""
 
     def read_available(self, limit: int) -> list[KernelRecord]:
         """The records readable now (at most ``limit``), without blocking; [] when none."""
@@ -87,6 +90,8 @@ class KernelSource(Protocol):
 
 class KmsgFile:
     """Follows a regular file of ``/dev/kmsg`` records, appended to by a writer in whole records."""
+
+    gaps_are_losses = True
 
     def __init__(self, path: Path, *, poll_s: float = 0.05) -> None:
         self.path = path
@@ -135,6 +140,8 @@ class KmsgFile:
 
 class KmsgDevice:
     """``/dev/kmsg``: each ``read`` returns one record; ``EPIPE`` once when records were overwritten."""
+
+    gaps_are_losses = True
 
     def __init__(self, path: Path = Path("/dev/kmsg")) -> None:
         self.path = path
@@ -187,8 +194,11 @@ class JournalSource:
     """``journalctl -k -f -o json`` (kernel messages of this boot), resuming after a cursor.
 
     journald keeps the kernel's records but not their ring-buffer sequence number; the entry's
-    ``__SEQNUM`` (journald's own, rising per entry) takes its place, and ``__CURSOR`` is where a
-    restarted reader continues (``--after-cursor``)."""
+    ``__SEQNUM`` (journald's own, rising per entry of any unit; read from the cursor where systemd is
+    too old to print it) takes its place, so its gaps are other units' entries, not losses; and
+    ``__CURSOR`` is where a restarted reader continues (``--after-cursor``)."""
+
+    gaps_are_losses = False
 
     def __init__(self, proc: asyncio.subprocess.Process, where: str) -> None:
         self.proc = proc
@@ -246,15 +256,26 @@ def journal_record(data: bytes) -> KernelRecord | None:
         if isinstance(message, list):  # journald's form of a message that is not valid UTF-8
             message = bytes(message).decode("utf-8", "replace")
         usec = int(entry.get("_SOURCE_MONOTONIC_TIMESTAMP") or entry.get("__MONOTONIC_TIMESTAMP") or 0)
+        cursor = str(entry["__CURSOR"])
         return KernelRecord(
-            seq=int(entry["__SEQNUM"]),
+            seq=int(entry["__SEQNUM"]) if "__SEQNUM" in entry else _cursor_seqnum(cursor),
             usec=usec,
             prio=int(entry.get("PRIORITY", 6)),
             message=str(message),
-            cursor=str(entry["__CURSOR"]),
+            cursor=cursor,
         )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _cursor_seqnum(cursor: str) -> int:
+    """journald's sequence number from a cursor (``s=<seqnum id>;i=<seqnum, hex>;b=...``): systemd
+    before 254 prints no ``__SEQNUM`` field, but every cursor carries it."""
+    for part in cursor.split(";"):
+        key, _, value = part.partition("=")
+        if key == "i":
+            return int(value, 16)
+    raise ValueError(f"a journal cursor without its sequence number: {cursor[:80]!r}")
 
 
 def is_device(path: Path) -> bool:

@@ -90,15 +90,16 @@ class Spool:
         self._save()
         return True
 
-    def append(self, records: list[KernelRecord]) -> int:
+    def append(self, records: list[KernelRecord], *, gaps_are_losses: bool = True) -> int:
         """Spool the records after the cursor, in order; returns how many were new. Sequence gaps
-        are counted as missed, records that do not fit as dropped."""
+        are counted as missed (unless the sequence is not the kernel's: ``gaps_are_losses``),
+        records that do not fit as dropped."""
         lines: list[bytes] = []
         new = 0
         for rec in records:
             if rec.seq <= self.cursor.last_seq:
                 continue  # read before (a restart re-reads the ring buffer from its start)
-            if self.cursor.last_seq >= 0 and rec.seq > self.cursor.last_seq + 1:
+            if gaps_are_losses and self.cursor.last_seq >= 0 and rec.seq > self.cursor.last_seq + 1:
                 missing = rec.seq - self.cursor.last_seq - 1
                 self.cursor.gaps += 1
                 self.cursor.missed += missing

@@ -1,13 +1,21 @@
-"""The audit trail: every call of a mutating tool, allowed or not, lands here."""
+"""The audit trail: every call of a mutating tool, allowed or not, lands here.
+
+A record is written through NATS faults: a leader election or a server restart makes the publish
+fail or time out for a while, so ``JetStreamAudit.record`` retries transient errors with backoff
+(up to about a minute) under one ``Nats-Msg-Id`` per record, which the stream's duplicate window
+uses to keep a retried record whose first acknowledgement was lost only once.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from events import subjects
+from events.backoff import Backoff, retry_transient
 from events.models import AuditRecord
 
 
@@ -20,16 +28,25 @@ class AuditSink(Protocol):
 
 
 READ_BATCH = 500
+RECORD_ATTEMPTS = 40  # backoff capped at 2 s: about a minute of NATS fault ridden out
 
 
 class JetStreamAudit:
     """Appends to the ``GPU_AUDIT`` stream (append-only: no delete, no purge)."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, *, attempts: int = RECORD_ATTEMPTS) -> None:
         self._js = js
+        self._attempts = attempts
 
     async def record(self, entry: AuditRecord) -> None:
-        await self._js.publish(subjects.audit(entry.cluster), entry.model_dump_json().encode())
+        subject = subjects.audit(entry.cluster)
+        payload = entry.model_dump_json().encode()
+        headers = {"Nats-Msg-Id": f"audit-{uuid.uuid4().hex}"}
+        await retry_transient(
+            lambda: self._js.publish(subject, payload, headers=headers),
+            attempts=self._attempts,
+            backoff=Backoff(0.1, 2.0),
+        )
 
     async def read(self) -> list[AuditRecord]:
         info = await self._js.stream_info(subjects.STREAM_AUDIT)

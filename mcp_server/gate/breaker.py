@@ -81,35 +81,42 @@ class BreakerStore(Protocol):
         ...
 
 
-def _key(cluster: str) -> str:
-    return f"b.{subjects.token(cluster)}"
+def _key(cluster: str, generation: str) -> str:
+    key = f"b.{subjects.token(cluster)}"
+    return f"{key}.{subjects.token(generation)}" if generation else key
 
 
 class DocumentBreaker:
-    """The breaker state per cluster as a typed document (``events.documents``), compare-and-set."""
+    """The breaker state per cluster as a typed document (``events.documents``), compare-and-set.
 
-    def __init__(self, docs: Documents[BreakerState]) -> None:
+    ``generation`` names the fleet the state is about when the fleet does not outlive the process:
+    each fresh fleet twin is its own generation, so a twin starts with a closed breaker and no
+    take-outs whatever an earlier twin run left in the bucket (its record stays, under its own key).
+    A real cluster outlives every process: no generation, one state per cluster."""
+
+    def __init__(self, docs: Documents[BreakerState], generation: str = "") -> None:
         self.docs = docs
+        self.generation = generation
 
     async def load(self, cluster: str) -> BreakerState:
-        return await self.docs.get(_key(cluster)) or BreakerState(cluster=cluster)
+        return await self.docs.get(_key(cluster, self.generation)) or BreakerState(cluster=cluster)
 
     async def update(self, cluster: str, change: Callable[[BreakerState], None]) -> BreakerState:
         try:
             return await self.docs.update(
-                _key(cluster), change, default=lambda: BreakerState(cluster=cluster)
+                _key(cluster, self.generation), change, default=lambda: BreakerState(cluster=cluster)
             )
         except DocumentConflict:
             raise RuntimeError(f"the breaker state of {cluster} kept changing under us") from None
 
 
 class KvBreaker(DocumentBreaker):
-    def __init__(self, kv: KeyValue) -> None:
-        super().__init__(KvDocuments(kv, BreakerState))
+    def __init__(self, kv: KeyValue, generation: str = "") -> None:
+        super().__init__(KvDocuments(kv, BreakerState), generation)
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> KvBreaker:
-        return cls(await js.key_value(subjects.BUCKET_BREAKER))
+    async def open(cls, js: JetStreamContext, generation: str = "") -> KvBreaker:
+        return cls(await js.key_value(subjects.BUCKET_BREAKER), generation)
 
 
 class MemoryBreaker(DocumentBreaker):

@@ -139,6 +139,7 @@ async def require_confirmation(
     principal = deps.identity()
     await deps.audit.record(
         AuditRecord(
+            time=deps.clock(),
             cluster=deps.backend.cluster,
             principal=principal.id,
             role=principal.role,

@@ -40,6 +40,7 @@ from events.models import AuditRecord, utcnow
 from mcp_server.backends.base import BackendError
 from mcp_server.deps import ServerDeps
 from mcp_server.gate import approvals as approval_book
+from mcp_server.gate import takeouts
 from mcp_server.gate.approvals import ApprovalRequest
 from mcp_server.gate.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
 from mcp_server.gate.idempotency import IdempotencyConflict, KeyInFlight, fingerprint
@@ -143,11 +144,10 @@ class MutationGuard:
             await self._audit(principal, action, call.arguments, policy, None, ok=False, dry_run=call.dry_run)
             prefix = DENIED if decision.decision == "deny" else APPROVAL_REQUIRED
             kind = refusal_kind(decision.decision, decision.policies)
+            rule = deciding_rule(kind, decision.policies)
             raise Refused(
-                Refusal(
-                    kind=kind, rule=deciding_rule(kind, decision.policies), reasons=list(decision.reasons)
-                ),
-                f"{prefix} {call.describe()}: " + "; ".join(decision.reasons),
+                Refusal(kind=kind, rule=rule, reasons=list(decision.reasons)),
+                f"{prefix} {call.describe()}: " + "; ".join(decision.reasons) + f" (rule {rule})",
             )
         if call.dry_run:
             outcome = ActionOutcome(
@@ -160,9 +160,16 @@ class MutationGuard:
             )
             await self._audit(principal, action, call.arguments, policy, outcome, ok=True, dry_run=True)
             return outcome
+        reservation = None
+        if action in TAKES_OUT and facts.node is not None:
+            reservation = await self._reserve_take_out(call, facts)
+        # Any other failure keeps the reservation: the take-out may have happened, and the breaker
+        # errs towards stopping.
         try:
             change = await perform()
         except BackendError as exc:
+            if reservation is not None:
+                await steady(lambda: self._release_take_out(reservation))
             await self._audit(principal, action, call.arguments, policy, None, ok=False, error=str(exc))
             raise ToolError(str(exc)) from exc
         data = dict(change.data)
@@ -180,8 +187,8 @@ class MutationGuard:
             data=data,
             idempotency_key=call.idempotency_key,
         )
-        if action in TAKES_OUT and change.changed and facts.node is not None:
-            await steady(lambda: self._log_take_out(call, facts))
+        if reservation is not None and not change.changed:
+            await steady(lambda: self._release_take_out(reservation))  # nothing was taken out
         await self._audit(principal, action, call.arguments, policy, outcome, ok=True)
         return outcome
 
@@ -293,20 +300,36 @@ class MutationGuard:
                 result=policy.reasons[0],
             )
 
-    async def _log_take_out(self, call: _Call, facts: CallFacts) -> None:
+    async def _reserve_take_out(self, call: _Call, facts: CallFacts) -> TakeOut:
+        """The take-out logged before it happens (``takeouts.reserve``), or the call refused because
+        the breaker is open or this take-out trips it."""
         assert facts.node is not None
-        node, window_s = facts.node, self.deps.limits.breaker_window_s
-
-        def log_it(state: BreakerState) -> None:
-            state.takeouts.append(
-                TakeOut(time=facts.now, node=node, action=call.action, principal=call.principal.id)
+        entry = TakeOut(time=facts.now, node=facts.node, action=call.action, principal=call.principal.id)
+        verdict = await steady(lambda: takeouts.reserve(self.deps, entry, call.target, facts.cluster_nodes))
+        if verdict.refused is None:
+            return entry
+        reasons = [f"circuit breaker open: {verdict.refused}"]
+        if verdict.tripped:
+            trip = PolicyView(
+                decision="deny",
+                reasons=[f"circuit breaker tripped: {verdict.refused}"],
+                policies=[BREAKER_POLICY],
             )
-            state.takeouts = [t for t in state.takeouts if (facts.now - t.time).total_seconds() <= window_s]
+            await self._audit(
+                call.principal, "trip_breaker", call.arguments, trip, None, ok=True, result=trip.reasons[0]
+            )
+        policy = PolicyView(decision="deny", reasons=reasons, policies=[BREAKER_POLICY])
+        await self._audit(call.principal, call.action, call.arguments, policy, None, ok=False)
+        raise Refused(
+            Refusal(kind="breaker_open", rule=BREAKER_POLICY, reasons=reasons),
+            f"{DENIED} {call.describe()}: " + "; ".join(reasons) + f" (rule {BREAKER_POLICY})",
+        )
 
+    async def _release_take_out(self, entry: TakeOut) -> None:
         try:
-            await self.deps.breaker.update(self.deps.backend.cluster, log_it)
+            await takeouts.release(self.deps, entry)
         except Exception:
-            log.exception("could not log the take-out of %s for the circuit breaker", node)
+            log.exception("could not take back the take-out of %s for the circuit breaker", entry.node)
 
     # -- audit ----------------------------------------------------------------------------------
 
@@ -354,6 +377,7 @@ async def audit(
 ) -> None:
     """Write one audit record; a lost record is logged loudly, never raised (the action happened)."""
     entry = AuditRecord(
+        time=deps.clock(),
         cluster=deps.backend.cluster,
         principal=principal.id,
         role=principal.role,

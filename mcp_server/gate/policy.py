@@ -56,6 +56,10 @@ __all__ = [
 ]
 
 NAMESPACE = "Aiops"
+DEFAULT_DENY = "default-deny"
+"""The rule a denial names when no policy permits the call (Cedar's default deny)."""
+ROLES_SOURCE = "roles.cedar"
+"""The file of the rules on who may call what: when one of them denies, it is the rule named."""
 
 CedarValue = str | int | bool
 
@@ -211,6 +215,8 @@ class PolicyGate:
         if not determining:
             return self._nothing_permits(call)
         hard = [pid for pid in determining if not self.policies[pid].approval]
+        # Who may call it decides first: a viewer is told the role rule, not a breaker's.
+        hard.sort(key=lambda pid: Path(self.policies[pid].source).name != ROLES_SOURCE)
         if hard:
             return self._decision("deny", hard, call)
         # Only approval rules fired: it needs approval if, without them, a permit applies.
@@ -233,7 +239,7 @@ class PolicyGate:
     @staticmethod
     def _nothing_permits(call: _Call) -> PolicyDecision:
         reason = f"no policy permits role '{call.principal.role}' to call {call.action}"
-        return PolicyDecision(decision="deny", reasons=[reason], policies=[])
+        return PolicyDecision(decision="deny", reasons=[reason], policies=[DEFAULT_DENY])
 
     @staticmethod
     def _evaluation_failed(errors: list[str]) -> PolicyDecision:

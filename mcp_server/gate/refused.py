@@ -12,11 +12,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
 from contracts.refusal import Refusal, RefusalKind
+from mcp_server.gate.policy import DEFAULT_DENY
 
 BREAKER_POLICY = "breaker-open"
 """The Cedar ``@id`` of the policy that stops take-outs while the breaker is open."""
 READ_ONLY_POLICY = "read-only-mode"
 """The rule a read-only server names for every mutation it refuses."""
+ROLE_RULES = frozenset({"viewers-read-only", DEFAULT_DENY})
+"""Rules that refuse the caller whatever the facts: no breaker reset or approval lets them through."""
 
 
 class Refused(ToolError):
@@ -33,17 +36,18 @@ def refusal_kind(decision: str, policies: list[str]) -> RefusalKind:
         return "approval_required"
     if READ_ONLY_POLICY in policies:
         return "read_only"
-    if BREAKER_POLICY in policies:
+    if BREAKER_POLICY in policies and not ROLE_RULES.intersection(policies):
         return "breaker_open"
     return "denied"
 
 
-def deciding_rule(kind: RefusalKind, policies: list[str]) -> str | None:
-    """The rule to name: the one that makes the kind what it is, else the first that decided."""
+def deciding_rule(kind: RefusalKind, policies: list[str]) -> str:
+    """The rule to name: the one that makes the kind what it is, else the first that decided (the
+    gate puts the rules on who may call what first); a denial always names one."""
     special = {"read_only": READ_ONLY_POLICY, "breaker_open": BREAKER_POLICY}.get(kind)
     if special is not None and special in policies:
         return special
-    return policies[0] if policies else None
+    return policies[0] if policies else DEFAULT_DENY
 
 
 def refusal_in(exc: BaseException) -> Refused | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from contracts.tools import NodeDetail
 from mcp_server.gate.breaker import TAKES_OUT, BreakerState, share_pct, would_trip
 from mcp_server.gate.policy import CedarValue, Resource
+from mcp_server.spare_reserve import reserve
 
 if TYPE_CHECKING:  # deps imports FreezeWindow from here
     from mcp_server.deps import ServerDeps
@@ -76,7 +77,6 @@ async def policy_context(
         "nodes_out_of_service": fleet.nodes_out_of_service,
         "max_out_of_service_pct": limits.max_out_of_service_pct,
         "breaker_threshold_pct": limits.breaker_threshold_pct,
-        "min_spares": limits.min_spares,
         "max_gpu_hours_at_risk": limits.max_gpu_hours_at_risk,
         "observe_only": limits.observe_only,
         "agent_requires_approval": limits.agent_requires_approval,
@@ -101,10 +101,16 @@ async def policy_context(
         and would_trip(len(projected), fleet.cluster_nodes, limits.breaker_threshold_pct)
     )
     ctx["taken_out_pct"] = share_pct(len(projected), fleet.cluster_nodes)
-    ctx["breaker_open"] = breaker.open or trips
+    # A real take-out that trips the breaker is refused by the open breaker (the guard trips it
+    # first); a dry run leaves the breaker closed and says it would trip.
+    ctx["breaker_open"] = breaker.open or (trips and not dry_run)
+    ctx["breaker_would_trip"] = trips and dry_run
 
     if action in CONSUMES_SPARE:
         ctx["spares_available"] = (await backend.spare_pool()).fit
+        ctx["min_spares"] = (await reserve(deps)).spares
+    else:
+        ctx["min_spares"] = limits.min_spares
     if resource.type == "Job":
         checkpoint = await backend.checkpoint_status(resource.id)
         ctx["gpu_hours_at_risk"] = math.ceil(checkpoint.gpu_hours_at_risk)

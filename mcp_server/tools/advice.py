@@ -9,14 +9,14 @@ The math is ``skills.goodput_math`` (the fleet goodput study uses the same funct
   rooted in a GPU or node for node removals;
 - the repair time is how long resolved hardware incidents stayed between ``mitigated`` (the node
   taken out) and ``resolved``;
+- the checkpoint write time is the median of the job's last checkpoint writes, as its heartbeats
+  reported them (``checkpoint_times`` KV bucket, written by the detectors);
 - a caller may give either figure instead, and must when the history has none: nothing is guessed.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from mcp.server import MCPServer
@@ -25,68 +25,26 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import BaseModel, Field
 
 from contracts.tools import JobView
-from events.incident import Incident
+from events.checkpoint_times import key_of, latest_write_s
+from mcp_server import incident_history
 from mcp_server.deps import ServerDeps
+from mcp_server.incident_history import History
+from mcp_server.spare_reserve import NoHistory, advise_spares, rate_of, reserve
 from mcp_server.tools._common import READ_ONLY, deps_of, readable
 from skills import goodput_math
 
-NODE_ROOTS = frozenset({"gpu", "node"})
-HISTORY_LIMIT = 5000
 GPUS_PER_NODE = 8
-# Used only when the caller gives no write time: the backends report none (heartbeats carry steps,
-# not checkpoint phases). The answer names it as its basis.
+# Used only when the caller gives no write time and the job's heartbeats reported no checkpoint
+# write yet (events/checkpoint_times.py). The answer names it as its basis.
 ASSUMED_WRITE_S = 10.0  # the published target at 10k+ GPUs
 ASSUMED_RESTART_S = 600.0  # published restart overhead 5-15 min
 
 
-@dataclass(frozen=True)
-class History:
-    """What the incident history says about the fleet over a window."""
-
-    nodes: int
-    window_days: float
-    incidents: int
-    node_removals: int
-    repair_samples_s: tuple[float, ...]
-    mitigate_samples_s: tuple[float, ...]
-
-    @property
-    def node_days(self) -> float:
-        return self.nodes * self.window_days
-
-
-def _entry(incident: Incident, what: str) -> datetime | None:
-    return next((e.time for e in incident.timeline if e.what == what), None)
-
-
-def history_of(incidents: list[Incident], nodes: int, now: datetime, window_days: float) -> History:
-    """Count the window's incidents and measure their mitigation and repair times."""
-    since = now - timedelta(days=window_days)
-    counted = [
-        i
-        for i in incidents
-        if since <= i.opened_at <= now and i.folded_into is None and i.status != "suppressed"
-    ]
-    removals = [i for i in counted if i.root_cause is not None and i.root_cause.entity_type in NODE_ROOTS]
-    repairs, mitigations = [], []
-    for incident in counted:
-        mitigated, resolved = _entry(incident, "mitigated"), _entry(incident, "resolved")
-        if mitigated is not None:
-            mitigations.append((mitigated - incident.opened_at).total_seconds())
-        if incident in removals and mitigated is not None and resolved is not None and resolved > mitigated:
-            repairs.append((resolved - mitigated).total_seconds())
-    return History(nodes, window_days, len(counted), len(removals), tuple(repairs), tuple(mitigations))
-
-
 async def history(deps: ServerDeps, window_days: float) -> History:
-    context = await readable(deps.backend.fleet_context())
-    found = await deps.incidents.list_incidents(None, HISTORY_LIMIT)  # newest first
-    if len(found) >= HISTORY_LIMIT and found[-1].opened_at > context.now - timedelta(days=window_days):
-        raise ToolError(
-            f"the last {window_days:g} days hold more than {HISTORY_LIMIT} incidents, more than this "
-            "tool reads: pass a shorter window_days"
-        )
-    return history_of(found, context.cluster_nodes, context.now, window_days)
+    try:
+        return await readable(incident_history.history(deps, window_days))
+    except incident_history.HistoryTooLong as exc:
+        raise ToolError(str(exc)) from exc
 
 
 class SpareAdviceView(BaseModel):
@@ -104,7 +62,10 @@ class SpareAdviceView(BaseModel):
     p_dry: float = Field(description="P(a node failure finds no spare free) with the advised pool")
     current_spares: int = Field(description="warm spares in the pool now (fit to take a gang member)")
     p_dry_current: float
-    policy_min_spares: int = Field(description="the policy's reserve (min_spares); it may follow the advice")
+    policy_min_spares: int = Field(
+        description="the policy's reserve now (min_spares; AIOPS_MIN_SPARES=auto follows this advice)"
+    )
+    policy_min_spares_basis: str = Field(default="", description="configured, or auto and what it follows")
     job: str | None = None
     ettr_with_advice: float | None = Field(
         default=None, description="the job's expected ETTR from node-removing failures, advised pool"
@@ -134,17 +95,10 @@ class CheckpointAdviceView(BaseModel):
 
 
 def _rate(given: float | None, count: int, hist: History, what: str, window_days: float) -> tuple[float, str]:
-    """Failures per node-day: given (per 1000 node-days) or counted; none counted is an error."""
-    if given is not None:
-        return given / 1000, f"given: {given} per 1000 node-days"
-    if count == 0:
-        raise ToolError(
-            f"no {what} in the incident history of the last {window_days:g} days to measure a failure "
-            "rate from: pass failures_per_1000_node_days (published fleets: 2.3-6.5, default ~4)"
-        )
-    return count / hist.node_days, (
-        f"incident history: {count} {what} over {hist.nodes} nodes x {hist.window_days:g} days"
-    )
+    try:
+        return rate_of(given, count, hist, what)
+    except NoHistory as exc:
+        raise ToolError(str(exc)) from exc
 
 
 async def spare_advice_of(
@@ -158,36 +112,27 @@ async def spare_advice_of(
     job: str | None = None,
 ) -> SpareAdviceView:
     hist = await history(deps, window_days)
-    rate, rate_basis = _rate(
-        failures_per_1000_node_days, hist.node_removals, hist, "node-removing incidents", window_days
-    )
-    if repair_hours is not None:
-        repair_s, repair_basis = repair_hours * 3600, f"given: {repair_hours} h"
-    elif hist.repair_samples_s:
-        repair_s = statistics.fmean(hist.repair_samples_s)
-        repair_basis = (
-            f"incident history: mean of {len(hist.repair_samples_s)} repairs (mitigated to resolved)"
-        )
-    else:
-        raise ToolError(
-            f"no repaired (resolved) hardware incidents in the last {window_days:g} days to measure repair "
-            "time from: pass repair_hours (published: 2.2 h mean by a person, minutes for a reset or reboot)"
-        )
     view = await readable(deps.backend.get_job(job)) if job is not None else None
-    removals_per_day = rate * hist.nodes
     try:
-        advice = goodput_math.spare_advice(
-            nodes=hist.nodes,
-            node_failures_per_day=removals_per_day,
-            mean_repair_s=repair_s,
+        sized = advise_spares(
+            hist,
             target_p_dry=target_p_dry,
+            failures_per_1000_node_days=failures_per_1000_node_days,
+            repair_hours=repair_hours,
             model=model,
             job_gpus=view.gpus if view else None,
             checkpoint_interval_s=view.checkpoint_interval_s if view else None,
             swap_downtime_s=ASSUMED_RESTART_S,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # NoHistory included: it names the figure to pass
         raise ToolError(str(exc)) from exc
+    advice, rate, rate_basis = sized.advice, sized.rate_per_node_day, sized.rate_basis
+    repair_s, repair_basis, removals_per_day = (
+        sized.repair_s,
+        sized.repair_basis,
+        sized.rate_per_node_day * hist.nodes,
+    )
+    held = await reserve(deps)
     pool = await readable(deps.backend.spare_pool())
     args = {"nodes": hist.nodes, "node_failures_per_day": removals_per_day, "mean_repair_s": repair_s}
     return SpareAdviceView(
@@ -203,7 +148,8 @@ async def spare_advice_of(
         p_dry=advice.p_dry,
         current_spares=pool.fit,
         p_dry_current=goodput_math.p_dry(pool.fit, **args, model=model),  # type: ignore[arg-type]
-        policy_min_spares=deps.limits.min_spares,
+        policy_min_spares=held.spares,
+        policy_min_spares_basis=held.basis,
         job=job,
         ettr_with_advice=advice.ettr_with,
         ettr_without_spares=advice.ettr_without,
@@ -221,11 +167,17 @@ async def checkpoint_advice_of(
 ) -> CheckpointAdviceView:
     hist = await history(deps, window_days)
     rate, rate_basis = _rate(failures_per_1000_node_days, hist.incidents, hist, "incidents", window_days)
+    measured = latest_write_s(await deps.checkpoint_times.get(key_of(view.name)))
     if checkpoint_write_s is not None:
         write, write_basis = checkpoint_write_s, "given"
+    elif measured is not None:
+        write, write_basis = measured
     else:
         write = ASSUMED_WRITE_S
-        write_basis = f"ASSUMED {ASSUMED_WRITE_S:g} s: the backend reports no checkpoint write times; pass checkpoint_write_s"
+        write_basis = (
+            f"ASSUMED {ASSUMED_WRITE_S:g} s: no checkpoint write reported in the job's heartbeats yet "
+            "(TrainingHeartbeat.checkpointed); pass checkpoint_write_s"
+        )
     restart = ASSUMED_RESTART_S if restart_overhead_s is None else restart_overhead_s
     mitigate = statistics.fmean(hist.mitigate_samples_s) if hist.mitigate_samples_s else 0.0
     downtime_basis = (

@@ -24,6 +24,7 @@ from mcp_server.gate.approvals import ApprovalError, ApprovalRequest, ApprovalSt
 from mcp_server.gate.breaker import Backlog, BreakerState, share_pct
 from mcp_server.gate.guard import MutationGuard, audit
 from mcp_server.gate.policy import Resource
+from mcp_server.spare_reserve import reserve
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating
 
 Comment = Annotated[str, Field(max_length=500, description="why, for the record")]
@@ -196,7 +197,7 @@ async def safety_status(ctx: Context) -> SafetyStatus:
         limits={
             "max_isolations_per_hour": limits.max_isolations_per_hour,
             "max_out_of_service_pct": limits.max_out_of_service_pct,
-            "min_spares": limits.min_spares,
+            "min_spares": (await reserve(deps)).spares,
             "max_gpu_hours_at_risk": limits.max_gpu_hours_at_risk,
             "breaker_threshold_pct": limits.breaker_threshold_pct,
             "breaker_window_s": limits.breaker_window_s,

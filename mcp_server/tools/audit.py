@@ -11,7 +11,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from events.models import AuditRecord, utcnow
+from events.models import AuditRecord
 from mcp_server.deps import ServerDeps
 from mcp_server.tools._common import READ_ONLY
 
@@ -62,7 +62,7 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
         """The audit trail, newest first: who called which mutating tool, with which arguments, what
         the policy decided and why, and whether it changed anything. Filter by principal, tool,
         decision, node and time."""
-        start = parse_since(since, utcnow()) if since else None
+        start = parse_since(since, deps.clock()) if since else None
         trail = await deps.audit.read()
         found = [
             r

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from contracts.tools import ActionChange, ActionOutcome
 from events.gpu_ref import GpuRef
 from events.incident import Incident, IncidentStatus
-from events.models import utcnow
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.confirm import Answer, Confirmed, ask, confirmed_runbook, require_confirmation
 from mcp_server.gate.policy import Resource
@@ -183,7 +182,7 @@ async def plan_runbook(
     Use it before `run_runbook` to see what would happen and whether policy allows it."""
     deps = deps_of(ctx)
     server = ctx.mcp_server
-    engine = RunbookEngine(ServerToolClient(server), deps.runs, deps.runbooks)
+    engine = RunbookEngine(ServerToolClient(server), deps.runs, deps.runbooks, clock=deps.clock)
     try:
         state = await engine.run(runbook, dict(params), run_id=f"plan-{uuid.uuid4().hex[:12]}", dry_run=True)
     except (RunbookError, RunbookParamError) as exc:
@@ -212,7 +211,9 @@ async def run_runbook(
     deps = deps_of(ctx)
     guard = guard_of(ctx)
     server = ctx.mcp_server
-    engine = RunbookEngine(ServerToolClient(server), ProgressRuns(deps.runs, ctx), deps.runbooks)
+    engine = RunbookEngine(
+        ServerToolClient(server), ProgressRuns(deps.runs, ctx), deps.runbooks, clock=deps.clock
+    )
     try:
         book = deps.runbooks.get(runbook)
     except RunbookError as exc:
@@ -281,8 +282,8 @@ async def acknowledge_incident(
         def acknowledge(incident: Incident) -> None:
             state["holder"] = incident.acknowledged_by
             if incident.acknowledged_by is None:
-                incident.acknowledged_by, incident.acknowledged_at = who, utcnow()
-                incident.note("acknowledged", f"by {who}" + (f": {note}" if note else ""))
+                incident.acknowledged_by, incident.acknowledged_at = who, deps.clock()
+                incident.note("acknowledged", f"by {who}" + (f": {note}" if note else ""), at=deps.clock())
 
         await deps.incidents.update(incident_id, acknowledge)
         holder = state["holder"]
@@ -328,7 +329,7 @@ async def resolve_incident(
             before["status"] = incident.status
             if incident.status != "resolved":
                 incident.status, incident.resolved_by, incident.resolution = "resolved", who, resolution
-                incident.note("resolved", f"by {who}: {resolution}")
+                incident.note("resolved", f"by {who}: {resolution}", at=deps.clock())
 
         await deps.incidents.update(incident_id, resolve)
         if before["status"] == "resolved":

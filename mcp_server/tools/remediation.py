@@ -18,6 +18,7 @@ from mcp_server.deps import ServerDeps
 from mcp_server.gate.confirm import Answer, Confirmed, ask, require_confirmation, server_deps
 from mcp_server.gate.guard import MutationGuard, Perform
 from mcp_server.gate.policy import Resource
+from mcp_server.spare_reserve import reserve
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating, readable
 from mcp_server.tools.cluster import gpu_resource
 from mcp_server.tools.progress import run_with_progress
@@ -126,8 +127,9 @@ async def spare_pool(
     deps = deps_of(ctx)
     backend = deps.backend
     pool = await readable(backend.spare_pool(job, node))
-    pool.minimum = deps.limits.min_spares
-    pool.above_minimum = max(0, pool.fit - deps.limits.min_spares)
+    held = await reserve(deps)
+    pool.minimum = held.spares
+    pool.above_minimum = max(0, pool.fit - held.spares)
     return pool
 
 

@@ -66,6 +66,7 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
         async def audit(ok: bool, result: str) -> None:
             await deps.audit.record(
                 AuditRecord(
+                    time=deps.clock(),
                     cluster=backend.cluster,
                     principal=who.id,
                     role=who.role,

@@ -43,7 +43,12 @@ def kube_platform(api: KubeApiDouble, tmp_path: Path, **settings: Any) -> Platfo
     # Five nodes, one already cordoned by someone else: let the blast radius allow one more.
     limits = {"max_out_of_service_pct": 60, "breaker_threshold_pct": 60, "min_spares": 0}
     config = Settings(
-        backend="kubernetes", cluster="prod-a", http_port=0, group_wait_s=0.2, **{**limits, **settings}
+        backend="kubernetes",
+        cluster="prod-a",
+        http_port=0,
+        group_wait_s=0.2,
+        # No Prometheus nor exporters here: say so (a test may name its own source).
+        **{"dcgm_source": "off", **limits, **settings},
     )
     backends = Backends(cluster=backend_for(api), telemetry=NoTelemetry())
     return Platform(config, data_dir=tmp_path, backends=backends)

@@ -22,7 +22,9 @@ from tests.mcp_server.backends.kube_api import KubeApiDouble
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-HANG_AFTER_S = 3.0
+# The job's declared threshold. Long enough that a rank starved of CPU on a loaded 2-core CI machine
+# (seen: load average 15 during the whole suite) is not itself a hang before the test stops one.
+HANG_AFTER_S = 8.0
 
 
 def start_rank(rank: int, nats_url: str, sync: Path) -> subprocess.Popen[bytes]:

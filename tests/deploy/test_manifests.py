@@ -185,6 +185,20 @@ def test_the_control_plane_is_probed_on_its_health_endpoints_and_has_a_disruptio
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
 
 
+def test_the_control_plane_names_the_dcgm_source_it_starts_with() -> None:
+    from aiops.detection import dcgm_choice
+    from aiops.settings import Settings
+
+    (container,) = containers(named(render("observe-only"), "Deployment", "aiops-control-plane"))
+    settings = Settings(
+        backend="kubernetes",
+        prometheus_url=_env_value(container, "AIOPS_PROMETHEUS_URL"),
+        dcgm_exporters=_env_value(container, "AIOPS_DCGM_EXPORTERS"),
+        dcgm_source=_env_value(container, "AIOPS_DCGM_SOURCE"),  # type: ignore[arg-type]
+    )
+    assert dcgm_choice(settings) == "prometheus"  # neither set would stop it at start
+
+
 def test_two_agents_act_through_the_control_planes_mcp_endpoint() -> None:
     docs = render("observe-only")
     agents = named(docs, "Deployment", "aiops-agent")

@@ -1,12 +1,14 @@
 import statistics
+from dataclasses import replace
 
 import pytest
 
-from evals.goodput.levers import SPARE_TARGET, advised_spares, mean_repair_s, node_removals_per_day
+from evals.goodput.levers import SPARE_TARGET, advised_spares, mean_repair_s, node_removals_per_day, setting
 from evals.goodput.measured import load, timings_from
 from evals.goodput.operators import OPERATORS, GpuAiops, Instant, ManualOnCall, NaiveRestart
 from evals.goodput.simulate import FleetCase, Levers, simulate
 from evals.goodput.study import run_case
+from fleet.maintenance import REBOOT_S
 from skills.goodput_math import renewal_ettr, spare_advice
 
 
@@ -156,3 +158,52 @@ def test_the_spare_lever_follows_the_advice_and_shorter_repairs_need_fewer_spare
         ).spares
     )
     assert advised_spares(case, Levers(fast_repair=True)) < ticket
+
+
+def test_the_agents_policy_swaps_at_a_stop_in_time_and_otherwise_drains_at_the_boundary():
+    case = FleetCase(gpus=16_384)
+    base = simulate(case, GpuAiops(), seed=3)
+    drained = simulate(case, GpuAiops(), seed=3, levers=Levers(precursors=True, precursor_policy="drain"))
+    agent = Levers(precursors=True, precursor_policy="next_stop_or_drain")
+    # With no wait for a stop, the agent's policy is the drain at the checkpoint boundary.
+    at_once = simulate(case, GpuAiops(), seed=3, levers=replace(agent, precursor_drain_after_s=0.0))
+    assert (at_once.ettr, at_once.drains_avoided, at_once.false_drains) == (
+        drained.ettr,
+        drained.drains_avoided,
+        drained.false_drains,
+    )
+    # Waiting for the job's own stops first: fewer crashes reach the job, and the false flags that
+    # ride on a stop cost no restart, so it stops less than draining for every flag.
+    waiting = simulate(case, GpuAiops(), seed=3, levers=agent)
+    assert waiting.drains_avoided > 0 and waiting.false_drains > 0
+    assert waiting.interruptions < base.interruptions
+    assert waiting.downtime_s < drained.downtime_s
+    assert waiting.ettr > drained.ettr
+
+
+def test_repair_turnaround_comes_from_the_scenarios_reset_and_reboot_incidents():
+    data = {
+        "families": {
+            "ecc": {
+                "samples": [
+                    {"runbooks": ["reset-gpu"], "detect_s": 0, "mitigate_s": 60},
+                    {"runbooks": ["reset-gpu"], "detect_s": 15, "mitigate_s": 55},
+                    {"runbooks": ["isolate-gpu"], "detect_s": 0, "mitigate_s": 900},
+                ]
+            }
+        }
+    }
+    repair = timings_from(data).repair
+    assert repair is not None
+    assert repair.reset_s == 50.0 and "reset-gpu measured (median of 2" in repair.basis
+    assert repair.reboot_s == REBOOT_S and "drain-and-reboot-node NO MEASUREMENT" in repair.basis
+    assert repair.seconds == 50.0 + REBOOT_S + repair.verify_s
+    assert "ASSUMED" in repair.basis
+
+
+def test_a_shorter_measured_repair_shrinks_the_advised_pool():
+    case = FleetCase(gpus=100_000)
+    _, quick = setting(case, "all_but_precursors", repair_s=600.0)
+    _, slow = setting(case, "all_but_precursors", repair_s=6 * 3600.0)
+    assert quick.fast_repair_s == 600.0
+    assert quick.spares is not None and slow.spares is not None and quick.spares < slow.spares

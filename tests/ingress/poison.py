@@ -1,7 +1,8 @@
 """Poison messages for every ingress of the platform, and what each must become.
 
 A case sends one bad input the way a real producer would (a JetStream publish on ``gpu.kmsg.*`` or
-``gpu.events.*``, a core-NATS heartbeat, a DCGM exposition, an HTTP request to the Slack endpoint)
+``gpu.events.*``, a core-NATS heartbeat, a DCGM exposition, a node agent's DCGM relay on
+``gpu.dcgm.*``, an HTTP request to the Slack endpoint)
 and says where it must end up: in ``GPU_DLQ`` with its bytes unchanged (``dlq``), through as an event
 (``event``: a line from a node no inventory knows), ignored as an ordinary kernel line (``ignored``),
 or refused at the door (``refused``: Slack answers 4xx; a scrape is not a message, its garbage is
@@ -19,7 +20,10 @@ import httpx2
 
 from aiops.platform import Platform
 from events import subjects
+from events.dcgm_relay import DcgmReport, encode_report
 from events.detectors.exposition import TextSource
+from events.detectors.relay import RelaySource
+from events.models import utcnow
 from tests.chatops.loopback_slack import signed
 from tests.waiting import eventually
 
@@ -121,6 +125,30 @@ async def garbage_scrape(p: Platform, _: httpx2.AsyncClient) -> bytes:
     return GARBAGE_EXPOSITION.encode()
 
 
+async def dcgm_relay(p: Platform, _: httpx2.AsyncClient) -> bytes:
+    """A node agent's DCGM relay (``AIOPS_DCGM_SOURCE=nodes``) that publishes a report of another
+    node under its own subject: the platform's detector reads the relays meanwhile; the report after
+    the poison is read as usual."""
+    service = p.detection.service
+    relay = RelaySource(p.js, CLUSTER)
+    await relay.start()
+    real, service.dcgm_source = service.dcgm_source, relay
+    subject = subjects.dcgm(CLUSTER, "node-002")
+    poison = DcgmReport(cluster=CLUSTER, node="node-003", time=utcnow()).model_dump_json().encode()
+    try:
+        await p.js.publish(subject, poison)
+        await p.js.publish(
+            subject, encode_report(DcgmReport(cluster=CLUSTER, node="node-002", time=utcnow()))
+        )
+        await eventually(
+            lambda: relay.dead_lettered == 1 and relay.reports == 1, what="the relay's next report"
+        )
+    finally:
+        service.dcgm_source = real
+        await relay.stop()
+    return poison
+
+
 def slack(kind: str) -> Send:
     async def send(p: Platform, http: httpx2.AsyncClient) -> bytes:
         base = p.http_url.removesuffix("/mcp")
@@ -165,6 +193,7 @@ CASES = [
     Case("heartbeat", "negative step", "dlq", heartbeat(lambda _: _beat(step=-1)), "heartbeat"),
     Case("heartbeat", "huge", "dlq", heartbeat(huge_beat), "heartbeat"),
     Case("dcgm", "garbage exposition", "refused", garbage_scrape),
+    Case("dcgm", "relayed report of another node", "dlq", dcgm_relay, "dcgm"),
     Case("slack", "oversized body", "refused", slack("oversized")),
     Case("slack", "forged signature", "refused", slack("forged")),
     Case("slack", "replayed request", "refused", slack("replayed")),

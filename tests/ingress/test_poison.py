@@ -22,6 +22,7 @@ from aiops.settings import Settings
 from events import subjects
 from events.dead_letter import Received, read_dead_letter
 from events.incident import Incident
+from fleet import FleetSpec
 from tests.ingress.poison import CASES, SECRET, Case
 from tests.waiting import eventually
 
@@ -44,7 +45,9 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Har
         min_spares=0,
     )
     data_dir: Path = tmp_path_factory.mktemp("poison")
-    async with Platform(settings, data_dir=data_dir, run_clock=False) as platform:
+    # Each case takes an idle GPU out: a third leaf of idle nodes, so every case finds one.
+    spec = FleetSpec.small(seed=settings.seed).model_copy(update={"cluster": "sim-a", "leaf_switches": 3})
+    async with Platform(settings, data_dir=data_dir, run_clock=False, spec=spec) as platform:
         platform.twin.advance(45 * 60)
         async with httpx2.AsyncClient(timeout=30) as http:
             yield platform, http

@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 from mcp.types import TextResourceContents
 
+from events.checkpoint_times import CheckpointTimes, CheckpointWrite, key_of
 from events.incident import Incident, RootCause
 from skills.goodput_math import daly_interval_s, poisson_tail
 from tests.mcp_server.support import MemoryIncidents, Stack, error, held
@@ -131,10 +132,32 @@ async def test_the_spares_resource_reads_the_advice_or_says_why_not(stack: Stack
 async def test_a_history_longer_than_the_tool_reads_is_an_error_not_a_silent_undercount(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("mcp_server.tools.advice.HISTORY_LIMIT", 2)
+    monkeypatch.setattr("mcp_server.incident_history.HISTORY_LIMIT", 2)
     now = now_of(stack)
     with_history(stack, [hardware_incident(i, now, 1 + i, 2) for i in range(3)])
     async with held(Client(stack.server)) as client:
         assert "shorter window_days" in error(await client.call_tool("spare_advice", {}))
         advice = await call(client, "spare_advice", window_days=1.5)  # the newest two cover it
         assert advice["node_removals_per_1000_node_days"] > 0
+
+
+async def test_checkpoint_advice_uses_the_write_time_the_jobs_heartbeats_measured(stack: Stack) -> None:
+    now = now_of(stack)
+    with_history(stack, [hardware_incident(i, now, 1 + i, None) for i in range(6)])
+    assert stack.deps is not None
+    times = CheckpointTimes(cluster="sim-a", job="train-01")
+    for step, write in [(100, 40.0), (200, 44.0), (300, 42.0)]:
+        times.add(CheckpointWrite(step=step, write_s=write, at=now))
+    await stack.deps.checkpoint_times.create(key_of("train-01"), times)
+    async with held(Client(stack.server)) as client:
+        advice = await call(client, "checkpoint_advice", job="train-01")
+        detail = await call(client, "describe_job", job="train-01")
+        given = await call(client, "checkpoint_advice", job="train-01", checkpoint_write_s=5)
+        other = await call(client, "checkpoint_advice", job="train-02")
+    assert advice["checkpoint_write_s"] == 42.0
+    assert advice["write_basis"].startswith("measured: median of the job's last 3 checkpoint writes")
+    mtbf_s = advice["job_mtbf_h"] * 3600
+    assert advice["advised_interval_s"] == pytest.approx(daly_interval_s(42, mtbf_s), rel=1e-3)
+    assert detail["checkpoint_advice"]["checkpoint_write_s"] == 42.0
+    assert (given["checkpoint_write_s"], given["write_basis"]) == (5, "given")
+    assert other["write_basis"].startswith("ASSUMED")  # train-02 reported no checkpoint yet

@@ -41,7 +41,10 @@ async def test_a_viewer_may_not_isolate_a_gpu_and_the_denial_names_the_role(make
         result = await client.call_tool("isolate_gpu", ISOLATE)
     message, refused = error(result), refusal(result)
     assert (refused.kind, refused.approval_id) == ("denied", None)  # what a program reads
-    assert refused.reasons == ["no policy permits role 'viewer' to call isolate_gpu"]
+    assert refused.reasons == [
+        "no policy permits role 'viewer' to call isolate_gpu: viewers read only, an operator acts"
+    ]
+    assert refused.rule == "viewers-read-only"
     assert DENIED in message  # the sentence a person reads
     assert "role viewer" in message
     assert "victor" in message
@@ -199,7 +202,9 @@ async def test_the_audit_records_every_mutation_attempt_denied_ones_included(mak
         "reason": "Xid 79 fell off the bus",
         "idempotency_key": None,
     }
-    assert entries[0].reasons == ["no policy permits role 'viewer' to call isolate_gpu"]
+    assert entries[0].reasons == [
+        "no policy permits role 'viewer' to call isolate_gpu: viewers read only, an operator acts"
+    ]
     assert entries[0].result == entries[0].reasons[0]
     assert entries[2].reasons == ["role 'operator' may call the operational tool isolate_gpu"]
     assert entries[2].result.startswith("isolated GPU 2 on node-003")

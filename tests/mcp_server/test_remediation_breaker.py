@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from mcp_server.gate.breaker import BreakerState, MemoryBreaker
 from mcp_server.gate.guard import DENIED
 from mcp_server.gate.policy import PolicyGate
+from mcp_server.server import build_server
 from tests.mcp_server.remediation_rig import build_rig, connected
-from tests.mcp_server.support import AGENT, OPERATOR
+from tests.mcp_server.support import AGENT, OPERATOR, refusal
 
 
 async def test_the_breaker_trips_blocks_every_isolation_and_holds_until_a_person_resets_it(
@@ -63,7 +67,7 @@ async def test_a_dry_run_reports_that_the_breaker_would_trip_without_tripping_it
         message = await rig.error("cordon_node", node="node-013", reason="check", dry_run=True)
         status = await rig.ok("safety_status")
 
-    assert "circuit breaker open" in message
+    assert "would trip the circuit breaker" in message and "circuit breaker open" not in message
     assert status["breaker"]["open"] is False and status["breaker"]["trips"] == 0
 
 
@@ -95,3 +99,48 @@ async def test_observe_only_plans_and_records_but_changes_nothing(policy_gate: P
         ("swap_spare", "allow", True),
         ("swap_spare", "deny", False),
     ]
+
+
+class _BothReadFirst(MemoryBreaker):
+    """A breaker store whose next ``waiters`` loads all return only once every one of them has read:
+    the callers' policy checks all see the same state before any of them acts (the race of two agent
+    replicas isolating at the same moment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters = 0
+        self._arrived = 0
+        self._all_read = asyncio.Event()
+
+    async def load(self, cluster: str) -> BreakerState:
+        state = await super().load(cluster)
+        if self.waiters:
+            self._arrived += 1
+            if self._arrived >= self.waiters:
+                self._all_read.set()
+            await asyncio.wait_for(self._all_read.wait(), timeout=30)
+        return state
+
+
+async def test_two_take_outs_at_once_cannot_both_pass_the_threshold(policy_gate: PolicyGate) -> None:
+    rig = build_rig(policy_gate, breaker_threshold_pct=20)  # 3 of 16 nodes fine, a 4th trips
+    breaker = _BothReadFirst()
+    rig.deps.breaker = rig.breaker = breaker
+    rig.server = build_server(rig.deps)
+    async with connected(rig):
+        await rig.ok("cordon_node", node="node-013", reason="Xid 79")
+        await rig.ok("cordon_node", node="node-014", reason="Xid 79")
+        breaker.waiters = 2
+        results = await asyncio.gather(
+            rig.client.call_tool("cordon_node", {"node": "node-015", "reason": "Xid 79"}),
+            rig.client.call_tool("cordon_node", {"node": "node-016", "reason": "Xid 79"}),
+        )
+        breaker.waiters = 0
+        status = await rig.ok("safety_status")
+
+    refused = [refusal(r) for r in results if r.is_error]
+    assert len(refused) == 1 and refused[0].kind == "breaker_open"
+    cordoned = [n for n in ("node-015", "node-016") if rig.twin.node(n).cordoned]
+    assert len(cordoned) == 1
+    assert status["breaker"]["open"] is True and status["breaker"]["trips"] == 1
+    assert status["breaker"]["taken_out"] == ["node-013", "node-014", *cordoned]

@@ -28,8 +28,10 @@ def test_a_viewer_may_call_no_mutating_tool_and_is_told_why(gate: PolicyGate, ac
 
     assert decision.decision == "deny"
     assert not decision.allowed
-    assert decision.reasons == [f"no policy permits role 'viewer' to call {action}"]
-    assert decision.policies == []
+    assert decision.reasons == [
+        f"no policy permits role 'viewer' to call {action}: viewers read only, an operator acts"
+    ]
+    assert decision.policies == ["viewers-read-only"]
 
 
 @pytest.mark.parametrize("principal", [OPERATOR, AGENT], ids=["operator", "agent"])
