@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -18,12 +19,16 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from agents.repairs import RepairWorker
 from aiops.build import build_agent, freeze_startup_objects
 from aiops.observability import start_observability
 from aiops.settings import Settings
 from contracts.client import McpToolClient
+from events import subjects
 from events.connection import connect
+from events.documents import KvDocuments
 from events.liveness import Liveness
+from events.repairs import Repair
 from events.streams import JetStreamLayout, ensure_jetstream
 from events.supervise import supervised
 from runbooks.state import KvRunStore, RunStore
@@ -94,6 +99,24 @@ async def run_agent(
         name = "watch approvals and breaker"
         watch = asyncio.create_task(
             supervised(name, lambda: agent.watch_safety(stop, liveness), stop, liveness=liveness), name=name
+        )
+        # Deferred repairs (agents/repairs.py): claimed compare-and-set, so any number of replicas.
+        repairs = RepairWorker(
+            store=agent.store,
+            docs=KvDocuments(await js.key_value(subjects.BUCKET_REPAIRS), Repair),
+            tools=tools,
+            engine=agent.engine,
+            owner=f"{settings.agent_id}/{uuid.uuid4().hex[:8]}",  # replicas may share an agent id
+        )
+        tasks.append(
+            asyncio.ensure_future(
+                supervised(
+                    "deferred repairs",
+                    lambda: repairs.run(stop, probe=liveness.probe("deferred repairs")),
+                    stop,
+                    liveness=liveness,
+                )
+            )
         )
         log.info("agent %s up against %s; resumed %d incidents", settings.agent_id, mcp_url, resumed)
         freeze_startup_objects()

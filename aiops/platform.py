@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from agents.preemptive import Preemption, PreemptiveRemoval
+from agents.repairs import RepairWorker
 from agents.store import IncidentStore
 from agents.triage import TriageAgent
 from aiops.backends import Backends, TwinGpuResolver, build_backends, fleet_spec
@@ -67,6 +68,7 @@ from events.kmsg_service import KmsgService
 from events.kmsg_shipper import KmsgShipper
 from events.liveness import Liveness
 from events.models import utcnow
+from events.repairs import Repair, RepairBook
 from events.streams import JetStreamLayout, ensure_jetstream
 from events.supervise import supervised
 from fleet import FleetSpec, FleetTwin, run_clock
@@ -113,6 +115,7 @@ class Platform:
     js: JetStreamContext = field(init=False)
     store: IncidentStore = field(init=False)
     agent: TriageAgent = field(init=False)
+    repairs: RepairWorker = field(init=False)
     detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
     gpus: GpuResolver = field(init=False)
@@ -215,6 +218,7 @@ class Platform:
         )
 
         self.store = await IncidentStore.open(self.js)
+        repair_docs = KvDocuments(await self.js.key_value(subjects.BUCKET_REPAIRS), Repair)
         if self._twin is not None and self.backends is None:  # a twin built just now: a fresh fleet
             await close_earlier_twins_incidents(self.store, self._twin.now())
         deps = ServerDeps(
@@ -226,6 +230,7 @@ class Platform:
             audit=JetStreamAudit(self.js),
             idempotency=await KvIdempotency.open(self.js),
             incidents=self.store,
+            repairs=RepairBook(repair_docs),
             limits=policy_limits(s),
             approvals=await KvApprovals.open(self.js),
             breaker=await KvBreaker.open(self.js, self.breaker_generation),
@@ -260,6 +265,15 @@ class Platform:
         self.agent = await build_agent(
             s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
         )
+        # Deferred repairs (agents/repairs.py): the resets and reboots plans queued, run once idle.
+        self.repairs = RepairWorker(
+            store=self.store,
+            docs=repair_docs,
+            tools=tools,
+            engine=self.agent.engine,
+            owner=s.agent_id,
+            clock=self.agent.clock,
+        )
         self.kmsg = KmsgService(
             self.js, gpu_index=self.gpus.gpu_index, liveness=self.liveness, clock=clock or utcnow
         )
@@ -269,6 +283,8 @@ class Platform:
             await self.agent.start(liveness=self.liveness)
             name = "watch approvals and breaker"
             self._supervise(name, lambda: self.agent.watch_safety(self._stop, self.liveness))
+            name = "deferred repairs"
+            self._supervise(name, lambda: self.repairs.run(self._stop, probe=self.liveness.probe(name)))
             if s.preemptive_removal:
                 preemptive = PreemptiveRemoval(
                     tools,

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from events.incident import Decision
+from events.repairs import Repair
 
 GpuHealth = Literal["healthy", "fallen_off_bus", "error", "unknown"]
 NodeState = Literal["ready", "not_ready", "rebooting", "unknown"]
@@ -226,3 +227,10 @@ class ServiceStatus(BaseModel):
     in_service: bool = Field(description="ready, uncordoned, every GPU healthy and not isolated")
     can_return: bool = Field(description="repaired, and only this platform holds it out of service")
     why_not: list[str] = Field(default_factory=list, description="why it cannot return yet")
+
+
+class RepairList(BaseModel):
+    """Deferred repairs (a GPU reset or node reboot a plan queued for when the node is idle), oldest
+    first: what is queued and why it waits, what runs, and where each repaired node went."""
+
+    repairs: list[Repair]

@@ -147,6 +147,8 @@ class JetStreamLayout:
             ),
             KeyValueConfig(bucket=subjects.BUCKET_APPROVALS, history=5, replicas=self.replicas, direct=True),
             KeyValueConfig(bucket=subjects.BUCKET_BREAKER, history=10, replicas=self.replicas, direct=True),
+            # Deferred repairs (events.repairs): one per node, claimed compare-and-set.
+            KeyValueConfig(bucket=subjects.BUCKET_REPAIRS, history=5, replicas=self.replicas, direct=True),
             KeyValueConfig(
                 bucket=subjects.BUCKET_GPU_INVENTORY, history=1, replicas=self.replicas, direct=True
             ),

@@ -101,8 +101,9 @@ def snapshot(twin: FleetTwin, node: str | None = None) -> list[GpuSeries]:
     for n in twin.nodes.values():
         if (node and n.name != node) or n.state != "ready":
             continue
-        busy = any(job.state == "running" for job in twin.jobs_on_node(n.name))
+        running = [job for job in twin.jobs_on_node(n.name) if job.state == "running"]
         for gpu in n.gpus:
+            busy = any(job.uses(n.name, gpu.index) for job in running)
             if gpu.health == "fallen_off_bus":
                 continue  # the driver lost it; dcgm-exporter stops reporting it
             counters = twin.telemetry.counters(n.name, gpu.index)

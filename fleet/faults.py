@@ -65,7 +65,10 @@ _BUCKET_EFFECTS: dict[str, tuple[GpuHealth | None, bool]] = {
     "WORKFLOW_XID48": ("error", True),
     "RESTART_APP": (None, True),
     "CHECK_APP": (None, True),
+    "CHECK_UVM": (None, True),  # the application's unified-memory use: its process dies
 }
+# IGNORE, CHECK_MECHANICALS (clocks reduced for power) and UPDATE_SWFW (a vGPU failed to start)
+# leave the GPU and its job as they were.
 
 
 def _catalog_effect(xid: int) -> XidEffect:

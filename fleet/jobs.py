@@ -48,8 +48,11 @@ class NodeReplacement(BaseModel):
 
 class TrainingJob(BaseModel):
     name: str
-    nodes: list[str] = Field(description="the gang, in rank order; every GPU of each node")
+    nodes: list[str] = Field(description="the gang, in rank order")
     gpus_per_node: int
+    gpu_offset: int = Field(
+        default=0, ge=0, description="its first GPU on each node (another job may hold the rest)"
+    )
     state: JobState = "running"
     step: int = 0
     step_time_s: float
@@ -75,11 +78,14 @@ class TrainingJob(BaseModel):
     restart_remaining_s: float = 0.0
 
     @classmethod
-    def from_spec(cls, spec: JobSpec, nodes: list[str], gpus_per_node: int, pid_base: int) -> TrainingJob:
+    def from_spec(
+        cls, spec: JobSpec, nodes: list[str], gpus_per_node: int, pid_base: int, gpu_offset: int = 0
+    ) -> TrainingJob:
         return cls(
             name=spec.name,
             nodes=list(nodes),
-            gpus_per_node=gpus_per_node,
+            gpus_per_node=spec.gpus_per_node or gpus_per_node,
+            gpu_offset=gpu_offset,
             step_time_s=spec.step_time_s,
             checkpoint_interval_s=spec.checkpoint_interval_s,
             checkpoint_write_s=spec.checkpoint_write_s,
@@ -96,9 +102,25 @@ class TrainingJob(BaseModel):
         """Not finished: the job still owns its gang."""
         return self.state not in ("failed", "completed")
 
+    @property
+    def gpu_indices(self) -> range:
+        """The GPUs it uses on each of its nodes."""
+        return range(self.gpu_offset, self.gpu_offset + self.gpus_per_node)
+
+    def uses(self, node: str, gpu: int) -> bool:
+        return node in self.nodes and gpu in self.gpu_indices
+
+    def rank_of(self, node: str, gpu: int) -> int:
+        """The rank on ``node``'s GPU ``gpu`` (ranks run node by node, GPU by GPU)."""
+        return self.nodes.index(node) * self.gpus_per_node + gpu - self.gpu_offset
+
+    def place_of(self, rank: int) -> tuple[str, int]:
+        """(node, GPU index) of ``rank``."""
+        return self.nodes[rank // self.gpus_per_node], self.gpu_offset + rank % self.gpus_per_node
+
     def pid_for(self, node: str, gpu: int) -> int:
         """The pid of the rank on ``node``'s GPU ``gpu`` (one process per GPU)."""
-        return self.pid_base + self.nodes.index(node) * self.gpus_per_node + gpu
+        return self.pid_base + self.rank_of(node, gpu)
 
     def checkpoint_age_s(self, now: datetime) -> float | None:
         return None if self.last_checkpoint_at is None else (now - self.last_checkpoint_at).total_seconds()

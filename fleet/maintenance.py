@@ -180,7 +180,7 @@ class FleetMaintenance:
         evicted = []
         for job in self._twin.jobs_on_node(node):
             if job.state in BUSY_STATES and job.stall(now, f"evicted: {node} drained ({reason})"):
-                for gpu in range(job.gpus_per_node):
+                for gpu in job.gpu_indices:
                     self._twin.telemetry.process_died(job, node, gpu)
                 evicted.append(job.name)
         data: dict[str, Scalar] = {

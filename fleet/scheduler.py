@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet.topology import Node
@@ -20,13 +20,14 @@ class GangPlan:
         return not self.blocked
 
 
-def plan_gang(gang: list[str], nodes: Mapping[str, Node], gpus_per_node: int) -> GangPlan:
+def plan_gang(gang: list[str], nodes: Mapping[str, Node], gpus: int | Sequence[int]) -> GangPlan:
     """Plan the gang's placement: every member must offer ``gpus_per_node`` healthy, non-isolated
     GPUs, be ready and not cordoned; each unfit member is replaced by a fit spare, preferring one on
     the same leaf switch (fewer hops for the collectives), then the lowest name. When the pool cannot
     cover every unfit member no spare is taken (gang scheduling: all ranks or none)."""
-    unfit = [(name, reason) for name in gang if (reason := nodes[name].unfit_reason(gpus_per_node))]
-    pool = [n for n in nodes.values() if n.spare and n.unfit_reason(gpus_per_node) is None]
+    wanted = range(gpus) if isinstance(gpus, int) else gpus  # the GPUs each member runs a rank on
+    unfit = [(name, reason) for name in gang if (reason := nodes[name].unfit_for(wanted))]
+    pool = [n for n in nodes.values() if n.spare and n.unfit_for(wanted) is None]
     swaps: list[tuple[str, str, str]] = []
     blocked: list[str] = []
     for name, reason in unfit:

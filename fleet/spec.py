@@ -25,7 +25,13 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=_NAME, description="neutral, e.g. 'train-01'")
-    nodes: int = Field(ge=1, description="gang size in nodes; the job uses every GPU of each node")
+    nodes: int = Field(ge=1, description="gang size in nodes")
+    gpus_per_node: int | None = Field(
+        default=None,
+        ge=1,
+        description="GPUs it uses on each node (None: all of them). A job using part of its nodes "
+        "shares them with the next such job of the same gang size while the GPUs fit",
+    )
     step_time_s: float = Field(gt=0, description="wall time of one training step")
     checkpoint_interval_s: float = Field(gt=0, description="training time between checkpoints")
     checkpoint_write_s: float = Field(ge=0, description="blocking write time of one checkpoint")
@@ -74,13 +80,37 @@ class FleetSpec(BaseModel):
             raise ValueError(f"job names must be unique; repeated: {', '.join(duplicates)}")
         if self.spare_nodes >= self.node_count:
             raise ValueError(f"{self.spare_nodes} spare nodes leave no worker nodes out of {self.node_count}")
-        needed = sum(job.nodes for job in self.jobs)
+        wide = [job.name for job in self.jobs if (job.gpus_per_node or 0) > self.gpus_per_node]
+        if wide:
+            raise ValueError(
+                f"jobs {', '.join(wide)} want more GPUs per node than a node has ({self.gpus_per_node})"
+            )
+        needed = max((first + job.nodes for job, first, _ in self.packing()), default=0)
         if needed > self.worker_node_count:
             raise ValueError(
                 f"jobs need {needed} nodes but only {self.worker_node_count} non-spare nodes exist "
                 f"({self.node_count} nodes, {self.spare_nodes} spares)"
             )
         return self
+
+    def packing(self) -> list[tuple[JobSpec, int, int]]:
+        """Where each job goes: (job, index of its first worker node, its first GPU on each node).
+        Jobs take consecutive worker nodes in order; a job using part of each node shares the
+        previous job's nodes when that one also uses part of them, has the same gang size, and the
+        GPUs left fit."""
+        placed: list[tuple[JobSpec, int, int]] = []
+        next_node = 0
+        shared: tuple[int, int, int] | None = None  # (first node, gang size, next free GPU)
+        for job in self.jobs:
+            width = job.gpus_per_node or self.gpus_per_node
+            if shared is not None and shared[1] == job.nodes and shared[2] + width <= self.gpus_per_node:
+                placed.append((job, shared[0], shared[2]))
+                shared = (shared[0], shared[1], shared[2] + width)
+                continue
+            placed.append((job, next_node, 0))
+            shared = (next_node, job.nodes, width) if width < self.gpus_per_node else None
+            next_node += job.nodes
+        return placed
 
     @property
     def node_count(self) -> int:

@@ -205,8 +205,8 @@ class FleetTelemetry:
 
     def process_died(self, job: TrainingJob, node: str, gpu: int) -> None:
         """The rank on ``node``/``gpu`` died with its GPU; the others block in the next collective."""
-        if node in job.nodes:
-            rank = job.nodes.index(node) * job.gpus_per_node + gpu
+        if job.uses(node, gpu):
+            rank = job.rank_of(node, gpu)
             self._stalls.setdefault(job.name, _Stall()).dead_ranks.add(rank)
 
     def gpu_reset(self, node: str, gpu: int) -> None:
@@ -231,7 +231,7 @@ class FleetTelemetry:
         compute = [
             base * COMPUTE_SHARE * own * self.gpus[(node, g)].throttle
             for node in job.nodes
-            for g in range(job.gpus_per_node)
+            for g in job.gpu_indices
         ]
         leaves = {self.cluster.nodes[n].leaf for n in job.nodes if n in self.cluster.nodes}
         factor = max((self.link_factor.get(leaf, 1.0) for leaf in leaves), default=1.0)
@@ -256,7 +256,7 @@ class FleetTelemetry:
                 self._stalls.pop(job.name, None)
             busy = job.state == "running"
             for node in job.nodes:
-                for g in range(job.gpus_per_node):
+                for g in job.gpu_indices:
                     c = self.gpus[(node, g)]
                     # A training GPU draws ~600 W of its 700 W TDP; a stuck one idles in the collective.
                     c.power_w = 610.0 / c.throttle if busy else 150.0
@@ -288,12 +288,13 @@ class FleetTelemetry:
             if stall is not None and rank != stall.hung_rank:
                 seq += 1  # entered the next collective and waits there for the stalled rank
             noise = 1 + self._rng.uniform(-BEAT_NOISE, BEAT_NOISE)
+            node, gpu = job.place_of(rank)
             beats.append(
                 RankBeat(
                     job=job.name,
                     rank=rank,
-                    node=job.nodes[rank // job.gpus_per_node],
-                    gpu=rank % job.gpus_per_node,
+                    node=node,
+                    gpu=gpu,
                     step=job.step,
                     step_time_s=step_s * noise,
                     compute_s=rank_compute * noise,

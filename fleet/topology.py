@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -63,6 +64,21 @@ class Node(BaseModel):
     @property
     def schedulable_gpu_count(self) -> int:
         return sum(1 for gpu in self.gpus if gpu.schedulable)
+
+    def unfit_for(self, indices: Sequence[int]) -> str | None:
+        """Why a gang member using GPUs ``indices`` cannot run here, or None when it can."""
+        if self.cordoned:
+            return f"{self.name} is cordoned by {self.cordon_owner!r}"
+        if self.state != "ready":
+            return f"{self.name} is {self.state}"
+        if set(indices) >= {gpu.index for gpu in self.gpus}:
+            return self.unfit_reason(len(self.gpus))  # the whole node
+        bad = [
+            f"GPU {gpu.index} {gpu.condition}"
+            for gpu in self.gpus
+            if gpu.index in indices and not gpu.schedulable
+        ]
+        return f"{self.name} has unusable GPUs for the job ({', '.join(bad)})" if bad else None
 
     def unfit_reason(self, gpus_needed: int) -> str | None:
         """Why a gang member cannot run here, or None when the node can host it."""

@@ -72,10 +72,12 @@ class FleetTwin:
     def _place_jobs(self) -> dict[str, TrainingJob]:
         workers = [n.name for n in self.cluster.nodes.values() if not n.spare]
         jobs: dict[str, TrainingJob] = {}
-        for job_spec in self.spec.jobs:
-            gang, workers = workers[: job_spec.nodes], workers[job_spec.nodes :]
+        for job_spec, first, offset in self.spec.packing():
+            gang = workers[first : first + job_spec.nodes]
             pid_base = self._rng.randrange(10_000, 4_000_000)
-            jobs[job_spec.name] = TrainingJob.from_spec(job_spec, gang, self.spec.gpus_per_node, pid_base)
+            jobs[job_spec.name] = TrainingJob.from_spec(
+                job_spec, gang, self.spec.gpus_per_node, pid_base, gpu_offset=offset
+            )
         return jobs
 
     # -- queries ------------------------------------------------------------------------------------
@@ -146,10 +148,9 @@ class FleetTwin:
         return [job for job in self._jobs.values() if job.active and node in job.nodes]
 
     def job_for_gpu(self, node: str, index: int) -> TrainingJob | None:
-        """The job whose gang uses that GPU (jobs take whole nodes), or None when it is idle."""
+        """The job whose rank runs on that GPU (a node may host several jobs), or None when it is idle."""
         self.gpu(node, index)
-        jobs = self.jobs_on_node(node)
-        return jobs[0] if jobs else None
+        return next((job for job in self.jobs_on_node(node) if job.uses(node, index)), None)
 
     def spare_nodes(self) -> list[Node]:
         """The warm spare pool, in name order."""
@@ -296,7 +297,7 @@ class FleetTwin:
             rank = self.telemetry.pick_rank(target.gpus)
         if not 0 <= rank < target.gpus:
             raise FleetError(f"{job} has ranks 0..{target.gpus - 1}, not {rank}")
-        node, gpu = target.nodes[rank // target.gpus_per_node], rank % target.gpus_per_node
+        node, gpu = target.place_of(rank)
         if target.stall(now, f"hang: rank {rank} on {node} GPU {gpu} stopped progressing"):
             self.telemetry.hang(job, rank)
             self._record(now, "fault", f"{job} hung at step {target.step}: rank {rank} on {node} GPU {gpu}")
@@ -336,7 +337,7 @@ class FleetTwin:
     def rank_on(self, node: str, gpu: int) -> tuple[str, int] | None:
         """(job, rank) of the training rank on that GPU, or None when it is idle."""
         job = self.job_for_gpu(node, gpu)
-        return None if job is None else (job.name, job.nodes.index(node) * job.gpus_per_node + gpu)
+        return None if job is None else (job.name, job.rank_of(node, gpu))
 
     def subscribe_heartbeats(self, callback: BeatCallback) -> Callable[[], None]:
         """Call ``callback(beat)`` for every future training-rank heartbeat; returns the unsubscriber."""
@@ -442,7 +443,7 @@ class FleetTwin:
         )
 
     def _place(self, job: TrainingJob, now: datetime) -> tuple[list[NodeReplacement], list[str]]:
-        plan = plan_gang(job.nodes, self.nodes, job.gpus_per_node)
+        plan = plan_gang(job.nodes, self.nodes, job.gpu_indices)
         if not plan.placeable:
             if job.state != "pending":
                 job.wait_for_capacity(now, "; ".join(plan.blocked))

@@ -9,6 +9,7 @@ from datetime import datetime
 from events.checkpoint_times import CheckpointTimes
 from events.documents import Documents, MemoryDocuments
 from events.models import utcnow
+from events.repairs import NoRepairs, RepairSource
 from mcp_server.backends.base import ClusterBackend
 from mcp_server.backends.telemetry import NoTelemetry, TelemetrySource
 from mcp_server.escalation import EscalationDesk, MemoryDesk
@@ -51,6 +52,7 @@ class ServerDeps:
     audit: AuditSink = field(default_factory=MemoryAudit)
     idempotency: IdempotencyStore = field(default_factory=MemoryIdempotency)
     incidents: IncidentSource = field(default_factory=NoIncidents)
+    repairs: RepairSource = field(default_factory=NoRepairs)
     limits: PolicyLimits = field(default_factory=PolicyLimits)
     approvals: ApprovalBook = field(default_factory=MemoryApprovals)
     breaker: BreakerStore = field(default_factory=MemoryBreaker)

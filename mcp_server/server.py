@@ -25,6 +25,7 @@ from mcp_server.tools import (
     fleet_map,
     incidents,
     remediation,
+    repairs,
     scheduler,
     telemetry,
     twin_faults,
@@ -73,7 +74,17 @@ def build_server(
         deps=deps,
         extensions=[ui.extension()],  # the fleet heatmap and incident card as MCP Apps
     )
-    for tools in (cluster, scheduler, remediation, escalation, approvals, incidents, telemetry, advice):
+    for tools in (
+        cluster,
+        scheduler,
+        remediation,
+        repairs,
+        escalation,
+        approvals,
+        incidents,
+        telemetry,
+        advice,
+    ):
         tools.register(server)
     # Tools of the console's era, still registered with the server's dependencies.
     fleet_map.register(server, deps)

@@ -255,6 +255,7 @@ def park_detector_loop(platform: Platform) -> None:
     At most the round in flight when this is called still runs (during the warm-up)."""
     service = platform.detection.service
     service.evaluate_interval_s = service.scrape_interval_s = PARKED_S
+    platform.repairs.park()  # the runner ticks the deferred repairs itself (``settle``)
 
 
 async def detect(platform: Platform, beats: _BeatCounter, *, scrape: bool) -> bool:
@@ -295,6 +296,11 @@ async def settle(platform: Platform) -> bool:
         await platform.agent.drain()
         quiet_rounds = 0 if busy else quiet_rounds + 1
         if quiet_rounds >= 2:
+            # Then the deferred repairs' round (the worker's own loop is parked): what it did (a
+            # reboot's kernel lines, say) goes through the pipeline before the tick ends.
+            if await platform.repairs.tick():
+                quiet_rounds = 0
+                continue
             return True
         await asyncio.sleep(0.005)
     return False

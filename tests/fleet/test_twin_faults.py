@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from fleet import FleetTwin, UnsupportedXidError
+from fleet import FleetSpec, FleetTwin, UnsupportedXidError
 
 JOURNAL = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00 node-003 kernel: "
 XID_79 = re.compile(
@@ -142,3 +142,29 @@ def test_faults_are_recorded_in_the_history(twin: FleetTwin) -> None:
 def test_a_double_bit_error_can_show_only_in_dcgm(twin: FleetTwin) -> None:
     assert twin.inject_ecc("node-002", 4, "dbe", kernel_log=False) == []
     assert twin.gpu("node-002", 4).health == "error" and twin.job("train-01").state == "stalled"
+
+
+@pytest.mark.parametrize("code", range(1, 163))
+def test_every_code_of_nvidias_catalog_is_injectable_with_the_effect_its_bucket_says(code: int) -> None:
+    from skills.catalog import NvidiaBucket, load_catalog
+
+    twin = FleetTwin(FleetSpec.small())
+    twin.advance(600)
+    bucket = load_catalog().info_or_unknown(code).nvidia_bucket
+    recovery = "Node Reboot Required" if code == 154 else "GPU Reset Required"
+    twin.inject_xid("node-001", 0, code, recovery_action=recovery)
+    health, state = twin.gpu("node-001", 0).health, twin.job("train-01").state
+    needs_work = {
+        NvidiaBucket.RESET_GPU,
+        NvidiaBucket.RESTART_BM,
+        NvidiaBucket.RESTART_VM,
+        NvidiaBucket.CONTACT_SUPPORT,
+    }
+    if code == 79:
+        assert (health, state) == ("fallen_off_bus", "stalled")
+    elif bucket in needs_work or code in (48, 154) or bucket.value.startswith("WORKFLOW_NVLINK"):
+        assert (health, state) == ("error", "stalled"), bucket
+    elif bucket in (NvidiaBucket.RESTART_APP, NvidiaBucket.CHECK_UVM) or code == 94:
+        assert (health, state) == ("healthy", "stalled"), bucket
+    else:
+        assert (health, state) == ("healthy", "running"), bucket

@@ -61,6 +61,7 @@ MUTATING_TOOLS = DESTRUCTIVE_TOOLS | {"acknowledge_incident", "resolve_incident"
 READ_TOOLS |= {"spare_pool", "job_progress", "service_status", "list_approvals", "safety_status"}
 READ_TOOLS |= {"spare_advice", "checkpoint_advice"}
 READ_TOOLS |= {"fleet_map", "audit_log"}  # the heatmap's per-GPU states; the audit trail
+READ_TOOLS |= {"list_repairs"}  # deferred repairs (agents/repairs.py)
 REMEDIATION_TOOLS = {
     "swap_spare",
     "cordon_node",

@@ -80,8 +80,22 @@ def test_every_code_of_the_sheet_is_in_the_catalog(code: int) -> None:
     assert info.meaning and info.recommended_action
 
 
-def test_the_catalog_holds_exactly_the_codes_of_the_sheet() -> None:
-    assert load_catalog().codes == frozenset(SHEET_CODES)
+def test_the_catalog_holds_every_code_of_nvidias_current_catalog_each_with_its_source() -> None:
+    # NVIDIA's "Analyzing Xid Errors with the Xid Catalog" lists codes 1-162 (Ampere and newer).
+    catalog = load_catalog()
+    assert catalog.codes == frozenset(range(1, 163)) and frozenset(SHEET_CODES) <= catalog.codes
+    for code in sorted(catalog.codes):
+        info = catalog.info_or_unknown(code)
+        assert "NVIDIA" in info.source and "docs.nvidia.com/deploy/xid-errors" in info.source, code
+
+
+def test_a_code_nvidia_asks_to_report_is_contained_and_ticketed() -> None:
+    info = load_catalog().info_or_unknown(9)  # ROBUST_CHANNEL_GR_ERROR_INSTANCE: report the issue
+    assert (info.nvidia_bucket, info.platform_action) == (NvidiaBucket.CONTACT_SUPPORT, PlatformAction.TICKET)
+    copy_engine = load_catalog().info_or_unknown(41)  # CE2: restart the application
+    assert (copy_engine.nvidia_bucket, copy_engine.level) == (NvidiaBucket.RESTART_APP, XidLevel.APPLICATION)
+    fatal_timeout = load_catalog().info_or_unknown(158)
+    assert fatal_timeout.platform_action is PlatformAction.RESET_GPU
 
 
 @pytest.mark.parametrize(("code", "mnemonic"), sorted(SHEET_MNEMONICS.items()))
