@@ -18,6 +18,7 @@ Memory is bounded: entries expire with the window and the tables are capped (old
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,6 +55,9 @@ def gpu_entity(event: XidEvent) -> str:
     return event.node
 
 
+_GPU_INDEX_NAME = re.compile(r"/gpu\d+$")
+
+
 def gpu_keys(node: str, gpu: int | None, pci_bus_id: str | None) -> list[str]:
     """Every name of one GPU (PCI id, index), so sources that name it differently meet."""
     keys = []
@@ -72,8 +76,14 @@ def _xid_keys(event: XidEvent) -> list[str]:
 
 def _fault_keys(keys: list[str]) -> tuple[str, ...]:
     """The names of a GPU fault to claim across replicas: the GPU's, not its node's (the node key
-    only lets a hang on the node find the hardware incident; another GPU is another fault)."""
-    return tuple(k for k in keys if not k.startswith("node:"))
+    only lets a hang on the node find the hardware incident; another GPU is another fault).
+
+    The first name is the one the claim is decided on (``agents.claims``), so it must not depend on
+    which names a source happens to give: the index name (``node/gpu3``) comes first whenever it is
+    known. (A kernel line carries the PCI id and the resolved index, a DCGM reading only the index:
+    with the PCI name first, two replicas seeing the two at once each won a different first name.)"""
+    names = [k for k in keys if not k.startswith("node:")]
+    return tuple(sorted(names, key=lambda k: 0 if _GPU_INDEX_NAME.search(k) else 1))
 
 
 @dataclass
