@@ -115,7 +115,9 @@ async def test_a_nats_server_killed_and_restarted_mid_flow_leaves_each_fault_one
             platform.twin.inject_xid(node, gpu, 79)
             platform.twin.advance(30)
         await eventually(
-            lambda: sum(r.agent.events_seen for r in group) >= 1, within_s=30, what="the agents to take events"
+            lambda: sum(r.agent.events_seen for r in group) >= 1,
+            within_s=30,
+            what="the agents to take events",
         )
         # The server leading `leases`: owners' renewals and takeovers run into the election.
         info = await platform.js.stream_info(f"KV_{subjects.BUCKET_LEASES}")
