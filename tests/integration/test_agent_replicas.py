@@ -7,8 +7,6 @@ nothing is left open — also when one agent dies mid-flow, and when the NATS se
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -16,7 +14,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nats.errors
-import nats.js.errors
 import pytest
 
 from aiops.agent_replicas import AgentReplicas
@@ -24,6 +21,7 @@ from aiops.platform import Platform
 from aiops.settings import Settings
 from events import subjects
 from events.incident import Incident
+from events.leases import Leases, incident_lease
 from events.models import AuditRecord
 from tests.agents.replica_support import Replica, executed, replicas
 from tests.nats_cluster import NatsCluster
@@ -171,20 +169,11 @@ async def test_a_nats_server_killed_and_restarted_mid_flow_leaves_each_fault_one
     assert sorted((r.arguments["node"], r.arguments["gpu"]) for r in isolations) == sorted(FAULTS)
 
 
-async def incident_leases_of(platform: Platform, holder: str) -> list[str]:
-    kv = await platform.js.key_value(subjects.BUCKET_LEASES)
-    try:
-        keys = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return []
-    held: list[str] = []
-    for key in keys:
-        if key.startswith("incident."):
-            with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                entry = await kv.get(key)
-                if entry.value and json.loads(entry.value)["holder"] == holder:
-                    held.append(key)
-    return held
+async def owns_an_incident(platform: Platform, leases: Leases, holder: str) -> bool:
+    for incident in await platform.store.list_incidents(limit=1000):
+        if await leases.holder(incident_lease(incident.id)) == holder:
+            return True
+    return False
 
 
 async def test_an_agent_process_killed_with_sigkill_while_owning_an_incident_repeats_no_isolation(
@@ -219,10 +208,12 @@ async def test_an_agent_process_killed_with_sigkill_while_owning_an_incident_rep
                 platform.twin.inject_xid(node, gpu, 79)
                 platform.twin.advance(30)
 
-            async def victim_owns_one() -> bool:
-                return bool(await incident_leases_of(platform, victim.name))
-
-            await eventually(victim_owns_one, within_s=60, what=f"{victim.name} to own an incident")
+            leases = await Leases.open(platform.js)
+            await eventually(
+                lambda: owns_an_incident(platform, leases, victim.name),
+                within_s=60,
+                what=f"{victim.name} to own an incident",
+            )
             assert victim.pid is not None
             os.kill(victim.pid, signal.SIGKILL)
             for node, gpu in FAULTS[4:]:
