@@ -1,18 +1,28 @@
 """Three triage agents on a three-node NATS cluster (JetStream replicas 3), sharing the durable
 consumer: independent Xid 79 faults are each one incident and one isolation in GPU_AUDIT, and
-nothing is left open — also when one agent dies mid-flow."""
+nothing is left open — also when one agent dies mid-flow, and when the NATS server leading the
+`leases` bucket is SIGKILLed mid-flow and started again, and when an `aiops agent` process (as
+`aiops up --agents 2` starts them) is SIGKILLed while it owns an incident."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import nats.errors
 import pytest
 
+from aiops.agent_replicas import AgentReplicas
 from aiops.platform import Platform
 from aiops.settings import Settings
+from events import subjects
 from events.incident import Incident
+from events.leases import Leases, incident_lease
+from events.models import AuditRecord
 from tests.agents.replica_support import Replica, executed, replicas
 from tests.nats_cluster import NatsCluster
 from tests.waiting import eventually
@@ -25,21 +35,25 @@ FAULTS = [(f"node-0{13 + i % 4}", i) for i in range(8)]
 SETTLED = {"mitigated", "escalated", "suppressed", "resolved"}
 
 
+def fleet_settings(url: str) -> Settings:
+    return Settings(
+        nats_url=url,
+        js_replicas=3,
+        http_port=0,
+        embedded_agent=False,
+        group_wait_s=0.2,
+        max_isolations_per_hour=50,
+        breaker_threshold_pct=100,
+        max_out_of_service_pct=100,
+        min_spares=0,
+    )
+
+
 @asynccontextmanager
-async def fleet(tmp_path: Path) -> AsyncIterator[tuple[Platform, NatsCluster]]:
+async def fleet(tmp_path: Path, *, serve_http: bool = False) -> AsyncIterator[tuple[Platform, NatsCluster]]:
     with NatsCluster(tmp_path / "nats", size=3) as cluster:
-        settings = Settings(
-            nats_url=cluster.url,
-            js_replicas=3,
-            http_port=0,
-            embedded_agent=False,
-            group_wait_s=0.2,
-            max_isolations_per_hour=50,
-            breaker_threshold_pct=100,
-            max_out_of_service_pct=100,
-            min_spares=0,
-        )
-        async with Platform(settings, data_dir=tmp_path, serve_http=False, run_clock=False) as platform:
+        settings = fleet_settings(cluster.url)
+        async with Platform(settings, data_dir=tmp_path, serve_http=serve_http, run_clock=False) as platform:
             platform.twin.advance(45 * 60)
             yield platform, cluster
 
@@ -96,6 +110,129 @@ async def test_an_agent_dying_mid_flow_loses_no_fault_and_repeats_no_isolation(t
         for r in group[1:]:
             await r.agent.stop()
 
+    assert len(incidents) == len(FAULTS)
+    assert {i.status for i in incidents} == {"mitigated"}
+    assert sorted((r.arguments["node"], r.arguments["gpu"]) for r in isolations) == sorted(FAULTS)
+
+
+async def test_a_nats_server_killed_and_restarted_mid_flow_leaves_each_fault_one_incident_and_one_isolation(
+    tmp_path: Path,
+) -> None:
+    async with fleet(tmp_path) as (platform, cluster), replicas(platform, 3) as group:
+        await serve(group)
+        for node, gpu in FAULTS[:4]:
+            platform.twin.inject_xid(node, gpu, 79)
+            platform.twin.advance(30)
+        await eventually(
+            lambda: sum(r.agent.events_seen for r in group) >= 1,
+            within_s=30,
+            what="the agents to take events",
+        )
+        # The server leading `leases`: owners' renewals and takeovers run into the election.
+        info = await platform.js.stream_info(f"KV_{subjects.BUCKET_LEASES}")
+        assert info.cluster is not None and info.cluster.leader is not None
+        victim = str(info.cluster.leader)
+        cluster.kill(victim)
+        for node, gpu in FAULTS[4:6]:  # while the server is down
+            platform.twin.inject_xid(node, gpu, 79)
+            platform.twin.advance(30)
+
+        async def leases_elected() -> bool:
+            try:
+                now = await platform.js.stream_info(f"KV_{subjects.BUCKET_LEASES}")
+            except (TimeoutError, nats.errors.Error):
+                return False  # no leader yet
+            return now.cluster is not None and now.cluster.leader not in (None, victim)
+
+        await eventually(leases_elected, within_s=30, what="`leases` to elect another leader")
+        await asyncio.to_thread(cluster.restart, victim)
+        for node, gpu in FAULTS[6:]:
+            platform.twin.inject_xid(node, gpu, 79)
+            platform.twin.advance(30)
+        incidents = await settled(platform, len(FAULTS))
+        isolations: list[AuditRecord] = []
+
+        async def audited() -> bool:
+            # The gate's audit writes ride out the outage: they may land after the incident settled.
+            try:
+                isolations[:] = await executed(platform, "isolate_gpu")
+            except (TimeoutError, nats.errors.Error):
+                return False
+            return len(isolations) >= len(FAULTS)
+
+        await eventually(audited, within_s=60, what="every isolation in GPU_AUDIT")
+        for r in group:
+            await r.agent.stop()
+
+    assert len(incidents) == len(FAULTS)
+    assert {i.status for i in incidents} == {"mitigated"}
+    assert sorted((r.arguments["node"], r.arguments["gpu"]) for r in isolations) == sorted(FAULTS)
+
+
+async def owns_an_incident(platform: Platform, leases: Leases, holder: str) -> bool:
+    for incident in await platform.store.list_incidents(limit=1000):
+        owner = await leases.holder(incident_lease(incident.id))
+        if owner is not None and owner.startswith(f"{holder}-"):  # a replica's holder is <id>-<uuid8>
+            return True
+    return False
+
+
+async def test_an_agent_process_killed_with_sigkill_while_owning_an_incident_repeats_no_isolation(
+    tmp_path: Path,
+) -> None:
+    async with fleet(tmp_path, serve_http=True) as (platform, _):
+        env = {**os.environ, "AIOPS_JS_REPLICAS": "3", "AIOPS_PLANNER": "rules", "AIOPS_LOG_FORMAT": "text"}
+        supervisor = AgentReplicas.for_platform(
+            2,
+            nats_url=platform.nats_url,
+            mcp_url=platform.http_url,
+            token=platform.agent_token,
+            agent_id="killed",
+            base_env=env,
+        )
+        supervisor.backoff_first_s = 3600.0  # the killed replica stays dead: its peer takes over
+        supervisor.log_dir = tmp_path / "agents"
+        stop = asyncio.Event()
+        running = asyncio.create_task(supervisor.run(stop))
+        try:
+
+            async def both_pulling() -> bool:
+                try:
+                    info = await platform.js.consumer_info(subjects.STREAM_EVENTS, "triage")
+                except (TimeoutError, nats.errors.Error):
+                    return False
+                return (info.num_waiting or 0) >= 2
+
+            await eventually(both_pulling, within_s=120, what="two agent processes on the shared consumer")
+            victim = supervisor.replicas[0]
+            for node, gpu in FAULTS[:4]:
+                platform.twin.inject_xid(node, gpu, 79)
+                platform.twin.advance(30)
+
+            leases = await Leases.open(platform.js)
+            await eventually(
+                lambda: owns_an_incident(platform, leases, victim.name),
+                within_s=60,
+                what=f"{victim.name} to own an incident",
+            )
+            assert victim.pid is not None
+            os.kill(victim.pid, signal.SIGKILL)
+            for node, gpu in FAULTS[4:]:
+                platform.twin.inject_xid(node, gpu, 79)
+                platform.twin.advance(30)
+            incidents = await settled(platform, len(FAULTS))
+            isolations: list[AuditRecord] = []
+
+            async def audited() -> bool:
+                isolations[:] = await executed(platform, "isolate_gpu")
+                return len(isolations) >= len(FAULTS)
+
+            await eventually(audited, within_s=60, what="every isolation in GPU_AUDIT")
+        finally:
+            stop.set()
+            await running
+
+    assert victim.exits == [-signal.SIGKILL]
     assert len(incidents) == len(FAULTS)
     assert {i.status for i in incidents} == {"mitigated"}
     assert sorted((r.arguments["node"], r.arguments["gpu"]) for r in isolations) == sorted(FAULTS)
