@@ -139,7 +139,11 @@ def attention_expr(
     """The GPUs (by ``keys``) in a fault state, changed within ``window`` or past a DCGM limit: the
     question asked at query time when the recording rules are not loaded."""
     return " or ".join(
-        [state_expr(keys=keys), changes_expr(window, keys=keys), sbe_rate_expr(keys=keys, sbe_per_hour=sbe_per_hour)]
+        [
+            state_expr(keys=keys),
+            changes_expr(window, keys=keys),
+            sbe_rate_expr(keys=keys, sbe_per_hour=sbe_per_hour),
+        ]
     )
 
 
