@@ -216,7 +216,7 @@ def one_size(gpus: int) -> dict[str, object]:
         scraped_at = time.perf_counter()
 
         def changes() -> dict[str, object]:
-            samples, done = source.ask(source.query)
+            samples, done = source.ask_marked(source.attention, "changes")
             started = time.perf_counter()
             events = detector.observe_readings(group_samples(samples), datetime.now(UTC))
             detect_s = time.perf_counter() - started

@@ -2,8 +2,10 @@
 
 A 10,000-GPU cluster exports on the order of a hundred thousand DCGM series; pulling every one each
 round (``PrometheusSource``) moves them all over the wire and through the detector, though almost
-none changed. This source asks one PromQL question per round — the current DCGM fields of every GPU
-for which, within ``window``:
+none changed. Each round this source asks which GPUs need attention (the recording rule
+``gpu:dcgm_attention`` when Prometheus has it loaded, else the same question at query time), then
+only those GPUs' current DCGM fields (a label lookup by node and GPU index) — the GPUs for which,
+within ``window``:
 
 - an error counter rose (``increase(...) > 0``: ECC single- and double-bit counts, retired pages,
   remapped rows, the exporter's Xid count) — counter resets are not increases;
@@ -208,6 +210,7 @@ class PrometheusChangesSource:
         self.prefer_recorded = prefer_recorded
         self.keys = [k.strip() for k in keys.split(",")]
         self.query = changed_query(window, keys=keys, sbe_per_hour=sbe_per_hour, recorded=recorded)
+        self.attention = attention_expr(window, keys=keys, sbe_per_hour=sbe_per_hour)
         self.resync_s = resync_s
         self.retry_full_s = retry_full_s
         self.timeout_s = timeout_s
@@ -237,7 +240,7 @@ class PrometheusChangesSource:
                 # on first sight; deltas from the next change on), and the full read is tried again.
                 self._synced_at = now - self.resync_s + min(self.resync_s, self.retry_full_s)
                 log.warning("the full DCGM read failed (%s); reading changes, full read again later", exc)
-                samples, self.last = await asyncio.to_thread(self.ask, self.query, "changes")
+                samples, self.last = await asyncio.to_thread(self.ask_marked, self.attention, "changes")
             if self.prefer_recorded and not self.recorded and await asyncio.to_thread(self.rule_loaded):
                 # The rules of deploy/prometheus/ are loaded: ask their answer (a lookup), not the
                 # whole question again (a scan of every series each round).
@@ -246,7 +249,7 @@ class PrometheusChangesSource:
         elif self.recorded:
             samples, self.last = await asyncio.to_thread(self.ask_recorded)
         else:
-            samples, self.last = await asyncio.to_thread(self.ask, self.query, "changes")
+            samples, self.last = await asyncio.to_thread(self.ask_marked, self.attention, "changes")
         return samples
 
     def ask_full(self) -> tuple[list[Sample], Round]:
@@ -262,19 +265,30 @@ class PrometheusChangesSource:
         return samples, _total("full", len(samples), rounds)
 
     def ask_recorded(self) -> tuple[list[Sample], Round]:
-        """Two small questions instead of one big one: which GPUs the recording rule marked, then
-        the DCGM fields of their nodes only (a label lookup, not a scan of every series)."""
-        marked, first = self.ask(RECORDED, "recorded")
+        """The GPUs the recording rule marked, then their fields (an index lookup)."""
+        return self.ask_marked(RECORDED, "recorded")
+
+    def ask_marked(self, question: str, kind: str) -> tuple[list[Sample], Round]:
+        """Two small questions instead of one big one: which GPUs ``question`` marks (the recording
+        rule, or the attention question at query time), then the DCGM fields of those GPUs only, by
+        node and GPU index (a label lookup, not ``and`` against every DCGM series of the fleet,
+        which at 100k GPUs outlasted Prometheus's 2-minute query timeout)."""
+        marked, first = self.ask(question, kind)
         wanted = {tuple(s.labels.get(k, "") for k in self.keys) for s in marked}
         nodes = sorted({w[0] for w in wanted})
         samples: list[Sample] = []
         rounds = [first]
         for at in range(0, len(nodes), NODES_PER_QUERY):
-            chunk = "|".join(_literal(n) for n in nodes[at : at + NODES_PER_QUERY])
-            fields, done = self.ask(f'{DCGM_PROMQL[:-1]}, {self.keys[0]}=~"{chunk}"}}', "recorded")
+            chunk = nodes[at : at + NODES_PER_QUERY]
+            among = "|".join(_literal(n) for n in chunk)
+            selector = f'{self.keys[0]}=~"{among}"'
+            if len(self.keys) > 1:  # and only the marked GPUs of those nodes (a GPU index each)
+                indexes = sorted({w[1] for w in wanted if w[0] in set(chunk)})
+                selector += f', {self.keys[1]}=~"{"|".join(_literal(i) for i in indexes)}"'
+            fields, done = self.ask(f"{DCGM_PROMQL[:-1]}, {selector}}}", kind)
             samples += [f for f in fields if tuple(f.labels.get(k, "") for k in self.keys) in wanted]
             rounds.append(done)
-        return samples, _total("recorded", len(samples), rounds)
+        return samples, _total(kind, len(samples), rounds)
 
     def ask(self, query: str, kind: str = "changes") -> tuple[list[Sample], Round]:
         """One instant query, with its size and Prometheus's evaluation time."""
