@@ -13,9 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
-from events.detectors.prometheus_changes import PrometheusChangesSource
+from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
 from events.models import EccEvent
 from tests.waiting import eventually
 
@@ -30,6 +31,7 @@ if shutil.which("prometheus") is None:
 from tests.mcp_server.backends.test_prometheus import prometheus  # noqa: E402  (after the skip)
 
 GPUS = 8
+RULES = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "recording-rules.yml"
 
 
 def exposition(dbe: dict[int, int]) -> bytes:
@@ -106,5 +108,48 @@ async def test_a_round_reads_only_the_gpu_that_changed_and_finds_its_fault(
     assert {s.labels["gpu"] for s in changed} == {"5"}  # 12 series of one GPU, not 96
     assert source.last.bytes < 10_000
     (event,) = detector.observe_readings(group_samples(changed), datetime.now(UTC))
+    assert isinstance(event, EccEvent) and (event.node, event.gpu) == ("node-1", 5)
+    assert "dbe" in event.findings
+
+
+def fast_rules(into: Path) -> Path:
+    """deploy/prometheus/recording-rules.yml with every group evaluated each second (as deployed they
+    run every 30 s to 2 m; the test should not wait that long)."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+    path = into / "recording-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+async def test_with_the_recording_rules_loaded_a_double_bit_error_is_reported_once_over_many_rounds(
+    exporter: Exporter, tmp_path: Path
+) -> None:
+    """The recorded answer holds the GPU until it is reset (a state, not a 1-minute increase), so
+    each round reads it again and the detector, comparing with what it saw, reports it once."""
+    with prometheus(tmp_path, exporter.target, (fast_rules(tmp_path),)) as url:
+        source = PrometheusChangesSource(url, prefer_recorded=True)
+        total = f'count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{{Hostname="node-1"}}) == {GPUS}'
+        await eventually(lambda: answered(source, total, bool), within_s=60, what="the first scrape")
+        await eventually(lambda: asyncio.to_thread(source.rule_loaded), within_s=30, what="the rules loaded")
+        detector = DcgmDetector("prod-a")
+        assert detector.observe_readings(group_samples(await source.scrape()), datetime.now(UTC)) == []
+        assert source.recorded
+
+        exporter.body = exposition({5: 1})
+        await eventually(
+            lambda: answered(source, RECORDED, lambda got: {s.labels["gpu"] for s in got} == {"5"}),
+            within_s=30,
+            what="the rule marking GPU 5",
+        )
+        events = []
+        for _ in range(3):
+            changed = await source.scrape()
+            assert source.last is not None and source.last.kind == "recorded"
+            assert {s.labels["gpu"] for s in changed} == {"5"}
+            events += detector.observe_readings(group_samples(changed), datetime.now(UTC))
+
+    (event,) = events
     assert isinstance(event, EccEvent) and (event.node, event.gpu) == ("node-1", 5)
     assert "dbe" in event.findings

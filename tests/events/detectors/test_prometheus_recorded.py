@@ -38,7 +38,7 @@ def test_only_the_marked_gpus_of_the_marked_nodes_are_read() -> None:
     )
     samples, done = source.ask_recorded()
     assert [(s.labels["gpu"], s.value) for s in samples] == [("5", 1.0)]
-    assert source.asked[1].endswith(', Hostname=~"gpu17\\\\.dc1-a"}')
+    assert source.asked[1].endswith(', Hostname=~"gpu17\\\\.dc1-a", gpu=~"5"}')
     assert (done.kind, done.series, done.bytes) == ("recorded", 1, 200)
 
 

@@ -60,11 +60,13 @@ class _Quiet(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def prometheus(data: Path, target: str) -> Iterator[str]:
+def prometheus(data: Path, target: str, rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
     port = free_port()
     config = data / "prometheus.yml"
+    rules = f"rule_files: {[str(f) for f in rule_files]}\n" if rule_files else ""
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"{rules}"
         "scrape_configs:\n"
         f"  - job_name: dcgm\n    static_configs: [{{targets: ['{target}']}}]\n"
     )
