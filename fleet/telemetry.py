@@ -214,10 +214,14 @@ class FleetTelemetry:
         self.gpus[(node, gpu)].reset()
 
     def node_rebooted(self, node: str) -> None:
-        """Call when a node reboots: every GPU on it resets."""
+        """Call when a node reboots: every GPU on it resets, and the driver and dcgm-exporter start
+        afresh: the last-Xid gauge reads 0 and the windowed Xid count is empty (an Xid from before
+        the reboot is not seen again as a new one)."""
         for (name, _), counters in self.gpus.items():
             if name == node:
                 counters.reset()
+                counters.last_xid = 0
+                counters.xids.clear()
 
     # -- the step-time model ------------------------------------------------------------------------
 

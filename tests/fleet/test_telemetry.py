@@ -107,6 +107,15 @@ def test_the_xid_window_counts_the_last_five_minutes(twin):
     assert c.xid_counts(twin.now()) == {}
 
 
+def test_a_reboot_starts_the_exporters_xid_fields_afresh(twin):
+    """After a reboot the driver and dcgm-exporter start again: the last-Xid gauge reads 0 and the
+    window is empty, so a detector does not count the Xid from before the reboot as a new one."""
+    twin.inject_xid("node-013", 5, 43, pid=1, process="python3")
+    c = twin.telemetry.counters("node-013", 5)
+    twin.telemetry.node_rebooted("node-013")
+    assert c.last_xid == 0 and c.xid_counts(twin.now()) == {}
+
+
 def test_telemetry_is_deterministic_under_the_seed():
     a, b = FleetTwin(FleetSpec.small(seed=3)), FleetTwin(FleetSpec.small(seed=3))
     assert beats_of(a, 30) == beats_of(b, 30)
