@@ -22,6 +22,7 @@ from aiops.build import build_agent
 from aiops.platform import Platform
 from contracts.client import McpToolClient, ToolResult
 from events import subjects
+from events.backoff import Backoff, retry_transient
 from events.connection import connect
 from events.models import AuditRecord
 from runbooks.state import KvRunStore
@@ -127,6 +128,12 @@ async def events_of(platform: Platform, count: int) -> list[tuple[str, bytes]]:
 
 
 async def audit(platform: Platform) -> list[AuditRecord]:
+    """Every audit record, read again while the cluster answers with a transient error (a stream
+    whose leader is still being elected on a fresh cluster answers "service unavailable")."""
+    return await retry_transient(partial(_read_audit, platform), attempts=40, backoff=Backoff(0.1, 1.0))
+
+
+async def _read_audit(platform: Platform) -> list[AuditRecord]:
     info = await platform.js.stream_info(subjects.STREAM_AUDIT)
     if not info.state.messages:
         return []
