@@ -142,6 +142,37 @@ class ThroughputEvent(EventBase):
     recovered: bool = Field(default=False, description="back at baseline: cancels an earlier slowdown")
 
 
+NumericsSignature = Literal["nonfinite", "loss_spike", "grad_spike"]
+
+
+class NumericsEvent(EventBase):
+    """A job whose training numerics went wrong: the signature of silent data corruption.
+
+    ``nonfinite``: loss or gradient norm became NaN/Inf; ``loss_spike`` / ``grad_spike``: a jump far
+    outside the job's recent range (robust deviation over a window of its own beats). ``first_bad_step``
+    is the first step showing it and ``last_good_step`` the last step before it, so a restart can take a
+    checkpoint from before the corruption. ``suspect_ranks`` / ``suspect_gpus`` are set only when a
+    rank-local value (its own gradient norm) singles ranks out; a reduced loss names no rank.
+    """
+
+    kind: Literal["numerics"] = "numerics"
+    job: str = Field(min_length=1)
+    signature: NumericsSignature
+    first_bad_step: int = Field(ge=0)
+    last_good_step: int | None = Field(default=None, ge=0)
+    value: float | None = Field(default=None, description="the anomalous loss or gradient norm")
+    baseline: float | None = Field(default=None, description="the job's recent typical value")
+    nodes: list[str] = Field(default_factory=list, description="every node of the job")
+    suspect_ranks: list[int] = Field(default_factory=list)
+    suspect_gpus: list[str] = Field(
+        default_factory=list, description="'<node>/<gpu index>' of the suspect ranks, when known"
+    )
+    reason: str = ""
+    cleared: bool = Field(default=False, description="numerics back in range: cancels an earlier spike")
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, ser_json_inf_nan="constants")
+
+
 AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
 """Any typed GPU event (``GpuEvent`` is the same union, discriminated on ``kind`` for parsing)."""
 GpuEvent = Annotated[AnyEvent, Field(discriminator="kind")]
@@ -168,10 +199,13 @@ class Heartbeat(BaseModel):
     ``step_time_s`` is the mean wall time per step since the previous beat; ``compute_s`` and
     ``comm_s`` split it (time in the rank's own compute vs. in collectives, waiting included) when the
     loop measures them; ``collective_seq`` counts the collectives the rank has entered (as the
-    PyTorch NCCL flight recorder does), which tells the rank a hang waits for.
+    PyTorch NCCL flight recorder does), which tells the rank a hang waits for. ``loss`` and
+    ``grad_norm`` are the training numerics at ``step`` when the loop reports them: a non-finite value
+    or a sudden jump is how silent data corruption shows itself (the numerics detector). On the wire a
+    non-finite value is the JSON constant ``NaN`` / ``Infinity`` / ``-Infinity``.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
 
     cluster: str = Field(min_length=1)
     job: str = Field(min_length=1)
@@ -197,6 +231,12 @@ class Heartbeat(BaseModel):
     )
     checkpoint_write_s: float | None = Field(
         default=None, gt=0, description="how long that checkpoint's write blocked the rank (seconds)"
+    )
+    loss: float | None = Field(
+        default=None, description="the training loss at ``step`` (may be non-finite: that is the signal)"
+    )
+    grad_norm: float | None = Field(
+        default=None, description="the rank's gradient norm at ``step`` before any reduction, when known"
     )
 
 

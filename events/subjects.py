@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-EventKind = Literal["xid", "ecc", "hang", "throughput"]
+EventKind = Literal["xid", "ecc", "hang", "throughput", "numerics"]
 
 # Streams and buckets.
 STREAM_EVENTS = "GPU_EVENTS"
