@@ -303,6 +303,25 @@ class FleetTwin:
             self._record(now, "fault", f"{job} hung at step {target.step}: rank {rank} on {node} GPU {gpu}")
         return rank
 
+    def lose_node(self, node: str) -> list[str]:
+        """The host goes away (a kernel panic, a power or board fault, unplanned host maintenance):
+        the node turns NotReady, its training processes die without a word (no kernel line reaches
+        the log, its dcgm-exporter is no longer scraped) and every job on it stalls with the ranks
+        there gone. A reboot brings it back. Returns the jobs it stopped."""
+        target, now = self.node(node), self.clock.now()
+        if target.state != "ready":
+            raise FleetError(f"{node} is already {target.state}")
+        target.state = "not_ready"
+        stopped = []
+        for job in self.jobs_on_node(node):
+            if job.stall(now, f"{node} went away"):
+                stopped.append(job.name)
+            for gpu in job.gpu_indices:
+                self.telemetry.process_died(job, node, gpu)
+        what = f"{node} went away (NotReady)" + (f"; stopped {', '.join(stopped)}" if stopped else "")
+        self._record(now, "fault", what)
+        return stopped
+
     def degrade_link(self, leaf: str, factor: float = 2.0) -> None:
         """Degrade leaf switch ``leaf``: collectives of every job with a node under it take
         ``factor`` times longer (``factor`` 1 repairs it)."""

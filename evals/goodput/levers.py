@@ -12,6 +12,9 @@
   drained at its next checkpoint boundary (policy ``drain``); ``precursors_agent``: what the agent
   does (``agents/preemptive.py``): the next stop within 6 h, else a drain at the checkpoint boundary.
 - ``repair``: the platform's reset / reboot / verify before a ticket (``Levers.fast_repair``).
+- ``numerics``: the numerics detector and the ``locate-corruption`` runbook find silent data
+  corruption from the job's loss and gradient norm (``Levers.numerics``; the share it sees is the
+  assumption ``operators.SDC_NUMERICS_RECALL``).
 - ``all``: every lever; spare sizing then uses the shorter repair times. ``all_but_precursors``:
   the levers that rest on no assumed precursor share.
 """
@@ -34,6 +37,7 @@ LEVERS = (
     "precursors_drain",
     "precursors_agent",
     "repair",
+    "numerics",
     "all_but_precursors",
     "all",
 )
@@ -109,10 +113,14 @@ def setting(case: FleetCase, lever: str, repair_s: float | None = None) -> tuple
         return base, Levers(precursors=True, precursor_policy="next_stop_or_drain")
     if lever == "repair":
         return base, Levers(fast_repair=True, **repair)
+    if lever == "numerics":
+        return base, Levers(numerics=True)
     if lever == "all_but_precursors":
         fast = Levers(fast_repair=True, **repair)
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     if lever == "all":
-        fast = Levers(precursors=True, precursor_policy="next_stop_or_drain", fast_repair=True, **repair)
+        fast = Levers(
+            precursors=True, precursor_policy="next_stop_or_drain", fast_repair=True, numerics=True, **repair
+        )
         return advised_case(case), replace(fast, spares=advised_spares(case, fast))
     raise ValueError(f"unknown lever {lever!r}; known: baseline, {', '.join(LEVERS)}")

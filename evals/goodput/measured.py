@@ -8,7 +8,9 @@ to mitigate, in simulated seconds from the fault. The study's fault families map
 - ``software``: the ``xid`` family's incidents not rooted in a GPU or node (the application);
 - ``ecc``: the ``ecc`` family; ``hang``: the ``hang`` family;
 - ``network``: the ``throughput`` and ``topology`` families' incidents rooted in a switch or link;
-- ``host`` (a node that goes away): no scenario measures it — the labelled assumption is used.
+- ``host`` (a node that goes away): the ``host`` family;
+- ``silent`` (silent data corruption found from the training numerics): the ``sdc`` family's
+  incidents the platform acted on (a corruption with no culprit GPU still counts: it was rolled back).
 
 A family with detections but no mitigation (the platform escalates it) takes its detection times from
 the measurement and its mitigation from the assumption, and says so. Mitigation is counted from
@@ -41,6 +43,8 @@ SOURCES: dict[Signal, tuple[tuple[str, ...], Callable[[Sample], bool]]] = {
     "ecc": (("ecc",), lambda s: True),
     "hang": (("hang",), lambda s: True),
     "network": (("throughput", "topology"), _rooted("switch", "link")),
+    "host": (("host",), lambda s: True),
+    "silent": (("sdc",), lambda s: True),
 }
 
 

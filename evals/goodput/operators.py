@@ -15,7 +15,12 @@ and recover") and what each one does:
   (``evals.goodput.measured`` reads them from ``evals/out/response_times.json``), or a labelled
   assumption where the suite has no measurement. Mitigation swaps in a warm spare and restarts from
   the checkpoint. A person is needed where the platform escalates (network switch/cable, unknown
-  causes) or when the spare pool is empty.
+  causes) or when the spare pool is empty. Silent data corruption: with the numerics detector (the
+  ``numerics`` lever, ``numerics_recall`` > 0) the share of corruptions that shows in the job's loss or
+  gradient norm (NaN/Inf, a spike) is found from the heartbeats and handled by the
+  ``locate-corruption`` runbook (DCGM diagnostics on the job's nodes, the failing GPU out, a restart
+  from a checkpoint before the onset), at the times the ``sdc`` scenarios measure; the rest (a slow
+  divergence no detector flags) is found as a person would.
 - ``instant``: the bound. Detection and recovery take no time and a spare is always there; only
   the restart overhead and the work since the checkpoint are lost, on the same failures.
 
@@ -117,7 +122,19 @@ ASSUMED: dict[Signal, Timing] = {
         "assumed: node NotReady after Kubernetes' 50 s node-monitor grace period, swap 3 min",
         False,
     ),
+    "silent": Timing(
+        ((60.0, 18 * MIN),),
+        "assumed: the numerics detector within a minute of the onset, DCGM diag level 3 (~15 min) on "
+        "the job's nodes, swap 3 min",
+        False,
+    ),
 }
+
+SDC_NUMERICS_RECALL = 0.7
+"""ASSUMPTION: the share of job-interrupting silent data corruptions that show in the training
+numerics soon enough for a detector (NaN/Inf propagation, a loss or gradient-norm spike); the rest
+diverge slowly and are found by people. Fault-injection studies (e.g. arXiv 2604.00726) report NaN
+propagation, short-lived loss/gradient spikes *and* slow parameter divergence, without shares."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +143,12 @@ class GpuAiops:
     timings: Mapping[Signal, Timing] = field(default_factory=lambda: dict(ASSUMED))
     escalated: frozenset[Signal] = frozenset({"network", "host"})
     fallback: ManualOnCall = ManualOnCall()
+    numerics_recall: float = 0.0
+    """Share of silent data corruptions the numerics detector catches (0: no detector, the lever off)."""
 
     def respond(self, signal: Signal, persistent: bool, spare_ready: bool, rng: random.Random) -> Response:
-        if signal == "silent":
-            # Silent data corruption raises no signal for anyone: found (if ever) like manual.
+        if signal == "silent" and not (self.numerics_recall and rng.random() < self.numerics_recall):
+            # No hardware signal, and the numerics did not show it: found (if ever) like manual.
             person = self.fallback.respond(signal, persistent, spare_ready, rng)
             return Response(person.detect_s, person.recover_s, True)
         detect, mitigate = self.timings[signal].draw(rng)
@@ -159,11 +178,17 @@ class InstantFor:
     inner: GpuAiops
     signals: frozenset[Signal]
     name: OperatorName = "gpu_aiops"
+    silent_when_seen: bool = False
+    """Silent data corruption met instantly when ``inner``'s numerics detector sees it (the rest as
+    ``inner`` finds it): the bound of an operator that acts instantly on every signal there is."""
 
     def respond(self, signal: Signal, persistent: bool, spare_ready: bool, rng: random.Random) -> Response:
         if signal in self.signals:
             return Response(0.0, 0.0, needed_person=False)
-        return self.inner.respond(signal, persistent, spare_ready, rng)
+        response = self.inner.respond(signal, persistent, spare_ready, rng)
+        if signal == "silent" and self.silent_when_seen and not response.needed_person:
+            return Response(0.0, 0.0, needed_person=False)
+        return response
 
 
 Operator = ManualOnCall | NaiveRestart | GpuAiops | Instant | InstantFor

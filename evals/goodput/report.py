@@ -195,6 +195,18 @@ def _gap(results: dict[str, Any]) -> list[str]:
     for g in results["gap"]:
         fams = " | ".join(_p(g["by_family"][s], 4) for s in GAP_SIGNALS)
         lines.append(f"| {g['gpus']:,} | {_p(g['total'], 4)} | {fams} | {_p(g['spare_waits'], 4)} |")
+    lines += [
+        "",
+        "With every lever, against the instant operator with the same levers (the same pre-emptive "
+        "removal, the same interval and pool):",
+        "",
+        "| GPUs | whole gap | " + " | ".join(GAP_SIGNALS) + " | spare waits |",
+        "|---:|---|" + "---|" * len(GAP_SIGNALS) + "---|",
+    ]
+    for g in results["gap"]:
+        a = g["all_levers"]
+        fams = " | ".join(_p(a["by_family"][s], 4) for s in GAP_SIGNALS)
+        lines.append(f"| {g['gpus']:,} | {_p(a['total'], 4)} | {fams} | {_p(a['spare_waits'], 4)} |")
     return [*lines, ""]
 
 

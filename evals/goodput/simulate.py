@@ -144,6 +144,9 @@ class Levers:
     false_drain_verify_s: float = 2 * HOUR  # ASSUMPTION: drain, diagnostics (DCGM diag), return
     fast_repair: bool = False
     fast_repair_s: float = 480.0 + 30 * 60.0  # the twin's HGX reboot (480 s) + 30 min verification
+    numerics: bool = False
+    """The numerics detector and the ``locate-corruption`` runbook (silent data corruption): the
+    operator's concern (``GpuAiops.numerics_recall``); the study sets it from this flag."""
 
 
 def simulate(

@@ -23,7 +23,16 @@ from pathlib import Path
 
 from evals.goodput import levers as lv
 from evals.goodput.measured import MeasuredTimes, load, timings_from
-from evals.goodput.operators import OPERATORS, GpuAiops, Instant, InstantFor, Operator, OperatorName, Signal
+from evals.goodput.operators import (
+    OPERATORS,
+    SDC_NUMERICS_RECALL,
+    GpuAiops,
+    Instant,
+    InstantFor,
+    Operator,
+    OperatorName,
+    Signal,
+)
 from evals.goodput.simulate import FleetCase, Levers, RunResult, simulate
 from skills.goodput_math import checkpoint_advice
 
@@ -130,6 +139,13 @@ def operators_for(times: MeasuredTimes) -> dict[str, Operator]:
     }
 
 
+def with_levers(operator: Operator, levers: Levers) -> Operator:
+    """gpu-aiops as the levers make it: the numerics detector sees a share of silent corruption."""
+    if levers.numerics and isinstance(operator, GpuAiops):
+        return replace(operator, numerics_recall=SDC_NUMERICS_RECALL)
+    return operator
+
+
 def study(times: MeasuredTimes, seeds: tuple[int, ...] = SEEDS) -> dict[str, object]:
     started = time.perf_counter()
     ops = operators_for(times)
@@ -145,19 +161,22 @@ def study(times: MeasuredTimes, seeds: tuple[int, ...] = SEEDS) -> dict[str, obj
         by_lever = {"baseline": cells["gpu_aiops"]}
         for lever in lv.LEVERS:
             lever_case, levers = lv.setting(case, lever, repair_s)
-            by_lever[lever] = run(lever_case, aiops, levers, seeds, lever)
+            by_lever[lever] = run(lever_case, with_levers(aiops, levers), levers, seeds, lever)
         all_case, all_levers = lv.setting(case, "all", repair_s)
         # The bound with the same pre-emptive removal: instant response, the same crashes avoided.
         bound_levers = run(all_case, instant, replace(all_levers, spares=None), seeds, "all")
-        # The bound no operator can beat: every fault with a signal met instantly, silent data
-        # corruption (no signal for anyone) found as a person would; the same levers.
-        seen = (
-            InstantFor(aiops, frozenset(x for x in GAP_SIGNALS if x != "silent"))
-            if isinstance(aiops, GpuAiops)
-            else instant
-        )
-        bound_seen = run(all_case, seen, replace(all_levers, spares=None), seeds, "all")
-        bound_seen_base = run(base_case, seen, seeds=seeds, lever="baseline")
+        # The bound no operator can beat: every fault with a signal met instantly; silent data
+        # corruption met instantly where the numerics show it (with the lever), else found as a person
+        # would; the same levers.
+        signalled = frozenset(x for x in GAP_SIGNALS if x != "silent")
+        seen_all, seen_base = instant, instant
+        if isinstance(aiops, GpuAiops):
+            numerics_on = with_levers(aiops, all_levers)
+            assert isinstance(numerics_on, GpuAiops)
+            seen_all = InstantFor(numerics_on, signalled, silent_when_seen=True)
+            seen_base = InstantFor(aiops, signalled)
+        bound_seen = run(all_case, seen_all, replace(all_levers, spares=None), seeds, "all")
+        bound_seen_base = run(base_case, seen_base, seeds=seeds, lever="baseline")
         goal.append(
             {
                 "gpus": gpus,
@@ -182,7 +201,20 @@ def study(times: MeasuredTimes, seeds: tuple[int, ...] = SEEDS) -> dict[str, obj
                 "ratio_to_instant": paired(summary, bound, "ratio"),
             }
             lever_rows.append(row)
-        gaps.append({"gpus": gpus, **gap_attribution(base_case, aiops, cells, seeds)})
+        gaps.append(
+            {
+                "gpus": gpus,
+                **gap_attribution(base_case, aiops, cells["gpu_aiops"], cells["instant"], seeds),
+                "all_levers": gap_attribution(
+                    all_case,
+                    with_levers(aiops, all_levers),
+                    by_lever["all"],
+                    bound_levers,
+                    seeds,
+                    all_levers,
+                ),
+            }
+        )
         for rate in RATES:
             rated, _ = lv.setting(FleetCase(gpus=gpus, failures_per_1000_node_days=rate), "baseline")
             row_cells = {name: run(rated, op, seeds=seeds, lever="baseline") for name, op in ops.items()}
@@ -267,19 +299,23 @@ GAP_SIGNALS: tuple[Signal, ...] = ("xid", "ecc", "software", "hang", "network", 
 
 
 def gap_attribution(
-    case: FleetCase, aiops: Operator, cells: dict[str, Summary], seeds: tuple[int, ...]
+    case: FleetCase,
+    aiops: Operator,
+    base: Summary,
+    bound: Summary,
+    seeds: tuple[int, ...],
+    levers: Levers = Levers(),
 ) -> dict[str, object]:
-    """How much of the gap between gpu-aiops and the instant operator each fault family accounts
-    for (that family met instantly, the rest as measured), and the share spent waiting for spares
-    (an unlimited pool); paired ETTR gains over gpu-aiops on the same seeds."""
+    """How much of the gap between gpu-aiops (``base``: ``aiops`` with ``levers``) and its bound
+    each fault family accounts for (that family met instantly, the rest as measured), and the share
+    spent waiting for spares (an unlimited pool); paired ETTR gains over ``base`` on the same seeds."""
     assert isinstance(aiops, GpuAiops)
-    base = cells["gpu_aiops"]
     by_family = {
-        s: paired(run(case, InstantFor(aiops, frozenset({s})), seeds=seeds), base, "delta")
+        s: paired(run(case, InstantFor(aiops, frozenset({s})), levers, seeds), base, "delta")
         for s in GAP_SIGNALS
     }
-    spares = paired(run(case, aiops, Levers(spares=10**6), seeds=seeds), base, "delta")
-    return {"total": paired(cells["instant"], base, "delta"), "by_family": by_family, "spare_waits": spares}
+    spares = paired(run(case, aiops, replace(levers, spares=10**6), seeds), base, "delta")
+    return {"total": paired(bound, base, "delta"), "by_family": by_family, "spare_waits": spares}
 
 
 def _predicted_gain(case: FleetCase, current: float) -> float:

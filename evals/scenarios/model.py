@@ -24,7 +24,15 @@ class FleetChoice(BaseModel):
 
 
 InjectionKind = Literal[
-    "xid", "fall_off_three_line", "kernel_message", "ecc", "hang", "degrade_link", "throttle", "slow_workload"
+    "xid",
+    "fall_off_three_line",
+    "kernel_message",
+    "ecc",
+    "hang",
+    "degrade_link",
+    "throttle",
+    "slow_workload",
+    "lose_node",
 ]
 
 
@@ -38,6 +46,7 @@ ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
     "degrade_link": ({"leaf"}, {"factor"}),
     "throttle": ({"node", "gpu"}, {"factor"}),
     "slow_workload": ({"job"}, {"factor"}),
+    "lose_node": ({"node"}, set()),
 }
 ECC_KINDS = ("dbe", "sbe_burst", "remap_pending", "remap_failure", "retired_pages")
 
@@ -153,7 +162,7 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    family: Literal["xid", "ecc", "hang", "throughput", "topology", "policy", "safety"]
+    family: Literal["xid", "ecc", "hang", "throughput", "topology", "policy", "safety", "host", "sdc"]
     description: str
     fleet: FleetChoice = Field(default_factory=FleetChoice)
     settings: dict[str, Any] = Field(default_factory=dict, description="aiops Settings overrides")

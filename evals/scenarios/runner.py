@@ -51,6 +51,7 @@ KINDS: dict[str, str] = {
     "degrade_link": "degrade_link",  # fields: leaf, factor (1 repairs)
     "throttle": "throttle_gpu",  # fields: node, gpu, factor (1 ends it)
     "slow_workload": "slow_workload",  # fields: job, factor (1 ends it)
+    "lose_node": "lose_node",  # fields: node (the host goes away)
 }
 # The Xid lines (and so the effects) the twin prints for each ECC injection (fleet.twin.inject_ecc).
 ECC_XIDS: dict[str, list[int]] = {"dbe": [48, 63], "remap_pending": [63], "remap_failure": [64]}
@@ -158,6 +159,13 @@ def apply(twin: FleetTwin, injection: Injection, oracle: OracleLoss, remaining_s
             oracle.notes.append(
                 f"{job.name} hung: {job.work_since_checkpoint_s:.0f} s since checkpoint + restart"
             )
+    elif kind == "lose_node":
+        for job in twin.jobs_on_node(args["node"]):
+            if job.state == "running":
+                oracle.gpu_hours += _restart_cost(job)
+                oracle.notes.append(
+                    f"{job.name} lost {args['node']}: {job.work_since_checkpoint_s:.0f} s since checkpoint + restart"
+                )
     slow_before = _slow_jobs(twin)
     result = getattr(twin, method)(**args)
     if kind == "hang":

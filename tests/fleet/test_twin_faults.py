@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from fleet import FleetSpec, FleetTwin, UnsupportedXidError
+from fleet import FleetError, FleetSpec, FleetTwin, UnsupportedXidError
 
 JOURNAL = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00 node-003 kernel: "
 XID_79 = re.compile(
@@ -168,3 +168,29 @@ def test_every_code_of_nvidias_catalog_is_injectable_with_the_effect_its_bucket_
         assert (health, state) == ("healthy", "stalled"), bucket
     else:
         assert (health, state) == ("healthy", "running"), bucket
+
+
+def test_a_lost_node_goes_not_ready_silently_and_stops_its_job_until_a_reboot(twin: FleetTwin) -> None:
+    twin.advance(600)
+    beats: list[object] = []
+    twin.subscribe_heartbeats(beats.append)
+    twin.drain_kmsg()
+
+    assert twin.lose_node("node-010") == ["train-02"]
+    assert twin.drain_kmsg() == []  # a host that went away prints nothing
+
+    assert twin.node("node-010").state == "not_ready"
+    assert twin.job("train-02").state == "stalled"
+    assert twin.job("train-01").state == "running"
+    beats.clear()
+    twin.advance(60)
+    nodes = {b.node for b in beats if b.job == "train-02"}  # type: ignore[attr-defined]
+    assert nodes and "node-010" not in nodes  # the other ranks still beat, waiting in the collective
+    with pytest.raises(FleetError, match="already not_ready"):
+        twin.lose_node("node-010")
+
+
+def test_losing_an_idle_node_stops_no_job(twin: FleetTwin) -> None:
+    assert twin.lose_node("node-013") == []
+    assert twin.node("node-013").state == "not_ready"
+    assert all(job.state == "running" for job in twin.jobs.values())

@@ -63,3 +63,17 @@ async def test_injecting_is_refused_on_a_real_cluster(stack: Stack) -> None:
 
     assert "refused: the backend is kubernetes, not the fleet twin" in refused
     assert trail["records"][0]["decision"] == "deny"
+
+
+async def test_an_operator_takes_a_node_away_and_a_second_time_is_a_readable_error(
+    client: Client, stack: Stack
+) -> None:
+    lost = ok(await client.call_tool("inject_fault", {"kind": "node_lost", "node": "node-010"}))
+    assert lost["target"] == "node-010" and "train-02" in lost["detail"] and lost["kernel_lines"] == []
+    node = ok(await client.call_tool("describe_node", {"node": "node-010"}))
+    assert node["state"] == "not_ready"
+
+    again = error(await client.call_tool("inject_fault", {"kind": "node_lost", "node": "node-010"}))
+    assert "already not_ready" in again
+    missing = error(await client.call_tool("inject_fault", {"kind": "node_lost"}))
+    assert "needs node" in missing

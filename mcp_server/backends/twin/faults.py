@@ -12,7 +12,7 @@ from mcp_server.backends.twin.backend import TwinBackend
 
 __all__ = ["EccInjection", "FaultKind", "Injection", "inject"]
 
-FaultKind = Literal["xid", "ecc", "hang", "slow_link", "throttle", "slow_workload"]
+FaultKind = Literal["xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost"]
 
 
 class Injection:
@@ -59,6 +59,11 @@ def inject(
                 )
             twin.throttle_gpu(node, gpu, factor)
             return Injection(target, f"{target} throttled x{factor:g}")
+        if kind == "node_lost":
+            _need(node, "node", kind)
+            assert node is not None
+            stopped = twin.lose_node(node)
+            return Injection(node, f"{node} went away" + (f", stopping {', '.join(stopped)}" if stopped else ""))
         if kind in ("hang", "slow_workload"):
             _need(job, "job", kind)
             assert job is not None
