@@ -65,7 +65,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def inject(
-        kind: str = typer.Argument(..., help="xid, ecc, hang, slow_link, throttle, slow_workload or node_lost"),
+        kind: str = typer.Argument(
+            ..., help="xid, ecc, hang, slow_link, throttle, slow_workload or node_lost"
+        ),
         node: str | None = typer.Option(None, "--node", help="xid, ecc, throttle, node_lost"),
         gpu: int | None = typer.Option(None, "--gpu", help="xid, ecc, throttle"),
         xid: int | None = typer.Option(None, "--xid", help="xid: the code, e.g. 79"),

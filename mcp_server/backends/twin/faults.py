@@ -63,7 +63,9 @@ def inject(
             _need(node, "node", kind)
             assert node is not None
             stopped = twin.lose_node(node)
-            return Injection(node, f"{node} went away" + (f", stopping {', '.join(stopped)}" if stopped else ""))
+            return Injection(
+                node, f"{node} went away" + (f", stopping {', '.join(stopped)}" if stopped else "")
+            )
         if kind in ("hang", "slow_workload"):
             _need(job, "job", kind)
             assert job is not None
