@@ -1,3 +1,4 @@
+import random
 import statistics
 from dataclasses import replace
 
@@ -5,7 +6,14 @@ import pytest
 
 from evals.goodput.levers import SPARE_TARGET, advised_spares, mean_repair_s, node_removals_per_day, setting
 from evals.goodput.measured import load, timings_from
-from evals.goodput.operators import OPERATORS, GpuAiops, Instant, ManualOnCall, NaiveRestart
+from evals.goodput.operators import (
+    OPERATORS,
+    SDC_NUMERICS_RECALL,
+    GpuAiops,
+    Instant,
+    ManualOnCall,
+    NaiveRestart,
+)
 from evals.goodput.simulate import FleetCase, Levers, simulate
 from evals.goodput.study import run_case
 from fleet.maintenance import REBOOT_S
@@ -207,3 +215,30 @@ def test_a_shorter_measured_repair_shrinks_the_advised_pool():
     _, slow = setting(case, "all_but_precursors", repair_s=6 * 3600.0)
     assert quick.fast_repair_s == 600.0
     assert quick.spares is not None and slow.spares is not None and quick.spares < slow.spares
+
+
+def test_the_numerics_lever_meets_the_silent_corruptions_it_sees_and_leaves_the_rest_to_people():
+    case = FleetCase(gpus=100_000)
+    blind = GpuAiops()
+    sees_all = replace(blind, numerics_recall=1.0)
+    sees_some = replace(blind, numerics_recall=SDC_NUMERICS_RECALL)
+    for seed in range(3):
+        without, some, every = (simulate(case, op, seed).ettr for op in (blind, sees_some, sees_all))
+        assert without < some < every <= simulate(case, Instant(), seed).ettr
+    # Without the lever every silent corruption needs a person; with full recall none does.
+    rng = random.Random(0)
+    assert all(blind.respond("silent", False, True, rng).needed_person for _ in range(20))
+    assert not any(sees_all.respond("silent", False, True, rng).needed_person for _ in range(20))
+
+
+def test_the_silent_family_is_measured_by_the_sdc_scenarios_and_the_host_family_by_the_host_ones():
+    data = {
+        "families": {
+            "sdc": {"samples": [{"root_cause": "gpu:n1/gpu3", "detect_s": 20, "mitigate_s": 950}]},
+            "host": {"samples": [{"root_cause": "node:n2", "detect_s": 35, "mitigate_s": 35}]},
+        }
+    }
+    times = timings_from(data).timings
+    assert times["silent"].samples == ((20.0, 930.0),) and times["silent"].measured
+    assert times["host"].samples == ((35.0, 0.0),) and times["host"].measured
+    assert not timings_from({}).timings["silent"].measured
