@@ -66,9 +66,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def inject(
         kind: str = typer.Argument(
-            ..., help="xid, ecc, hang, slow_link, throttle, slow_workload or node_lost"
+            ..., help="xid, ecc, hang, slow_link, throttle, slow_workload, node_lost or nic_down"
         ),
-        node: str | None = typer.Option(None, "--node", help="xid, ecc, throttle, node_lost"),
+        node: str | None = typer.Option(None, "--node", help="xid, ecc, throttle, node_lost, nic_down"),
         gpu: int | None = typer.Option(None, "--gpu", help="xid, ecc, throttle"),
         xid: int | None = typer.Option(None, "--xid", help="xid: the code, e.g. 79"),
         ecc: str = typer.Option(
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Break the fleet twin of a running `aiops up`, as the scenarios do, e.g.
         `aiops inject xid --node node-003 --gpu 3 --xid 79`. Refused against a real cluster."""
-        kinds = ("xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost")
+        kinds = ("xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost", "nic_down")
         if kind not in kinds:
             raise typer.BadParameter(f"KIND is one of {', '.join(kinds)}")
         arguments: dict[str, Any] = {"kind": kind, "ecc": ecc, "count": count, "factor": factor}

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from fleet import host_faults
 from fleet.clock import VirtualClock
 from fleet.errors import (
     ActionRefusedError,
@@ -304,23 +305,12 @@ class FleetTwin:
         return rank
 
     def lose_node(self, node: str) -> list[str]:
-        """The host goes away (a kernel panic, a power or board fault, unplanned host maintenance):
-        the node turns NotReady, its training processes die without a word (no kernel line reaches
-        the log, its dcgm-exporter is no longer scraped) and every job on it stalls with the ranks
-        there gone. A reboot brings it back. Returns the jobs it stopped."""
-        target, now = self.node(node), self.clock.now()
-        if target.state != "ready":
-            raise FleetError(f"{node} is already {target.state}")
-        target.state = "not_ready"
-        stopped = []
-        for job in self.jobs_on_node(node):
-            if job.stall(now, f"{node} went away"):
-                stopped.append(job.name)
-            for gpu in job.gpu_indices:
-                self.telemetry.process_died(job, node, gpu)
-        what = f"{node} went away (NotReady)" + (f"; stopped {', '.join(stopped)}" if stopped else "")
-        self._record(now, "fault", what)
-        return stopped
+        """The host goes away (``fleet.host_faults.lose_node``); returns the jobs it stopped."""
+        return host_faults.lose_node(self, node)
+
+    def fail_nic(self, node: str) -> list[str]:
+        """The node's InfiniBand link fails (``fleet.host_faults.fail_nic``); returns the kernel lines."""
+        return host_faults.fail_nic(self, node)
 
     def degrade_link(self, leaf: str, factor: float = 2.0) -> None:
         """Degrade leaf switch ``leaf``: collectives of every job with a node under it take
@@ -512,6 +502,10 @@ class FleetTwin:
         self._record(now, "action", detail)
         self._schedule_pending(now)
         return ActionResult(action="uncordon_node", target=node, changed=True, detail=detail, time=now)
+
+    def record_fault(self, text: str) -> None:
+        """Add a fault to the history at the current time (for faults defined outside this class)."""
+        self._record(self.clock.now(), "fault", text)
 
     def _record(self, at: datetime, kind: HistoryKind, text: str) -> None:
         self._history.append(HistoryRecord(time=at, kind=kind, text=text))

@@ -33,6 +33,7 @@ InjectionKind = Literal[
     "throttle",
     "slow_workload",
     "lose_node",
+    "fail_nic",
 ]
 
 
@@ -47,6 +48,7 @@ ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
     "throttle": ({"node", "gpu"}, {"factor"}),
     "slow_workload": ({"job"}, {"factor"}),
     "lose_node": ({"node"}, set()),
+    "fail_nic": ({"node"}, set()),
 }
 ECC_KINDS = ("dbe", "sbe_burst", "remap_pending", "remap_failure", "retired_pages")
 
@@ -162,7 +164,9 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    family: Literal["xid", "ecc", "hang", "throughput", "topology", "policy", "safety", "host", "sdc"]
+    family: Literal[
+        "xid", "ecc", "hang", "throughput", "topology", "policy", "safety", "host", "network", "sdc"
+    ]
     description: str
     fleet: FleetChoice = Field(default_factory=FleetChoice)
     settings: dict[str, Any] = Field(default_factory=dict, description="aiops Settings overrides")

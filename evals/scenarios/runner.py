@@ -52,6 +52,7 @@ KINDS: dict[str, str] = {
     "throttle": "throttle_gpu",  # fields: node, gpu, factor (1 ends it)
     "slow_workload": "slow_workload",  # fields: job, factor (1 ends it)
     "lose_node": "lose_node",  # fields: node (the host goes away)
+    "fail_nic": "fail_nic",  # fields: node (its InfiniBand link fails)
 }
 # The Xid lines (and so the effects) the twin prints for each ECC injection (fleet.twin.inject_ecc).
 ECC_XIDS: dict[str, list[int]] = {"dbe": [48, 63], "remap_pending": [63], "remap_failure": [64]}
@@ -159,7 +160,7 @@ def apply(twin: FleetTwin, injection: Injection, oracle: OracleLoss, remaining_s
             oracle.notes.append(
                 f"{job.name} hung: {job.work_since_checkpoint_s:.0f} s since checkpoint + restart"
             )
-    elif kind == "lose_node":
+    elif kind in ("lose_node", "fail_nic"):
         for job in twin.jobs_on_node(args["node"]):
             if job.state == "running":
                 oracle.gpu_hours += _restart_cost(job)

@@ -33,7 +33,9 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
     @server.tool(annotations=mutating(destructive=True, idempotent=False))
     async def inject_fault(
         kind: Annotated[FaultKind, Field(description="what breaks")],
-        node: Annotated[str | None, Field(description="xid, ecc, throttle, node_lost: the node")] = None,
+        node: Annotated[
+            str | None, Field(description="xid, ecc, throttle, node_lost, nic_down: the node")
+        ] = None,
         gpu: Annotated[int | None, Field(ge=0, le=15, description="xid, ecc, throttle: GPU index")] = None,
         xid: Annotated[int | None, Field(ge=1, le=999, description="xid: the code, e.g. 79, 48, 13")] = None,
         ecc: Annotated[EccInjection, Field(description="ecc: which memory error")] = "dbe",
@@ -53,7 +55,8 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
         """Inject a fault into the fleet twin, as the evaluation scenarios do: `xid` (node, gpu,
         xid), `ecc` (node, gpu, ecc, count), `hang` (job, rank), `slow_link` (leaf, factor),
         `throttle` (node, gpu, factor), `slow_workload` (job, factor), `node_lost` (node: the host
-        goes away, NotReady, its processes gone without a kernel line). The platform then sees it
+        goes away, NotReady, its processes gone without a kernel line), `nic_down` (node: its
+        InfiniBand link fails, the ranks there abort). The platform then sees it
         as it would see the real thing. Refused on a real cluster."""
         who = deps.identity()
         backend = deps.backend

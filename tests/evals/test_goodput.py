@@ -242,3 +242,16 @@ def test_the_silent_family_is_measured_by_the_sdc_scenarios_and_the_host_family_
     assert times["silent"].samples == ((20.0, 930.0),) and times["silent"].measured
     assert times["host"].samples == ((35.0, 0.0),) and times["host"].measured
     assert not timings_from({}).timings["silent"].measured
+
+
+def test_network_faults_count_the_links_moved_off_and_the_switches_escalated_to_people():
+    data = {
+        "families": {
+            "network": {"samples": [{"root_cause": "node:n4", "detect_s": 45, "mitigate_s": 45}]},
+            "topology": {"samples": [{"root_cause": "switch:leaf-01", "detect_s": 130, "mitigate_s": None}]},
+            "throughput": {"samples": [{"root_cause": "job:train-01", "detect_s": 130, "mitigate_s": None}]},
+        }
+    }
+    network = timings_from(data).timings["network"]
+    assert sorted(network.samples) == [(45.0, 0.0), (130.0, 180.0)]
+    assert "1 mitigated incidents and 1 escalated" in network.source

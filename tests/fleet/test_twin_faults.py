@@ -194,3 +194,17 @@ def test_losing_an_idle_node_stops_no_job(twin: FleetTwin) -> None:
     assert twin.lose_node("node-013") == []
     assert twin.node("node-013").state == "not_ready"
     assert all(job.state == "running" for job in twin.jobs.values())
+
+
+def test_a_failed_link_prints_the_port_event_and_stops_the_job_but_the_node_stays_ready(
+    twin: FleetTwin,
+) -> None:
+    twin.advance(600)
+    twin.drain_kmsg()
+    lines = twin.fail_nic("node-004")
+    assert (
+        len(lines) == 1 and "mlx5_core 0000:0c:00.0: Port module event: module 0, Cable unplugged" in lines[0]
+    )
+    assert twin.node("node-004").state == "ready"
+    assert twin.job("train-01").state == "stalled"
+    assert all(g.health == "healthy" for g in twin.node("node-004").gpus)

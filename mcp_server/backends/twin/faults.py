@@ -12,7 +12,7 @@ from mcp_server.backends.twin.backend import TwinBackend
 
 __all__ = ["EccInjection", "FaultKind", "Injection", "inject"]
 
-FaultKind = Literal["xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost"]
+FaultKind = Literal["xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost", "nic_down"]
 
 
 class Injection:
@@ -59,9 +59,11 @@ def inject(
                 )
             twin.throttle_gpu(node, gpu, factor)
             return Injection(target, f"{target} throttled x{factor:g}")
-        if kind == "node_lost":
+        if kind in ("node_lost", "nic_down"):
             _need(node, "node", kind)
             assert node is not None
+            if kind == "nic_down":
+                return Injection(node, f"{node} lost its InfiniBand link", twin.fail_nic(node))
             stopped = twin.lose_node(node)
             return Injection(
                 node, f"{node} went away" + (f", stopping {', '.join(stopped)}" if stopped else "")
