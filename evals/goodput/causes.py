@@ -50,11 +50,13 @@ CAUSES: tuple[Cause, ...] = (
     ),  # Xid 79, 119/120, 74, 109
     Cause("HBM memory", 0.172, "ecc", True, PRECURSORS["hbm"].share, PRECURSORS["hbm"].signal, 0.7),
     Cause("software bug", 0.129, "software", False),  # the application; a restart clears it
-    Cause("network switch / cable", 0.084, "network", True, 0.0, "", 0.3),  # link down/flaps
-    Cause("unplanned host maintenance", 0.076, "host", True, 0.0, "", 0.3),  # the node goes away
+    # A node moved off after a link or host fault gets no reset/reboot from the platform (it queues
+    # repairs only for GPU faults the Xid catalog says a reset or reboot mends): a person repairs it.
+    Cause("network switch / cable", 0.084, "network", True, 0.0, "", 0.0),  # link down/flaps
+    Cause("unplanned host maintenance", 0.076, "host", True, 0.0, "", 0.0),  # the node goes away
     Cause("GPU SRAM", 0.045, "ecc", True, 0.3, "SBE rate / contained errors (Xid 94)", 0.7),
     Cause("GSP firmware", 0.041, "xid", True, 0.0, "", 0.9),  # Xid 119/120; a reboot recovers it
-    Cause("NIC", 0.017, "network", True, 0.0, "", 0.3),
+    Cause("NIC", 0.017, "network", True, 0.0, "", 0.0),
     Cause("NCCL watchdog, cause unknown", 0.017, "hang", False),  # a hang
     Cause("silent data corruption", 0.014, "silent", False),  # no signal
     Cause(
@@ -66,5 +68,5 @@ CAUSES: tuple[Cause, ...] = (
         PRECURSORS["thermal"].signal,
         0.2,
     ),
-    Cause("other host parts", 0.038, "host", True, 0.0, "", 0.3),
+    Cause("other host parts", 0.038, "host", True, 0.0, "", 0.0),
 )
