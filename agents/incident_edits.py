@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from events.incident import Incident
+from events.incident import ActionRecord, Incident
+from runbooks.state import RunState, StepState
 
 
 def run_id_for(incident: Incident, runbook: str) -> str:
@@ -66,6 +67,41 @@ def evidence_of(incident: Incident) -> list[str]:
         found += incident.root_cause.evidence[:10]
     found += [f"{a.tool} {args_text(a.arguments)}: {a.error or 'done'}" for a in incident.actions[-10:]]
     return found
+
+
+def add_run_actions(
+    incident: Incident, state: RunState, *, at: datetime, with_reasons: bool = False
+) -> list[tuple[StepState, dict[str, Any]]]:
+    """Put the run's mutating steps that finished (done or failed) onto the incident's actions, each
+    with its decision (``with_reasons``: and a done step's policy reasons), once: a step already on
+    it is skipped. Returns the steps added with their results (a result that is not a dict as
+    ``{"text": result}``), for the caller's timeline notes."""
+    added: list[tuple[StepState, dict[str, Any]]] = []
+    for step in state.steps:
+        if not step.mutating or step.status not in ("done", "failed"):
+            continue
+        if any(a.run_id == state.run_id and a.step == step.id for a in incident.actions):
+            continue
+        result = step.result if isinstance(step.result, dict) else {"text": step.result}
+        reasons = (
+            result.get("policy", {}).get("reasons", []) if with_reasons and step.status == "done" else []
+        )
+        incident.actions.append(
+            ActionRecord(
+                run_id=state.run_id,
+                step=step.id,
+                tool=step.tool,
+                arguments=step.arguments,
+                decision=step.decision,
+                reasons=list(reasons),
+                ok=step.status == "done",
+                result=result,
+                error=step.error,
+                time=step.finished_at or at,
+            )
+        )
+        added.append((step, result))
+    return added
 
 
 def note(incident: Incident, *, what: str, detail: str, at: datetime) -> None:

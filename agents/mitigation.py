@@ -49,6 +49,7 @@ from agents.grouping import (
     joins_job_incident,
 )
 from agents.incident_edits import (
+    add_run_actions,
     args_text,
     confirm_later,
     done_waiting,
@@ -68,7 +69,7 @@ from agents.store import IncidentStore
 from agents.waiting import Waits
 from contracts.client import ToolClient
 from events.gpu_ref import GpuRef
-from events.incident import ActionRecord, Incident, IncidentStatus, Plan
+from events.incident import Incident, IncidentStatus, Plan
 from events.models import utcnow
 from runbooks.engine import RunbookEngine
 from runbooks.state import RunState
@@ -317,28 +318,7 @@ class Mitigator(Waits):
     def record_run(self, incident: Incident, *, state: RunState) -> None:
         """Write the run's mutating steps into the incident: actions with their decisions, timeline."""
         now = self.clock()
-        for step in state.steps:
-            if not step.mutating or step.status not in ("done", "failed"):
-                continue
-            if any(a.run_id == state.run_id and a.step == step.id for a in incident.actions):
-                continue
-            result = step.result if isinstance(step.result, dict) else {"text": step.result}
-            incident.actions.append(
-                ActionRecord(
-                    run_id=state.run_id,
-                    step=step.id,
-                    tool=step.tool,
-                    arguments=step.arguments,
-                    decision=step.decision,
-                    reasons=list(result.get("policy", {}).get("reasons", []))
-                    if step.status == "done"
-                    else [],
-                    ok=step.status == "done",
-                    result=result,
-                    error=step.error,
-                    time=step.finished_at or now,
-                )
-            )
+        for step, result in add_run_actions(incident, state, at=now, with_reasons=True):
             decision = step.decision or ("allow" if step.status == "done" else "error")
             incident.note(f"policy: {decision}", f"{step.tool} {args_text(step.arguments)}", at=now)
             if step.status == "done" and result.get("dry_run"):

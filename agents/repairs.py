@@ -31,13 +31,13 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from agents.incident_edits import args_text, evidence_of, note_once, run_context
+from agents.incident_edits import add_run_actions, args_text, evidence_of, note_once, run_context
 from agents.repair_checks import not_ready
 from agents.store import IncidentStore
 from contracts.client import ToolClient
 from events.backoff import Backoff, is_transient
 from events.documents import DocumentConflict, Documents
-from events.incident import ActionRecord, Incident
+from events.incident import Incident
 from events.liveness import LoopProbe
 from events.models import utcnow
 from events.repairs import REBOOT, RESET, RETURN, Repair, RepairBook, RepairRun, RepairStatus, repair_key
@@ -357,25 +357,7 @@ class RepairWorker:
         now = self.clock()
 
         def apply(incident: Incident) -> None:
-            for step in state.steps:
-                if not step.mutating or step.status not in ("done", "failed"):
-                    continue
-                if any(a.run_id == state.run_id and a.step == step.id for a in incident.actions):
-                    continue
-                result = step.result if isinstance(step.result, dict) else {"text": step.result}
-                incident.actions.append(
-                    ActionRecord(
-                        run_id=state.run_id,
-                        step=step.id,
-                        tool=step.tool,
-                        arguments=step.arguments,
-                        decision=step.decision,
-                        ok=step.status == "done",
-                        result=result,
-                        error=step.error,
-                        time=step.finished_at or now,
-                    )
-                )
+            for step, result in add_run_actions(incident, state, at=now):
                 done = (
                     "would run (dry run)"
                     if result.get("dry_run")

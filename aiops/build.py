@@ -8,6 +8,8 @@ these, never from a copy of their own.
   fixed principal: the embedded agent, the stdio user, a chat user).
 - ``build_agent``: the triage agent, its planner, runbook engine and incident store.
 - ``serve_http``: the MCP server over streamable HTTP, with the platform's own ``/metrics`` beside it.
+- ``held_client``: an in-process MCP client session of a server (the embedded agent's), held open
+  until the exit stack closes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import uvicorn
+from mcp import Client
 from mcp.server import MCPServer
 from nats.js import JetStreamContext
 from starlette.requests import Request
@@ -235,3 +238,29 @@ async def serve_http(
         http.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, timeout=10)
+
+
+async def held_client(server: MCPServer, stack: AsyncExitStack) -> Client:
+    """An MCP session of ``server``, held open by a task of its own until ``stack`` closes: the MCP
+    client's cancel scopes must be entered and left in one task, whichever task later closes it."""
+    ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+    closed = asyncio.Event()
+
+    async def hold() -> None:
+        try:
+            async with Client(server) as client:
+                ready.set_result(client)
+                await closed.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    task = asyncio.create_task(hold(), name="agent MCP session")
+
+    async def close() -> None:
+        closed.set()
+        await task
+
+    stack.push_async_callback(close)
+    return await ready

@@ -19,16 +19,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mcp import Client
 from mcp.server import MCPServer
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from slack_sdk.web.async_client import AsyncWebClient
 
 from agents.preemptive import Preemption, PreemptiveRemoval
 from agents.repairs import RepairWorker
@@ -40,11 +37,13 @@ from aiops.build import (
     build_agent,
     build_server,
     freeze_startup_objects,
+    held_client,
     http_tokens,
     parse_tokens,
     planner_config,
     serve_http,
 )
+from aiops.chat import Chat, serve_chat
 from aiops.detection import Detection, checkpoint_times_of, start_detection, start_wall_detection
 from aiops.fresh_twin import close_earlier_twins_incidents
 from aiops.health import health_routes
@@ -53,7 +52,6 @@ from aiops.observability import PlatformWatch, start_observability
 from aiops.safety import observe_only, policy_limits
 from aiops.settings import Settings
 from chatops.notifier import IncidentNotifier
-from chatops.replay import KvReplayGuard
 from chatops.sessions import PrincipalSessions
 from chatops.slack import SlackEndpoint
 from console.app import Console, build_console
@@ -61,7 +59,6 @@ from console.sessions import KvSessions
 from contracts.client import McpToolClient
 from events import subjects
 from events.connection import connect
-from events.dead_letter import publish_dead_letter
 from events.documents import KvDocuments
 from events.inventory import GpuResolver, KvGpuResolver
 from events.kmsg_service import KmsgService
@@ -132,7 +129,7 @@ class Platform:
     notifier: IncidentNotifier | None = field(init=False, default=None)
     liveness: Liveness = field(init=False, default_factory=Liveness)
     console: Console = field(init=False)
-    _pending_notifier: tuple[AsyncWebClient, str] | None = field(init=False, default=None)
+    _chat: Chat = field(init=False)
 
     @property
     def twin(self) -> FleetTwin:
@@ -248,7 +245,8 @@ class Platform:
             feed = ResourceFeed(live, self.nc)
             await feed.start()
             self._stack.push_async_callback(feed.stop)
-        self._serve_chat(deps)
+        self._chat = serve_chat(s, deps, self.js, self.people_server, self._stack)
+        self.sessions, self.slack = self._chat.sessions, self._chat.slack
 
         # The fleet console at /console on the HTTP port: same tokens, same tools (console/).
         self.console = build_console(
@@ -261,7 +259,7 @@ class Platform:
             login_sessions=await KvSessions.open(self.js),
             clock=clock or utcnow,
         )
-        tools = McpToolClient(await self._agent_client())
+        tools = McpToolClient(await held_client(self.agent_server, self._stack))
         self.agent = await build_agent(
             s, js=self.js, tools=tools, runs=deps.runs, stack=self._stack, clock=clock, store=self.store
         )
@@ -363,58 +361,10 @@ class Platform:
         if self.run_clock:
             self._spawn(backends.run_sampler(self._stop))
 
-    def _serve_chat(self, deps: ServerDeps) -> None:
-        """/gpu slash commands on the HTTP port (when a Slack signing secret is configured) and
-        incident notifications to a channel (when a bot token and channel are)."""
-        s = self.settings
-        self.sessions = PrincipalSessions(lambda p: build_server(s, deps, principal=p))
-        if s.slack_signing_secret:
-            self.slack = SlackEndpoint(
-                signing_secret=s.slack_signing_secret,
-                users=parse_tokens(s.slack_users),
-                sessions=self.sessions.session,
-                replay=KvReplayGuard(self.js),
-                dead_letters=partial(publish_dead_letter, self.js),
-            )
-            for route in self.slack.routes():
-                self.people_server.custom_route(route.path, methods=["POST"])(route.endpoint)
-            self._stack.push_async_callback(self.slack.drain)
-        if s.slack_bot_token and s.slack_channel:
-            web = AsyncWebClient(token=s.slack_bot_token, base_url=s.slack_api_url)
-            self._pending_notifier = (web, s.slack_channel)
-
     async def _start_notifier(self) -> None:
-        if self._pending_notifier is None:
-            return
-        web, channel = self._pending_notifier
-        kv = await self.js.key_value(subjects.BUCKET_NOTIFICATIONS)
-        notifier = self.notifier = IncidentNotifier(web, channel, kv)
-        self._supervise("chat notifier", lambda: notifier.run(self.nc, self._stop), reports=False)
-
-    async def _agent_client(self) -> Client:
-        """The agent's MCP session, held open by a task of its own: the MCP client's cancel scopes
-        must be entered and left in one task, whichever task later closes the platform."""
-        ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-        closed = asyncio.Event()
-
-        async def hold() -> None:
-            try:
-                async with Client(self.agent_server) as client:
-                    ready.set_result(client)
-                    await closed.wait()
-            except BaseException as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-                raise
-
-        task = asyncio.create_task(hold(), name="agent MCP session")
-
-        async def close() -> None:
-            closed.set()
-            await task
-
-        self._stack.push_async_callback(close)
-        return await ready
+        notifier = self.notifier = await self._chat.notifier(self.js)
+        if notifier is not None:
+            self._supervise("chat notifier", lambda: notifier.run(self.nc, self._stop), reports=False)
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         self._tasks.append(asyncio.ensure_future(coro))

@@ -3,10 +3,8 @@ r"""Kernel log lines -> NVIDIA driver fault records (Xid, NVSwitch SXid, GPU fal
 One :class:`KmsgParser` per log source (one node's stream): some records span lines (the
 three-line "fallen off the bus" report, SXid with its ``Data``/``Severity`` continuation lines),
 so the parser keeps a little state between :meth:`KmsgParser.feed` calls. Every prefix style met in
-the wild is accepted: none, dmesg ``[ 1234.567890]``, dmesg -T ``[Fri Aug 30 11:43:09 2024]``,
-journald/syslog short-iso ``2026-11-29T06:50:01.123456+00:00 host kernel:``, classic syslog
-``Aug 30 11:43:09 host kernel:``, bare ``kernel:``, ``/dev/kmsg`` records (``6,1234,5678,-;``) and
-a syslog priority (``<4>``).
+the wild is accepted (``events.kmsg_prefix``); the driver messages' patterns are
+``events.kmsg_formats``, the record ``events.kmsg_record``.
 
 The parser never raises on input: lines that are not GPU faults and undecodable bytes give ``[]``.
 Irrelevant lines are rejected by a substring test before any regex runs.
@@ -23,13 +21,34 @@ checks the patterns' shape; ``evals/benchmarks/kmsg_worst_line.py`` measures adv
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, tzinfo
 
-from pydantic import BaseModel, ConfigDict
+from events.kmsg_formats import (
+    FELL_OFF_1,
+    FELL_OFF_2,
+    FELL_OFF_3,
+    FELL_OFF_AT,
+    FELL_OFF_COLON,
+    FELL_OFF_ONE_LINE,
+    LAST_PARENS,
+    NAME,
+    NVLINK5,
+    PID,
+    PREVIOUS_XID,
+    SXID,
+    SXID_DATA,
+    SXID_LINK,
+    SXID_SEVERITY,
+    SXID_SEVERITY_LINE,
+    XID,
+    XID74_LINK,
+    normalise_pci_bus_id,
+)
+from events.kmsg_prefix import Prefix, parse_prefix
+from events.kmsg_record import FALLEN_OFF_THE_BUS_XID, KmsgRecord
 
 __all__ = [
     "MAX_LINE_CHARS",
@@ -46,215 +65,9 @@ MAX_LINE_CHARS = 4096
 """A line is parsed on its first 4,096 characters; the rest is counted in ``truncated_chars``.
 (The kernel's printk records are at most 1 KB; the prefixes syslog adds are short.)"""
 
-FALLEN_OFF_THE_BUS_XID = 79
-
-
-class KmsgRecord(BaseModel):
-    """One GPU fault found in the kernel log.
-
-    ``xid`` is the SXid code when ``sxid`` is true. Fields after ``raw`` are filled only when the
-    line's format carries them.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    xid: int
-    pci_bus_id: str | None = None
-    pid: int | None = None
-    process: str | None = None
-    message: str = ""
-    raw: str
-    time: datetime | None = None
-    host: str | None = None
-    uptime_s: float | None = None
-    sxid: bool = False
-    nvswitch: str | None = None
-    caused_by_xid: int | None = None
-    recovery_action: str | None = None
-    link: int | None = None
-    severity: str | None = None
-    subcomponent: str | None = None
-    fell_off_bus_without_xid: bool = False
-    data: str | None = None
-    truncated_chars: int = 0
-    """Characters of the line beyond ``MAX_LINE_CHARS``, not parsed (0: the whole line was read)."""
-
-
-# --- patterns -------------------------------------------------------------------------------------
-
-# domain:bus:device[.function], domain optional; any hex case; the domain may be 8 digits wide.
-_PCI_TEXT = r"(?:[0-9A-Fa-f]{1,8}:)?[0-9A-Fa-f]{1,2}:[0-9A-Fa-f]{1,2}(?:\.[0-7])?"
-_PCI_PARTS = re.compile(
-    r"(?:(?P<dom>[0-9A-Fa-f]{1,8}):)?(?P<bus>[0-9A-Fa-f]{1,2}):(?P<dev>[0-9A-Fa-f]{1,2})(?:\.(?P<fn>[0-7]))?"
-)
-
-# Bodies, matched at the position of "NVRM:" / "SXid (". Digit runs are bounded so int() is cheap;
-# ``rest`` is greedy (a lazy group with a trailing-space test costs 5x) and stripped afterwards.
-_XID = re.compile(
-    rf"NVRM: Xid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)"
-)
-_PID = re.compile(r"pid=(?:'?<unknown>'?|(?P<pid>\d{1,10}))\s*(?:,\s*|$)")
-_NAME = re.compile(r"name=(?P<name>[^,]*)(?:,\s*|$)")  # greedy up to the comma; stripped afterwards
-_PREVIOUS_XID = re.compile(r"previous\s+Xid\D{0,4}(?P<code>\d{1,6})", re.IGNORECASE)
-_LAST_PARENS = re.compile(r"\((?P<text>[^()]*)\)[\s.]*$")
-_XID74_LINK = re.compile(r"\blink\s+(?P<link>\d{1,4})", re.IGNORECASE)
-_NVLINK5 = re.compile(
-    r"(?P<sub>[A-Za-z0-9_]+)\s+(?P<sev>Fatal|Nonfatal|Non-fatal)\s+XC\d{1,4}\s+i\d{1,4}\s+"
-    r"Link\s+(?P<link>-?\d{1,4})\b"
-)
-
-_FELL_OFF_AT = re.compile(
-    rf"NVRM: GPU at (?:PCI:)?(?P<pci>{_PCI_TEXT})\s*(?::\s*)?has fallen off the bus", re.IGNORECASE
-)
-_FELL_OFF_COLON = re.compile(
-    rf"NVRM: GPU (?:PCI:)?(?P<pci>{_PCI_TEXT}):\s*GPU has fallen off the bus", re.IGNORECASE
-)
-_PCI_ID = r"\(PCI ID: [0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}\)"
-_FELL_OFF_1 = re.compile(rf"NVRM: The NVIDIA GPU (?:PCI:)?(?P<pci>{_PCI_TEXT})(?:\s*{_PCI_ID})?\s*$")
-_FELL_OFF_2 = re.compile(rf"NVRM: (?:{_PCI_ID}\s*)?installed in this system has\s*$")
-_FELL_OFF_3 = re.compile(r"NVRM: fallen off the bus and is not responding to commands\.?\s*$")
-_FELL_OFF_ONE_LINE = re.compile(
-    rf"NVRM: The NVIDIA GPU (?:PCI:)?(?P<pci>{_PCI_TEXT})(?:\s*{_PCI_ID})?"
-    r"(?:\s*installed in this system)?(?:\s*has)?\s+fallen off the bus",
-    re.IGNORECASE,
-)
 SAME_FAULT_S = 600.0
 """A GPU that fell off the bus is reported by several lines (the Xid 79, the one- or three-line
 report); within this many seconds per bus id they are one fault, one record."""
-
-_SXID = re.compile(rf"SXid \((?:PCI:)?(?P<pci>{_PCI_TEXT})\):\s*(?P<code>\d{{1,6}})\b\s*,?\s*(?P<rest>.*)")
-_SXID_SEVERITY = re.compile(r"(?P<sev>Fatal|Non-fatal|Nonfatal)\b", re.IGNORECASE)
-_SXID_LINK = re.compile(r"\bLink\s+(?P<link>-?\d{1,4})\b")
-_SXID_DATA = re.compile(r"Data\b\s*(?P<data>.*)")  # usually "{0x..., ...}"; kept even if truncated
-_SXID_SEVERITY_LINE = re.compile(r"Severity\b")
-
-# Prefixes, consumed left to right; each is optional.
-_SYSLOG_PRI = re.compile(r"\s*<\d{1,3}>")
-_DEVKMSG = re.compile(r"\s*\d{1,3},\d{1,20},(?P<us>\d{1,20}),[^;]*;")
-_ISO_TIME = re.compile(
-    r"\s*(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)\s+"
-)
-_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
-_MONTH_NUMBER = {name: i for i, name in enumerate(_MONTHS.split("|"), start=1)}
-_CLASSIC_TIME = re.compile(
-    rf"\s*(?P<mon>{_MONTHS})\s+(?P<day>\d{{1,2}})\s+(?P<h>\d{{2}}):(?P<m>\d{{2}}):(?P<s>\d{{2}})"
-    r"(?:\.(?P<frac>\d{1,9}))?\s+"
-)
-_HOST_PROGRAM = re.compile(r"(?P<host>[^\s:\[\]]+)\s+[^\s:\[\]]+(?:\[\d+\])?:\s*")
-_DMESG_T = re.compile(
-    rf"\[\s*(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+(?P<mon>{_MONTHS})\s+(?P<day>\d{{1,2}})\s+"
-    r"(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})\s+(?P<year>\d{4})\s*\]"
-)
-_UPTIME = re.compile(r"\[\s*(?P<up>\d{1,12}\.\d{1,9})\s*\]")
-_NVSWITCH = re.compile(r"nvidia-nvswitch\d{1,4}")
-
-
-@functools.lru_cache(maxsize=1024)  # a node has a handful of PCI ids; storms repeat them
-def normalise_pci_bus_id(text: str) -> str | None:
-    """``"0000:18:00"``, ``"18:00.0"``, ``"00000000:1A:00.0"`` -> ``"0000:18:00.0"`` style; None if malformed.
-
-    Lowercase hex, a domain of at least 4 digits (leading zeros beyond 4 dropped, as nvidia-smi's
-    8-digit form names the same device), and always a function suffix.
-    """
-    m = _PCI_PARTS.fullmatch(text.strip())
-    if m is None:
-        return None
-    domain = int(m["dom"] or "0", 16)
-    return f"{domain:04x}:{int(m['bus'], 16):02x}:{int(m['dev'], 16):02x}.{m['fn'] or '0'}"
-
-
-# --- prefix -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Prefix:
-    time: datetime | None = None
-    host: str | None = None
-    uptime_s: float | None = None
-    nvswitch: str | None = None
-
-
-# Storms repeat the same prefix (dmesg -T has one-second resolution); building datetimes is the
-# costliest part of a record, so recent prefixes are remembered. (A classic syslog time without a
-# year is resolved against the clock once per distinct prefix; its date fixes the year anyway.)
-@functools.lru_cache(maxsize=4096)
-def _parse_prefix(prefix: str, default_year: int | None, tz: tzinfo) -> _Prefix:
-    """What the text before the driver message tells: wall time, host, uptime, NVSwitch device."""
-    pos = 0
-    uptime: float | None = None
-    when: datetime | None = None
-    host: str | None = None
-
-    if m := _SYSLOG_PRI.match(prefix, pos):
-        pos = m.end()
-    if m := _DEVKMSG.match(prefix, pos):
-        uptime = int(m["us"]) / 1_000_000
-        pos = m.end()
-
-    wall_clock = False
-    if m := _ISO_TIME.match(prefix, pos):
-        when = _iso_time(m["ts"], tz)
-        wall_clock = True
-        pos = m.end()
-    elif m := _CLASSIC_TIME.match(prefix, pos):
-        when = _classic_time(m, default_year, tz)
-        wall_clock = True
-        pos = m.end()
-    # A host is only named after a syslog/journald time; "kernel:" alone carries none.
-    if wall_clock and (m := _HOST_PROGRAM.match(prefix, pos)):
-        host = m["host"]
-        pos = m.end()
-
-    rest = prefix[pos:]
-    if m := _DMESG_T.search(rest):
-        # A syslog/journald time was stamped when the line was logged; prefer it to dmesg's
-        # reconstruction from uptime, which drifts across suspend.
-        if when is None:
-            when = _dmesg_t_time(m, tz)
-    elif m := _UPTIME.search(rest):
-        uptime = float(m["up"])
-
-    nvswitch = m.group(0) if (m := _NVSWITCH.search(rest)) else None
-    return _Prefix(time=when, host=host, uptime_s=uptime, nvswitch=nvswitch)
-
-
-def _iso_time(text: str, tz: tzinfo) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text.replace(",", "."))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
-
-
-def _classic_time(m: re.Match[str], default_year: int | None, tz: tzinfo) -> datetime | None:
-    micro = int((m["frac"] or "0")[:6].ljust(6, "0"))
-    try:
-        if default_year is not None:
-            return _wall_time(default_year, m, micro, tz)
-        now = datetime.now(tz)
-        when = _wall_time(now.year, m, micro, tz)
-        # The format has no year: a December line read in January belongs to last year.
-        if when - now > timedelta(days=1):
-            when = when.replace(year=now.year - 1)
-        return when
-    except ValueError:  # 30 Feb, 25:00:00, 29 Feb in a common year
-        return None
-
-
-def _dmesg_t_time(m: re.Match[str], tz: tzinfo) -> datetime | None:
-    try:
-        return _wall_time(int(m["year"]), m, 0, tz)
-    except ValueError:
-        return None
-
-
-def _wall_time(year: int, m: re.Match[str], micro: int, tz: tzinfo) -> datetime:
-    """From a match with ``mon``, ``day``, ``h``, ``m``, ``s`` groups; raises ValueError."""
-    month = _MONTH_NUMBER[m["mon"]]
-    return datetime(year, month, int(m["day"]), int(m["h"]), int(m["m"]), int(m["s"]), micro, tzinfo=tz)
-
-
-# --- multi-line state -----------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -262,7 +75,7 @@ class _FellOffSequence:
     """Lines 1..2 of "The NVIDIA GPU <pci> / (PCI ID: ...) installed in this system has / fallen off..."."""
 
     pci_bus_id: str | None
-    prefix: _Prefix
+    prefix: Prefix
     lines: list[str]
     bodies: list[str]
 
@@ -382,12 +195,12 @@ class KmsgParser:
                 out += done
                 return out
 
-        if m := _XID.match(line, nvrm_at):
+        if m := XID.match(line, nvrm_at):
             out += self._once(self._xid_record(m, line, nvrm_at))
         elif m := (
-            _FELL_OFF_AT.match(line, nvrm_at)
-            or _FELL_OFF_COLON.match(line, nvrm_at)
-            or _FELL_OFF_ONE_LINE.match(line, nvrm_at)
+            FELL_OFF_AT.match(line, nvrm_at)
+            or FELL_OFF_COLON.match(line, nvrm_at)
+            or FELL_OFF_ONE_LINE.match(line, nvrm_at)
         ):
             prefix = self._prefix(line[:nvrm_at])
             out += self._once(
@@ -395,7 +208,7 @@ class KmsgParser:
                     normalise_pci_bus_id(m["pci"]), prefix, [line], [line[nvrm_at + 6 :].strip()]
                 )
             )
-        elif m := _FELL_OFF_1.match(line, nvrm_at):
+        elif m := FELL_OFF_1.match(line, nvrm_at):
             self._fell_off = _FellOffSequence(
                 pci_bus_id=normalise_pci_bus_id(m["pci"]),
                 prefix=self._prefix(line[:nvrm_at]),
@@ -409,11 +222,11 @@ class KmsgParser:
         seq = self._fell_off
         assert seq is not None
         body = line[nvrm_at + 6 :].strip()
-        if len(seq.lines) == 1 and _FELL_OFF_2.match(line, nvrm_at):
+        if len(seq.lines) == 1 and FELL_OFF_2.match(line, nvrm_at):
             seq.lines.append(line)
             seq.bodies.append(body)
             return []
-        if len(seq.lines) == 2 and _FELL_OFF_3.match(line, nvrm_at):
+        if len(seq.lines) == 2 and FELL_OFF_3.match(line, nvrm_at):
             self._fell_off = None
             return self._once(
                 self._fell_off_record(seq.pci_bus_id, seq.prefix, [*seq.lines, line], [*seq.bodies, body])
@@ -422,14 +235,14 @@ class KmsgParser:
         return None
 
     def _on_sxid(self, line: str, at: int) -> list[KmsgRecord]:
-        m = _SXID.match(line, at)
+        m = SXID.match(line, at)
         if m is None:
             return self._release_held()
         code = int(m["code"])
         pci = normalise_pci_bus_id(m["pci"])
         rest: str = m["rest"].rstrip()
-        data = _SXID_DATA.match(rest)
-        is_severity = data is None and _SXID_SEVERITY_LINE.match(rest) is not None
+        data = SXID_DATA.match(rest)
+        is_severity = data is None and SXID_SEVERITY_LINE.match(rest) is not None
         if data is not None or is_severity:
             held = self._held
             if held is not None and held.code == code and held.pci == pci:
@@ -463,8 +276,8 @@ class KmsgParser:
 
         out = self._release_held()
         prefix = self._prefix(line[:at])
-        severity = _SXID_SEVERITY.match(rest)
-        link = _SXID_LINK.search(rest)
+        severity = SXID_SEVERITY.match(rest)
+        link = SXID_LINK.search(rest)
         record = KmsgRecord(
             xid=code,
             pci_bus_id=pci,
@@ -502,10 +315,10 @@ class KmsgParser:
 
     # -- records --
 
-    def _prefix(self, text: str) -> _Prefix:
+    def _prefix(self, text: str) -> Prefix:
         if not text or text.isspace():
-            return _Prefix()
-        return _parse_prefix(text, self._default_year, self._tz)
+            return Prefix()
+        return parse_prefix(text, self._default_year, self._tz)
 
     def _xid_record(self, m: re.Match[str], line: str, at: int) -> KmsgRecord:
         code = int(m["code"])
@@ -513,10 +326,10 @@ class KmsgParser:
         pid: int | None = None
         process: str | None = None
         pos = 0
-        if pm := _PID.match(rest):
+        if pm := PID.match(rest):
             pid = int(pm["pid"]) if pm["pid"] else None
             pos = pm.end()
-        if nm := _NAME.match(rest, pos):
+        if nm := NAME.match(rest, pos):
             name = nm["name"].strip().strip("'\"")
             process = None if name in ("", "<unknown>") else name
             pos = nm.end()
@@ -527,14 +340,14 @@ class KmsgParser:
         link: int | None = None
         severity: str | None = None
         subcomponent: str | None = None
-        if code == 45 and (cm := _PREVIOUS_XID.search(message)):
+        if code == 45 and (cm := PREVIOUS_XID.search(message)):
             caused_by = int(cm["code"])
-        elif code == 154 and (rm := _LAST_PARENS.search(message)):
+        elif code == 154 and (rm := LAST_PARENS.search(message)):
             recovery = rm["text"].strip() or None
-        elif code == 74 and (lm := _XID74_LINK.search(message)):
+        elif code == 74 and (lm := XID74_LINK.search(message)):
             link = int(lm["link"])
         # NVLink5 (144-150) layout, recognised by shape so later codes in the same layout work too.
-        if " XC" in message and (nv := _NVLINK5.match(message)):
+        if " XC" in message and (nv := NVLINK5.match(message)):
             subcomponent = nv["sub"]
             severity = nv["sev"]
             link = int(nv["link"])
@@ -559,7 +372,7 @@ class KmsgParser:
         )
 
     @staticmethod
-    def _fell_off_record(pci: str | None, prefix: _Prefix, lines: list[str], bodies: list[str]) -> KmsgRecord:
+    def _fell_off_record(pci: str | None, prefix: Prefix, lines: list[str], bodies: list[str]) -> KmsgRecord:
         return KmsgRecord(
             xid=FALLEN_OFF_THE_BUS_XID,
             pci_bus_id=pci,

@@ -17,7 +17,7 @@ from typing import Any
 
 from contracts.tools import PolicyView
 from mcp_server.deps import ServerDeps
-from mcp_server.gate.guard import audit
+from mcp_server.gate.audit import audit
 from mcp_server.gate.policy import CedarValue, PolicyDecision, PolicyGate, Principal, Resource
 from mcp_server.gate.refused import READ_ONLY_POLICY
 

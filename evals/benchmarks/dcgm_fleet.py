@@ -30,22 +30,19 @@ Run: ``.venv/bin/python -m evals.benchmarks.dcgm_fleet [sizes...] [--exporters-o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from aiops.loopback_prometheus import LoopbackExporter, prometheus, prometheus_binary
+from aiops.nats_cluster import free_ports
 from events.detectors.dcgm import FIELDS, METRIC_NAMES, XID_COUNT, DcgmDetector, group_samples
 from events.detectors.exposition import DCGM_PROMQL, ExporterSource
 from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
@@ -73,60 +70,6 @@ def exposition(gpus: int, faulty: set[int]) -> bytes:
             )
             lines.append(f"{name}{{{labels}}} {value}")
     return ("\n".join(lines) + "\n").encode()
-
-
-class Exporter:
-    def __init__(self) -> None:
-        self.body = b""
-        self.scrapes = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = outer.body
-                outer.scrapes += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.target = f"127.0.0.1:{self.server.server_address[1]}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def prometheus(data: Path, target: str, interval_s: int) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise SystemExit("prometheus is not installed: apt-get install -y prometheus")
-    port = free_port()
-    config = data / "prometheus.yml"
-    config.write_text(
-        f"global: {{scrape_interval: {interval_s}s, scrape_timeout: {interval_s - 1}s}}\n"
-        f"rule_files: ['{RULES}']\n"
-        f"scrape_configs:\n  - job_name: dcgm\n    static_configs: [{{targets: ['{target}']}}]\n"
-    )
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={data / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def scalar(url: str, query: str) -> float:
@@ -166,8 +109,7 @@ def one_size(gpus: int) -> dict[str, object]:
     interval = 5 if gpus <= 20_000 else 20
     faulty = set(range(0, gpus, int(1 / FAULTY_SHARE)))
     expected = {(f"node-{g // GPUS_PER_NODE:05d}", str(g % GPUS_PER_NODE)) for g in faulty}
-    exporter = Exporter()
-    exporter.body = exposition(gpus, set())
+    exporter = LoopbackExporter(exposition(gpus, set()))
     changed_body = exposition(gpus, faulty)
     result: dict[str, object] = {
         "gpus": gpus,
@@ -187,7 +129,16 @@ def one_size(gpus: int) -> dict[str, object]:
         print(json.dumps({name: result[name]}), flush=True)
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, prometheus(Path(tmp), exporter.target, interval) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        prometheus(
+            Path(tmp),
+            exporter.target,
+            rule_files=(RULES,),
+            scrape_interval_s=interval,
+            scrape_timeout_s=interval - 1,
+        ) as url,
+    ):
         wait(lambda: scalar(url, "count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL)") == gpus, 900, "the baseline scrape")
         baseline_scrapes = exporter.scrapes
         wait(lambda: exporter.scrapes >= baseline_scrapes + 1, 900, "a second baseline scrape")
@@ -247,7 +198,7 @@ def one_size(gpus: int) -> dict[str, object]:
             }
 
         attempt("recorded", by_rule)
-    exporter.server.shutdown()
+    exporter.close()
     result["prometheus_part_s"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -268,7 +219,7 @@ def exporters_round(gpus: int, concurrency: int = 32) -> dict[str, object]:
         for node, lines in per_node.items():
             (root / node).mkdir()
             (root / node / "metrics").write_text("\n".join(lines) + "\n")
-        port = free_port()
+        [port] = free_ports(1)
         server = subprocess.Popen(
             [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", tmp],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -311,6 +262,11 @@ def main() -> None:
     results = []
     OUT.parent.mkdir(parents=True, exist_ok=True)
     out = OUT.with_name("dcgm_fleet_exporters.json") if only_exporters else OUT
+    if not only_exporters:
+        try:
+            prometheus_binary()
+        except FileNotFoundError as exc:
+            raise SystemExit(str(exc)) from None
     for gpus in sizes:
         result: dict[str, object] = {"gpus": gpus}
         if not only_exporters:

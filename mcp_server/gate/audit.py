@@ -8,15 +8,23 @@ uses to keep a retried record whose first acknowledgement was lost only once.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from contracts.tools import PolicyView
 from events import subjects
 from events.backoff import Backoff, retry_transient
 from events.models import AuditRecord
+from mcp_server.gate.policy import Principal
+
+if TYPE_CHECKING:  # deps imports AuditSink from here
+    from mcp_server.deps import ServerDeps
+
+log = logging.getLogger(__name__)
 
 
 class AuditSink(Protocol):
@@ -78,3 +86,39 @@ class MemoryAudit:
 
     async def read(self) -> list[AuditRecord]:
         return list(self.entries)
+
+
+async def audit(
+    deps: ServerDeps,
+    principal: Principal,
+    action: str,
+    arguments: dict[str, Any],
+    policy: PolicyView,
+    *,
+    ok: bool,
+    result: str,
+    dry_run: bool = False,
+    idempotency_key: str | None = None,
+    replayed: bool = False,
+) -> None:
+    """Write one audit record; a lost record is logged loudly, never raised (the action happened)."""
+    entry = AuditRecord(
+        time=deps.clock(),
+        cluster=deps.backend.cluster,
+        principal=principal.id,
+        role=principal.role,
+        tool=action,
+        arguments=arguments,
+        decision=policy.decision,
+        reasons=policy.reasons,
+        policies=policy.policies,
+        dry_run=dry_run,
+        idempotency_key=idempotency_key,
+        replayed=replayed,
+        ok=ok,
+        result=result,
+    )
+    try:
+        await deps.audit.record(entry)
+    except Exception:
+        log.exception("could not write audit record for %s by %s", action, principal.id)

@@ -37,12 +37,13 @@ from contracts.refusal import Refusal
 from contracts.tools import ActionChange, ActionOutcome, PolicyView
 from events.backoff import Backoff, retry_transient
 from events.leases import incident_lease
-from events.models import AuditRecord, utcnow
+from events.models import utcnow
 from mcp_server.backends.base import BackendError
 from mcp_server.deps import ServerDeps
 from mcp_server.gate import approvals as approval_book
 from mcp_server.gate import takeouts
 from mcp_server.gate.approvals import ApprovalRequest
+from mcp_server.gate.audit import audit
 from mcp_server.gate.breaker import TAKES_OUT, BreakerState, TakeOut, share_pct
 from mcp_server.gate.idempotency import IdempotencyConflict, KeyInFlight, fingerprint, scope_of
 from mcp_server.gate.policy import PolicyDecision, Principal, Resource
@@ -362,42 +363,6 @@ class MutationGuard:
                 replayed=outcome.replayed if outcome else False,
             )
         )
-
-
-async def audit(
-    deps: ServerDeps,
-    principal: Principal,
-    action: str,
-    arguments: dict[str, Any],
-    policy: PolicyView,
-    *,
-    ok: bool,
-    result: str,
-    dry_run: bool = False,
-    idempotency_key: str | None = None,
-    replayed: bool = False,
-) -> None:
-    """Write one audit record; a lost record is logged loudly, never raised (the action happened)."""
-    entry = AuditRecord(
-        time=deps.clock(),
-        cluster=deps.backend.cluster,
-        principal=principal.id,
-        role=principal.role,
-        tool=action,
-        arguments=arguments,
-        decision=policy.decision,
-        reasons=policy.reasons,
-        policies=policy.policies,
-        dry_run=dry_run,
-        idempotency_key=idempotency_key,
-        replayed=replayed,
-        ok=ok,
-        result=result,
-    )
-    try:
-        await deps.audit.record(entry)
-    except Exception:
-        log.exception("could not write audit record for %s by %s", action, principal.id)
 
 
 class _Call:

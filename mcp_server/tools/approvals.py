@@ -21,8 +21,9 @@ from events.models import utcnow
 from mcp_server.backends.base import BackendError
 from mcp_server.deps import ServerDeps
 from mcp_server.gate.approvals import ApprovalError, ApprovalRequest, ApprovalStatus, expire_due
+from mcp_server.gate.audit import audit
 from mcp_server.gate.breaker import Backlog, BreakerState, share_pct
-from mcp_server.gate.guard import MutationGuard, audit
+from mcp_server.gate.guard import MutationGuard
 from mcp_server.gate.policy import Resource
 from mcp_server.spare_reserve import reserve
 from mcp_server.tools._common import READ_ONLY, deps_of, guard_of, mutating

@@ -1,5 +1,6 @@
 """What the approval, breaker and observe-only end-to-end tests share: a platform whose clock the
-test moves in the background, and ways to wait for an incident or an approval."""
+test moves in the background, and ways to wait for an incident or an approval; and a platform whose
+safety limits hold no fault back (the replica and NATS fault tests)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ OPERATOR_2_TOKEN = "operator-token-omar-2b8d1e"
 TOKENS = {OPERATOR_TOKEN: "olga:operator", OPERATOR_2_TOKEN: "omar:operator"}
 SIM_S_PER_TICK = 10.0
 
+ONE_ISOLATION_PER_FAULT: dict[str, Any] = {
+    "max_isolations_per_hour": 50,
+    "breaker_threshold_pct": 100,
+    "max_out_of_service_pct": 100,
+    "min_spares": 0,
+}
+"""Safety limits that hold no fault back: on nodes without a job (two idle, two spares; none kept
+in reserve) each fault is one isolation, whatever the others do."""
+
 
 async def ticking(platform: Platform, stop: asyncio.Event) -> None:
     """Simulated time passes (10 s every 10 ms) so restarts and reboots end while the test waits."""
@@ -46,6 +56,16 @@ async def running(tmp_path: Path, *, http: bool = False, **settings: Any) -> Asy
         finally:
             stop.set()
             await clock
+
+
+@asynccontextmanager
+async def trained(tmp_path: Path, **settings: Any) -> AsyncIterator[Platform]:
+    """The platform after 45 simulated minutes of training, with ``ONE_ISOLATION_PER_FAULT`` (unless
+    ``settings`` say otherwise); no HTTP, and its clock moves only when the test moves it."""
+    config = Settings(**{"http_port": 0, **ONE_ISOLATION_PER_FAULT, **settings})
+    async with Platform(config, data_dir=tmp_path, serve_http=False, run_clock=False) as platform:
+        platform.twin.advance(45 * 60)
+        yield platform
 
 
 async def incident_where(

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from aiops.platform import Platform
-from aiops.settings import Settings
 from contracts.client import McpToolClient
 from events.models import parse_event
 from runbooks.state import KvRunStore, RunFenced
 from tests.agents.replica_support import Blocking, drain_all, events_of, executed, replicas
+from tests.agents.safety_support import trained
 from tests.waiting import eventually
 
 # Nodes without a job (two idle, two spares; none in reserve): each fault is one isolation.
@@ -28,17 +28,7 @@ FAULTS = [("node-013", 0), ("node-014", 1), ("node-015", 2), ("node-016", 3)]
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    settings = Settings(
-        http_port=0,
-        embedded_agent=False,
-        group_wait_s=0.1,
-        max_isolations_per_hour=50,
-        breaker_threshold_pct=100,
-        max_out_of_service_pct=100,
-        min_spares=0,
-    )
-    async with Platform(settings, data_dir=tmp_path, serve_http=False, run_clock=False) as p:
-        p.twin.advance(45 * 60)
+    async with trained(tmp_path, embedded_agent=False, group_wait_s=0.1) as p:
         yield p
 
 

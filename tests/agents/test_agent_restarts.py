@@ -5,9 +5,8 @@ once. And the fallback chain (reset fails → drain and reboot → escalate) run
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,12 @@ from typing import Any
 import pytest
 
 from aiops.platform import Platform
-from aiops.settings import FreezeWindowSetting, Settings
+from aiops.settings import FreezeWindowSetting
 from events.incident import Incident
 from fleet import DEFAULT_EPOCH
 from mcp_server.gate.policy import Principal
 from tests.agents.replica_support import Replica, events_of, executed, replicas
-from tests.agents.safety_support import TOKENS, ticking
+from tests.agents.safety_support import running
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -31,18 +30,9 @@ FREEZE = [
 ]
 
 
-@asynccontextmanager
-async def started(tmp_path: Path, **settings: Any) -> AsyncIterator[Platform]:
-    config = Settings(http_port=0, tokens=TOKENS, embedded_agent=False, group_wait_s=0.1, **settings)
-    async with Platform(config, data_dir=tmp_path, serve_http=False, run_clock=False) as platform:
-        platform.twin.advance(45 * 60)
-        stop = asyncio.Event()
-        clock = asyncio.create_task(ticking(platform, stop))
-        try:
-            yield platform
-        finally:
-            stop.set()
-            await clock
+def started(tmp_path: Path, **settings: Any) -> AbstractAsyncContextManager[Platform]:
+    """The platform without its embedded agent (the test's replicas are the agents), clock moving."""
+    return running(tmp_path, embedded_agent=False, group_wait_s=0.1, **settings)
 
 
 async def the_incident(platform: Platform, check: Callable[[Incident], bool], what: str) -> Incident:

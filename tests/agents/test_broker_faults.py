@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import nats.errors
@@ -18,8 +18,8 @@ import pytest
 
 from aiops.demo import wait_for_incidents
 from aiops.platform import Platform
-from aiops.settings import Settings
 from events import subjects
+from tests.agents.safety_support import trained
 from tests.nats_cluster import NatsCluster
 from tests.waiting import eventually
 
@@ -37,20 +37,8 @@ FAULTS = [
 ]
 
 
-@asynccontextmanager
-async def platform_on(cluster: NatsCluster, tmp_path: Path, replicas: int) -> AsyncIterator[Platform]:
-    settings = Settings(
-        nats_url=cluster.url,
-        js_replicas=replicas,
-        http_port=0,
-        max_isolations_per_hour=50,
-        breaker_threshold_pct=100,
-        max_out_of_service_pct=100,
-        min_spares=0,
-    )
-    async with Platform(settings, data_dir=tmp_path, serve_http=False, run_clock=False) as p:
-        p.twin.advance(45 * 60)
-        yield p
+def platform_on(cluster: NatsCluster, tmp_path: Path, replicas: int) -> AbstractAsyncContextManager[Platform]:
+    return trained(tmp_path, nats_url=cluster.url, js_replicas=replicas)
 
 
 async def audit_records(platform: Platform) -> list[dict[str, object]]:

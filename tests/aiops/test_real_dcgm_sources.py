@@ -5,12 +5,11 @@ relays on NATS. A double-bit error behind either becomes an incident on the node
 from __future__ import annotations
 
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from aiops.loopback_prometheus import LoopbackExporter
 from events import subjects
 from events.dcgm_relay import DcgmReport, RelayedGpu, encode_report
 from events.detectors.dcgm import FIELDS
@@ -38,34 +37,11 @@ def exposition(node: str, dbe_on: int | None) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-class Exporters:
-    """One loopback server answering ``/<node>/metrics`` from ``bodies``."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, bytes] = {}
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = outer.bodies.get(self.path.split("/")[1], b"")
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 async def test_a_dbe_behind_one_of_the_exporters_becomes_an_incident_while_another_is_down(
     api: KubeApiDouble,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    exporters = Exporters()
+    exporters = LoopbackExporter()
     exporters.bodies = {n: exposition(n, None) for n in ("gpu-node-01", "gpu-node-03")}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +58,7 @@ async def test_a_dbe_behind_one_of_the_exporters_becomes_an_incident_while_anoth
                 platform, lambda i: "gpu-node-03" in i.affected_nodes, within_s=60, what="the DBE incident"
             )
     finally:
-        exporters.server.shutdown()
+        exporters.close()
     assert done.kind == "ecc" and "gpu-node-03/2" in done.affected_gpus
     assert down in source.down and platform.detection.service.scrape_errors == 0
 

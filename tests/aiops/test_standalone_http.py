@@ -18,7 +18,7 @@ from aiops.settings import Settings
 from aiops.standalone import HttpServer, build_standalone_http
 from mcp_server.gate.audit import MemoryAudit
 from mcp_server.identity import load_tokens, parse_principals
-from tests.mcp_server.support import ScriptedPerson, error, held, ok
+from tests.mcp_server.support import INITIALIZE, MCP_HEADERS, ScriptedPerson, error, held, ok
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +26,6 @@ VIEWER_TOKEN = "viewer-token-0123456789"
 OPERATOR_TOKEN = "operator-token-0123456789"
 SRE_TOKEN = "sre-token-from-file-0123456789"
 ISOLATE = {"node": "node-013", "gpu": 1, "reason": "ECC storm on GPU 1"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @asynccontextmanager
@@ -65,11 +54,11 @@ async def mcp_as(url: str, token: str, person: ScriptedPerson | None = None) -> 
 
 async def test_no_token_or_a_wrong_one_gets_401(tmp_path: Path) -> None:
     async with standalone(tmp_path) as (_, url), httpx2.AsyncClient(timeout=30) as http:
-        assert (await http.post(url, json=INITIALIZE, headers=HEADERS)).status_code == 401
-        wrong = await http.post(url, json=INITIALIZE, headers=HEADERS | {"Authorization": "Bearer nope"})
+        assert (await http.post(url, json=INITIALIZE, headers=MCP_HEADERS)).status_code == 401
+        wrong = await http.post(url, json=INITIALIZE, headers=MCP_HEADERS | {"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         right = await http.post(
-            url, json=INITIALIZE, headers=HEADERS | {"Authorization": f"Bearer {SRE_TOKEN}"}
+            url, json=INITIALIZE, headers=MCP_HEADERS | {"Authorization": f"Bearer {SRE_TOKEN}"}
         )
         assert right.status_code == 200
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from events import kmsg_parser
+from events import kmsg_formats, kmsg_parser, kmsg_prefix
 from events.detectors import exposition
 
 SAMPLE = [chr(c) for c in range(128)] + ["\x85", "\xa0", "\xe9", "\u2028", "\u3000", "\U0001f525"]
@@ -153,9 +153,13 @@ def patterns(module: object) -> dict[str, re.Pattern[str]]:
     return {n: v for n, v in vars(module).items() if isinstance(v, re.Pattern) and isinstance(v.pattern, str)}
 
 
-PARSER = patterns(kmsg_parser)
+PARSER_MODULES = (kmsg_parser, kmsg_formats, kmsg_prefix)
+"""The parser's state machine, its driver-message patterns and its prefix patterns."""
+PARSER = {n: p for module in PARSER_MODULES for n, p in patterns(module).items()}
 EXPOSITION = patterns(exposition)
-SEARCHED = sorted(set(re.findall(r"(_[A-Z0-9_]+)\.search\(", inspect.getsource(kmsg_parser))))
+SEARCHED = sorted(
+    {n for m in PARSER_MODULES for n in re.findall(r"\b(_?[A-Z][A-Z0-9_]*)\.search\(", inspect.getsource(m))}
+)
 
 
 def test_the_check_flags_the_quadratic_patterns_the_parser_used_to_have():

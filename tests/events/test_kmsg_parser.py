@@ -589,7 +589,7 @@ def test_a_parser_bug_is_logged_and_the_stream_goes_on(
 ) -> None:
     parser = KmsgParser()
     line = "NVRM: Xid (PCI:0000:18:00): 13, pid=1, name=x, Graphics Exception"
-    monkeypatch.setattr(kmsg_parser, "_XID", _BrokenPattern())
+    monkeypatch.setattr(kmsg_parser, "XID", _BrokenPattern())
     assert parser.feed(line) == []
     assert "kmsg parser failed" in caplog.text
     monkeypatch.undo()

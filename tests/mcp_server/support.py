@@ -76,6 +76,19 @@ REMEDIATION_TOOLS = {
     "reject_action",
     "reset_breaker",
 }
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw-http-test", "version": "0"},
+    },
+}
+"""A raw MCP ``initialize`` request, for the HTTP tests that post it themselves (authentication)."""
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
 TWIN_TOOLS = {"inject_fault"}  # the twin only (mcp_server/tools/twin_faults.py)
 ALL_TOOLS = READ_TOOLS | MUTATING_TOOLS | REMEDIATION_TOOLS | TWIN_TOOLS
 

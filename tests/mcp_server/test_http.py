@@ -15,7 +15,7 @@ from aiops.platform import Platform
 from aiops.settings import Settings
 from events import subjects
 from events.models import AuditRecord
-from tests.mcp_server.support import ALL_TOOLS, ScriptedPerson, error, held, ok
+from tests.mcp_server.support import ALL_TOOLS, INITIALIZE, MCP_HEADERS, ScriptedPerson, error, held, ok
 
 pytestmark = pytest.mark.slow
 
@@ -23,18 +23,6 @@ VIEWER_TOKEN = "viewer-token-5f1c"
 OPERATOR_TOKEN = "operator-token-9a2e"
 TOKENS = {VIEWER_TOKEN: "victor:viewer", OPERATOR_TOKEN: "olga:operator"}
 ISOLATE = {"node": "node-003", "gpu": 2, "reason": "Xid 79 fell off the bus"}
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw-http-test", "version": "0"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @asynccontextmanager

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
+from aiops.loopback_prometheus import LoopbackExporter, prometheus
 from events.detectors.dcgm import FIELDS, XID_COUNT, DcgmDetector, group_samples
 from events.detectors.prometheus_changes import RECORDED, PrometheusChangesSource
 from events.models import EccEvent
@@ -27,8 +26,6 @@ if shutil.which("prometheus") is None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"prometheus is missing in CI: {INSTALL}", pytrace=False)
     pytest.skip(f"the prometheus binary is not installed: {INSTALL}", allow_module_level=True)
-
-from tests.mcp_server.backends.test_prometheus import prometheus  # noqa: E402  (after the skip)
 
 GPUS = 8
 RULES = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "recording-rules.yml"
@@ -45,32 +42,10 @@ def exposition(dbe: dict[int, int]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-class Exporter:
-    def __init__(self) -> None:
-        self.body = exposition({})
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = outer.body
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.target = f"127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
-def exporter() -> Iterator[Exporter]:
-    served = Exporter()
-    yield served
-    served.server.shutdown()
+def exporter() -> Iterator[LoopbackExporter]:
+    with LoopbackExporter(exposition({})) as served:
+        yield served
 
 
 async def answered(source: PrometheusChangesSource, query: str, check: object) -> bool:
@@ -82,9 +57,9 @@ async def answered(source: PrometheusChangesSource, query: str, check: object) -
 
 
 async def test_a_round_reads_only_the_gpu_that_changed_and_finds_its_fault(
-    exporter: Exporter, tmp_path: Path
+    exporter: LoopbackExporter, tmp_path: Path
 ) -> None:
-    with prometheus(tmp_path, exporter.target) as url:
+    with prometheus(tmp_path, exporter.target, evaluation_interval_s=1) as url:
         source = PrometheusChangesSource(url, window="1m", prefer_recorded=True)
         total = f'count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{{Hostname="node-1"}}) == {GPUS}'
         await eventually(lambda: answered(source, total, bool), within_s=60, what="the first scrape")
@@ -124,11 +99,13 @@ def fast_rules(into: Path) -> Path:
 
 
 async def test_with_the_recording_rules_loaded_a_double_bit_error_is_reported_once_over_many_rounds(
-    exporter: Exporter, tmp_path: Path
+    exporter: LoopbackExporter, tmp_path: Path
 ) -> None:
     """The recorded answer holds the GPU until it is reset (a state, not a 1-minute increase), so
     each round reads it again and the detector, comparing with what it saw, reports it once."""
-    with prometheus(tmp_path, exporter.target, (fast_rules(tmp_path),)) as url:
+    with prometheus(
+        tmp_path, exporter.target, rule_files=(fast_rules(tmp_path),), evaluation_interval_s=1
+    ) as url:
         source = PrometheusChangesSource(url, prefer_recorded=True)
         total = f'count(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{{Hostname="node-1"}}) == {GPUS}'
         await eventually(lambda: answered(source, total, bool), within_s=60, what="the first scrape")

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import uvicorn
 from mcp import Client
 from prometheus_api_client import PrometheusConnect
 
+from aiops.loopback_prometheus import prometheus
 from fleet import FleetSpec, FleetTwin
 from fleet.exporter import exporter_app
 from mcp_server.backends.prometheus import PrometheusTelemetry
@@ -57,40 +57,6 @@ class _Quiet(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-@contextlib.contextmanager
-def prometheus(data: Path, target: str, rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
-    port = free_port()
-    config = data / "prometheus.yml"
-    rules = f"rule_files: {[str(f) for f in rule_files]}\n" if rule_files else ""
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"{rules}"
-        "scrape_configs:\n"
-        f"  - job_name: dcgm\n    static_configs: [{{targets: ['{target}']}}]\n"
-    )
-    assert PROMETHEUS is not None
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

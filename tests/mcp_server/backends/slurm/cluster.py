@@ -151,18 +151,26 @@ class SlurmCluster:
             munge / "munged.pid",
         )
         self._daemon([str(SBIN / "slurmctld"), "-f", str(self.conf), "-i"], root / "run" / "slurmctld.pid")
+        # Ready when it answers (through munged: the ping is authenticated), not when it has forked.
+        self.wait_until(self.controller_up, "slurmctld to answer `scontrol ping`")
         for node in self.nodes:
             self._daemon(
                 [str(SBIN / "slurmd"), "-f", str(self.conf), "-N", node], root / "run" / f"slurmd-{node}.pid"
             )
-        self.wait_until(lambda: self.idle_nodes() == set(self.nodes), "every node to register idle")
+        self.wait_until(lambda: self.idle_nodes() == set(self.nodes), "every node to register idle in sinfo")
 
     def _daemon(self, argv: list[str], pidfile: Path) -> None:
+        """Start a daemon (it forks and returns) and wait for its pid file, which ``stop`` reads;
+        whether it serves is for the caller to wait on."""
         self.pidfiles.append(pidfile)
         done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} did not start: {done.stderr.strip() or done.stdout.strip()}")
         self.wait_until(pidfile.exists, f"{pidfile.name}")
+
+    def controller_up(self) -> bool:
+        """``scontrol ping`` has slurmctld answering (``Slurmctld(primary) at <host> is UP``)."""
+        return " is UP" in self.run("scontrol", "ping", check=False)
 
     def idle_nodes(self) -> set[str]:
         out = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False)
