@@ -1,0 +1,377 @@
+"""The numerics detector: training loss and gradient norms in, silent-data-corruption events out.
+
+Silent data corruption raises no Xid and no ECC error; it shows in the numbers a job trains on
+(Llama 3 saw 6 in 54 days on 16k H100s): a loss or gradient norm that turns NaN/Inf, a sudden loss
+spike, one rank's gradients far off the others'. Per job, the beats of each step are gathered across
+ranks and the step is judged once settled: every live rank has reported it or a later step (about
+one heartbeat interval; the heartbeat helper sends a non-finite value at once, so every rank's
+first NaN arrives together), or ``settle_s`` of detector time after the detector first saw it (a
+rank that stopped); steps are judged in order, so the event is out within seconds:
+
+- ``nonfinite``: a NaN/Inf loss, or every rank's gradient norm non-finite. The ranks are named only
+  when some ranks' loss is non-finite and the others' finite (a reduced loss names no rank).
+- ``grad_spike``: one rank's pre-reduction gradient norm is non-finite while its peers' are finite,
+  or is ``grad_factor`` times above both its peers' median at that step (the last value each peer
+  reported at or before it) and its own recent median. Both, because under tensor or pipeline
+  parallelism ranks hold different shards whose norms differ for good; a rank's own history is
+  steady. The rank and its GPU (``node/gpu``) are the suspects.
+- ``loss_spike``: the step's loss (the median over the ranks that reported it: data-parallel ranks
+  report the same reduced loss) is above ``median + max(k * 1.4826 * MAD, rel_floor * |median|,
+  abs_floor)`` of the job's last ``window`` judged steps, once ``min_history`` steps are known.
+  Only upward jumps count: a loss that falls is training.
+
+Constants (defaults), chosen on a seeded realistic curve (tests/events/detectors/test_numerics.py:
+a decaying loss with 3% noise, small bumps of up to +15% and single-step outliers, 20,000 steps,
+no event) against what corruption does (NaN, or a loss that doubles or more for a few steps):
+``k=10`` robust sigmas (a Gaussian passes 10 sigma never; per-step loss noise is far from it),
+``rel_floor=0.5`` (a jump of half the loss: above the benign bumps of large-model training, below
+the jumps of SDC), ``window=256`` (recent enough to follow the curve's decay, long enough for a
+stable MAD), ``min_history=32``, ``grad_factor=10`` (data-parallel ranks' norms are within a small
+factor of each other). A spike's values never enter the history, so a spike does not raise the
+bar for the next one.
+
+One event per episode: the first anomaly opens it (``first_bad_step`` the step that showed it,
+``last_good_step`` the last judged step before it; with beats published every ``min_interval_s``
+the bad value happened in between, exactly at ``first_bad_step`` for a non-finite one, which the
+heartbeat helper sends at once). Its ``event_id`` is stable (cluster, job, signature, step, the
+time the step was first seen), so replicas and retries dedupe. After ``clear_after_steps`` judged
+steps in range and ``clear_after_s`` of detector time, a ``cleared`` event closes it. A job whose
+steps go back (a restart from a checkpoint) starts its history afresh: its loss may be higher than
+it was, which is not a spike; non-finite values are still caught from the first beat.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.models import Heartbeat, NumericsEvent, NumericsSignature, stable_id
+
+SOURCE = "numerics-detector"
+MAD_TO_SIGMA = 1.4826
+"""The MAD of a normal distribution times this is its standard deviation."""
+
+
+@dataclass
+class _Rank:
+    node: str
+    gpu: int | None
+    step: int
+    time: datetime
+    reported: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=16))
+    """Its last reported (step, gradient norm), finite or not."""
+    grads: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    """Its recent finite gradient norms that were in range: its own steady level."""
+
+    def grad_at(self, step: int) -> float | None:
+        """Its gradient norm at ``step``: the last it reported at or before it."""
+        for at, value in reversed(self.reported):
+            if at <= step:
+                return value
+        return None
+
+
+@dataclass
+class _Step:
+    step: int
+    first_seen: datetime
+    losses: dict[int, float] = field(default_factory=dict)
+    grads: dict[int, float] = field(default_factory=dict)
+    pending_since: datetime | None = None
+
+
+@dataclass
+class _Anomaly:
+    signature: NumericsSignature
+    value: float | None
+    baseline: float | None
+    suspects: list[int]
+    reason: str
+
+
+@dataclass
+class _Job:
+    cluster: str
+    ranks: dict[int, _Rank] = field(default_factory=dict)
+    steps: dict[int, _Step] = field(default_factory=dict)
+    history: deque[float] = field(default_factory=deque)
+    last_good_step: int | None = None
+    latest: datetime | None = None
+    open: NumericsEvent | None = None
+    good_steps: int = 0
+    good_since: datetime | None = None
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+class NumericsDetector:
+    def __init__(
+        self,
+        cluster: str,
+        *,
+        k: float = 10.0,
+        rel_floor: float = 0.5,
+        abs_floor: float = 1e-6,
+        window: int = 256,
+        min_history: int = 32,
+        grad_factor: float = 10.0,
+        grad_history: int = 8,
+        settle_s: float = 5.0,
+        stale_after_s: float = 30.0,
+        clear_after_steps: int = 20,
+        clear_after_s: float = 60.0,
+        forget_after_s: float = 3600.0,
+        max_pending_steps: int = 4096,
+        max_jobs: int = 10_000,
+    ) -> None:
+        if not (k > 0 and rel_floor >= 0 and abs_floor > 0 and grad_factor > 1):
+            raise ValueError("numerics detector: k > 0, rel_floor >= 0, abs_floor > 0, grad_factor > 1")
+        if not (0 < min_history <= window and clear_after_steps > 0):
+            raise ValueError("numerics detector: 0 < min_history <= window, clear_after_steps > 0")
+        self.cluster = cluster
+        self.k, self.rel_floor, self.abs_floor = k, rel_floor, abs_floor
+        self.window, self.min_history = window, min_history
+        self.grad_factor, self.grad_history = grad_factor, grad_history
+        self.settle_s, self.stale_after_s = settle_s, stale_after_s
+        self.clear_after_steps, self.clear_after_s = clear_after_steps, clear_after_s
+        self.forget_after_s = forget_after_s
+        self.max_pending_steps = max_pending_steps
+        self.max_jobs = max_jobs
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+
+    @property
+    def jobs(self) -> list[str]:
+        return list(self._jobs)
+
+    def baseline(self, job: str) -> float | None:
+        """The job's typical recent loss (the median of its history), once known."""
+        state = self._jobs.get(job)
+        return _median(list(state.history)) if state and len(state.history) >= self.min_history else None
+
+    def observe(self, beat: Heartbeat) -> None:
+        job = self._jobs.get(beat.job)
+        if job is None:
+            job = self._jobs[beat.job] = _Job(beat.cluster, history=deque(maxlen=self.window))
+            while len(self._jobs) > self.max_jobs:
+                self._jobs.popitem(last=False)
+        else:
+            self._jobs.move_to_end(beat.job)
+        job.latest = max(job.latest or beat.time, beat.time)
+        rank = job.ranks.get(beat.rank)
+        if rank is not None and beat.step < rank.step:
+            # Steps went back: restarted from a checkpoint. A new gang and an earlier, higher loss.
+            job.ranks.clear()
+            job.steps.clear()
+            job.history.clear()
+            job.last_good_step = None
+            rank = None
+        if rank is None:
+            rank = job.ranks[beat.rank] = _Rank(beat.node, beat.gpu, beat.step, beat.time)
+        elif beat.step == rank.step:
+            rank.time = max(rank.time, beat.time)
+            return  # a keep-alive repeat of a step already seen
+        rank.node, rank.gpu, rank.step, rank.time = beat.node, beat.gpu, beat.step, beat.time
+        if beat.loss is None and beat.grad_norm is None:
+            return
+        step = job.steps.get(beat.step)
+        if step is None:
+            step = job.steps[beat.step] = _Step(beat.step, beat.time)
+            if len(job.steps) > self.max_pending_steps:
+                del job.steps[min(job.steps)]
+        if beat.loss is not None:
+            step.losses[beat.rank] = beat.loss
+        if beat.grad_norm is not None:
+            step.grads[beat.rank] = beat.grad_norm
+            rank.reported.append((beat.step, beat.grad_norm))
+
+    def evaluate(self, now: datetime) -> list[NumericsEvent]:
+        """Judge the settled steps of every job; the numerics events (and clearances) due."""
+        out: list[NumericsEvent] = []
+        for name, job in list(self._jobs.items()):
+            if job.latest is not None and (now - job.latest).total_seconds() > self.forget_after_s:
+                del self._jobs[name]
+                continue
+            for step in self._settled(job, now):
+                event = self._judge(name, job, step, now)
+                if event is not None:
+                    out.append(event)
+        return out
+
+    def _settled(self, job: _Job, now: datetime) -> list[_Step]:
+        if not job.steps:
+            return []
+        assert job.latest is not None
+        live = [
+            r.step for r in job.ranks.values() if (job.latest - r.time).total_seconds() <= self.stale_after_s
+        ]
+        cutoff = min(live) if live else -1
+        for s in job.steps.values():
+            s.pending_since = s.pending_since or now
+            if (now - s.pending_since).total_seconds() >= self.settle_s:
+                cutoff = max(cutoff, s.step)  # and every step before it: judged in order
+        ready = sorted(n for n in job.steps if n <= cutoff)
+        return [job.steps.pop(n) for n in ready]
+
+    def _judge(self, name: str, job: _Job, step: _Step, now: datetime) -> NumericsEvent | None:
+        anomaly = self._nonfinite(job, step) or self._grad_spike(job, step) or self._loss_spike(job, step)
+        self._learn(job, step, anomaly)
+        if anomaly is not None:
+            job.good_steps, job.good_since = 0, None
+            if job.open is not None:
+                return None  # the episode already reported
+            job.open = self._event(name, job, step, anomaly, now)
+            return job.open
+        job.last_good_step = step.step
+        if job.open is None:
+            return None
+        job.good_steps += 1
+        job.good_since = job.good_since or now
+        if (
+            job.good_steps < self.clear_after_steps
+            or (now - job.good_since).total_seconds() < self.clear_after_s
+        ):
+            return None
+        opened, job.open, job.good_steps, job.good_since = job.open, None, 0, None
+        return opened.model_copy(
+            update={
+                "event_id": stable_id(job.cluster, name, "numerics-cleared", opened.event_id),
+                "time": now,
+                "value": None,
+                "reason": f"numerics back in range for {self.clear_after_steps} steps (to step {step.step})",
+                "cleared": True,
+            }
+        )
+
+    def _nonfinite(self, job: _Job, step: _Step) -> _Anomaly | None:
+        bad = sorted(r for r, v in step.losses.items() if not math.isfinite(v))
+        if bad:
+            some = len(bad) < len(step.losses)
+            return _Anomaly(
+                "nonfinite",
+                step.losses[bad[0]],
+                self.baseline_of(job),
+                bad if some else [],
+                f"loss {step.losses[bad[0]]} at step {step.step}"
+                + (f" on rank(s) {bad} while the other ranks' is finite" if some else ""),
+            )
+        bad = sorted(r for r, v in step.grads.items() if not math.isfinite(v))
+        if not bad:
+            return None
+        peers = self._peer_grads(job, step, bad)
+        if peers:
+            return _Anomaly(
+                "grad_spike",
+                step.grads[bad[0]],
+                _median(peers),
+                bad,
+                f"gradient norm {step.grads[bad[0]]} on rank(s) {bad} at step {step.step} while the "
+                "other ranks' are finite",
+            )
+        return _Anomaly(
+            "nonfinite",
+            step.grads[bad[0]],
+            None,
+            [],
+            f"every rank's gradient norm non-finite at step {step.step}",
+        )
+
+    def _peer_grads(self, job: _Job, step: _Step, exclude: list[int]) -> list[float]:
+        """The other ranks' finite gradient norms at ``step`` (the last they reported before it when
+        they did not report that step)."""
+        out: list[float] = []
+        for r, state in job.ranks.items():
+            if r in exclude:
+                continue
+            value = state.grad_at(step.step)
+            if value is not None and math.isfinite(value):
+                out.append(value)
+        return out
+
+    def _grad_spike(self, job: _Job, step: _Step) -> _Anomaly | None:
+        suspects: list[tuple[int, float, float]] = []
+        for r, value in sorted(step.grads.items()):
+            state = job.ranks.get(r)
+            if state is None or len(state.grads) < self.grad_history:
+                continue  # its own steady level unknown yet
+            peers = self._peer_grads(job, step, [r])
+            if not peers:
+                continue
+            peer, own = _median(peers), _median(list(state.grads))
+            if value > self.grad_factor * max(peer, self.abs_floor) and value > self.grad_factor * max(
+                own, self.abs_floor
+            ):
+                suspects.append((r, value, peer))
+        if not suspects or (len(suspects) * 2 > len(step.grads) and len(step.grads) > 1):
+            return None  # most ranks "above the others" is no outlier
+        worst = max(suspects, key=lambda s: s[1])
+        return _Anomaly(
+            "grad_spike",
+            worst[1],
+            worst[2],
+            [s[0] for s in suspects],
+            f"gradient norm {worst[1]:.6g} on rank(s) {[s[0] for s in suspects]} at step {step.step}, over "
+            f"{self.grad_factor:g}x the other ranks' ({worst[2]:.6g}) and its own recent level",
+        )
+
+    def _loss_spike(self, job: _Job, step: _Step) -> _Anomaly | None:
+        if not step.losses or len(job.history) < self.min_history:
+            return None
+        value = _median(list(step.losses.values()))
+        base = _median(list(job.history))
+        bar = self._bar(job, base)
+        if value <= bar:
+            return None
+        return _Anomaly(
+            "loss_spike",
+            value,
+            base,
+            [],
+            f"loss {value:.6g} at step {step.step} above {bar:.6g} (recent median {base:.6g} over "
+            f"{len(job.history)} steps)",
+        )
+
+    def _bar(self, job: _Job, base: float) -> float:
+        mad = _median([abs(h - base) for h in job.history])
+        return base + max(self.k * MAD_TO_SIGMA * mad, self.rel_floor * abs(base), self.abs_floor)
+
+    def baseline_of(self, job: _Job) -> float | None:
+        return _median(list(job.history)) if len(job.history) >= self.min_history else None
+
+    def _learn(self, job: _Job, step: _Step, anomaly: _Anomaly | None) -> None:
+        """Only values in range teach the job: a spike never raises the bar for the next one."""
+        losses = [v for v in step.losses.values() if math.isfinite(v)]
+        if losses and anomaly is None:
+            job.history.append(_median(losses))
+        flagged = set(anomaly.suspects) if anomaly is not None else set()
+        for r, value in step.grads.items():
+            state = job.ranks.get(r)
+            if state is not None and r not in flagged and math.isfinite(value):
+                state.grads.append(value)
+
+    def _event(self, name: str, job: _Job, step: _Step, anomaly: _Anomaly, now: datetime) -> NumericsEvent:
+        ranks = [job.ranks[r] for r in anomaly.suspects if r in job.ranks]
+        suspect_nodes = list(dict.fromkeys(r.node for r in ranks))
+        return NumericsEvent(
+            event_id=stable_id(
+                job.cluster, name, "numerics", anomaly.signature, step.step, step.first_seen.isoformat()
+            ),
+            time=now,
+            cluster=job.cluster,
+            source=SOURCE,
+            node=suspect_nodes[0] if len(suspect_nodes) == 1 else None,
+            job=name,
+            signature=anomaly.signature,
+            first_bad_step=step.step,
+            last_good_step=job.last_good_step,
+            value=anomaly.value,
+            baseline=anomaly.baseline,
+            nodes=list(dict.fromkeys(r.node for _, r in sorted(job.ranks.items()))),
+            suspect_ranks=anomaly.suspects,
+            suspect_gpus=[f"{r.node}/{r.gpu}" for r in ranks if r.gpu is not None],
+            reason=anomaly.reason,
+        )
