@@ -103,6 +103,10 @@ class _Job:
     open: NumericsEvent | None = None
     good_steps: int = 0
     good_since: datetime | None = None
+    learned: int = 0
+    """Values appended to ``history`` so far."""
+    stats: tuple[float, float, int] | None = None
+    """(median, bar, ``learned`` then) of the history: recomputed every few new values."""
 
 
 def _median(values: list[float]) -> float:
@@ -168,7 +172,7 @@ class NumericsDetector:
             job.ranks.clear()
             job.steps.clear()
             job.history.clear()
-            job.last_good_step = None
+            job.last_good_step, job.stats = None, None
             rank = None
         if rank is None:
             rank = job.ranks[beat.rank] = _Rank(beat.node, beat.gpu, beat.step, beat.time)
@@ -293,19 +297,27 @@ class NumericsDetector:
         return out
 
     def _grad_spike(self, job: _Job, step: _Step) -> _Anomaly | None:
+        if not step.grads:
+            return None
+        at = {r: state.grad_at(step.step) for r, state in job.ranks.items()}
+        finite = {r: v for r, v in at.items() if v is not None and math.isfinite(v)}
+        if len(finite) < 2:
+            return None
+        # With three ranks or more the median of all is robust to the one being judged.
+        everyone = _median(list(finite.values())) if len(finite) >= 3 else None
         suspects: list[tuple[int, float, float]] = []
         for r, value in sorted(step.grads.items()):
-            state = job.ranks.get(r)
-            if state is None or len(state.grads) < self.grad_history:
-                continue  # its own steady level unknown yet
-            peers = self._peer_grads(job, step, [r])
-            if not peers:
+            if not math.isfinite(value):
+                continue  # judged as non-finite
+            peer = everyone if everyone is not None else _median([v for q, v in finite.items() if q != r])
+            if value <= self.grad_factor * max(peer, self.abs_floor):
                 continue
-            peer, own = _median(peers), _median(list(state.grads))
-            if value > self.grad_factor * max(peer, self.abs_floor) and value > self.grad_factor * max(
-                own, self.abs_floor
+            own = job.ranks[r].grads
+            if len(own) < self.grad_history or value <= self.grad_factor * max(
+                _median(list(own)), self.abs_floor
             ):
-                suspects.append((r, value, peer))
+                continue  # its own steady level unknown yet, or it is always that high (another shard)
+            suspects.append((r, value, peer))
         if not suspects or (len(suspects) * 2 > len(step.grads) and len(step.grads) > 1):
             return None  # most ranks "above the others" is no outlier
         worst = max(suspects, key=lambda s: s[1])
@@ -322,8 +334,9 @@ class NumericsDetector:
         if not step.losses or len(job.history) < self.min_history:
             return None
         value = _median(list(step.losses.values()))
-        base = _median(list(job.history))
-        bar = self._bar(job, base)
+        base, bar = self._stats(job)
+        if value > bar:
+            base, bar = self._stats(job, fresh=True)  # a spike is judged on the exact history
         if value <= bar:
             return None
         return _Anomaly(
@@ -335,9 +348,15 @@ class NumericsDetector:
             f"{len(job.history)} steps)",
         )
 
-    def _bar(self, job: _Job, base: float) -> float:
-        mad = _median([abs(h - base) for h in job.history])
-        return base + max(self.k * MAD_TO_SIGMA * mad, self.rel_floor * abs(base), self.abs_floor)
+    def _stats(self, job: _Job, *, fresh: bool = False) -> tuple[float, float]:
+        """(median, bar) of the job's history; between refreshes (every 1/16 of the window's new
+        values: sorting the window at every step is most of the detector's time) a bar a little old."""
+        if fresh or job.stats is None or job.learned - job.stats[2] >= max(1, self.window // 16):
+            base = _median(list(job.history))
+            mad = _median([abs(h - base) for h in job.history])
+            bar = base + max(self.k * MAD_TO_SIGMA * mad, self.rel_floor * abs(base), self.abs_floor)
+            job.stats = (base, bar, job.learned)
+        return job.stats[0], job.stats[1]
 
     def baseline_of(self, job: _Job) -> float | None:
         return _median(list(job.history)) if len(job.history) >= self.min_history else None
@@ -347,6 +366,7 @@ class NumericsDetector:
         losses = [v for v in step.losses.values() if math.isfinite(v)]
         if losses and anomaly is None:
             job.history.append(_median(losses))
+            job.learned += 1
         flagged = set(anomaly.suspects) if anomaly is not None else set()
         for r, value in step.grads.items():
             state = job.ranks.get(r)
