@@ -43,7 +43,6 @@ it was, which is not a spike; non-finite values are still caught from the first 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,7 +109,10 @@ class _Job:
 
 
 def _median(values: list[float]) -> float:
-    return statistics.median(values)
+    """The median, without overflowing between two huge middle values (``statistics.median`` adds them)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else ordered[mid - 1] / 2 + ordered[mid] / 2
 
 
 class NumericsDetector:

@@ -234,3 +234,16 @@ def test_unusable_constants_are_an_error_at_start():
         NumericsDetector("sim-a", window=10, min_history=20)
     with pytest.raises(ValueError, match="grad_factor"):
         NumericsDetector("sim-a", grad_factor=1.0)
+
+
+def test_huge_finite_values_are_judged_without_overflowing():
+    job = Job()
+    job.run(range(1, 101))
+    [event] = job.step(101, 1e308)
+    assert event.signature == "loss_spike" and event.value == 1e308
+    job = Job()
+    for s in range(1, 101):  # a history spanning the whole float range: its MAD overflows to inf
+        job.step(s, 1e308 if s % 2 else -1e308)
+    assert job.events == []
+    [event] = job.step(101, float("nan"))
+    assert event.signature == "nonfinite"
