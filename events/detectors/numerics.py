@@ -157,7 +157,7 @@ class NumericsDetector:
     def baseline(self, job: str) -> float | None:
         """The job's typical recent loss (the median of its history), once known."""
         state = self._jobs.get(job)
-        return _median(list(state.history)) if state and len(state.history) >= self.min_history else None
+        return self._baseline(state) if state else None
 
     def observe(self, beat: Heartbeat) -> None:
         job = self._jobs.get(beat.job)
@@ -256,11 +256,11 @@ class NumericsDetector:
     def _nonfinite(self, job: _Job, step: _Step) -> _Anomaly | None:
         bad = sorted(r for r, v in step.losses.items() if not math.isfinite(v))
         if bad:
-            some = len(bad) < len(step.losses)
+            some = len(bad) * 2 <= len(step.losses)  # at most half the ranks: those ranks stand out
             return _Anomaly(
                 "nonfinite",
                 step.losses[bad[0]],
-                self.baseline_of(job),
+                self._baseline(job),
                 bad if some else [],
                 f"loss {step.losses[bad[0]]} at step {step.step}"
                 + (f" on rank(s) {bad} while the other ranks' is finite" if some else ""),
@@ -269,7 +269,7 @@ class NumericsDetector:
         if not bad:
             return None
         peers = self._peer_grads(job, step, bad)
-        if peers:
+        if peers and len(bad) <= len(peers):
             return _Anomaly(
                 "grad_spike",
                 step.grads[bad[0]],
@@ -278,12 +278,9 @@ class NumericsDetector:
                 f"gradient norm {step.grads[bad[0]]} on rank(s) {bad} at step {step.step} while the "
                 "other ranks' are finite",
             )
+        what = "every rank's" if not peers else f"{len(bad)} of {len(bad) + len(peers)} ranks'"
         return _Anomaly(
-            "nonfinite",
-            step.grads[bad[0]],
-            None,
-            [],
-            f"every rank's gradient norm non-finite at step {step.step}",
+            "nonfinite", step.grads[bad[0]], None, [], f"{what} gradient norm non-finite at step {step.step}"
         )
 
     def _peer_grads(self, job: _Job, step: _Step, exclude: list[int]) -> list[float]:
@@ -360,7 +357,7 @@ class NumericsDetector:
             job.stats = (base, bar, job.learned)
         return job.stats[0], job.stats[1]
 
-    def baseline_of(self, job: _Job) -> float | None:
+    def _baseline(self, job: _Job) -> float | None:
         return _median(list(job.history)) if len(job.history) >= self.min_history else None
 
     def _learn(self, job: _Job, step: _Step, anomaly: _Anomaly | None) -> None:

@@ -247,3 +247,11 @@ def test_huge_finite_values_are_judged_without_overflowing():
     assert job.events == []
     [event] = job.step(101, float("nan"))
     assert event.signature == "nonfinite"
+
+
+def test_most_ranks_gradient_norms_turning_nan_together_single_out_none_of_them():
+    job = Job()
+    job.run(range(1, 51))
+    nan = float("nan")
+    [event] = job.step(51, 2.0, grads=dict.fromkeys(range(6), nan))
+    assert event.signature == "nonfinite" and event.suspect_ranks == [] and "6 of 8" in event.reason
