@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from evals.benchmarks.numerics_margin import realistic_loss
 from events.detectors import NumericsDetector
 from events.models import Heartbeat, NumericsEvent
 from tests.agents.factories import T0
@@ -69,23 +70,6 @@ class Job:
         for s in steps:
             out += self.step(s, loss * (1 + self.rng.gauss(0, 0.02)))
         return out
-
-
-def realistic_loss(steps: int, seed: int) -> list[float]:
-    """A pre-training loss curve: fast then slow decay, 3% per-step noise with heavy tails, small
-    bumps (+3..15%, decaying over ~30 steps, one every ~500 steps) and single-step outliers
-    (+5..20%, one every ~1000 steps)."""
-    rng = random.Random(seed)
-    out, bump = [], 0.0
-    for t in range(steps):
-        base = 2.0 + 6.0 * math.exp(-t / 400) + 1.5 / math.sqrt(1 + t / 1000)
-        if rng.random() < 1 / 500:
-            bump = max(bump, rng.uniform(0.03, 0.15))
-        bump *= 0.97
-        noise = rng.gauss(0, 0.03) if rng.random() > 0.02 else rng.gauss(0, 0.08)  # heavy tail
-        outlier = rng.uniform(0.05, 0.2) if rng.random() < 1 / 1000 else 0.0
-        out.append(base * (1 + noise + bump + outlier))
-    return out
 
 
 def test_a_nan_loss_is_one_nonfinite_event_with_its_first_bad_and_last_good_steps():
