@@ -32,7 +32,7 @@ One event per episode: the first anomaly opens it (``first_bad_step`` the step t
 ``last_good_step`` the last judged step before it; with beats published every ``min_interval_s``
 the bad value happened in between, exactly at ``first_bad_step`` for a non-finite one, which the
 heartbeat helper sends at once). Its ``event_id`` is stable (cluster, job, signature, step, the
-time the step was first seen), so replicas and retries dedupe. After ``clear_after_steps`` judged
+earliest beat time of the step), so replicas and retries dedupe. After ``clear_after_steps`` judged
 steps in range and ``clear_after_s`` of detector time, a ``cleared`` event closes it. A job whose
 steps go back (a restart from a checkpoint) starts its history afresh: its loss may be higher than
 it was, which is not a spike; non-finite values are still caught from the first beat.
@@ -187,6 +187,7 @@ class NumericsDetector:
             step = job.steps[beat.step] = _Step(beat.step, beat.time)
             if len(job.steps) > self.max_pending_steps:
                 del job.steps[min(job.steps)]
+        step.first_seen = min(step.first_seen, beat.time)  # the same on every replica, whatever the order
         if beat.loss is not None:
             step.losses[beat.rank] = beat.loss
         if beat.grad_norm is not None:
