@@ -100,6 +100,8 @@ class _Job:
     open: NumericsEvent | None = None
     good_steps: int = 0
     good_since: datetime | None = None
+    judged: int = -1
+    """The highest step judged: a late finite beat of an earlier step is not judged again."""
     learned: int = 0
     """Values appended to ``history`` so far."""
     stats: tuple[float, float, int] | None = None
@@ -148,10 +150,6 @@ class NumericsDetector:
         self.max_jobs = max_jobs
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
 
-    @property
-    def jobs(self) -> list[str]:
-        return list(self._jobs)
-
     def baseline(self, job: str) -> float | None:
         """The job's typical recent loss (the median of its history), once known."""
         state = self._jobs.get(job)
@@ -172,7 +170,7 @@ class NumericsDetector:
             job.ranks.clear()
             job.steps.clear()
             job.history.clear()
-            job.last_good_step, job.stats = None, None
+            job.last_good_step, job.stats, job.judged = None, None, -1
             rank = None
         if rank is None:
             rank = job.ranks[beat.rank] = _Rank(beat.node, beat.gpu, beat.step, beat.time)
@@ -180,7 +178,10 @@ class NumericsDetector:
             rank.time = max(rank.time, beat.time)
             return  # a keep-alive repeat of a step already seen
         rank.node, rank.gpu, rank.step, rank.time = beat.node, beat.gpu, beat.step, beat.time
-        if beat.loss is None and beat.grad_norm is None:
+        if beat.grad_norm is not None:
+            rank.reported.append((beat.step, beat.grad_norm))
+        values = [v for v in (beat.loss, beat.grad_norm) if v is not None]
+        if not values or (beat.step <= job.judged and all(math.isfinite(v) for v in values)):
             return
         step = job.steps.get(beat.step)
         if step is None:
@@ -192,7 +193,6 @@ class NumericsDetector:
             step.losses[beat.rank] = beat.loss
         if beat.grad_norm is not None:
             step.grads[beat.rank] = beat.grad_norm
-            rank.reported.append((beat.step, beat.grad_norm))
 
     def evaluate(self, now: datetime) -> list[NumericsEvent]:
         """Judge the settled steps of every job; the numerics events (and clearances) due."""
@@ -220,6 +220,7 @@ class NumericsDetector:
             if (now - s.pending_since).total_seconds() >= self.settle_s:
                 cutoff = max(cutoff, s.step)  # and every step before it: judged in order
         ready = sorted(n for n in job.steps if n <= cutoff)
+        job.judged = max([job.judged, *ready])
         return [job.steps.pop(n) for n in ready]
 
     def _judge(self, name: str, job: _Job, step: _Step, now: datetime) -> NumericsEvent | None:
@@ -231,7 +232,7 @@ class NumericsDetector:
                 return None  # the episode already reported
             job.open = self._event(name, job, step, anomaly, now)
             return job.open
-        job.last_good_step = step.step
+        job.last_good_step = max(job.last_good_step or 0, step.step)
         if job.open is None:
             return None
         job.good_steps += 1
@@ -385,7 +386,8 @@ class NumericsDetector:
             job=name,
             signature=anomaly.signature,
             first_bad_step=step.step,
-            last_good_step=job.last_good_step,
+            # A late beat's bad step can be one judged good: the last good is before it, then.
+            last_good_step=None if job.last_good_step is None else min(job.last_good_step, step.step - 1),
             value=anomaly.value,
             baseline=anomaly.baseline,
             nodes=list(dict.fromkeys(r.node for _, r in sorted(job.ranks.items()))),

@@ -239,3 +239,17 @@ def test_most_ranks_gradient_norms_turning_nan_together_single_out_none_of_them(
     nan = float("nan")
     [event] = job.step(51, 2.0, grads=dict.fromkeys(range(6), nan))
     assert event.signature == "nonfinite" and event.suspect_ranks == [] and "6 of 8" in event.reason
+
+
+def test_a_late_beat_of_a_step_already_judged_is_not_judged_again_unless_it_is_not_finite():
+    job = Job(NumericsDetector("sim-a", settle_s=5.0))
+    job.run(range(1, 51))
+    job.step(51, 2.0, ranks=range(4))
+    job.t += 10
+    assert job.detector.evaluate(T0 + timedelta(seconds=job.t)) == []  # judged without ranks 4..7
+    assert job.step(51, 9.0, ranks=[4]) == []  # rank 4's late beat: step 51 is done
+    assert job.events == []
+    job.step(51, float("nan"), ranks=[5])  # but a NaN is a NaN, however late
+    job.t += 10  # ranks 6 and 7 still not past step 51: judged after settle_s
+    [event] = job.detector.evaluate(T0 + timedelta(seconds=job.t))
+    assert event.signature == "nonfinite" and event.first_bad_step == 51 and event.last_good_step == 50
