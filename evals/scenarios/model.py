@@ -24,7 +24,15 @@ class FleetChoice(BaseModel):
 
 
 InjectionKind = Literal[
-    "xid", "fall_off_three_line", "kernel_message", "ecc", "hang", "degrade_link", "throttle", "slow_workload"
+    "xid",
+    "fall_off_three_line",
+    "kernel_message",
+    "ecc",
+    "hang",
+    "degrade_link",
+    "throttle",
+    "slow_workload",
+    "sdc",
 ]
 
 
@@ -38,7 +46,9 @@ ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
     "degrade_link": ({"leaf"}, {"factor"}),
     "throttle": ({"node", "gpu"}, {"factor"}),
     "slow_workload": ({"job"}, {"factor"}),
+    "sdc": ({"node", "gpu"}, {"mode", "transient"}),  # mode: nan | spike; transient: a one-off
 }
+SDC_MODES = ("nan", "spike")
 ECC_KINDS = ("dbe", "sbe_burst", "remap_pending", "remap_failure", "retired_pages")
 
 
@@ -63,13 +73,18 @@ class Injection(BaseModel):
         ecc = self.arguments().get("ecc")
         if self.kind == "ecc" and ecc not in ECC_KINDS:
             raise ValueError(f"ecc must be one of {', '.join(ECC_KINDS)}, not {ecc!r}")
+        mode = self.arguments().get("mode", "nan")
+        if self.kind == "sdc" and mode not in SDC_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SDC_MODES)}, not {mode!r}")
         return self
 
     def arguments(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
-IncidentKind = Literal["xid", "sxid", "node", "ecc", "hang", "throughput", "switch", "rack", "nvlink_domain"]
+IncidentKind = Literal[
+    "xid", "sxid", "node", "ecc", "hang", "throughput", "numerics", "switch", "rack", "nvlink_domain"
+]
 IncidentStatus = Literal[
     "open", "mitigating", "awaiting_approval", "mitigated", "escalated", "resolved", "suppressed"
 ]
@@ -153,7 +168,7 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    family: Literal["xid", "ecc", "hang", "throughput", "topology", "policy", "safety"]
+    family: Literal["xid", "ecc", "hang", "throughput", "sdc", "topology", "policy", "safety"]
     description: str
     fleet: FleetChoice = Field(default_factory=FleetChoice)
     settings: dict[str, Any] = Field(default_factory=dict, description="aiops Settings overrides")
