@@ -47,8 +47,9 @@ from contracts.tools import (
     owned_by_platform,
     platform_owner,
 )
-from mcp_server.backends.base import BackendError, NotFound
+from mcp_server.backends.base import BackendError, NotFound, older_checkpoint_refused
 from mcp_server.backends.kubernetes.api import Json, KubeApi, KubeError
+from mcp_server.backends.kubernetes.diagnostics import KubernetesDiagnostics
 from mcp_server.backends.kubernetes.jobs import (
     BASELINE_STEP,
     CHECKPOINT_AT,
@@ -112,7 +113,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class KubernetesBackend:
+class KubernetesBackend(KubernetesDiagnostics):
     def __init__(self, api: KubeApi, config: KubernetesConfig | None = None) -> None:
         self.api = api
         self.config = config or KubernetesConfig()
@@ -667,7 +668,11 @@ class KubernetesBackend:
             changed=cordon.changed or requested.changed, detail=f"{cordon.detail}; {requested.detail}"
         )
 
-    async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange:
+    async def restart_from_checkpoint(
+        self, job: str, reason: str, actor: str, at_or_before_step: int | None = None
+    ) -> ActionChange:
+        if at_or_before_step is not None:
+            older_checkpoint_refused(job, at_or_before_step, (await self.get_job(job)).last_checkpoint_step)
         obj = await self._job(job)
         state = self.jobs_api.state_of(obj)
         if state in ("restarting", "completed"):
