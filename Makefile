@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m evals.benchmarks.agent_throughput
 	$(BIN)/python -m evals.benchmarks.twin_speed
 	$(BIN)/python -m evals.benchmarks.exposition_parser
+	$(BIN)/python -m evals.benchmarks.numerics_margin
 	$(BIN)/python -m evals.benchmarks.node_agent
 	$(BIN)/python -m evals.benchmarks.dcgm_fleet
 	$(BIN)/python -m evals.benchmarks.replicas

@@ -18,7 +18,15 @@ from faststream.specification import AsyncAPI
 from events import subjects
 from events.dcgm_relay import DcgmReport
 from events.incident import Incident
-from events.models import AuditRecord, EccEvent, HangEvent, Heartbeat, ThroughputEvent, XidEvent
+from events.models import (
+    AuditRecord,
+    EccEvent,
+    HangEvent,
+    Heartbeat,
+    NumericsEvent,
+    ThroughputEvent,
+    XidEvent,
+)
 from mcp_server.escalation import Page, Ticket
 
 AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
@@ -76,7 +84,7 @@ async def triage(events: list[AnyEvent]) -> None: ...
     "gpu.heartbeat.{cluster}.{job}",
     title="detectors",
     description="Training progress beats (core NATS, not persisted): one beat or a JSON array of a "
-    "job's beats. Feed the hang and throughput detectors.",
+    "job's beats. Feed the hang, throughput and numerics detectors.",
 )
 async def heartbeats(beats: list[Heartbeat]) -> None: ...
 
@@ -108,6 +116,7 @@ for kind, model, who in (
     ("ecc", EccEvent, "the DCGM detector"),
     ("hang", HangEvent, "the hang detector"),
     ("throughput", ThroughputEvent, "the throughput detector"),
+    ("numerics", NumericsEvent, "the numerics detector (key: the job)"),
 ):
     broker.publisher(
         f"gpu.events.{kind}.{{cluster}}.{{key}}",

@@ -1,5 +1,5 @@
 """Wires the detectors into the embedded platform: the twin's dcgm-exporter endpoint, its training
-heartbeats on core NATS, and the DCGM, hang and throughput detectors publishing into GPU_EVENTS.
+heartbeats on core NATS, and the DCGM, hang, throughput and numerics detectors publishing into GPU_EVENTS.
 
 With HTTP on, the twin's metrics are served at ``/metrics`` on ``metrics_port`` (dcgm-exporter's
 9400 by default; any free port when the platform was asked for free ports) and the DCGM detector

@@ -5,8 +5,10 @@ A PyTorch loop calls ``beat()`` once per step::
     with TrainingHeartbeat.from_env() as hb:          # AIOPS_NATS_URL, AIOPS_CLUSTER, AIOPS_JOB, RANK, ...
         for step, batch in enumerate(loader, start=1):
             t0 = time.perf_counter()
-            loss = model(batch).sum(); loss.backward(); opt.step()
-            hb.beat(step, time.perf_counter() - t0)
+            loss = model(batch).sum(); loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # optional
+            opt.step()
+            hb.beat(step, time.perf_counter() - t0, loss=loss.item(), grad_norm=grad_norm.item())
             if step % 500 == 0:
                 t0 = time.perf_counter(); save_checkpoint(model, step)
                 hb.checkpointed(step, time.perf_counter() - t0)   # the platform measures write times
@@ -15,6 +17,12 @@ A PyTorch loop calls ``beat()`` once per step::
 Steps are averaged and published at most every ``min_interval_s``; while no step completes, the
 last beat is repeated every ``keepalive_s``, so the hang detector can tell a process that is alive
 but stuck (beats, no progress) from one that is gone (no beats).
+
+``loss`` and ``grad_norm`` (optional; the numerics detector watches them for silent data corruption)
+are never averaged: a beat carries the worst of its steps — the first non-finite value, else the
+highest — so a one-step spike between two publishes is not smoothed away. A step whose value is
+non-finite while the last beat sent was finite is sent at once, whatever ``min_interval_s``, so the
+platform knows the exact first bad step; the NaN steps after it go at the usual rate.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -66,9 +75,21 @@ def heartbeat_subject(beat: Heartbeat) -> str:
     return subjects.heartbeat(beat.cluster, beat.job)
 
 
+def worse(held: float | None, new: float | None) -> float | None:
+    """The worse of two loss (or gradient norm) values: the first non-finite one, else the highest."""
+    if held is None or new is None:
+        return new if held is None else held
+    if not math.isfinite(held):
+        return held
+    if not math.isfinite(new):
+        return new
+    return max(held, new)
+
+
 @dataclass
 class StepAverager:
-    """Averages step timings between publishes; says when a beat is due."""
+    """Averages step timings between publishes (and keeps the worst loss and gradient norm); says
+    when a beat is due."""
 
     min_interval_s: float
     monotonic: Callable[[], float] = time.monotonic
@@ -78,9 +99,19 @@ class StepAverager:
     comm_s: float = 0.0
     split: bool = True
     last_sent: float = field(default=-1e18)
+    loss: float | None = None
+    grad_norm: float | None = None
 
-    def add(self, step_time_s: float, compute_s: float | None, comm_s: float | None) -> None:
+    def add(
+        self,
+        step_time_s: float,
+        compute_s: float | None,
+        comm_s: float | None,
+        loss: float | None = None,
+        grad_norm: float | None = None,
+    ) -> None:
         self.steps += 1
+        self.loss, self.grad_norm = worse(self.loss, loss), worse(self.grad_norm, grad_norm)
         self.step_time_s += step_time_s
         if compute_s is None or comm_s is None:
             self.split = False
@@ -91,7 +122,13 @@ class StepAverager:
     def due(self) -> bool:
         return self.monotonic() - self.last_sent >= self.min_interval_s
 
+    def nonfinite(self) -> bool:
+        """A non-finite loss or gradient norm is waiting."""
+        return any(v is not None and not math.isfinite(v) for v in (self.loss, self.grad_norm))
+
     def take(self) -> tuple[float, float | None, float | None]:
+        """(mean step time, mean compute, mean comm) since the last take; read ``loss`` and
+        ``grad_norm`` before, as this resets them."""
         n = max(1, self.steps)
         out = (
             self.step_time_s / n,
@@ -99,6 +136,7 @@ class StepAverager:
             self.comm_s / n if self.split else None,
         )
         self.steps, self.step_time_s, self.compute_s, self.comm_s, self.split = 0, 0.0, 0.0, 0.0, True
+        self.loss = self.grad_norm = None
         self.last_sent = self.monotonic()
         return out
 
@@ -131,6 +169,7 @@ class TrainingHeartbeat:
         self._avg = StepAverager(min_interval_s)
         self._last: Heartbeat | None = None
         self._checkpoint: tuple[int, float] | None = None
+        self._sent_nonfinite = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Heartbeat | None] | None = None
         self._ready = threading.Event()
@@ -172,12 +211,25 @@ class TrainingHeartbeat:
         compute_s: float | None = None,
         comm_s: float | None = None,
         collective_seq: int | None = None,
+        loss: float | None = None,
+        grad_norm: float | None = None,
     ) -> None:
-        """Report that ``step`` finished after ``step_time_s`` seconds; never blocks."""
-        self._avg.add(step_time_s, compute_s, comm_s)
+        """Report that ``step`` finished after ``step_time_s`` seconds, with its ``loss`` and this
+        rank's gradient norm before any reduction when known (floats: ``loss.item()``; anything
+        ``float()`` takes); never blocks. A first non-finite value is sent at once."""
+        self._avg.add(
+            step_time_s,
+            compute_s,
+            comm_s,
+            None if loss is None else float(loss),
+            None if grad_norm is None else float(grad_norm),
+        )
         checkpoint, self._checkpoint = self._checkpoint, None
-        if checkpoint is None and not self._avg.due():
+        first_bad = self._avg.nonfinite() and not self._sent_nonfinite
+        if checkpoint is None and not first_bad and not self._avg.due():
             return
+        self._sent_nonfinite = self._avg.nonfinite()
+        worst_loss, worst_grad = self._avg.loss, self._avg.grad_norm
         mean, compute, comm = self._avg.take()
         beat = Heartbeat.model_validate(
             {
@@ -191,6 +243,8 @@ class TrainingHeartbeat:
                 "hang_after_s": self.hang_after_s,
                 "checkpoint_step": checkpoint[0] if checkpoint else None,
                 "checkpoint_write_s": checkpoint[1] if checkpoint else None,
+                "loss": worst_loss,
+                "grad_norm": worst_grad,
             }
         )
         if self._loop is not None and self._queue is not None:

@@ -202,7 +202,8 @@ class Heartbeat(BaseModel):
     PyTorch NCCL flight recorder does), which tells the rank a hang waits for. ``loss`` and
     ``grad_norm`` are the training numerics at ``step`` when the loop reports them: a non-finite value
     or a sudden jump is how silent data corruption shows itself (the numerics detector). On the wire a
-    non-finite value is the JSON constant ``NaN`` / ``Infinity`` / ``-Infinity``.
+    non-finite value is the JSON constant ``NaN`` / ``Infinity`` / ``-Infinity``; a string or a boolean
+    is refused (``"NaN"`` is no measurement), and so is a non-finite timing.
     """
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
@@ -213,14 +214,15 @@ class Heartbeat(BaseModel):
     node: str = Field(min_length=1)
     gpu: int | None = Field(default=None, ge=0)
     step: int = Field(ge=0)
-    step_time_s: float = Field(ge=0)
+    step_time_s: float = Field(ge=0, allow_inf_nan=False)
     time: AwareDatetime
-    compute_s: float | None = Field(default=None, ge=0)
-    comm_s: float | None = Field(default=None, ge=0)
+    compute_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    comm_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     collective_seq: int | None = Field(default=None, ge=0)
     hang_after_s: float | None = Field(
         default=None,
         gt=0,
+        allow_inf_nan=False,
         description="the job's own hang threshold: no progress for this long while ranks still beat is a "
         "hang (unset = derived from its step time, at least the detector's floor)",
     )
@@ -230,13 +232,20 @@ class Heartbeat(BaseModel):
         description="the step of the checkpoint the rank finished writing since its last beat",
     )
     checkpoint_write_s: float | None = Field(
-        default=None, gt=0, description="how long that checkpoint's write blocked the rank (seconds)"
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="how long that checkpoint's write blocked the rank (seconds)",
     )
     loss: float | None = Field(
-        default=None, description="the training loss at ``step`` (may be non-finite: that is the signal)"
+        default=None,
+        strict=True,
+        description="the training loss at ``step`` (may be non-finite: that is the signal)",
     )
     grad_norm: float | None = Field(
-        default=None, description="the rank's gradient norm at ``step`` before any reduction, when known"
+        default=None,
+        strict=True,
+        description="the rank's gradient norm at ``step`` before any reduction, when known",
     )
 
 

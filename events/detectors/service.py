@@ -1,6 +1,6 @@
 """Runs the detectors against NATS: heartbeats in (core NATS), DCGM scrapes, events into GPU_EVENTS.
 
-Heartbeats from ``gpu.heartbeat.<cluster>.>`` feed the hang and throughput detectors, which are
+Heartbeats from ``gpu.heartbeat.<cluster>.>`` feed the hang, throughput and numerics detectors, which are
 evaluated every ``evaluate_interval_s`` (and, with ``checkpoints``, the checkpoint write times the
 beats report, written to KV in the same round: events/checkpoint_times.py); the DCGM source is
 scraped every ``scrape_interval_s``.
@@ -37,11 +37,12 @@ from events.dead_letter import DeadLetter, describe, describe_invalid, publish_d
 from events.detectors.dcgm import DcgmDetector, group_samples
 from events.detectors.exposition import MetricSource, ReadingSource
 from events.detectors.hang import HangDetector
+from events.detectors.numerics import NumericsDetector
 from events.detectors.throughput import ThroughputDetector
 from events.heartbeat import decode_heartbeats
 from events.liveness import Liveness
-from events.models import AnyEvent, Heartbeat, utcnow
-from events.publish import publish_events
+from events.models import Heartbeat, utcnow
+from events.publish import DetectedEvent, publish_events
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class DetectorService:
         cluster: str,
         hang: HangDetector | None = None,
         throughput: ThroughputDetector | None = None,
+        numerics: NumericsDetector | None = None,
         dcgm: DcgmDetector | None = None,
         dcgm_source: MetricSource | ReadingSource | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -67,6 +69,7 @@ class DetectorService:
         self.nc, self.js, self.cluster, self.clock = nc, js, cluster, clock
         self.hang = hang or HangDetector(cluster)
         self.throughput = throughput or ThroughputDetector(cluster)
+        self.numerics = numerics or NumericsDetector(cluster)
         self.dcgm = dcgm or DcgmDetector(cluster)
         self.dcgm_source = dcgm_source
         self.checkpoints = checkpoints
@@ -80,7 +83,7 @@ class DetectorService:
         self.publish_errors = 0
         self.events_dropped = 0
         self.max_outbox = max_outbox
-        self._outbox: deque[AnyEvent] = deque()
+        self._outbox: deque[DetectedEvent] = deque()
         self.probe = (liveness or Liveness()).probe("detectors", stale_after_s=30.0)
         self._sub: Subscription | None = None
         self._dead: list[DeadLetter] = []
@@ -114,16 +117,21 @@ class DetectorService:
             self._dead.append(DeadLetter.of("heartbeat", msg, f"refused by a detector: {describe(exc)}"))
 
     def observe(self, beat: Heartbeat) -> None:
-        """Feed one heartbeat to the hang and throughput detectors."""
+        """Feed one heartbeat to the hang, throughput and numerics detectors."""
         self.hang.observe(beat)
         self.throughput.observe(beat)
+        self.numerics.observe(beat)
         if self.checkpoints is not None:
             self.checkpoints.observe(beat)
 
     async def evaluate(self) -> int:
         """Run the heartbeat detectors once and publish what they found; returns the events sent."""
         now = self.clock()
-        events: list[AnyEvent] = [*self.hang.evaluate(now), *self.throughput.evaluate(now)]
+        events: list[DetectedEvent] = [
+            *self.hang.evaluate(now),
+            *self.throughput.evaluate(now),
+            *self.numerics.evaluate(now),
+        ]
         sent = await self._publish(events)
         if self.checkpoints is not None:
             await self.checkpoints.flush()  # checkpoint write times into KV (compare-and-set)
@@ -152,7 +160,7 @@ class DetectorService:
             found = self.dcgm.observe_readings(readings, self.clock())
         return await self._publish(found)
 
-    async def _publish(self, events: Sequence[AnyEvent]) -> int:
+    async def _publish(self, events: Sequence[DetectedEvent]) -> int:
         """Queue ``events`` and publish the outbox; returns how many were found this time. A failed
         publish leaves the outbox for the next round and raises."""
         self._outbox.extend(events)

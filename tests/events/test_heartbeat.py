@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from datetime import UTC, datetime
 
 import pytest
 from nats.aio.msg import Msg
 
-from events.heartbeat import HeartbeatRelay, TrainingHeartbeat, decode_heartbeats
+from events.heartbeat import HeartbeatRelay, StepAverager, TrainingHeartbeat, decode_heartbeats, worse
 from events.models import Heartbeat
 from tests.waiting import eventually
 
@@ -91,3 +92,37 @@ async def test_the_relay_sends_one_bundle_per_job_of_the_beats_queued_together(n
     await eventually(lambda: len(got) == 2, within_s=5, what="two bundles")
     assert sorted(m.subject for m in got) == ["gpu.heartbeat.sim-a.train-01", "gpu.heartbeat.sim-a.train-02"]
     assert all(len(json.loads(m.data)) == 16 for m in got) and relay.published == 32
+
+
+def test_the_worst_loss_between_two_publishes_is_kept_not_averaged_away():
+    assert worse(None, 2.0) == 2.0 and worse(2.0, None) == 2.0
+    assert worse(2.0, 9.0) == 9.0 and worse(9.0, 2.0) == 9.0
+    nan = float("nan")
+    assert math.isnan(worse(2.0, nan)) and worse(nan, float("inf")) != float("inf")  # the first wins
+    clock = [0.0]
+    avg = StepAverager(10.0, monotonic=lambda: clock[0])
+    avg.take()
+    for secs, loss in [(1.0, 2.0), (1.0, 9.0), (1.0, 2.1)]:
+        avg.add(secs, None, None, loss, 0.5)
+    assert not avg.due() and avg.loss == 9.0 and avg.grad_norm == 0.5 and not avg.nonfinite()
+    assert avg.take() == (1.0, None, None) and avg.loss is None  # taken: the next beat starts afresh
+
+
+@pytest.mark.slow
+async def test_a_first_nan_loss_is_sent_at_once_with_its_own_step_and_the_nan_after_it_is_not(nats_url, nc):
+    got = await collect(nc, "gpu.heartbeat.sim-a.>")
+    hb = TrainingHeartbeat(
+        nats_url, cluster="sim-a", job="j", rank=0, node="n", min_interval_s=3600, keepalive_s=3600
+    )
+    nan = float("nan")
+    with hb:
+        hb.beat(1, 1.0, loss=2.0, grad_norm=1.0)  # due: the first beat
+        hb.beat(2, 1.0, loss=9.0)  # held: the interval is an hour
+        hb.beat(3, 1.0, loss=nan, grad_norm=1.0)  # the first NaN: at once
+        hb.beat(4, 1.0, loss=nan)  # NaN again: held
+        await eventually(lambda: len(got) >= 2, within_s=10, what="the first beat and the NaN one")
+    beats = [decode_heartbeats(m.data)[0] for m in got]
+    assert [b.step for b in beats] == [1, 3]
+    assert beats[0].loss == 2.0 and beats[0].grad_norm == 1.0
+    assert beats[1].loss is not None and math.isnan(beats[1].loss) and beats[1].grad_norm == 1.0
+    assert b"NaN" in got[1].data  # the JSON constant on the wire

@@ -106,6 +106,11 @@ def huge_beat(p: Platform) -> bytes:
     return head + b"j" * (p.nc.max_payload - len(head) - 2) + b'"}'
 
 
+def huge_number_beat() -> bytes:
+    """A loss no float holds (past JSON's number range): the parser refuses it."""
+    return _beat()[:-1] + b', "loss": ' + b"9" * 5000 + b"}"
+
+
 GARBAGE_EXPOSITION = (
     "\x00\x01 not metrics\n"
     'DCGM_FI_DEV_XID_ERRORS{gpu="0",' + " " * 20_000 + "\n"
@@ -192,6 +197,18 @@ CASES = [
     Case("heartbeat", "naive time", "dlq", heartbeat(lambda _: _beat(time=NAIVE)), "heartbeat"),
     Case("heartbeat", "negative step", "dlq", heartbeat(lambda _: _beat(step=-1)), "heartbeat"),
     Case("heartbeat", "huge", "dlq", heartbeat(huge_beat), "heartbeat"),
+    # The numerics (events/detectors/numerics.py): a NaN must be a measurement, not a word.
+    Case("heartbeat", "loss as a string", "dlq", heartbeat(lambda _: _beat(loss="NaN")), "heartbeat"),
+    Case("heartbeat", "loss as a boolean", "dlq", heartbeat(lambda _: _beat(loss=True)), "heartbeat"),
+    Case("heartbeat", "grad norm as a list", "dlq", heartbeat(lambda _: _beat(grad_norm=[1.0])), "heartbeat"),
+    Case("heartbeat", "loss of 5,000 digits", "dlq", heartbeat(lambda _: huge_number_beat()), "heartbeat"),
+    Case(
+        "heartbeat",
+        "infinite step time",
+        "dlq",
+        heartbeat(lambda _: _beat(step_time_s=float("inf"))),
+        "heartbeat",
+    ),
     Case("dcgm", "garbage exposition", "refused", garbage_scrape),
     Case("dcgm", "relayed report of another node", "dlq", dcgm_relay, "dcgm"),
     Case("slack", "oversized body", "refused", slack("oversized")),

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 
 import pytest
 
 from events import subjects
 from events.dead_letter import read_dead_letter
 from events.detectors import DetectorService, ExporterSource, TextSource
-from events.heartbeat import HeartbeatRelay
-from events.models import Heartbeat, parse_event
+from events.heartbeat import HeartbeatRelay, TrainingHeartbeat
+from events.models import Heartbeat, NumericsEvent, parse_event
 from fleet import FleetSpec, FleetTwin
 from fleet.exporter import render_metrics
 from tests.waiting import eventually
@@ -144,3 +145,47 @@ async def test_a_heartbeat_with_a_naive_time_is_dead_lettered_and_the_detectors_
     letter = read_dead_letter(dead)
     assert letter.payload == naive and "timezone" in letter.reason
     await service.stop()
+
+
+async def numerics_events(js) -> list[NumericsEvent]:
+    info = await js.stream_info(subjects.STREAM_EVENTS, subjects_filter="gpu.events.numerics.>")
+    if not info.state.messages:
+        return []
+    sub = await js.pull_subscribe("gpu.events.numerics.>", durable=None)
+    msgs = await sub.fetch(info.state.messages, timeout=5)
+    assert all(m.subject == "gpu.events.numerics.sim-a.train-nan" for m in msgs)
+    return [NumericsEvent.model_validate_json(m.data) for m in msgs]
+
+
+async def test_a_nan_loss_from_training_loops_lands_in_gpu_events_as_one_numerics_event(nats_url, nc, js):
+    service = DetectorService(nc, js, cluster="sim-a")
+    await service.start()
+    loops = [
+        TrainingHeartbeat(
+            nats_url,
+            cluster="sim-a",
+            job="train-nan",
+            rank=r,
+            node=f"node-00{r + 1}",
+            gpu=r,
+            min_interval_s=0,
+        ).start()
+        for r in range(2)
+    ]
+    try:
+        for step in range(1, 61):
+            loss = 2.0 + 0.01 * (step % 7) if step < 51 else float("nan")
+            for hb in loops:
+                hb.beat(step, 0.5, loss=loss, grad_norm=1.0 + 0.01 * (step % 5))
+        await eventually(lambda: service.beats_seen >= 120, within_s=10, what="every beat over NATS")
+        await service.evaluate()
+        await service.evaluate()  # the NaN steps again: the same episode, nothing new
+        [event] = await numerics_events(js)
+    finally:
+        for hb in loops:
+            hb.close()
+        await service.stop()
+    assert event.signature == "nonfinite" and event.job == "train-nan"
+    assert event.first_bad_step == 51 and event.last_good_step == 50
+    assert event.value is not None and math.isnan(event.value)
+    assert event.nodes == ["node-001", "node-002"] and event.source == "numerics-detector"
