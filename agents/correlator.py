@@ -29,7 +29,7 @@ from agents.offenders import OffenderLedger, Repeat
 from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
 from events.fabric import FabricMap, Part
 from events.gpu_ref import GpuRef
-from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent, stable_id
+from events.models import AnyEvent, EccEvent, HangEvent, NumericsEvent, ThroughputEvent, XidEvent, stable_id
 from skills.catalog import XidLevel, load_catalog
 
 SYMPATHETIC_XIDS = frozenset({45})
@@ -165,6 +165,8 @@ class Correlator:
             return self._ecc(event)
         if isinstance(event, HangEvent):
             return self._hang(event)
+        if isinstance(event, NumericsEvent):
+            return self._numerics(event)
         return self._throughput(event)
 
     def track(self, incident_id: str, entity: str, node: str, last_seen: datetime, xids: set[int]) -> None:
@@ -374,6 +376,32 @@ class Correlator:
         if event.signature == "straggler":
             return self._job_signal(event, current, "slow", "compute", tuple(event.suspect_nodes), summary)
         return self._job_signal(event, current, "slow", None, (), summary)
+
+    def _numerics(self, event: NumericsEvent) -> Correlation:
+        """Suspected silent data corruption: one incident per job episode; a later numerics event of
+        the job joins it, ``cleared`` cancels it (like a slowdown's recovery)."""
+        job_key = f"job:{event.job}"
+        current = self._find([job_key])
+        if event.cleared:
+            if current is None or "numerics" not in current.tags:
+                return Correlation("", "ignored", f"{event.job}'s numerics are back in range; nothing open")
+            self._touch(current, event.time)
+            current.tags.discard("numerics")
+            return Correlation(
+                self._root(current.incident_id), "cancel", f"{event.job}'s numerics are back in range"
+            )
+        summary = f"{event.job}: {event.signature} at step {event.first_bad_step}"
+        if event.suspect_gpus:
+            summary += f" (suspect {', '.join(event.suspect_gpus)})"
+        if current is not None:
+            self._touch(current, event.time)
+            if "numerics" in current.tags:
+                return self._duplicate(current, f"{summary} again")
+            current.tags.add("numerics")
+            return self._join(current, summary)
+        incident_id = self._new_id(event.cluster, job_key, event.event_id)
+        self._remember(_Open(incident_id, "numerics", None, event.time, [job_key], tags={"numerics"}))
+        return Correlation(incident_id, "new", summary, "numerics", keys=(job_key,))
 
     def _job_signal(
         self,

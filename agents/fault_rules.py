@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from agents import corruption
 from agents.facts import Facts
 from events.gpu_ref import GpuRef
 from events.incident import Incident, Plan, RunbookInvocation
@@ -47,6 +48,8 @@ def family_plan(incident: Incident, facts: Facts, runbooks: Collection[str], pla
         return _slowdown(incident, facts, runbooks, planner)
     if incident.kind == "ecc":
         return _ecc(incident, facts, runbooks, planner)
+    if incident.kind == "numerics":
+        return corruption.first_plan(incident, facts, runbooks, planner)
     return None
 
 

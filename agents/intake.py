@@ -14,7 +14,7 @@ from agents.planner import describe_xid
 from agents.topology import PART_LABEL, Verdict
 from events.gpu_ref import GpuRef
 from events.incident import EntityType, Incident, RootCause, Severity
-from events.models import AnyEvent, EccEvent, HangEvent, ThroughputEvent, XidEvent
+from events.models import AnyEvent, EccEvent, HangEvent, NumericsEvent, ThroughputEvent, XidEvent
 
 MAX_EVENT_IDS = 100
 MAX_JOIN_NOTES = 25
@@ -50,6 +50,8 @@ def open_incident(incident_id: str, event: AnyEvent, corr: Correlation, now: dat
         incident, why = _open_ecc(incident_id, event)
     elif isinstance(event, HangEvent):
         incident, why = _open_hang(incident_id, event)
+    elif isinstance(event, NumericsEvent):
+        incident, why = _open_numerics(incident_id, event)
     else:
         incident, why = _open_throughput(incident_id, event)
     incident.event_ids, incident.event_count = [event.event_id], 1
@@ -222,6 +224,57 @@ def _open_throughput(incident_id: str, event: ThroughputEvent) -> tuple[Incident
     return incident, f"{signature} slowdown"
 
 
+def _open_numerics(incident_id: str, event: NumericsEvent) -> tuple[Incident, str]:
+    """Suspected silent data corruption on the job: critical, about the job (a suspect GPU when its
+    own gradient norm singled one out); the job's nodes, suspects' first, are where to diagnose."""
+    suspects = [GpuRef.parse(g) for g in event.suspect_gpus]
+    nodes = list(dict.fromkeys([g.node for g in suspects] + event.nodes))
+    cause: tuple[EntityType, str] = (
+        ("gpu", suspects[0].entity_id) if len(suspects) == 1 else ("job", event.job)
+    )
+    shown = f"{event.value:g}" if event.value is not None else "?"
+    incident = Incident(
+        id=incident_id,
+        cluster=event.cluster,
+        kind="numerics",
+        title=f"suspected silent data corruption on {event.job}: {event.signature} at step {event.first_bad_step}",
+        severity="critical",
+        opened_at=event.time,
+        entity=event.job,
+        root_cause=RootCause(
+            entity_type=cause[0],
+            entity_id=cause[1],
+            confidence=0.5 if cause[0] == "gpu" else 0.3,
+            evidence=[
+                f"{event.signature}: {shown} (baseline {event.baseline}) from step {event.first_bad_step}, "
+                f"last good step {event.last_good_step}; suspect ranks {_ranks(event.suspect_ranks) or 'none'}"
+                + (f"; {event.reason}" if event.reason else "")
+            ],
+        ),
+        affected_nodes=nodes[:MAX_NODES],
+        affected_gpus=list(event.suspect_gpus[:MAX_NODES]),
+        affected_jobs=[event.job],
+        findings=[f"numerics.{event.signature}"],
+    )
+    remember_numerics(incident, event)
+    incident.note("event", f"{incident.title}; {incident.root_cause.evidence[0]}", at=event.time)  # type: ignore[union-attr]
+    return incident, f"{event.signature}: the job's numerics went wrong with no hardware error"
+
+
+def remember_numerics(incident: Incident, event: NumericsEvent) -> None:
+    """Keep what a rollback needs on the incident (``incident.numerics``): the earliest corruption
+    seen and the last good step before it, over every numerics event of the episode."""
+    known = dict(getattr(incident, "numerics", None) or {})
+    first, good = known.get("first_bad_step"), known.get("last_good_step")
+    if first is None or event.first_bad_step < first:
+        known["first_bad_step"] = event.first_bad_step
+    if event.last_good_step is not None and (good is None or event.last_good_step < good):
+        known["last_good_step"] = event.last_good_step
+    known["suspect_gpus"] = sorted(set(known.get("suspect_gpus", [])) | set(event.suspect_gpus))
+    known.setdefault("job", event.job)
+    incident.numerics = known  # type: ignore[attr-defined]  # Incident keeps extra fields
+
+
 def _open_shared(incident_id: str, event: AnyEvent, verdict: Verdict) -> tuple[Incident, str]:
     kind, part = verdict.part
     label = PART_LABEL[kind]
@@ -278,6 +331,12 @@ def absorb(
         elif isinstance(event, HangEvent):
             _add(incident.findings, "hang")
             _add(incident.affected_jobs, event.job)
+            detail = corr.reason
+        elif isinstance(event, NumericsEvent):
+            _add(incident.findings, f"numerics.{event.signature}")
+            _add(incident.affected_jobs, event.job)
+            _add(incident.affected_nodes, *event.nodes)
+            remember_numerics(incident, event)
             detail = corr.reason
         else:
             _add(incident.findings, f"throughput.{event.signature or 'workload'}")

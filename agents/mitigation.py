@@ -39,6 +39,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from agents import corruption
 from agents.claims import CorrelationClaims, JobFault
 from agents.correlator import Correlator
 from agents.facts import Facts, gather_facts
@@ -146,11 +147,20 @@ class Mitigator(Waits):
         if not plan.actions or not runnable or incident.held_by is not None:
             return incident
         escalated = False
-        for invocation in plan.actions:
-            incident, outcome = await self._run_chain(incident, invocation.runbook, invocation.params)
-            if outcome == "stop":
-                return incident
-            escalated |= outcome == "escalated"
+        while True:
+            for invocation in plan.actions:
+                run_id = corruption.run_id(incident, invocation, run_id_for(incident, invocation.runbook))
+                incident, outcome = await self._run_chain(
+                    incident, invocation.runbook, invocation.params, run_id
+                )
+                if outcome == "stop":
+                    return incident
+                escalated |= outcome == "escalated"
+            # A chain in stages (silent data corruption: diagnose, then isolate and roll back).
+            staged = await corruption.next_stage(incident, self.tools, self.store, self.clock)
+            if staged is None or staged.plan is None:
+                break
+            incident, plan = staged, staged.plan
         incident = await self.store.update(incident_id, partial(self._finish, escalated=escalated))
         await self._confirm(incident_id)
         return await self.store.get_incident(incident_id) or incident

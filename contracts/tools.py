@@ -110,6 +110,11 @@ class JobForGpu(BaseModel):
     job: JobView | None = Field(description="the job whose gang uses this GPU, or null when idle")
 
 
+class CheckpointView(BaseModel):
+    step: int
+    at: datetime | None = Field(default=None, description="when its write finished, when known")
+
+
 class CheckpointStatus(BaseModel):
     job: str
     state: JobState
@@ -121,6 +126,11 @@ class CheckpointStatus(BaseModel):
     checkpoint_interval_s: float
     gpus: int
     gpu_hours_at_risk: float = Field(description="GPU-hours of progress a restart now would discard")
+    checkpoints: list[CheckpointView] = Field(
+        default_factory=list,
+        description="the durable checkpoints kept, oldest first: restart_from_checkpoint(at_or_before_step=N) "
+        "restores the newest with step <= N (one written before a corruption began)",
+    )
 
 
 class ActionChange(BaseModel):
@@ -234,3 +244,32 @@ class RepairList(BaseModel):
     first: what is queued and why it waits, what runs, and where each repaired node went."""
 
     repairs: list[Repair]
+
+
+# -- active diagnostics (tools/diagnostics.py) --------------------------------------------------------
+
+DiagnosticLevel = Literal[1, 2, 3, 4]
+"""``dcgmi diag -r``: 1 quick deployment checks (seconds), 2 medium (~2 min), 3 long hardware
+diagnostics (~15 min; the GEMM ``diagnostic`` plugin catches wrong results), 4 extended (longer)."""
+
+
+class GpuDiagnosisView(BaseModel):
+    gpu: int = Field(description="GPU index on the node")
+    passed: bool
+    failed_tests: list[str] = Field(default_factory=list, description="DCGM plugins that failed on it")
+
+
+class DiagnosticsReport(BaseModel):
+    """The latest DCGM diagnostics run on a node: running, or each GPU's verdict."""
+
+    node: str
+    state: Literal["none", "running", "passed", "failed"] = Field(
+        description="none: never run; running: not finished; passed / failed: every GPU's verdict is in"
+    )
+    level: int | None = None
+    tests: list[str] = Field(default_factory=list, description="the DCGM plugins of the level")
+    started_at: datetime | None = None
+    finishes_at: datetime | None = None
+    duration_s: float | None = None
+    gpus: list[GpuDiagnosisView] = Field(default_factory=list, description="filled once finished")
+    failing_gpus: list[int] = Field(default_factory=list, description="GPUs that failed a test")

@@ -173,22 +173,22 @@ class NumericsEvent(EventBase):
     model_config = ConfigDict(extra="allow", populate_by_name=True, ser_json_inf_nan="constants")
 
 
-AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent
+AnyEvent = XidEvent | EccEvent | HangEvent | ThroughputEvent | NumericsEvent
 """Any typed GPU event (``GpuEvent`` is the same union, discriminated on ``kind`` for parsing)."""
 GpuEvent = Annotated[AnyEvent, Field(discriminator="kind")]
-_GPU_EVENT: TypeAdapter[XidEvent | EccEvent | HangEvent | ThroughputEvent] = TypeAdapter(GpuEvent)
+_GPU_EVENT: TypeAdapter[AnyEvent] = TypeAdapter(GpuEvent)
 
 
-def parse_event(payload: bytes | str | dict[str, Any]) -> XidEvent | EccEvent | HangEvent | ThroughputEvent:
+def parse_event(payload: bytes | str | dict[str, Any]) -> AnyEvent:
     """Validate a payload as one of the event kinds; raises ``pydantic.ValidationError``."""
     if isinstance(payload, dict):
         return _GPU_EVENT.validate_python(payload)
     return _GPU_EVENT.validate_json(payload)
 
 
-def event_key(ev: XidEvent | EccEvent | HangEvent | ThroughputEvent) -> str:
-    """The subject key of an event: the node for xid/ecc, the job for hang/throughput."""
-    if isinstance(ev, HangEvent | ThroughputEvent):
+def event_key(ev: AnyEvent) -> str:
+    """The subject key of an event: the node for xid/ecc, the job for hang/throughput/numerics."""
+    if isinstance(ev, HangEvent | ThroughputEvent | NumericsEvent):
         return ev.job
     return ev.node
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from fleet.errors import FleetError
 from fleet.spec import JobSpec
 
 JobState = Literal["running", "stalled", "restarting", "pending", "failed", "completed"]
@@ -35,6 +36,20 @@ LOSING_STATES: frozenset[JobState] = frozenset({"stalled", "restarting", "pendin
 _EPS = 1e-9
 
 JobEvent = tuple[datetime, str]
+
+CHECKPOINTS_KEPT = 8
+"""Durable checkpoints a job keeps (newest last): a restart may pick one from before a corruption."""
+
+
+class CheckpointRecord(BaseModel):
+    """A durable checkpoint: the step it holds and when its write finished."""
+
+    step: int
+    at: datetime
+
+
+class NoCheckpointError(FleetError):
+    """No kept checkpoint at or before the step asked for."""
 
 
 class NodeReplacement(BaseModel):
@@ -61,6 +76,9 @@ class TrainingJob(BaseModel):
     restart_overhead_s: float
     last_checkpoint_step: int = 0
     last_checkpoint_at: datetime | None = None
+    checkpoints: list[CheckpointRecord] = Field(
+        default_factory=list, description=f"the last {CHECKPOINTS_KEPT} durable checkpoints, oldest first"
+    )
     restarts: int = 0
     gpu_hours_lost: float = 0.0
     stalled_since: datetime | None = None
@@ -182,6 +200,9 @@ class TrainingJob(BaseModel):
         assert self.checkpoint_in_flight_step is not None
         self.last_checkpoint_step = self.checkpoint_in_flight_step
         self.last_checkpoint_at = at
+        self.checkpoints = [*self.checkpoints, CheckpointRecord(step=self.last_checkpoint_step, at=at)][
+            -CHECKPOINTS_KEPT:
+        ]
         self.checkpoint_in_flight_step = None
         self.work_since_checkpoint_s = 0.0
         self.phase, self.phase_elapsed_s = "training", 0.0
@@ -202,11 +223,32 @@ class TrainingJob(BaseModel):
         self.restart_remaining_s, self.restart_ready_at = 0.0, None
         return True
 
-    def rewind_to_checkpoint(self) -> tuple[int, float]:
-        """Discard the progress since the last durable checkpoint; returns (steps, running seconds)."""
-        lost_steps, lost_work_s = self.step - self.last_checkpoint_step, self.work_since_checkpoint_s
+    def checkpoint_at_or_before(self, step: int) -> CheckpointRecord:
+        """The newest kept checkpoint holding a step <= ``step``; ``NoCheckpointError`` if none."""
+        found = [c for c in self.checkpoints if c.step <= step]
+        if not found:
+            kept = ", ".join(str(c.step) for c in self.checkpoints) or "none"
+            raise NoCheckpointError(
+                f"{self.name} keeps no checkpoint at or before step {step} (kept checkpoints: steps {kept})"
+            )
+        return found[-1]
+
+    def rewind_to_checkpoint(self, at_or_before_step: int | None = None) -> tuple[int, float]:
+        """Discard the progress since the last durable checkpoint, or since the newest one at or
+        before ``at_or_before_step`` (the newer checkpoints are dropped: they belong to the discarded
+        run); returns (steps, running seconds) discarded."""
+        target = self.last_checkpoint_step
+        older_work_s = 0.0
+        if at_or_before_step is not None:
+            chosen = self.checkpoint_at_or_before(at_or_before_step)
+            target = chosen.step
+            older_work_s = (self.last_checkpoint_step - chosen.step) * self.step_time_s
+            self.checkpoints = [c for c in self.checkpoints if c.step <= chosen.step]
+            self.last_checkpoint_step, self.last_checkpoint_at = chosen.step, chosen.at
+        lost_steps = self.step - target
+        lost_work_s = self.work_since_checkpoint_s + older_work_s
         self._lose(lost_work_s)
-        self.step = self.last_checkpoint_step
+        self.step = target
         self.step_carry_s = self.work_since_checkpoint_s = 0.0
         self.phase, self.phase_elapsed_s, self.checkpoint_in_flight_step = "training", 0.0, None
         return lost_steps, lost_work_s

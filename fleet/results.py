@@ -27,6 +27,9 @@ class ActionResult(BaseModel):
 class RestartResult(ActionResult):
     state: JobState = Field(description="restarting when the gang is placed, pending when it waits")
     resume_step: int = Field(description="the step the job resumes from (its last checkpoint)")
+    discarded_checkpoints: list[int] = Field(
+        default_factory=list, description="steps of newer checkpoints dropped by restoring an older one"
+    )
     lost_steps: int = Field(description="steps taken since the checkpoint, discarded")
     lost_work_s: float = Field(description="running time since the checkpoint, discarded")
     replacements: list[NodeReplacement] = Field(default_factory=list)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from fleet.jobs import TrainingJob
+from fleet.numerics import JobNumerics
 from fleet.topology import Cluster
 
 # DCGM_FI_DEV_CLOCKS_EVENT_REASONS bits (DCGM 4.x dcgm_fields.h).
@@ -99,6 +100,8 @@ class RankBeat:
     time: datetime
     checkpoint_step: int | None = None  # the checkpoint finished since the job's previous beats
     checkpoint_write_s: float | None = None  # and how long its write blocked the rank
+    loss: float | None = None  # the job's loss at ``step`` (NaN when corrupted: fleet.numerics)
+    grad_norm: float | None = None  # this rank's gradient norm before the all-reduce
 
 
 BeatCallback = Callable[[RankBeat], None]
@@ -144,6 +147,7 @@ class FleetTelemetry:
         self._last_beat: dict[str, datetime] = {}
         self._checkpoint_told: dict[str, int] = {}  # job -> the checkpoint step its beats reported
         self._subscribers: list[BeatCallback] = []
+        self.numerics = JobNumerics()
 
     # -- faults -------------------------------------------------------------------------------------
 
@@ -208,6 +212,10 @@ class FleetTelemetry:
         if job.uses(node, gpu):
             rank = job.rank_of(node, gpu)
             self._stalls.setdefault(job.name, _Stall()).dead_ranks.add(rank)
+
+    def stopped(self, job: TrainingJob) -> None:
+        """Every rank of ``job`` exited (it was stopped): no more beats until it restarts."""
+        self._stalls[job.name] = _Stall(dead_ranks=set(range(job.gpus)))
 
     def gpu_reset(self, node: str, gpu: int) -> None:
         """Call when a GPU is reset (drivers clear the volatile counters then)."""
@@ -285,6 +293,7 @@ class FleetTelemetry:
             self._checkpoint_told[job.name] = done
         else:
             done = None
+        loss = self.numerics.loss(job)
         for rank, rank_compute in enumerate(compute):
             if stall is not None and rank in stall.dead_ranks:
                 continue  # the process is gone: no more beats
@@ -307,6 +316,8 @@ class FleetTelemetry:
                     time=now,
                     checkpoint_step=done,
                     checkpoint_write_s=job.checkpoint_write_s if done is not None else None,
+                    loss=loss,
+                    grad_norm=self.numerics.grad_norm(job, rank, node, gpu),
                 )
             )
         return beats

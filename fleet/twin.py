@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from fleet import host_faults
 from fleet.clock import VirtualClock
+from fleet.diagnostics import DiagLevel, DiagnosticRun, NodeDiagnostics
 from fleet.errors import (
     ActionRefusedError,
     FleetError,
@@ -35,6 +36,7 @@ from fleet.kernel_log import (
 )
 from fleet.kmsg import KmsgCallback, KmsgQueue
 from fleet.maintenance import FleetMaintenance
+from fleet.numerics import SdcFault, SdcMode
 from fleet.results import ActionResult, HistoryKind, HistoryRecord, IsolationRecord, RestartResult
 from fleet.scheduler import plan_gang
 from fleet.spec import FleetSpec
@@ -69,6 +71,8 @@ class FleetTwin:
         )
         self.failures: FailureModel | None = None
         self.maintenance = FleetMaintenance(self)
+        self.numerics = self.telemetry.numerics
+        self.diagnostics = NodeDiagnostics()
 
     def _place_jobs(self) -> dict[str, TrainingJob]:
         workers = [n.name for n in self.cluster.nodes.values() if not n.spare]
@@ -175,6 +179,8 @@ class FleetTwin:
         for at, text in sorted(events, key=lambda event: event[0]):
             self._record(at, "job", text)
         now = self.clock.advance(seconds)
+        for job in self._jobs.values():
+            self.numerics.corrupt(job)  # a persistent SDC GPU corrupts again whoever computes on it
         self.maintenance.complete(now)
         if self.failures is not None:
             for draw in self.failures.draw(seconds / 3600.0):
@@ -340,6 +346,53 @@ class FleetTwin:
         )
         self._record(self.clock.now(), "fault", what)
 
+    def inject_sdc(self, node: str, gpu: int, mode: SdcMode = "nan", transient: bool = False) -> None:
+        """Silent data corruption on a GPU: no Xid, no ECC error, only wrong results (``fleet.numerics``).
+        The job computing on it is corrupted from its next step; a persistent fault corrupts again
+        whoever computes on the GPU until it is isolated, a ``transient`` one only once."""
+        self.gpu(node, gpu)
+        job = self.job_for_gpu(node, gpu)
+        self.numerics.inject(job, SdcFault(node, gpu, mode, transient))
+        what = f"silent data corruption ({mode}{', transient' if transient else ''}) on {node} GPU {gpu}"
+        self._record(
+            self.clock.now(),
+            "fault",
+            what + (f"; {job.name} corrupted from step {job.step + 1}" if job else ""),
+        )
+
+    def run_diagnostics(self, node: str, level: DiagLevel, reason: str) -> tuple[DiagnosticRun, bool]:
+        """Start DCGM diagnostics at ``level`` on ``node`` (``fleet.diagnostics``); returns (run,
+        started): a run still going is returned as it is. Refused while a running job computes on
+        the node's GPUs (the tests need them idle)."""
+        target, now = self.node(node), self.clock.now()
+        busy = [j.name for j in self.jobs_on_node(node) if j.state in ("running", "restarting")]
+        if busy:
+            raise ActionRefusedError(
+                f"diagnostics need the GPUs of {node} idle, but {', '.join(busy)} runs on them: stop the job first"
+            )
+        gpus = [
+            (g.index, g.health != "healthy", self.numerics.faulty(node, g.index) is not None)
+            for g in target.gpus
+        ]
+        run, started = self.diagnostics.start(node, level, now, reason, gpus)
+        if started:
+            self._record(
+                now, "action", f"DCGM diagnostics level {level} on {node} ({reason}), {run.duration_s:.0f} s"
+            )
+        return run, started
+
+    def stop_job(self, job: str, reason: str) -> ActionResult:
+        """Stop a running job and keep its gang (its GPUs go idle, e.g. for diagnostics); a restart
+        from a checkpoint resumes it."""
+        target, now = self.job(job), self.clock.now()
+        if not target.stall(now, f"stopped: {reason}"):
+            detail = f"{job} is {target.state}, not running; nothing changed"
+            return ActionResult(action="stop_job", target=job, changed=False, detail=detail, time=now)
+        self.telemetry.stopped(target)
+        detail = f"stopped {job} at step {target.step} ({reason}); its gang is kept"
+        self._record(now, "action", detail)
+        return ActionResult(action="stop_job", target=job, changed=True, detail=detail, time=now)
+
     def leaf_of(self, node: str) -> str:
         return self.node(node).leaf
 
@@ -393,6 +446,7 @@ class FleetTwin:
                 data=data,
             )
         target.isolated, target.isolation_reason = True, reason
+        self.numerics.isolated(node, gpu)
         self._isolations.append(IsolationRecord(time=now, node=node, gpu=gpu, reason=reason))
         detail = f"isolated GPU {gpu} on {node} ({target.uuid}, {target.pci_bus_id}): {reason}"
         self._record(now, "action", detail)
@@ -400,11 +454,17 @@ class FleetTwin:
             action="isolate_gpu", target=f"{node}/gpu{gpu}", changed=True, detail=detail, time=now, data=data
         )
 
-    def restart_from_checkpoint(self, job: str, reason: str) -> RestartResult:
-        """Restart a job from its last checkpoint: progress since then is discarded, unfit gang
-        members are swapped for warm spares, and the restart takes ``restart_overhead_s``; with no
-        spare to cover an unfit member the job waits in ``pending`` until capacity appears."""
+    def restart_from_checkpoint(
+        self, job: str, reason: str, at_or_before_step: int | None = None
+    ) -> RestartResult:
+        """Restart a job from its last checkpoint (or, with ``at_or_before_step``, the newest kept
+        checkpoint at or before that step: one written before a corruption began): progress since
+        then is discarded, unfit gang members are swapped for warm spares, and the restart takes
+        ``restart_overhead_s``; with no spare to cover an unfit member the job waits in ``pending``
+        until capacity appears. No kept checkpoint at or before the step is a ``FleetError``."""
         target, now = self.job(job), self.clock.now()
+        if at_or_before_step is not None:
+            target.checkpoint_at_or_before(at_or_before_step)  # raises when there is none
         if target.state in ("restarting", "pending", "completed"):
             detail = f"{job} is already {target.state}; nothing changed"
             if target.state == "pending":
@@ -420,13 +480,17 @@ class FleetTwin:
                 lost_steps=0,
                 lost_work_s=0.0,
             )
-        lost_steps, lost_work_s = target.rewind_to_checkpoint()
+        newer = [c.step for c in target.checkpoints]
+        lost_steps, lost_work_s = target.rewind_to_checkpoint(at_or_before_step)
+        discarded = [step for step in newer if step > target.step]
+        self.numerics.rewound(target)
         target.restarts += 1
         self._record(
             now,
             "action",
             f"restart {job} from the checkpoint at step {target.step} ({reason}); "
-            f"discarded {lost_steps} steps ({lost_work_s:.0f} s of work)",
+            f"discarded {lost_steps} steps ({lost_work_s:.0f} s of work)"
+            + (f" and the checkpoints at steps {', '.join(map(str, discarded))}" if discarded else ""),
         )
         replacements, blocked = self._place(target, now)
         if blocked:
@@ -444,6 +508,7 @@ class FleetTwin:
             time=now,
             state=target.state,
             resume_step=target.step,
+            discarded_checkpoints=discarded,
             lost_steps=lost_steps,
             lost_work_s=lost_work_s,
             replacements=replacements,

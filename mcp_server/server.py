@@ -21,6 +21,7 @@ from mcp_server.tools import (
     approvals,
     audit,
     cluster,
+    diagnostics,
     escalation,
     fleet_map,
     incidents,
@@ -84,6 +85,7 @@ def build_server(
         incidents,
         telemetry,
         advice,
+        diagnostics,
     ):
         tools.register(server)
     # Tools of the console's era, still registered with the server's dependencies.

@@ -34,6 +34,7 @@ InjectionKind = Literal[
     "slow_workload",
     "lose_node",
     "fail_nic",
+    "sdc",
 ]
 
 
@@ -49,7 +50,9 @@ ARGUMENTS: dict[str, tuple[set[str], set[str]]] = {
     "slow_workload": ({"job"}, {"factor"}),
     "lose_node": ({"node"}, set()),
     "fail_nic": ({"node"}, set()),
+    "sdc": ({"node", "gpu"}, {"mode", "transient"}),  # mode: nan | spike; transient: a one-off
 }
+SDC_MODES = ("nan", "spike")
 ECC_KINDS = ("dbe", "sbe_burst", "remap_pending", "remap_failure", "retired_pages")
 
 
@@ -74,13 +77,18 @@ class Injection(BaseModel):
         ecc = self.arguments().get("ecc")
         if self.kind == "ecc" and ecc not in ECC_KINDS:
             raise ValueError(f"ecc must be one of {', '.join(ECC_KINDS)}, not {ecc!r}")
+        mode = self.arguments().get("mode", "nan")
+        if self.kind == "sdc" and mode not in SDC_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SDC_MODES)}, not {mode!r}")
         return self
 
     def arguments(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
-IncidentKind = Literal["xid", "sxid", "node", "ecc", "hang", "throughput", "switch", "rack", "nvlink_domain"]
+IncidentKind = Literal[
+    "xid", "sxid", "node", "ecc", "hang", "throughput", "numerics", "switch", "rack", "nvlink_domain"
+]
 IncidentStatus = Literal[
     "open", "mitigating", "awaiting_approval", "mitigated", "escalated", "resolved", "suppressed"
 ]

@@ -53,6 +53,7 @@ KINDS: dict[str, str] = {
     "slow_workload": "slow_workload",  # fields: job, factor (1 ends it)
     "lose_node": "lose_node",  # fields: node (the host goes away)
     "fail_nic": "fail_nic",  # fields: node (its InfiniBand link fails)
+    "sdc": "inject_sdc",  # fields: node, gpu, mode (nan | spike), transient
 }
 # The Xid lines (and so the effects) the twin prints for each ECC injection (fleet.twin.inject_ecc).
 ECC_XIDS: dict[str, list[int]] = {"dbe": [48, 63], "remap_pending": [63], "remap_failure": [64]}
@@ -153,6 +154,14 @@ def apply(twin: FleetTwin, injection: Injection, oracle: OracleLoss, remaining_s
             "kernel_log": bool(args.get("kernel_log", True)),
         }
         _oracle_for_xids(twin, args["node"], args["gpu"], ECC_XIDS.get(args["kind"], []), {}, oracle)
+    elif kind == "sdc":
+        job = twin.job_for_gpu(args["node"], args["gpu"])
+        if job is not None and job.state == "running":
+            # A perfect remediator stops the job at once and restores the checkpoint before the onset.
+            oracle.gpu_hours += _restart_cost(job)
+            oracle.notes.append(
+                f"{job.name} corrupted: {job.work_since_checkpoint_s:.0f} s since checkpoint + restart"
+            )
     elif kind == "hang":
         job = twin.job(args["job"])
         if job.state == "running":

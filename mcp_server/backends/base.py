@@ -7,6 +7,8 @@ from typing import Protocol
 from contracts.tools import (
     ActionChange,
     CheckpointStatus,
+    DiagnosticLevel,
+    DiagnosticsReport,
     FleetContext,
     JobProgress,
     JobView,
@@ -24,6 +26,16 @@ class BackendError(Exception):
 
 class NotFound(BackendError):
     pass
+
+
+def older_checkpoint_refused(job: str, at_or_before_step: int, newest_step: int) -> None:
+    """The training loop restores its newest checkpoint (the job's convention): an older one cannot
+    be asked for, so a restart that needs one is refused instead of restoring the wrong one."""
+    if at_or_before_step < newest_step:
+        raise BackendError(
+            f"restart of {job} at or before step {at_or_before_step} is not supported here: its training "
+            f"loop restores its newest checkpoint (step {newest_step}); restore an older one by hand"
+        )
 
 
 class ClusterBackend(Protocol):
@@ -55,7 +67,12 @@ class ClusterBackend(Protocol):
 
     async def isolate_gpu(self, node: str, gpu: int, reason: str, actor: str) -> ActionChange: ...
 
-    async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange: ...
+    async def restart_from_checkpoint(
+        self, job: str, reason: str, actor: str, at_or_before_step: int | None = None
+    ) -> ActionChange:
+        """From the last checkpoint, or the newest with step <= ``at_or_before_step`` (a
+        ``BackendError`` when none is kept, or the backend cannot choose one)."""
+        ...
 
     # -- remediation (tools/remediation.py). ``actor`` is the principal; cordons this platform
     # sets carry the owner ``models.platform_owner(actor)``, and only those may it lift.
@@ -83,3 +100,17 @@ class ClusterBackend(Protocol):
     async def restore_gpus(self, node: str, reason: str, actor: str) -> ActionChange:
         """Return the node's isolated GPUs that are healthy again to service."""
         ...
+
+    # -- silent data corruption (tools/diagnostics.py)
+
+    async def stop_job(self, job: str, reason: str, actor: str) -> ActionChange:
+        """Stop a running job and keep its gang (its GPUs go idle for diagnostics)."""
+        ...
+
+    async def run_diagnostics(
+        self, node: str, level: DiagnosticLevel, reason: str, actor: str
+    ) -> ActionChange:
+        """Start DCGM diagnostics on the node's GPUs (refused while a running job holds them)."""
+        ...
+
+    async def diagnostics_report(self, node: str) -> DiagnosticsReport: ...

@@ -178,10 +178,22 @@ async def restart_from_checkpoint(
         Field(max_length=200, description="repeat-safe key; without one, every call restarts the job"),
     ] = None,
     dry_run: Annotated[bool, Field(description="check policy and report, change nothing")] = False,
+    at_or_before_step: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            description="restore the newest kept checkpoint with step <= this (one written before a "
+            "corruption began) instead of the last one; no such checkpoint is an error",
+        ),
+    ] = None,
 ) -> ActionOutcome:
-    """Restart a training job from its last checkpoint. Progress since that checkpoint is lost
-    (see `checkpoint_status`) and the restart takes the job's restart overhead. The scheduler
-    re-places the gang: nodes that lost a GPU or are cordoned are replaced by warm spares.
+    """Restart a training job from its last checkpoint, or with `at_or_before_step` from the
+    newest kept checkpoint at or before that step (after silent data corruption: a checkpoint
+    written since the corruption began holds it too; `checkpoint_status` lists those kept). The
+    result says which step it resumes from (`resume_step`) and which newer checkpoints it
+    discarded. Progress since the restored checkpoint is lost and the restart takes the job's
+    restart overhead. The scheduler re-places the gang: nodes that lost a GPU or are cordoned are
+    replaced by warm spares.
 
     Policy-checked. Not naturally idempotent: pass an `idempotency_key` when retrying. A person
     is asked to confirm first when their client supports it. A restart that replaces unfit
@@ -191,7 +203,9 @@ async def restart_from_checkpoint(
     guard = guard_of(ctx)
     backend = deps.backend
     view = await readable(backend.get_job(job))
-    arguments = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
+    arguments: dict[str, object] = {"job": job, "reason": reason, "idempotency_key": idempotency_key}
+    if at_or_before_step is not None:
+        arguments["at_or_before_step"] = at_or_before_step
     await require_confirmation(confirmation, deps, "restart_from_checkpoint", arguments)
     resource = Resource(type="Job", id=job, attrs={"gpus": view.gpus})
     members = {n.name: n for n in await readable(backend.node_summaries())}
@@ -207,7 +221,7 @@ async def restart_from_checkpoint(
         arguments=arguments,
         idempotency_key=idempotency_key,
         dry_run=dry_run,
-        perform=lambda: backend.restart_from_checkpoint(job, reason, deps.identity().id),
+        perform=lambda: backend.restart_from_checkpoint(job, reason, deps.identity().id, at_or_before_step),
     )
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from events.models import AuditRecord
 from mcp_server.backends.base import BackendError
 from mcp_server.backends.twin.backend import TwinBackend
-from mcp_server.backends.twin.faults import EccInjection, FaultKind, inject
+from mcp_server.backends.twin.faults import EccInjection, FaultKind, SdcMode, inject
 from mcp_server.deps import ServerDeps
 from mcp_server.tools._common import mutating
 
@@ -34,9 +34,11 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
     async def inject_fault(
         kind: Annotated[FaultKind, Field(description="what breaks")],
         node: Annotated[
-            str | None, Field(description="xid, ecc, throttle, node_lost, nic_down: the node")
+            str | None, Field(description="xid, ecc, throttle, sdc, node_lost, nic_down: the node")
         ] = None,
-        gpu: Annotated[int | None, Field(ge=0, le=15, description="xid, ecc, throttle: GPU index")] = None,
+        gpu: Annotated[
+            int | None, Field(ge=0, le=15, description="xid, ecc, throttle, sdc: GPU index")
+        ] = None,
         xid: Annotated[int | None, Field(ge=1, le=999, description="xid: the code, e.g. 79, 48, 13")] = None,
         ecc: Annotated[EccInjection, Field(description="ecc: which memory error")] = "dbe",
         count: Annotated[int, Field(ge=1, le=10_000, description="ecc sbe_burst: how many")] = 1,
@@ -51,12 +53,17 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
                 gt=0, le=100, description="slow_link, throttle, slow_workload: how much slower (1 ends it)"
             ),
         ] = 2.0,
+        mode: Annotated[
+            SdcMode, Field(description="sdc: nan (the loss goes NaN) or spike (loss and grad norm jump)")
+        ] = "nan",
+        transient: Annotated[bool, Field(description="sdc: a one-off corruption (the GPU is fine)")] = False,
     ) -> Injected:
         """Inject a fault into the fleet twin, as the evaluation scenarios do: `xid` (node, gpu,
         xid), `ecc` (node, gpu, ecc, count), `hang` (job, rank), `slow_link` (leaf, factor),
-        `throttle` (node, gpu, factor), `slow_workload` (job, factor), `node_lost` (node: the host
-        goes away, NotReady, its processes gone without a kernel line), `nic_down` (node: its
-        InfiniBand link fails, the ranks there abort). The platform then sees it
+        `throttle` (node, gpu, factor), `slow_workload` (job, factor), `sdc` (node, gpu, mode,
+        transient: silent data corruption, no Xid, only the training numerics show it), `node_lost`
+        (node: the host goes away, NotReady, its processes gone without a kernel line), `nic_down`
+        (node: its InfiniBand link fails, the ranks there abort). The platform then sees it
         as it would see the real thing. Refused on a real cluster."""
         who = deps.identity()
         backend = deps.backend
@@ -94,7 +101,7 @@ def register(server: MCPServer, deps: ServerDeps) -> None:
         try:
             done = inject(
                 backend, kind, node=node, gpu=gpu, xid=xid, ecc=ecc, count=count,
-                job=job, rank=rank, leaf=leaf, factor=factor,
+                job=job, rank=rank, leaf=leaf, factor=factor, mode=mode, transient=transient,
             )  # fmt: skip
         except BackendError as exc:
             await audit(False, str(exc))

@@ -83,6 +83,10 @@ WRITES: dict[str, Operation] = {
 }
 """What acting adds: each changes the cluster (asserted: ``ActionChange.changed``)."""
 
+UNSUPPORTED = {"stop_job", "run_diagnostics", "diagnostics_report"}
+"""Operations the Kubernetes backend refuses with a ``BackendError`` without an API call
+(mcp_server/backends/kubernetes/diagnostics.py): nothing to grant."""
+
 
 def backend_operations() -> set[str]:
     """The public coroutine methods of ``KubernetesBackend``: what the MCP tools can ask of it."""

@@ -29,7 +29,7 @@ from events.incident import Incident, TimelineEntry
 from fleet import FleetTwin
 
 NEUTRAL = re.compile(r"^(node-\d{3,4}|train-\d{2}|leaf-\d{2}|rack-\d{2}|spine-\d{2})$")
-FAMILIES = {"xid", "ecc", "hang", "throughput", "topology", "policy", "safety", "host", "network"}
+FAMILIES = {"xid", "ecc", "hang", "throughput", "sdc", "topology", "policy", "safety", "host", "network"}
 
 
 def named(name: str) -> Scenario:

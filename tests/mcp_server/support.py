@@ -62,6 +62,7 @@ READ_TOOLS |= {"spare_pool", "job_progress", "service_status", "list_approvals",
 READ_TOOLS |= {"spare_advice", "checkpoint_advice"}
 READ_TOOLS |= {"fleet_map", "audit_log"}  # the heatmap's per-GPU states; the audit trail
 READ_TOOLS |= {"list_repairs"}  # deferred repairs (agents/repairs.py)
+READ_TOOLS |= {"diagnostics_report"}  # DCGM diagnostics (tools/diagnostics.py)
 REMEDIATION_TOOLS = {
     "swap_spare",
     "cordon_node",
@@ -70,6 +71,8 @@ REMEDIATION_TOOLS = {
     "reset_gpu",
     "reboot_node",
     "restore_gpus",
+    "stop_job",
+    "run_diagnostics",
     "open_ticket",
     "page_oncall",
     "approve_action",

@@ -8,7 +8,8 @@ actions on a job's whole gang: a restart from its checkpoint and a swap of a nod
 from __future__ import annotations
 
 from contracts.tools import ActionChange
-from mcp_server.backends.base import BackendError
+from mcp_server.backends.base import BackendError, older_checkpoint_refused
+from mcp_server.backends.kubernetes.diagnostics import KubernetesDiagnostics
 from mcp_server.backends.kubernetes.job_reads import AT_BASELINE, JobReads
 from mcp_server.backends.kubernetes.jobs import restart
 from mcp_server.backends.kubernetes.node_actions import MAX_CONFLICT_RETRIES, NodeActions
@@ -42,10 +43,14 @@ __all__ = [
 ]
 
 
-class KubernetesBackend(NodeActions, JobReads):
+class KubernetesBackend(KubernetesDiagnostics, NodeActions, JobReads):
     """Reads of nodes and jobs, actions on nodes, and the actions on a job's gang below."""
 
-    async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange:
+    async def restart_from_checkpoint(
+        self, job: str, reason: str, actor: str, at_or_before_step: int | None = None
+    ) -> ActionChange:
+        if at_or_before_step is not None:
+            older_checkpoint_refused(job, at_or_before_step, (await self.get_job(job)).last_checkpoint_step)
         obj = await self._job(job)
         state = self.jobs_api.state_of(obj)
         if state in ("restarting", "completed"):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 
 from contracts.tools import ActionChange, owned_by_platform
-from mcp_server.backends.base import BackendError, NotFound
+from mcp_server.backends.base import BackendError, NotFound, older_checkpoint_refused
 from mcp_server.backends.slurm.commands import SlurmCommands, SlurmConfig, SlurmError
 from mcp_server.backends.slurm.conventions import (
     Json,
@@ -35,6 +35,7 @@ from mcp_server.backends.slurm.conventions import (
     node_record,
     with_node_record,
 )
+from mcp_server.backends.slurm.diagnostics import SlurmDiagnostics
 from mcp_server.backends.slurm.parse import (
     SlurmJob,
     SlurmNode,
@@ -47,7 +48,7 @@ from mcp_server.backends.slurm.reads import SlurmReads, now
 POLL_S = 0.1
 
 
-class SlurmBackend(SlurmReads):
+class SlurmBackend(SlurmReads, SlurmDiagnostics):
     """Slurm offers no compare-and-set on a node's comment: this process serialises its own
     read-modify-write of a node's record; two platform replicas isolating GPUs on one node at the
     same moment could still lose one record (the drain or GRES change itself stays)."""
@@ -241,7 +242,11 @@ class SlurmBackend(SlurmReads):
                     bad.append(target.name)
         return sorted(bad)
 
-    async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange:
+    async def restart_from_checkpoint(
+        self, job: str, reason: str, actor: str, at_or_before_step: int | None = None
+    ) -> ActionChange:
+        if at_or_before_step is not None:
+            older_checkpoint_refused(job, at_or_before_step, (await self.get_job(job)).last_checkpoint_step)
         target = await self._job(job)
         if target.state in ("restarting", "pending", "completed", "failed"):
             return ActionChange(

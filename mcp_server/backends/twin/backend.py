@@ -8,6 +8,7 @@ from datetime import timedelta
 from contracts.tools import (
     ActionChange,
     CheckpointStatus,
+    CheckpointView,
     FleetContext,
     GpuView,
     JobView,
@@ -18,6 +19,7 @@ from contracts.tools import (
 from fleet import FleetError, FleetTwin, Node, TrainingJob
 from fleet.errors import UnknownGpuError, UnknownJobError, UnknownNodeError
 from mcp_server.backends.base import BackendError, NotFound
+from mcp_server.backends.twin.diagnostics import TwinDiagnostics
 from mcp_server.backends.twin.maintenance import TwinMaintenance
 
 
@@ -27,7 +29,7 @@ def _fail(exc: FleetError) -> BackendError:
     return BackendError(str(exc))
 
 
-class TwinBackend(TwinMaintenance):
+class TwinBackend(TwinMaintenance, TwinDiagnostics):
     def __init__(self, twin: FleetTwin) -> None:
         self.twin = twin
         self._summaries: dict[str, tuple[tuple[object, ...], NodeSummary]] = {}
@@ -172,6 +174,7 @@ class TwinBackend(TwinMaintenance):
             checkpoint_interval_s=target.checkpoint_interval_s,
             gpus=target.gpus,
             gpu_hours_at_risk=round(target.work_since_checkpoint_s * target.gpus / 3600, 4),
+            checkpoints=[CheckpointView(step=c.step, at=c.at) for c in target.checkpoints],
         )
 
     async def fleet_context(self) -> FleetContext:
@@ -192,12 +195,14 @@ class TwinBackend(TwinMaintenance):
             raise _fail(exc) from exc
         return ActionChange(changed=result.changed, detail=result.detail, data=dict(result.data))
 
-    async def restart_from_checkpoint(self, job: str, reason: str, actor: str) -> ActionChange:
+    async def restart_from_checkpoint(
+        self, job: str, reason: str, actor: str, at_or_before_step: int | None = None
+    ) -> ActionChange:
         try:
             target = self.twin.job(job)
             now = self.twin.now()
             stalled_s = (now - target.stalled_since).total_seconds() if target.stalled_since else 0.0
-            result = self.twin.restart_from_checkpoint(job, f"{reason} (by {actor})")
+            result = self.twin.restart_from_checkpoint(job, f"{reason} (by {actor})", at_or_before_step)
         except FleetError as exc:
             raise _fail(exc) from exc
         data = dict(result.data)
@@ -215,5 +220,6 @@ class TwinBackend(TwinMaintenance):
                 "restart_overhead_s": target.restart_overhead_s,
                 "gpu_hours_lost": round(lost, 4),
                 "replaced": ", ".join(f"{r.old}->{r.new}" for r in result.replacements) or None,
+                "discarded_checkpoints": ", ".join(map(str, result.discarded_checkpoints)) or None,
             }
         return ActionChange(changed=result.changed, detail=result.detail, data=data)

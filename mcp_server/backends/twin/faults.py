@@ -12,7 +12,10 @@ from mcp_server.backends.twin.backend import TwinBackend
 
 __all__ = ["EccInjection", "FaultKind", "Injection", "inject"]
 
-FaultKind = Literal["xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost", "nic_down"]
+FaultKind = Literal[
+    "xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost", "nic_down", "sdc"
+]
+SdcMode = Literal["nan", "spike"]
 
 
 class Injection:
@@ -40,11 +43,13 @@ def inject(
     rank: int | None = None,
     leaf: str | None = None,
     factor: float = 2.0,
+    mode: SdcMode = "nan",
+    transient: bool = False,
 ) -> Injection:
     """Break the twin; a bad target is a ``BackendError`` with the simulator's reason."""
     twin = backend.twin
     try:
-        if kind in ("xid", "ecc", "throttle"):
+        if kind in ("xid", "ecc", "throttle", "sdc"):
             _need(node, "node", kind)
             _need(gpu, "gpu", kind)
             assert node is not None and gpu is not None
@@ -57,6 +62,10 @@ def inject(
                 return Injection(
                     target, f"ECC {ecc} x{count} on {target}", twin.inject_ecc(node, gpu, ecc, count)
                 )
+            if kind == "sdc":
+                twin.inject_sdc(node, gpu, mode, transient)
+                once = ", transient" if transient else ""
+                return Injection(target, f"silent data corruption ({mode}{once}) on {target}")
             twin.throttle_gpu(node, gpu, factor)
             return Injection(target, f"{target} throttled x{factor:g}")
         if kind in ("node_lost", "nic_down"):

@@ -14,6 +14,8 @@ OPERATIONAL = (
     "reboot_node",
     "swap_spare",
     "restore_gpus",
+    "stop_job",
+    "run_diagnostics",
     "run_runbook",
     "acknowledge_incident",
     "resolve_incident",
@@ -46,6 +48,8 @@ RESOURCE_OF = {
     "reject_action": CLUSTER,
     "reset_breaker": CLUSTER,
     "restore_gpus": NODE,
+    "stop_job": JOB,
+    "run_diagnostics": NODE,
     "open_ticket": CLUSTER,
     "page_oncall": CLUSTER,
 }

@@ -46,6 +46,8 @@ CLUSTER_CHANGES = {
     "reboot_node",
     "swap_spare",
     "restore_gpus",
+    "stop_job",
+    "run_diagnostics",
     "run_runbook",
 }
 
