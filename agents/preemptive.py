@@ -2,8 +2,12 @@
 before the crash, at a moment that costs the job little.
 
 The rule (``skills.precursors``) reads an incident's findings: corrected-ECC errors arriving fast,
-retired pages past DCGM's soft limit, pages pending retirement. Triage judges those a trend to watch
-(no action); this loop (``PreemptiveRemoval.tick``, every round of ``watch``) takes them up:
+retired pages past DCGM's soft limit, pages pending retirement, thermal slowdown recurring on the GPU
+(DCGM's clock-event reasons). Triage judges those a trend to watch (no action). A repeated offender
+(the lemon rule) is one too when triage did not take its GPU out: the plan that tripped the rule
+isolates the GPU before it restarts a job (``agents.fault_rules.isolate_before_restart``), but a
+lemon whose incident restarts nothing (an idle GPU, a job that kept running, a trend) would go back
+to work. This loop (``PreemptiveRemoval.tick``, every round of ``watch``) takes them up:
 
 1. **flag**: one ``Preemption`` per node, created compare-and-set in the ``preemptions`` KV bucket
    (so N agent replicas flag it once) and noted on the incident's timeline;
@@ -16,7 +20,15 @@ retired pages past DCGM's soft limit, pages pending retirement. Triage judges th
    idempotency keys of the flag, so every call is policy-checked like any other mutation: the spare
    reserve, the GPU-hours a restart would discard (``max_gpu_hours_at_risk``: a drain off the boundary
    needs a person's approval), the breaker. A call that waits for approval is repeated each round and
-   goes ahead once approved; a denied one ends the flag (``refused``) and says why on the incident.
+   goes ahead once approved; a denied one ends the flag (``refused``) and says why on the incident;
+4. **the way back**: a node swapped out or cordoned is handed to the deferred repair flow
+   (``agents/repairs.py``): a ``reset-gpu`` of the flagged GPU joins the incident's ``Plan.deferred``,
+   so once the node is out of work the repair worker resets it (falling back to a reboot, then a
+   ticket), verifies it and returns it to service or the spare pool. A suspected bad part (a lemon)
+   is not repaired automatically: a person has it (the ``escalate`` ticket of its incident).
+
+A node flagged once is not flagged again by the same incident; a later incident with a precursor on
+it (after its repair returned it, say) flags it afresh.
 
 The fleet goodput study models this policy (``evals/goodput``, lever ``precursors_agent``) with the
 share of faults that warn (recall) and the false flags per catch (precision), false drains counted
@@ -36,13 +48,15 @@ from pydantic import AwareDatetime, BaseModel
 from contracts.client import ToolClient, ToolResult
 from events import subjects
 from events.documents import DocumentExists, Documents
-from events.incident import Incident, IncidentStatus
-from skills.precursors import precursor_of
+from events.incident import Incident, IncidentStatus, RunbookInvocation
+from skills.precursors import LEMON, precursor_of
 
 log = logging.getLogger(__name__)
 
 PreemptionState = Literal["waiting", "awaiting_approval", "swapped", "cordoned", "refused"]
 OPEN_STATES: frozenset[PreemptionState] = frozenset({"waiting", "awaiting_approval"})
+REMOVED_STATES: frozenset[PreemptionState] = frozenset({"swapped", "cordoned"})
+RESET, REBOOT, ISOLATE, SWAP = "reset-gpu", "drain-and-reboot-node", "isolate-gpu", "swap-spare"
 DRAIN_AFTER_S = 6 * 3600.0
 SCAN_LIMIT = 200
 
@@ -60,6 +74,8 @@ class Preemption(BaseModel):
     how: str = ""
     approval_id: str | None = None
     detail: str = ""
+    repair: Literal["", "queued", "not_queued"] = ""
+    """Whether the removed node was handed to the deferred repair flow (its way back)."""
 
 
 class IncidentBook(Protocol):
@@ -78,6 +94,8 @@ def flag_of(incident: Incident) -> Preemption | None:
     node, _, index = incident.affected_gpus[0].rpartition("/")
     if not node or not index.isdigit():
         return None
+    if precursor.findings == (LEMON,) and not _lemon_left_in_service(incident, node, int(index)):
+        return None
     return Preemption(
         node=node,
         gpu=int(index),
@@ -85,6 +103,24 @@ def flag_of(incident: Incident) -> Preemption | None:
         flagged_at=incident.opened_at,
         why=f"{precursor.why}: predicts {precursor.predicts}",
     )
+
+
+def _lemon_left_in_service(incident: Incident, node: str, gpu: int) -> bool:
+    """Whether a repeated offender's incident, once planned, leaves its GPU able to take work: its
+    plan neither isolates the GPU nor swaps its node out (nor was the incident folded into another)."""
+    if incident.plan is None or incident.status == "open" or incident.folded_into is not None:
+        return False  # not decided yet (the next round looks again), or another incident has it
+    for action in incident.plan.actions:
+        p = action.params
+        if action.runbook == ISOLATE and p.get("node") == node and p.get("gpu") == gpu:
+            return False
+        if action.runbook == SWAP and p.get("node") == node:
+            return False
+    return True
+
+
+class _NotPlanned(Exception):
+    """The incident has no plan yet to queue a repair with."""
 
 
 class PreemptiveRemoval:
@@ -103,6 +139,7 @@ class PreemptiveRemoval:
         self.drain_after_s = drain_after_s
         self.boundary_s = boundary_s
         self.swaps = 0
+        self._parked = asyncio.Event()
 
     async def scan(self) -> int:
         """Flag the nodes of recent incidents with a precursor; returns how many were new."""
@@ -114,7 +151,8 @@ class PreemptiveRemoval:
             try:
                 await self.flags.create(subjects.token(flag.node), flag)
             except DocumentExists:
-                continue
+                if not await self._renew(flag):
+                    continue
             new += 1
             plan = (
                 f"pre-emptive removal of {flag.node}: {flag.why}. Its job swaps it for a spare at its next "
@@ -123,12 +161,82 @@ class PreemptiveRemoval:
             await self._note(flag, "pre-emptive removal planned", plan)
         return new
 
-    async def tick(self) -> None:
-        """One round: flag what is new, then move every open flag on."""
-        await self.scan()
+    async def _renew(self, flag: Preemption) -> bool:
+        """A later incident flags a node whose earlier removal is over (compare-and-set: one
+        replica does it); True when ``flag`` replaced the earlier one."""
+        key = subjects.token(flag.node)
+        earlier = await self.flags.get(key)
+        if (
+            earlier is None
+            or earlier.incident_id == flag.incident_id
+            or earlier.state in OPEN_STATES
+            or flag.flagged_at <= earlier.flagged_at
+        ):
+            return False
+
+        def renew(doc: Preemption) -> None:
+            if doc.incident_id != earlier.incident_id:
+                raise DocumentExists(key)  # another replica renewed it first
+            for name in Preemption.model_fields:
+                setattr(doc, name, getattr(flag, name))
+
+        try:
+            await self.flags.update(key, renew)
+        except DocumentExists:
+            return False
+        return True
+
+    async def tick(self) -> bool:
+        """One round: flag what is new, move every open flag on, hand removed nodes to repair.
+        True when anything changed."""
+        changed = await self.scan() > 0
         for flag in await self.flags.values():
+            before = (flag.state, flag.repair)
             if flag.state in OPEN_STATES:
                 await self.advance(flag)
+            if flag.state in REMOVED_STATES and not flag.repair:
+                await self.hand_to_repair(flag)
+            changed |= (flag.state, flag.repair) != before
+        return changed
+
+    async def hand_to_repair(self, flag: Preemption) -> None:
+        """The removed node's way back: a reset of the flagged GPU joins the incident's deferred
+        repair (``Plan.deferred``), which the repair worker runs once the node is out of work:
+        reset (or reboot), verify, return to service or the spare pool; a ticket if it fails."""
+        reset = RunbookInvocation(runbook=RESET, params={"node": flag.node, "gpu": flag.gpu})
+        outcome: list[Literal["queued", "not_queued"]] = []
+
+        def add(incident: Incident) -> None:
+            outcome.clear()
+            if incident.plan is None:
+                raise _NotPlanned(incident.id)
+            if LEMON in incident.findings:
+                outcome.append("not_queued")
+                incident.note(
+                    "pre-emptive removal: no automatic repair",
+                    f"{flag.node} stays out: GPU {flag.gpu} is suspected bad hardware, a person decides",
+                )
+                return
+            outcome.append("queued")
+            queued = any(
+                d.runbook in (RESET, REBOOT) and d.params.get("node") == flag.node
+                for d in incident.plan.deferred
+            )
+            if not queued:
+                incident.plan.deferred.append(reset)
+            incident.note(
+                "pre-emptive removal: repair queued",
+                f"{flag.node} ({flag.state}) is handed to the deferred repair: reset GPU {flag.gpu} once "
+                "it is out of work, verify, return it to service or the spare pool (list_repairs)",
+            )
+
+        try:
+            await self.incidents.update(flag.incident_id, add)
+        except _NotPlanned:
+            return  # the next round tries again
+        except LookupError:
+            outcome[:] = ["not_queued"]
+        await self._set(flag, repair=outcome[0] if outcome else "not_queued")
 
     async def advance(self, flag: Preemption) -> None:
         where = await self._call("job_for_gpu", {"node": flag.node, "gpu": flag.gpu})
@@ -214,9 +322,13 @@ class PreemptiveRemoval:
         with contextlib.suppress(LookupError):
             await self.incidents.update(flag.incident_id, lambda inc: inc.note(what, detail))
 
+    def park(self) -> None:
+        """Stop the loop's own rounds: the caller ticks (the scenario runner, in step with its clock)."""
+        self._parked.set()
+
     async def watch(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
-        """``tick`` every ``every_s`` until ``stop``; a failed round is logged and retried."""
-        while not stop.is_set():
+        """``tick`` every ``every_s`` until ``stop`` (or ``park``); a failed round is logged and retried."""
+        while not stop.is_set() and not self._parked.is_set():
             try:
                 await self.tick()
             except Exception:

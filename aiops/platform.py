@@ -116,6 +116,8 @@ class Platform:
     store: IncidentStore = field(init=False)
     agent: TriageAgent = field(init=False)
     repairs: RepairWorker = field(init=False)
+    preemptive: PreemptiveRemoval | None = field(init=False, default=None)
+    """Pre-emptive removal, when ``preemptive_removal`` is on (and the agent embedded)."""
     detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
     gpus: GpuResolver = field(init=False)
@@ -286,7 +288,7 @@ class Platform:
             name = "deferred repairs"
             self._supervise(name, lambda: self.repairs.run(self._stop, probe=self.liveness.probe(name)))
             if s.preemptive_removal:
-                preemptive = PreemptiveRemoval(
+                preemptive = self.preemptive = PreemptiveRemoval(
                     tools,
                     KvDocuments(await self.js.key_value(subjects.BUCKET_PREEMPTIONS), Preemption),
                     self.store,
