@@ -186,7 +186,10 @@ def test_a_lemon_that_triage_isolated_or_swapped_out_is_not_flagged_again() -> N
     isolate = RunbookInvocation(runbook="isolate-gpu", params={"node": "node-007", "gpu": 5})
     swap = RunbookInvocation(runbook="swap-spare", params={"job": "train-01", "node": "node-007"})
     for actions in ([isolate], [swap]):
-        assert flag_of(lemon(Plan(planner="rules", disposition="escalate", rationale="", actions=actions))) is None
+        assert (
+            flag_of(lemon(Plan(planner="rules", disposition="escalate", rationale="", actions=actions)))
+            is None
+        )
     assert flag_of(lemon(None, status="open")) is None  # not planned yet: the next round looks again
 
 
