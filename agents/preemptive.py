@@ -14,8 +14,10 @@ to work. This loop (``PreemptiveRemoval.tick``, every round of ``watch``) takes 
 2. **wait for a cheap moment**: the job's next stop (it is ``stalled`` for another reason: a spare
    swap now joins the restart that is coming anyway), or — when no stop came within
    ``drain_after_s`` — the job's next checkpoint boundary (its last checkpoint younger than
-   ``boundary_s``: a restart then discards almost nothing). A GPU with no job: its node is cordoned
-   so no job lands on it;
+   ``boundary_s``: a restart then discards almost nothing; and at least ``RESUMED_S`` old, so the
+   ranks have trained on after the write: a restart at the very end of a write looks to the hang
+   detector like ranks stuck since the write began). A GPU with no job: its node is cordoned so no
+   job lands on it;
 3. **swap and restart** through the MCP tools (``swap_spare`` then ``restart_from_checkpoint``), with
    idempotency keys of the flag, so every call is policy-checked like any other mutation: the spare
    reserve, the GPU-hours a restart would discard (``max_gpu_hours_at_risk``: a drain off the boundary
@@ -40,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -49,6 +52,7 @@ from contracts.client import ToolClient, ToolResult
 from events import subjects
 from events.documents import DocumentExists, Documents
 from events.incident import Incident, IncidentStatus, RunbookInvocation
+from events.models import utcnow
 from skills.precursors import LEMON, precursor_of
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ OPEN_STATES: frozenset[PreemptionState] = frozenset({"waiting", "awaiting_approv
 REMOVED_STATES: frozenset[PreemptionState] = frozenset({"swapped", "cordoned"})
 RESET, REBOOT, ISOLATE, SWAP = "reset-gpu", "drain-and-reboot-node", "isolate-gpu", "swap-spare"
 DRAIN_AFTER_S = 6 * 3600.0
+RESUMED_S = 30.0
+"""A checkpoint boundary starts this long after the write: three heartbeats (events.detectors.hang)."""
 SCAN_LIMIT = 200
 
 
@@ -132,8 +138,10 @@ class PreemptiveRemoval:
         *,
         drain_after_s: float = DRAIN_AFTER_S,
         boundary_s: float | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.tools = tools
+        self.clock = clock
         self.flags = flags
         self.incidents = incidents
         self.drain_after_s = drain_after_s
@@ -205,6 +213,7 @@ class PreemptiveRemoval:
         reset (or reboot), verify, return to service or the spare pool; a ticket if it fails."""
         reset = RunbookInvocation(runbook=RESET, params={"node": flag.node, "gpu": flag.gpu})
         outcome: list[Literal["queued", "not_queued"]] = []
+        now = self.clock()
 
         def add(incident: Incident) -> None:
             outcome.clear()
@@ -215,6 +224,7 @@ class PreemptiveRemoval:
                 incident.note(
                     "pre-emptive removal: no automatic repair",
                     f"{flag.node} stays out: GPU {flag.gpu} is suspected bad hardware, a person decides",
+                    at=now,
                 )
                 return
             outcome.append("queued")
@@ -228,6 +238,7 @@ class PreemptiveRemoval:
                 "pre-emptive removal: repair queued",
                 f"{flag.node} ({flag.state}) is handed to the deferred repair: reset GPU {flag.gpu} once "
                 "it is out of work, verify, return it to service or the spare pool (list_repairs)",
+                at=now,
             )
 
         try:
@@ -275,7 +286,7 @@ class PreemptiveRemoval:
             if self.boundary_s is not None
             else max(60.0, 0.1 * float(ckpt["checkpoint_interval_s"]))
         )
-        return age is not None and float(age) <= boundary
+        return age is not None and RESUMED_S <= float(age) <= max(boundary, RESUMED_S)
 
     async def _act(
         self, flag: Preemption, tool: str, args: dict[str, Any], done: PreemptionState | None, how: str
@@ -320,7 +331,7 @@ class PreemptiveRemoval:
 
     async def _note(self, flag: Preemption, what: str, detail: str) -> None:
         with contextlib.suppress(LookupError):
-            await self.incidents.update(flag.incident_id, lambda inc: inc.note(what, detail))
+            await self.incidents.update(flag.incident_id, lambda inc: inc.note(what, detail, at=self.clock()))
 
     def park(self) -> None:
         """Stop the loop's own rounds: the caller ticks (the scenario runner, in step with its clock)."""
@@ -335,6 +346,7 @@ class PreemptiveRemoval:
                 log.exception("pre-emptive removal round failed; retried")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every_s)
+        await stop.wait()  # parked: the caller ticks; the loop ends with the platform
 
 
 def _now_of(ckpt: dict[str, Any]) -> datetime | None:

@@ -293,6 +293,7 @@ class Platform:
                     KvDocuments(await self.js.key_value(subjects.BUCKET_PREEMPTIONS), Preemption),
                     self.store,
                     drain_after_s=s.preemptive_drain_after_s,
+                    clock=self.agent.clock,
                 )
                 self._supervise("pre-emptive removal", lambda: preemptive.watch(self._stop), reports=False)
         self._stack.push_async_callback(self.agent.drain)

@@ -23,8 +23,11 @@ The rule (``ThermalWatch``), per GPU, over the scrapes the detector sees:
   without) within ``window_s`` (defaults 3 in an hour).
 
 One isolated blip (a short episode, fewer than ``min_set`` scrapes) matches neither. A GPU is
-reported once; it may be reported again after ``window_s`` without a slowdown. The thresholds are
-ASSUMPTIONS of this platform (NVIDIA publishes the bits, not how many make a trend).
+reported once per match: after a report it is re-armed, its history started over, once ``of_last``
+scrapes in a row are clear (a repair's reset that cured it, or a long pause), so a slowdown that
+comes back after a repair is reported again while one that never lets up is reported once. A GPU
+without a slowdown for ``window_s`` is forgotten. The thresholds are ASSUMPTIONS of this platform
+(NVIDIA publishes the bits, not how many make a trend).
 """
 
 from __future__ import annotations
@@ -102,6 +105,9 @@ class ThermalWatch:
             del self._gpus[gpu]  # a quiet window: forgotten (and reportable again)
             return None
         set_in = sum(history.scrapes)
+        if history.reported and set_in == 0 and len(history.scrapes) == self.of_last:
+            del self._gpus[gpu]  # re-armed: a slowdown from now on is a new one
+            return None
         if history.reported or (set_in < self.min_set and len(history.episodes) < self.episodes):
             return None
         history.reported = True

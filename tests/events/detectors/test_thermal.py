@@ -48,12 +48,24 @@ def test_two_episodes_are_not_enough_and_episodes_older_than_the_window_do_not_c
     assert feed(watch, "##", start=later) == []
 
 
-def test_a_gpu_quiet_for_the_window_is_forgotten_and_may_be_reported_again() -> None:
+def test_a_slowdown_that_never_lets_up_is_reported_once() -> None:
+    assert feed(ThermalWatch(), "#" * 200) == [7]
+
+
+def test_after_twenty_clear_scrapes_a_reported_gpu_is_rearmed_and_reported_again() -> None:
     watch = ThermalWatch()
     assert feed(watch, "#" * 10) == [7]
-    assert feed(watch, "." * 10, start=T0 + timedelta(minutes=5)) == []
+    assert feed(watch, "." * 19 + "#" * 10, start=T0 + timedelta(minutes=5)) == []  # not clear long enough
+    # a repair's reset cures it for five minutes (20 scrapes), then it comes back
+    later = T0 + timedelta(minutes=20)
+    assert feed(watch, "." * 20 + "#" * 10, start=later) == [27]
+
+
+def test_a_gpu_without_a_slowdown_for_the_window_is_forgotten() -> None:
+    watch = ThermalWatch()
+    assert feed(watch, "##" + "." * 38 + "##") == []  # two episodes
     assert watch.observe(GPU, 0, T0 + timedelta(minutes=70)) is None  # an hour without a slowdown
-    assert feed(watch, "#" * 10, start=T0 + timedelta(minutes=80)) == [7]
+    assert feed(watch, "##", start=T0 + timedelta(minutes=71)) == []  # a first episode again
 
 
 def test_idle_and_power_cap_reasons_are_not_thermal() -> None:
