@@ -30,7 +30,9 @@ to work. This loop (``PreemptiveRemoval.tick``, every round of ``watch``) takes 
    is not repaired automatically: a person has it (the ``escalate`` ticket of its incident).
 
 A node flagged once is not flagged again by the same incident; a later incident with a precursor on
-it (after its repair returned it, say) flags it afresh.
+it flags it afresh when the earlier removal was refused or its node went to the repair (which may
+have returned it). A node left out for a person (a lemon) is not flagged again while its flag lives
+(7 days): it is out of service already.
 
 The fleet goodput study models this policy (``evals/goodput``, lever ``precursors_agent``) with the
 share of faults that warn (recall) and the false flags per catch (precision), false drains counted
@@ -60,7 +62,7 @@ log = logging.getLogger(__name__)
 PreemptionState = Literal["waiting", "awaiting_approval", "swapped", "cordoned", "refused"]
 OPEN_STATES: frozenset[PreemptionState] = frozenset({"waiting", "awaiting_approval"})
 REMOVED_STATES: frozenset[PreemptionState] = frozenset({"swapped", "cordoned"})
-RESET, REBOOT, ISOLATE, SWAP = "reset-gpu", "drain-and-reboot-node", "isolate-gpu", "swap-spare"
+RESET, REBOOT, ISOLATE = "reset-gpu", "drain-and-reboot-node", "isolate-gpu"
 DRAIN_AFTER_S = 6 * 3600.0
 RESUMED_S = 30.0
 """A checkpoint boundary starts this long after the write: three heartbeats (events.detectors.hang)."""
@@ -113,14 +115,16 @@ def flag_of(incident: Incident) -> Preemption | None:
 
 def _lemon_left_in_service(incident: Incident, node: str, gpu: int) -> bool:
     """Whether a repeated offender's incident, once planned, leaves its GPU able to take work: its
-    plan neither isolates the GPU nor swaps its node out (nor was the incident folded into another)."""
+    plan neither isolates the GPU nor drains its node (a reset or reboot cordons it, and the repair
+    flow never returns a suspected part). A swap alone takes the node out of one job, not out of
+    service. An incident folded into another is that one's to handle."""
     if incident.plan is None or incident.status == "open" or incident.folded_into is not None:
         return False  # not decided yet (the next round looks again), or another incident has it
     for action in incident.plan.actions:
         p = action.params
         if action.runbook == ISOLATE and p.get("node") == node and p.get("gpu") == gpu:
             return False
-        if action.runbook == SWAP and p.get("node") == node:
+        if action.runbook in (RESET, REBOOT) and p.get("node") == node:
             return False
     return True
 
@@ -181,6 +185,8 @@ class PreemptiveRemoval:
             or flag.flagged_at <= earlier.flagged_at
         ):
             return False
+        if earlier.state in REMOVED_STATES and earlier.repair != "queued":
+            return False  # still out (a lemon stays with a person; the repair was never queued)
 
         def renew(doc: Preemption) -> None:
             if doc.incident_id != earlier.incident_id:

@@ -182,10 +182,10 @@ def lemon(plan: Plan | None, status: str = "escalated") -> Incident:
     )
 
 
-def test_a_lemon_that_triage_isolated_or_swapped_out_is_not_flagged_again() -> None:
+def test_a_lemon_that_triage_isolated_or_drained_is_not_flagged_again() -> None:
     isolate = RunbookInvocation(runbook="isolate-gpu", params={"node": "node-007", "gpu": 5})
-    swap = RunbookInvocation(runbook="swap-spare", params={"job": "train-01", "node": "node-007"})
-    for actions in ([isolate], [swap]):
+    reset = RunbookInvocation(runbook="reset-gpu", params={"node": "node-007", "gpu": 5})
+    for actions in ([isolate], [reset]):
         assert (
             flag_of(lemon(Plan(planner="rules", disposition="escalate", rationale="", actions=actions)))
             is None
@@ -194,14 +194,16 @@ def test_a_lemon_that_triage_isolated_or_swapped_out_is_not_flagged_again() -> N
 
 
 def test_a_lemon_whose_incident_leaves_it_in_service_is_flagged() -> None:
-    # A pending remap on an idle GPU, the third incident on it in a day: triage resets it now and
-    # opens a ticket, but nothing stops the next job landing on it.
-    reset = RunbookInvocation(runbook="reset-gpu", params={"node": "node-007", "gpu": 5})
+    # The catalog's repetition rule tripped on an idle GPU (Xid 94 five times in a day -> ticket):
+    # triage opens a ticket, but nothing stops the next job landing on it. A swap out of one job
+    # does not stop the next one either.
     escalate = RunbookInvocation(runbook="escalate", params={"node": "node-007"})
-    plan = Plan(planner="rules", disposition="escalate", rationale="", actions=[reset, escalate])
-    flagged = flag_of(lemon(plan))
-    assert flagged is not None and (flagged.node, flagged.gpu) == ("node-007", 5)
-    assert "repeated offender" in flagged.why
+    swap = RunbookInvocation(runbook="swap-spare", params={"job": "train-01", "node": "node-007"})
+    for actions in ([escalate], [swap, escalate]):
+        plan = Plan(planner="rules", disposition="escalate", rationale="", actions=actions)
+        flagged = flag_of(lemon(plan))
+        assert flagged is not None and (flagged.node, flagged.gpu) == ("node-007", 5)
+        assert "repeated offender" in flagged.why
 
 
 async def test_a_cordoned_idle_node_is_handed_to_the_deferred_repair(policy_gate: PolicyGate) -> None:
@@ -248,3 +250,19 @@ async def test_a_later_incident_flags_a_node_whose_earlier_removal_is_over(polic
         assert await pre.scan() == 0  # the older incident does not take the flag back
     [flag] = await pre.flags.values()
     assert (flag.incident_id, flag.gpu, flag.state) == ("inc-later", 1, "waiting")
+
+
+async def test_a_lemon_left_out_for_a_person_is_not_flagged_again(policy_gate: PolicyGate) -> None:
+    rig = build_rig(policy_gate, min_spares=0)
+    store = IncidentStore.in_memory()
+    found = ("suspected_bad_hardware",)
+    await store.create(warning(rig, node="node-015", gpu=0, findings=found))
+    async with connected(rig):
+        pre = await removal(rig, store)
+        await run_until(rig, pre, "cordoned", limit=2)
+        rig.twin.advance(3600)
+        again = warning(rig, node="node-015", gpu=0, findings=found)
+        await store.create(again.model_copy(update={"id": "inc-again"}))
+        assert await pre.scan() == 0  # its node is still cordoned, waiting for a person
+    [flag] = await pre.flags.values()
+    assert (flag.incident_id, flag.state, flag.repair) == ("inc-node-015", "cordoned", "not_queued")
