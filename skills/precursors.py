@@ -13,9 +13,11 @@ drains it at a checkpoint boundary, before the crash.
 
 A repeated offender (the lemon rule, ``suspected_bad_hardware``) is a precursor too: a GPU that keeps
 failing fails again. Triage contains it when its incident stops a job (isolated before the restart:
-``agents/fault_rules.isolate_before_restart``, the catalog's repetition rule for Xids); when the
-incident that tripped the rule does not take the GPU out (a trend, a job that kept running, an idle
-GPU), ``LEMON`` names it and pre-emptive removal takes the node out (``agents.preemptive.flag_of``).
+``agents/fault_rules.isolate_before_restart``; scenarios lemon-gpu, xid94-repeat-isolate-before-restart)
+or its plan resets or reboots it (the node is drained and never returned automatically). When the
+incident that tripped the rule does neither (an idle GPU, a job that kept running: scenario
+precursor-lemon-left-in-service), ``LEMON`` names it and pre-emptive removal takes the node out
+(``agents.preemptive.flag_of``).
 """
 
 from __future__ import annotations
