@@ -325,7 +325,7 @@ class Correlator:
         incident_id = self._new_id(event.cluster, keys[-1], event.event_id)
         self._remember(_Open(incident_id, "ecc", event.node, event.time, keys, tags=findings), node_key=True)
         repeat = None
-        if findings - {"sbe_rate", "retired_pages_soft"}:
+        if findings - {"sbe_rate", "retired_pages_soft", "thermal_recurring"}:  # trends, not faults
             repeat = self.offenders.record([keys[-1], event.node], event.time)
         return Correlation(
             incident_id,

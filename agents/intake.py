@@ -136,7 +136,7 @@ def _open_ecc(incident_id: str, event: EccEvent) -> tuple[Incident, str]:
         id=incident_id,
         cluster=event.cluster,
         kind="ecc",
-        title=f"ECC {', '.join(event.findings)} on {event.node} GPU {event.gpu}",
+        title=f"{'DCGM' if 'thermal_recurring' in event.findings else 'ECC'} {', '.join(event.findings)} on {event.node} GPU {event.gpu}",
         severity=severity,
         opened_at=event.time,
         entity=entity,

@@ -113,6 +113,8 @@ class Platform:
     store: IncidentStore = field(init=False)
     agent: TriageAgent = field(init=False)
     repairs: RepairWorker = field(init=False)
+    preemptive: PreemptiveRemoval | None = field(init=False, default=None)
+    """Pre-emptive removal, when ``preemptive_removal`` is on (and the agent embedded)."""
     detection: Detection = field(init=False)
     kmsg: KmsgService = field(init=False)
     gpus: GpuResolver = field(init=False)
@@ -284,11 +286,12 @@ class Platform:
             name = "deferred repairs"
             self._supervise(name, lambda: self.repairs.run(self._stop, probe=self.liveness.probe(name)))
             if s.preemptive_removal:
-                preemptive = PreemptiveRemoval(
+                preemptive = self.preemptive = PreemptiveRemoval(
                     tools,
                     KvDocuments(await self.js.key_value(subjects.BUCKET_PREEMPTIONS), Preemption),
                     self.store,
                     drain_after_s=s.preemptive_drain_after_s,
+                    clock=self.agent.clock,
                 )
                 self._supervise("pre-emptive removal", lambda: preemptive.watch(self._stop), reports=False)
         self._stack.push_async_callback(self.agent.drain)

@@ -217,7 +217,8 @@ class Settings(BaseSettings):
     preemptive_removal: bool = Field(
         default=False,
         description="the agent swaps out GPUs whose signals predict failure (rising corrected ECC, retired "
-        "pages) at their job's next stop or checkpoint boundary (agents/preemptive.py)",
+        "pages, recurring thermal slowdown, a lemon left in service) at their job's next stop or checkpoint "
+        "boundary, and hands the node to the deferred repair (agents/preemptive.py)",
     )
     preemptive_drain_after_s: float = Field(
         default=6 * 3600.0,

@@ -54,6 +54,23 @@ REMAPPED_ROWS_CORRECTABLE: DcgmFieldName = "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROW
 ROW_REMAP_FAILURE: DcgmFieldName = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 ROW_REMAP_PENDING: DcgmFieldName = "DCGM_FI_DEV_ROW_REMAP_PENDING"
 
+# DCGM_FI_DEV_CLOCKS_EVENT_REASONS (field 112, formerly DCGM_FI_DEV_CLOCK_THROTTLE_REASONS) is a
+# bitmask, a 1:1 map of NVML's nvmlClocksEventReasons (DCGM API "Field Constants",
+# DCGM_CLOCKS_EVENT_REASON_*; NVML API reference 4.31 "NvmlClocksEventReasons").
+CLOCKS_GPU_IDLE = 0x1
+CLOCKS_SW_POWER_CAP = 0x4
+CLOCKS_HW_SLOWDOWN = 0x8
+"""HW slowdown: clocks cut by half or more (temperature, an external power brake, fast-trigger power)."""
+CLOCKS_SW_THERMAL = 0x20
+"""SW thermal slowdown: the GPU or memory temperature is above its maximum operating temperature."""
+CLOCKS_HW_THERMAL = 0x40
+"""HW thermal slowdown: clocks cut by half or more because the temperature is too high."""
+CLOCKS_HW_POWER_BRAKE = 0x80
+"""HW power brake slowdown: clocks cut by half or more by an external power brake assertion."""
+THERMAL_SLOWDOWN_BITS = CLOCKS_SW_THERMAL | CLOCKS_HW_THERMAL | CLOCKS_HW_POWER_BRAKE
+"""The slowdowns the hardware forces to protect itself from heat or a failing power supply: never
+the workload's choice (unlike the idle, power-cap and application-clock reasons)."""
+
 XID_COUNT = "DCGM_EXP_XID_ERRORS_COUNT"
 """dcgm-exporter's own Xid counter over its window (labelled by ``xid``); not a DCGM field."""
 XID_COUNT_HELP = "Count of XID Errors within user-specified time window (see xid-count-window-size param)."

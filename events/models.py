@@ -74,12 +74,16 @@ EccFinding = Literal[
     "remap_failure",
     "remap_uncorrectable",
     "remap_rows_exhausted",
+    "thermal_recurring",
 ]
-"""What an ECC event reports; DCGM's own limits are in ``events.detectors.dcgm``."""
+"""What an ECC event reports; DCGM's own limits are in ``events.detectors.dcgm``. ``thermal_recurring``
+is not about memory: the DCGM detector's one non-ECC health finding (recurring thermal slowdown,
+``events.detectors.thermal``), carried by the same event so it reaches triage as a finding."""
 
 
 class EccEvent(EventBase):
-    """ECC counters of one GPU when something in them changed that matters (DCGM detector)."""
+    """ECC counters of one GPU when something in them changed that matters, or a recurring thermal
+    slowdown (DCGM detector)."""
 
     kind: Literal["ecc"] = "ecc"
     node: str = Field(min_length=1)
@@ -98,6 +102,9 @@ class EccEvent(EventBase):
     remap_uncorrectable: int = 0
     remap_pending: int = 0
     remap_failure: int = 0
+    clock_event_reasons: int = Field(
+        default=0, description="DCGM_FI_DEV_CLOCKS_EVENT_REASONS at the scrape (a bitmask)"
+    )
     reason: str = ""
 
 

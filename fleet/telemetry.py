@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from events import dcgm_fields
 from fleet.jobs import TrainingJob
 from fleet.numerics import JobNumerics
 from fleet.topology import Cluster
 
-# DCGM_FI_DEV_CLOCKS_EVENT_REASONS bits (DCGM 4.x dcgm_fields.h).
-CLOCK_HW_SLOWDOWN = 0x8
-CLOCK_SW_THERMAL = 0x20
-CLOCK_HW_THERMAL = 0x40
-CLOCK_POWER_BRAKE = 0x80
+# DCGM_FI_DEV_CLOCKS_EVENT_REASONS bits (events.dcgm_fields, after NVML's nvmlClocksEventReasons).
+CLOCK_HW_SLOWDOWN = dcgm_fields.CLOCKS_HW_SLOWDOWN
+CLOCK_SW_THERMAL = dcgm_fields.CLOCKS_SW_THERMAL
+CLOCK_HW_THERMAL = dcgm_fields.CLOCKS_HW_THERMAL
+CLOCK_POWER_BRAKE = dcgm_fields.CLOCKS_HW_POWER_BRAKE
 
 XID_COUNT_WINDOW_S = 300.0
 """dcgm-exporter's DCGM_EXP_XID_ERRORS_COUNT window (5 minutes by default)."""

@@ -6,7 +6,8 @@ over NATS, evaluate them, scrape the twin's dcgm-exporter); let the whole pipeli
 kernel-log shipper idle, the kmsg and triage consumers caught up, every mitigation finished); then
 advance the simulated clock by ``tick_s``. Processing therefore takes no simulated time; detection
 delays that live in simulated time (windows, thresholds, heartbeat intervals, DCGM scrapes once a
-tick) are kept. Times have tick resolution.
+tick) are kept. Times have tick resolution. The deferred repairs and pre-emptive removal (when a
+scenario's settings turn it on) take their rounds in the settling too: their own loops are parked.
 
 Before the timeline starts, the detectors watch ``detector_warmup_s`` of healthy training (within
 ``warmup_s``), so the throughput detector has learnt each job's baseline step time.
@@ -274,6 +275,8 @@ def park_detector_loop(platform: Platform) -> None:
     service = platform.detection.service
     service.evaluate_interval_s = service.scrape_interval_s = PARKED_S
     platform.repairs.park()  # the runner ticks the deferred repairs itself (``settle``)
+    if platform.preemptive is not None:
+        platform.preemptive.park()  # and pre-emptive removal
 
 
 async def detect(platform: Platform, beats: _BeatCounter, *, scrape: bool) -> bool:
@@ -317,6 +320,9 @@ async def settle(platform: Platform) -> bool:
             # Then the deferred repairs' round (the worker's own loop is parked): what it did (a
             # reboot's kernel lines, say) goes through the pipeline before the tick ends.
             if await platform.repairs.tick():
+                quiet_rounds = 0
+                continue
+            if platform.preemptive is not None and await platform.preemptive.tick():
                 quiet_rounds = 0
                 continue
             return True

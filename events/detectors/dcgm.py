@@ -9,7 +9,12 @@ Counters are compared as deltas between scrapes, never as absolute values: a cou
 - a row remap pending (and its clearing, which cancels it), a row remap failure, new uncorrectable
   remapped rows, and 512 of them (DCGM's "bad GPU" limit);
 - Xids, from dcgm-exporter's windowed Xid count (a rising count is a new occurrence; a falling one
-  is the window sliding).
+  is the window sliding);
+- recurring thermal slowdown (``thermal_recurring``), from the clock-event reasons: the thermal and
+  power-brake bits in 8 of the last 20 scrapes, or in 3 separate episodes within an hour
+  (``events.detectors.thermal``, where the rule is argued); one blip is nothing. It rides on the ECC
+  event, the DCGM detector's report of a GPU's health, so triage and pre-emptive removal read it as
+  one more finding.
 
 On first sight of a GPU only states are reported (a pending remap, a failure, a volatile DBE since
 the last reset, limits already reached), not history. Event ids derive from the content, so a
@@ -24,6 +29,7 @@ from datetime import datetime
 
 from events import dcgm_fields
 from events.detectors.exposition import Sample
+from events.detectors.thermal import ThermalWatch
 from events.kmsg_parser import normalise_pci_bus_id
 from events.models import EccEvent, EccFinding, XidEvent, stable_id
 
@@ -35,8 +41,12 @@ RETIRED_PAGES_HARD_LIMIT = 63
 UNCORRECTABLE_ROWS_LIMIT = 512
 DEFAULT_SBE_PER_HOUR = 1000.0
 
-FIELDS: dict[str, str] = {name: dcgm_fields.BY_NAME[name].sample for name in dcgm_fields.MEMORY_HEALTH}
-"""The memory-health fields the detector reads, and the reading each fills."""
+CLOCK_EVENT_REASONS = dcgm_fields.BY_NAME[dcgm_fields.CLOCKS_EVENT_REASONS].sample
+FIELDS: dict[str, str] = {
+    name: dcgm_fields.BY_NAME[name].sample
+    for name in (*dcgm_fields.MEMORY_HEALTH, dcgm_fields.CLOCKS_EVENT_REASONS)
+}
+"""The fields the detector reads (memory health, clock-event reasons), and the reading each fills."""
 XID_COUNT = dcgm_fields.XID_COUNT
 LAST_XID = dcgm_fields.XID_ERRORS
 METRIC_NAMES = frozenset({*FIELDS, XID_COUNT, LAST_XID})
@@ -53,6 +63,7 @@ _REASONS: dict[EccFinding, str] = {
     "remap_failure": "row remapping failed: replace the GPU",
     "remap_uncorrectable": "new rows remapped for uncorrectable errors",
     "remap_rows_exhausted": f"{UNCORRECTABLE_ROWS_LIMIT} uncorrectable remapped rows: a bad GPU",
+    "thermal_recurring": "recurring thermal slowdown (clock-event reasons)",
 }
 
 
@@ -116,8 +127,10 @@ class DcgmDetector:
         *,
         sbe_per_hour: float = DEFAULT_SBE_PER_HOUR,
         forget_after_s: float = 3600.0,
+        thermal: ThermalWatch | None = None,
     ) -> None:
         self.cluster = cluster
+        self.thermal = thermal or ThermalWatch()
         self.sbe_per_hour = sbe_per_hour
         self.forget_after_s = forget_after_s
         self._seen: dict[tuple[str, int], _Seen] = {}
@@ -134,6 +147,9 @@ class DcgmDetector:
         for gpu in readings:
             key = (gpu.node, gpu.index)
             prev = self._seen.get(key)
+            hot = self.thermal.observe(key, gpu.values.get(CLOCK_EVENT_REASONS), now)
+            if hot is not None:
+                out.append(self._ecc(gpu, ["thermal_recurring"], now, hot.reason))
             if (
                 prev is not None
                 and gpu.values == prev.values
@@ -202,7 +218,7 @@ class DcgmDetector:
             found.append("remap_rows_exhausted")
         return found
 
-    def _ecc(self, gpu: GpuReading, findings: list[EccFinding], now: datetime) -> EccEvent:
+    def _ecc(self, gpu: GpuReading, findings: list[EccFinding], now: datetime, why: str = "") -> EccEvent:
         v = {k: int(x) for k, x in gpu.values.items()}
         return EccEvent(
             event_id=stable_id(self.cluster, gpu.node, gpu.index, "ecc", *findings, *sorted(v.items())),
@@ -214,7 +230,7 @@ class DcgmDetector:
             pci_bus_id=gpu.pci_bus_id,
             uuid=gpu.uuid,
             findings=findings,
-            reason="; ".join(_REASONS[f] for f in findings),
+            reason=why or "; ".join(_REASONS[f] for f in findings),
             **v,
         )
 

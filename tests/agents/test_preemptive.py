@@ -1,6 +1,8 @@
 """Pre-emptive removal on the fleet twin, through the real MCP client and the policy gate: a GPU whose
 corrected ECC errors predict failure leaves its job at the job's next stop or checkpoint boundary,
-an idle one is cordoned, a swap into the reserve waits for a person, replicas flag a node once."""
+an idle one is cordoned and handed to the deferred repair, a swap into the reserve waits for a
+person, replicas flag a node once; recurring thermal slowdown and a lemon triage left in service are
+precursors too."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from agents.preemptive import Preemption, PreemptiveRemoval, flag_of
 from agents.store import IncidentStore
 from contracts.client import McpToolClient
 from events.documents import MemoryDocuments
-from events.incident import Incident
+from events.incident import Incident, Plan, RunbookInvocation
 from mcp_server.gate.policy import PolicyGate
 from tests.mcp_server.remediation_rig import Rig, build_rig, connected
 from tests.mcp_server.support import AGENT, OPERATOR
@@ -38,6 +40,7 @@ def warning(
         findings=list(findings),
         affected_nodes=[node],
         affected_gpus=[f"{node}/{gpu}"],
+        plan=Plan(planner="rules", disposition="no_action", rationale="a trend to watch"),
     )
 
 
@@ -159,3 +162,107 @@ async def test_two_replicas_flag_a_node_once(policy_gate: PolicyGate) -> None:
     incident = await store.get_incident(f"inc-{NODE}")
     assert incident is not None
     assert [e.what for e in incident.timeline].count("pre-emptive removal planned") == 1
+
+
+def test_recurring_thermal_slowdown_is_a_precursor_of_a_thermal_fault() -> None:
+    base = Incident(id="i", cluster="c", kind="ecc", affected_gpus=["node-001/4"])
+    flagged = flag_of(base.model_copy(update={"findings": ["ecc.thermal_recurring"]}))
+    assert flagged is not None and "thermal" in flagged.why
+
+
+def lemon(plan: Plan | None, status: str = "escalated") -> Incident:
+    return Incident(
+        id="inc-lemon",
+        cluster="c",
+        kind="ecc",
+        status=status,  # type: ignore[arg-type]
+        findings=["ecc.remap_pending", "suspected_bad_hardware"],
+        affected_gpus=["node-007/5"],
+        plan=plan,
+    )
+
+
+def test_a_lemon_that_triage_isolated_or_drained_is_not_flagged_again() -> None:
+    isolate = RunbookInvocation(runbook="isolate-gpu", params={"node": "node-007", "gpu": 5})
+    reset = RunbookInvocation(runbook="reset-gpu", params={"node": "node-007", "gpu": 5})
+    for actions in ([isolate], [reset]):
+        assert (
+            flag_of(lemon(Plan(planner="rules", disposition="escalate", rationale="", actions=actions)))
+            is None
+        )
+    assert flag_of(lemon(None, status="open")) is None  # not planned yet: the next round looks again
+
+
+def test_a_lemon_whose_incident_leaves_it_in_service_is_flagged() -> None:
+    # The catalog's repetition rule tripped on an idle GPU (Xid 94 five times in a day -> ticket):
+    # triage opens a ticket, but nothing stops the next job landing on it. A swap out of one job
+    # does not stop the next one either.
+    escalate = RunbookInvocation(runbook="escalate", params={"node": "node-007"})
+    swap = RunbookInvocation(runbook="swap-spare", params={"job": "train-01", "node": "node-007"})
+    for actions in ([escalate], [swap, escalate]):
+        plan = Plan(planner="rules", disposition="escalate", rationale="", actions=actions)
+        flagged = flag_of(lemon(plan))
+        assert flagged is not None and (flagged.node, flagged.gpu) == ("node-007", 5)
+        assert "repeated offender" in flagged.why
+
+
+async def test_a_cordoned_idle_node_is_handed_to_the_deferred_repair(policy_gate: PolicyGate) -> None:
+    rig = build_rig(policy_gate, min_spares=0)
+    store = IncidentStore.in_memory()
+    await store.create(warning(rig, node="node-015", gpu=0, findings=("ecc.thermal_recurring",)))
+    async with connected(rig):
+        pre = await removal(rig, store)
+        flag = await run_until(rig, pre, "cordoned", limit=2)
+    assert flag.repair == "queued"
+    incident = await store.get_incident("inc-node-015")
+    assert incident is not None and incident.plan is not None
+    assert [(d.runbook, d.params) for d in incident.plan.deferred] == [
+        ("reset-gpu", {"node": "node-015", "gpu": 0})
+    ]
+    assert "pre-emptive removal: repair queued" in [e.what for e in incident.timeline]
+
+
+async def test_a_cordoned_lemon_is_left_to_a_person_not_repaired(policy_gate: PolicyGate) -> None:
+    rig = build_rig(policy_gate, min_spares=0)
+    store = IncidentStore.in_memory()
+    found = ("ecc.remap_pending", "suspected_bad_hardware")
+    await store.create(warning(rig, node="node-015", gpu=0, findings=found))
+    async with connected(rig):
+        pre = await removal(rig, store)
+        flag = await run_until(rig, pre, "cordoned", limit=2)
+    assert flag.repair == "not_queued" and rig.twin.node("node-015").cordoned
+    incident = await store.get_incident("inc-node-015")
+    assert incident is not None and incident.plan is not None and incident.plan.deferred == []
+    assert "pre-emptive removal: no automatic repair" in [e.what for e in incident.timeline]
+
+
+async def test_a_later_incident_flags_a_node_whose_earlier_removal_is_over(policy_gate: PolicyGate) -> None:
+    rig = build_rig(policy_gate, min_spares=0)
+    store = IncidentStore.in_memory()
+    await store.create(warning(rig, node="node-015", gpu=0))
+    async with connected(rig):
+        pre = await removal(rig, store)
+        await run_until(rig, pre, "cordoned", limit=2)
+        rig.twin.advance(3600)
+        later = warning(rig, node="node-015", gpu=1, findings=("ecc.thermal_recurring",))
+        await store.create(later.model_copy(update={"id": "inc-later"}))
+        assert await pre.scan() == 1
+        assert await pre.scan() == 0  # the older incident does not take the flag back
+    [flag] = await pre.flags.values()
+    assert (flag.incident_id, flag.gpu, flag.state) == ("inc-later", 1, "waiting")
+
+
+async def test_a_lemon_left_out_for_a_person_is_not_flagged_again(policy_gate: PolicyGate) -> None:
+    rig = build_rig(policy_gate, min_spares=0)
+    store = IncidentStore.in_memory()
+    found = ("suspected_bad_hardware",)
+    await store.create(warning(rig, node="node-015", gpu=0, findings=found))
+    async with connected(rig):
+        pre = await removal(rig, store)
+        await run_until(rig, pre, "cordoned", limit=2)
+        rig.twin.advance(3600)
+        again = warning(rig, node="node-015", gpu=0, findings=found)
+        await store.create(again.model_copy(update={"id": "inc-again"}))
+        assert await pre.scan() == 0  # its node is still cordoned, waiting for a person
+    [flag] = await pre.flags.values()
+    assert (flag.incident_id, flag.state, flag.repair) == ("inc-node-015", "cordoned", "not_queued")

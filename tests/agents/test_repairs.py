@@ -205,3 +205,42 @@ async def test_a_repair_never_spends_the_circuit_breakers_budget(rig: Rig) -> No
     assert rig.done("drain_node") == []
     safety = await rig.tools.call("safety_status", {})
     assert safety.structured["breaker"]["open"] is False
+
+
+async def test_a_node_cordoned_by_preemptive_removal_is_repaired_and_returned(rig: Rig) -> None:
+    from agents.preemptive import Preemption, PreemptiveRemoval
+    from events.documents import MemoryDocuments
+
+    # An idle GPU keeps throttling: triage calls it a trend, pre-emptive removal cordons its node.
+    rig.twin.throttle_gpu("node-014", 4, 1.15)
+    await rig.store.create(
+        Incident(
+            id="inc-thermal",
+            cluster=rig.twin.name,
+            kind="ecc",
+            status="suppressed",
+            opened_at=rig.twin.now(),
+            findings=["ecc.thermal_recurring"],
+            affected_nodes=["node-014"],
+            affected_gpus=["node-014/4"],
+            plan=Plan(planner="rules", disposition="no_action", rationale="a trend to watch"),
+        )
+    )
+    pre = PreemptiveRemoval(rig.tools, MemoryDocuments(Preemption), rig.store)
+    await pre.tick()
+    [flag] = await pre.flags.values()
+    assert (flag.state, flag.repair) == ("cordoned", "queued") and rig.twin.node("node-014").cordoned
+
+    worker = rig.worker("agent-a")
+    for _ in range(20):  # the deferred repair: reset, verify, return (the reset takes simulated time)
+        await worker.tick()
+        repair = await RepairBook(rig.docs).get("node-014")
+        if repair is not None and not repair.active:
+            break
+        rig.twin.advance(60)
+    assert repair is not None and repair.status == "returned" and repair.returned_to == "service"
+    assert [r.runbook for r in repair.runs] == ["reset-gpu", "return-to-service"]
+    assert not rig.twin.node("node-014").cordoned
+    assert rig.twin.telemetry.counters("node-014", 4).clock_event_reasons == 0  # the reset cleared it
+    stored = await rig.store.get_incident("inc-thermal")
+    assert stored is not None and "repair done" in [e.what for e in stored.timeline]
