@@ -160,6 +160,7 @@ async def numerics_events(js) -> list[NumericsEvent]:
 async def test_a_nan_loss_from_training_loops_lands_in_gpu_events_as_one_numerics_event(nats_url, nc, js):
     service = DetectorService(nc, js, cluster="sim-a")
     await service.start()
+    await nc.flush()  # subscribed at the server before other connections publish
     loops = [
         TrainingHeartbeat(
             nats_url,
@@ -177,7 +178,7 @@ async def test_a_nan_loss_from_training_loops_lands_in_gpu_events_as_one_numeric
             loss = 2.0 + 0.01 * (step % 7) if step < 51 else float("nan")
             for hb in loops:
                 hb.beat(step, 0.5, loss=loss, grad_norm=1.0 + 0.01 * (step % 5))
-        await eventually(lambda: service.beats_seen >= 120, within_s=10, what="every beat over NATS")
+        await eventually(lambda: service.beats_seen >= 120, within_s=30, what="every beat over NATS")
         await service.evaluate()
         await service.evaluate()  # the NaN steps again: the same episode, nothing new
         [event] = await numerics_events(js)
