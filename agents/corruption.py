@@ -99,6 +99,11 @@ def run_id(incident: Incident, invocation: RunbookInvocation, base: str) -> str:
     return f"{base}/{params['node']}{gpu}"
 
 
+def skipped(incident: Incident, invocation: RunbookInvocation) -> bool:
+    """In observe-only the diagnostics are dry runs: no verdict will come, so none is waited for."""
+    return incident.observe_only and invocation.runbook == VERDICT
+
+
 def concluded(plan: Plan) -> bool:
     return any(a.runbook not in (LOCATE, VERDICT) for a in plan.actions)
 

@@ -149,6 +149,8 @@ class Mitigator(Waits):
         escalated = False
         while True:
             for invocation in plan.actions:
+                if corruption.skipped(incident, invocation):
+                    continue
                 run_id = corruption.run_id(incident, invocation, run_id_for(incident, invocation.runbook))
                 incident, outcome = await self._run_chain(
                     incident, invocation.runbook, invocation.params, run_id

@@ -66,10 +66,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def inject(
         kind: str = typer.Argument(
-            ..., help="xid, ecc, hang, slow_link, throttle, slow_workload, node_lost or nic_down"
+            ..., help="xid, ecc, hang, slow_link, throttle, slow_workload, sdc, node_lost or nic_down"
         ),
-        node: str | None = typer.Option(None, "--node", help="xid, ecc, throttle, node_lost, nic_down"),
-        gpu: int | None = typer.Option(None, "--gpu", help="xid, ecc, throttle"),
+        node: str | None = typer.Option(None, "--node", help="xid, ecc, throttle, sdc, node_lost, nic_down"),
+        gpu: int | None = typer.Option(None, "--gpu", help="xid, ecc, throttle, sdc"),
         xid: int | None = typer.Option(None, "--xid", help="xid: the code, e.g. 79"),
         ecc: str = typer.Option(
             "dbe", "--ecc", help="ecc: dbe, sbe_burst, remap_pending, remap_failure, retired_pages"
@@ -79,16 +79,30 @@ def register(app: typer.Typer) -> None:
         rank: int | None = typer.Option(None, "--rank", help="hang: the rank (default any)"),
         leaf: str | None = typer.Option(None, "--leaf", help="slow_link: the leaf switch"),
         factor: float = typer.Option(2.0, "--factor", help="slow_link, throttle, slow_workload (1 ends it)"),
+        mode: str = typer.Option("nan", "--mode", help="sdc: nan (the loss goes NaN) or spike"),
+        transient: bool = typer.Option(False, "--transient", help="sdc: a one-off corruption"),
         mcp_url: str | None = McpUrl,
         token: str | None = Token,
         as_json: bool = AsJson,
     ) -> None:
         """Break the fleet twin of a running `aiops up`, as the scenarios do, e.g.
         `aiops inject xid --node node-003 --gpu 3 --xid 79`. Refused against a real cluster."""
-        kinds = ("xid", "ecc", "hang", "slow_link", "throttle", "slow_workload", "node_lost", "nic_down")
+        kinds = (
+            "xid",
+            "ecc",
+            "hang",
+            "slow_link",
+            "throttle",
+            "slow_workload",
+            "sdc",
+            "node_lost",
+            "nic_down",
+        )
         if kind not in kinds:
             raise typer.BadParameter(f"KIND is one of {', '.join(kinds)}")
         arguments: dict[str, Any] = {"kind": kind, "ecc": ecc, "count": count, "factor": factor}
+        if kind == "sdc":
+            arguments |= {"mode": mode, "transient": transient}
         extra = {"node": node, "gpu": gpu, "xid": xid, "job": job, "rank": rank, "leaf": leaf}
         arguments |= {k: v for k, v in extra.items() if v is not None}
         _run(mcp_url, token, "inject_fault", arguments, as_json, _injected)

@@ -227,8 +227,9 @@ def _oracle_for_slowdown(
 
 def lost_so_far(twin: FleetTwin) -> float:
     """GPU-hours the jobs have lost, counting what is already committed as lost: the rest of a
-    restart under way, and for a job that is stopped (stalled, pending) the work since its
-    checkpoint and the restart it still needs — whoever restarts it later cannot save those."""
+    restart under way, for a job that is stopped (stalled, pending) the work since its checkpoint
+    and the restart it still needs — whoever restarts it later cannot save those — and for a job
+    still training on corrupted numbers the work since its last clean checkpoint and a restart."""
     lost = 0.0
     for job in twin.jobs.values():
         lost += job.gpu_hours_lost
@@ -236,7 +237,18 @@ def lost_so_far(twin: FleetTwin) -> float:
             lost += job.restart_remaining_s * job.gpus / 3600
         elif job.state in ("stalled", "pending"):
             lost += _restart_cost(job)
+        elif job.state == "running" and job.name in twin.numerics.poisoned:
+            lost += _corrupted_cost(twin, job)
     return lost
+
+
+def _corrupted_cost(twin: FleetTwin, job: TrainingJob) -> float:
+    """A job training on corrupted numbers (silent data corruption nobody stopped): everything since
+    the newest checkpoint from before the corruption is wasted, and a restart from it is still due."""
+    first_bad = twin.numerics.poisoned[job.name].first_bad_step
+    clean = [c.step for c in job.checkpoints if c.step < first_bad]
+    redo_s = (job.step - (clean[-1] if clean else 0)) * job.step_time_s
+    return (redo_s + job.restart_overhead_s) * job.gpus / 3600
 
 
 def slow_loss(twin: FleetTwin, seconds: float) -> float:

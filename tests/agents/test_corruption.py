@@ -106,3 +106,13 @@ def test_without_the_runbooks_the_incident_goes_to_a_person():
     event = numerics()
     incident = open_incident("inc-1", event, Correlator().assign(event), T0)
     assert corruption.first_plan(incident, facts(), {"escalate"}, "rules").disposition == "escalate"
+
+
+def test_in_observe_only_no_diagnostics_verdict_is_waited_for():
+    event = numerics()
+    incident = open_incident("inc-1", event, Correlator().assign(event), T0)
+    verdict = RunbookInvocation(runbook="diagnostics-verdict", params={"node": "node-009"})
+    locate = RunbookInvocation(runbook="locate-corruption", params={"node": "node-009", "job": "train-02"})
+    assert not corruption.skipped(incident, verdict)
+    incident.observe_only = True
+    assert corruption.skipped(incident, verdict) and not corruption.skipped(incident, locate)

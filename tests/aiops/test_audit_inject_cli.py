@@ -50,3 +50,13 @@ async def test_inject_then_audit_and_the_errors_are_readable(tmp_path: Path) -> 
     assert unknown_kind[0] != 0 and "Traceback" not in unknown_kind[1]
     assert down[0] == 1 and len(down[1].strip().splitlines()) == 1
     assert down[1].startswith("error: cannot reach http://127.0.0.1:")
+
+
+async def test_inject_sdc_corrupts_a_gpu_of_the_running_twin(tmp_path: Path) -> None:
+    async with running(tmp_path, http=True) as platform:
+        env = as_operator(platform)
+        injected = await cli(env, "inject", "sdc", "--node", "node-010", "--gpu", "3", "--mode", "spike")
+        fault = platform.twin.numerics.faulty("node-010", 3)
+
+    assert injected[0] == 0 and "silent data corruption (spike) on node-010/gpu3" in injected[1], injected[1]
+    assert fault is not None and fault.mode == "spike" and not fault.transient

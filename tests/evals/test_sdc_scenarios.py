@@ -13,10 +13,11 @@ from evals.scenarios.score import score
 SDC = sorted(s.name for s in load_library() if s.family == "sdc")
 
 
-def test_the_sdc_family_covers_persistent_spike_transient_repeat_and_clean():
+def test_the_sdc_family_covers_persistent_spike_transient_repeat_observe_only_and_clean():
     assert SDC == [
         "sdc-clean-loss-noise",
         "sdc-nan-persistent",
+        "sdc-observe-only",
         "sdc-spike-rank-visible",
         "sdc-transient",
         "sdc-transient-twice",
