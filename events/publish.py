@@ -9,28 +9,23 @@ from nats.js import JetStreamContext
 
 from events import subjects
 from events.dead_letter import DeadLetter, publish_dead_letter
-from events.models import AnyEvent, NumericsEvent, event_key
+from events.models import AnyEvent, event_key
 
 __all__ = [
     "AnyEvent",
     "DeadLetter",
-    "DetectedEvent",
     "encode_event",
     "event_subject",
     "publish_dead_letter",
     "publish_events",
 ]
 
-DetectedEvent = AnyEvent | NumericsEvent
-"""What a producer publishes into GPU_EVENTS: the typed events, and numerics events (keyed by job)."""
+
+def event_subject(event: AnyEvent) -> str:
+    return subjects.event(event.kind, event.cluster, event_key(event))
 
 
-def event_subject(event: DetectedEvent) -> str:
-    key = event.job if isinstance(event, NumericsEvent) else event_key(event)
-    return subjects.event(event.kind, event.cluster, key)
-
-
-def encode_event(event: DetectedEvent) -> bytes:
+def encode_event(event: AnyEvent) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
@@ -38,7 +33,7 @@ ACK_TIMEOUT_S = 10.0
 
 
 async def publish_events(
-    js: JetStreamContext, events: Sequence[DetectedEvent], *, timeout_s: float = ACK_TIMEOUT_S
+    js: JetStreamContext, events: Sequence[AnyEvent], *, timeout_s: float = ACK_TIMEOUT_S
 ) -> int:
     """Publish many events with acks in flight; returns how many were new (not duplicates).
 

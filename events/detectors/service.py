@@ -41,8 +41,8 @@ from events.detectors.numerics import NumericsDetector
 from events.detectors.throughput import ThroughputDetector
 from events.heartbeat import decode_heartbeats
 from events.liveness import Liveness
-from events.models import Heartbeat, utcnow
-from events.publish import DetectedEvent, publish_events
+from events.models import AnyEvent, Heartbeat, utcnow
+from events.publish import publish_events
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class DetectorService:
         self.publish_errors = 0
         self.events_dropped = 0
         self.max_outbox = max_outbox
-        self._outbox: deque[DetectedEvent] = deque()
+        self._outbox: deque[AnyEvent] = deque()
         self.probe = (liveness or Liveness()).probe("detectors", stale_after_s=30.0)
         self._sub: Subscription | None = None
         self._dead: list[DeadLetter] = []
@@ -127,7 +127,7 @@ class DetectorService:
     async def evaluate(self) -> int:
         """Run the heartbeat detectors once and publish what they found; returns the events sent."""
         now = self.clock()
-        events: list[DetectedEvent] = [
+        events: list[AnyEvent] = [
             *self.hang.evaluate(now),
             *self.throughput.evaluate(now),
             *self.numerics.evaluate(now),
@@ -160,7 +160,7 @@ class DetectorService:
             found = self.dcgm.observe_readings(readings, self.clock())
         return await self._publish(found)
 
-    async def _publish(self, events: Sequence[DetectedEvent]) -> int:
+    async def _publish(self, events: Sequence[AnyEvent]) -> int:
         """Queue ``events`` and publish the outbox; returns how many were found this time. A failed
         publish leaves the outbox for the next round and raises."""
         self._outbox.extend(events)
