@@ -29,6 +29,8 @@ from events.consumer import DeadLetterHook, PullConsumer
 from events.liveness import Liveness
 
 Handler = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
+ACK_WAIT_S = 30.0
+"""Events a replica fetched and never acknowledged (it died) are redelivered this long after."""
 
 
 class EventConsumer(PullConsumer):
@@ -40,7 +42,7 @@ class EventConsumer(PullConsumer):
         durable: str = "triage",
         batch_size: int = 1024,
         idle_wait_s: float = 0.5,
-        ack_wait_s: float = 30.0,
+        ack_wait_s: float = ACK_WAIT_S,
         on_backlog: Callable[[bool], None] | None = None,
         dead_letter: DeadLetterHook | None = None,
         liveness: Liveness | None = None,
