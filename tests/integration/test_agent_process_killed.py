@@ -4,10 +4,12 @@ owned once the leases lapse, the events it had fetched come back after the consu
 every fault is one mitigated incident with one executed isolation, and a write with the killed
 agent's fencing token is refused.
 
-The deadlines are the platform's own bounds plus room for work on a loaded machine: a takeover
-comes at most a lease TTL after the kill (the last renewal) plus one takeover sweep (TTL / 2); an
-event the killed agent had fetched comes back ``ack_wait`` after it was delivered. A phase that
-misses its deadline fails naming the phase, with the tail of both agents' logs."""
+The agent to kill is the first to take an incident lease (a watch on the `leases` bucket), killed
+at once: it dies holding the lease, before or while it mitigates. The deadlines are the platform's
+own bounds plus room for work on a loaded machine: a takeover comes at most a lease TTL after the
+kill (the last renewal) plus one takeover sweep (TTL / 2); an event the killed agent had fetched
+comes back ``ack_wait`` after it was delivered. A phase that misses its deadline fails naming the
+phase, with the tail of both agents' logs."""
 
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.js.kv import KeyValue
 
 from agents.consumer import ACK_WAIT_S
 from agents.incident_edits import needs_owner
-from aiops.agent_replicas import AgentReplicas
-from aiops.platform import Platform
+from aiops.agent_replicas import AgentReplicas, Replica
 from aiops.settings import Settings
 from events import subjects
 from events.incident import Incident
@@ -41,10 +43,13 @@ log = logging.getLogger(__name__)
 
 WORK_S = 60.0
 """Room for the work itself (a fetch, a plan, the isolation, KV writes) on a loaded 2-core machine."""
-TAKEOVER_S = DEFAULT_TTL_S + DEFAULT_TTL_S / 2 + WORK_S
+LAPSE_S = DEFAULT_TTL_S + DEFAULT_TTL_S / 2
 """The killed agent's leases lapse a TTL after its last renewal; the peer's sweep runs every TTL / 2."""
-SETTLE_S = ACK_WAIT_S + Settings().group_wait_s + WORK_S
-"""Events the killed agent had fetched (or that its open pull request caught) come back after ack_wait."""
+REDELIVERY_S = ACK_WAIT_S + Settings().group_wait_s
+"""Events the killed agent had fetched (or that its open pull request caught) come back after the
+ack wait; an incident it leased but had not stored yet is opened from them."""
+TAKEOVER_S = max(LAPSE_S, REDELIVERY_S) + WORK_S
+SETTLE_S = REDELIVERY_S + WORK_S
 START_S = 120.0
 """Two Python processes importing the platform and joining the cluster, on a loaded machine."""
 
@@ -79,15 +84,27 @@ def phase(agents: Path) -> Callable[[Callable[[], Awaitable[bool]], float, str],
     return wait
 
 
-async def owned_by(platform: Platform, leases: Leases, name: str) -> dict[str, int]:
-    """The stored incidents whose live lease ``name`` holds (a replica's holder is <id>-<uuid8>),
-    with the lease's revision now: at least the fencing token it took it with."""
+async def owned_by(leases: Leases, kv: KeyValue, name: str) -> dict[str, int]:
+    """The incidents (stored or not yet) whose live lease ``name`` holds (a replica's holder is
+    <id>-<uuid8>), with the lease's revision now: at least the fencing token it took it with."""
     found: dict[str, int] = {}
-    for incident in await platform.store.list_incidents(limit=1000):
-        held = await leases.docs.read(lease_key(incident_lease(incident.id)))
+    for key in await kv.keys():
+        held = await leases.docs.read(key) if key.startswith("incident.") else None
         if held is not None and held.doc.holder.startswith(f"{name}-") and held.doc.live(time.time()):
-            found[incident.id] = held.revision
+            found[key.removeprefix("incident.")] = held.revision
     return found
+
+
+async def first_owner(watcher: KeyValue.KeyWatcher, replicas: list[Replica]) -> Replica:
+    """The replica that takes the first incident lease (it opens the incident right after)."""
+    async for entry in watcher:
+        if entry is None or entry.operation is not None or not entry.value:
+            continue  # the end of the (empty) history, or a deleted key
+        lease = Lease.model_validate_json(entry.value)
+        owner = [r for r in replicas if lease.holder.startswith(f"{r.name}-")]
+        if owner and lease.live(time.time()):
+            return owner[0]
+    raise AssertionError("the lease watch ended")
 
 
 async def leases_of(leases: Leases, incident_ids: dict[str, int]) -> list[Lease]:
@@ -98,7 +115,7 @@ async def leases_of(leases: Leases, incident_ids: dict[str, int]) -> list[Lease]
 async def test_an_agent_process_killed_with_sigkill_while_owning_an_incident_repeats_no_isolation(
     tmp_path: Path,
 ) -> None:
-    async with fleet(tmp_path, serve_http=True) as (platform, _):
+    async with fleet(tmp_path, serve_http=True) as (platform, cluster):
         env = {**os.environ, "AIOPS_JS_REPLICAS": "3", "AIOPS_PLANNER": "rules", "AIOPS_LOG_FORMAT": "text"}
         supervisor = AgentReplicas.for_platform(
             2,
@@ -115,25 +132,37 @@ async def test_an_agent_process_killed_with_sigkill_while_owning_an_incident_rep
         running = asyncio.create_task(supervisor.run(stop))
         try:
 
-            async def both_pulling() -> bool:
-                info = await platform.js.consumer_info(subjects.STREAM_EVENTS, "triage")
-                return (info.num_waiting or 0) >= 2
+            async def both_connected() -> bool:
+                names = {f"aiops-agent {r.name}" for r in supervisor.replicas}
+                for node in cluster.nodes:
+                    connz = await asyncio.to_thread(cluster.monitor, node, "/connz")
+                    connections = connz.get("connections")
+                    if isinstance(connections, list):
+                        names -= {str(c.get("name")) for c in connections}
+                return not names
 
-            await wait(both_pulling, START_S, "two agent processes on the shared consumer")
-            victim, survivor = supervisor.replicas
-            for node, gpu in FAULTS[:4]:
-                platform.twin.inject_xid(node, gpu, 79)
-                platform.twin.advance(30)
+            await wait(both_connected, START_S, "two agent processes connected to NATS")
+            kv = await platform.js.key_value(subjects.BUCKET_LEASES)
+            watcher = await kv.watch("incident.>")
+            try:
+                for node, gpu in FAULTS[:4]:
+                    platform.twin.inject_xid(node, gpu, 79)
+                    platform.twin.advance(30)
+                try:
+                    async with asyncio.timeout(WORK_S):
+                        victim = await first_owner(watcher, supervisor.replicas)
+                except TimeoutError:
+                    raise AssertionError(
+                        f"no incident lease within {WORK_S}s\n{log_tails(supervisor.log_dir)}"
+                    ) from None
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            (survivor,) = [r for r in supervisor.replicas if r is not victim]
             leases = await Leases.open(platform.js)
-
-            async def victim_owns() -> bool:
-                return bool(await owned_by(platform, leases, victim.name))
-
-            await wait(victim_owns, WORK_S, f"{victim.name} to own an incident")
             assert victim.pid is not None
             os.kill(victim.pid, signal.SIGKILL)
             killed_at = time.time()
-            held = await owned_by(platform, leases, victim.name)  # with its fencing tokens, at the kill
+            held = await owned_by(leases, kv, victim.name)  # with its fencing tokens, at the kill
             lapse = [lease.expires_at - killed_at for lease in await leases_of(leases, held)]
             log.info("SIGKILL %s at %.3f; its leases %s lapse in %s s", victim.name, killed_at, sorted(held),
                      [round(s, 1) for s in lapse])  # fmt: skip
