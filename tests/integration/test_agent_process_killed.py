@@ -203,7 +203,8 @@ async def test_an_agent_process_killed_with_sigkill_while_owning_an_incident_rep
             for incident in incidents:
                 if incident.id not in taken:
                     continue
-                for run_id in {a.run_id for a in incident.actions}:
+                # Its mitigation's runs (fenced by the incident lease); deferred repairs have their own claims.
+                for run_id in {a.run_id for a in incident.actions if a.run_id.startswith(f"{incident.id}/")}:
                     state = await runs.load(run_id)
                     assert state is not None and state.fence > held[incident.id], (run_id, state)
                     # A write the killed agent had in flight, with its token: refused.
