@@ -1,9 +1,11 @@
 """The agent's pull loop on ``GPU_EVENTS``: the platform's ``events.consumer.PullConsumer``.
 
-A durable JetStream pull consumer (agent replicas share it and split the stream) with
-``AckPolicy.ALL``: acknowledging the last message of a batch acknowledges the whole batch, so a
-storm costs one ack per batch (up to 1,024 events) instead of one per event; bigger batches also
-mean fewer incident writes, as the agent writes each touched incident once per batch. A batch is
+A durable JetStream pull consumer (agent replicas share it and split the stream) that fetches
+batches of up to 1,024 events, so a storm costs one fetch and one incident write per touched
+incident per batch. Each event is acknowledged on its own (``AckPolicy.EXPLICIT``, fire-and-forget
+publishes): with ``AckPolicy.ALL`` one replica's ack would acknowledge the events another replica
+fetched and had not handled yet, and those of a replica that was killed would never be redelivered
+(events lost; found with a SIGKILLed ``aiops agent`` process). A batch is
 acknowledged only after the agent has persisted it; when handling fails (the KV store
 unreachable, say) the same batch is retried in place with backoff, and a NATS fault (a server of
 the cluster down, a leader election) is ridden out with backoff and a new pull subscription — see
@@ -27,6 +29,8 @@ from events.consumer import DeadLetterHook, PullConsumer
 from events.liveness import Liveness
 
 Handler = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
+ACK_WAIT_S = 30.0
+"""Events a replica fetched and never acknowledged (it died) are redelivered this long after."""
 
 
 class EventConsumer(PullConsumer):
@@ -38,7 +42,7 @@ class EventConsumer(PullConsumer):
         durable: str = "triage",
         batch_size: int = 1024,
         idle_wait_s: float = 0.5,
-        ack_wait_s: float = 30.0,
+        ack_wait_s: float = ACK_WAIT_S,
         on_backlog: Callable[[bool], None] | None = None,
         dead_letter: DeadLetterHook | None = None,
         liveness: Liveness | None = None,
@@ -60,6 +64,7 @@ class EventConsumer(PullConsumer):
             batch_size=batch_size,
             idle_wait_s=idle_wait_s,
             ack_wait_s=ack_wait_s,
+            ack="message",
             dead_letter=dead_letter,
             liveness=liveness,
             on_fetched=fetched,

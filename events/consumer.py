@@ -5,10 +5,16 @@ Every durable consumer of a stream (the kmsg service on ``GPU_KMSG``, the triage
 ``GPU_EVENTS``) is a ``PullConsumer``: a loop that fetches a batch, hands it to a handler, and
 acknowledges it only once the handler returned. What it guarantees:
 
-- **Batches.** ``fetch(batch_size)`` with the next batch fetched while this one is handled. A new
-  consumer is created with ``AckPolicy.ALL`` (``ack="batch"``): acknowledging the last message of a
-  batch acknowledges the whole batch, one acknowledgement per batch instead of one per message. A
-  consumer created earlier with per-message acks (or ``ack="message"``) is served acking each.
+- **Batches.** ``fetch(batch_size)`` with the next batch fetched while this one is handled. With
+  ``ack="batch"`` a new consumer is created with ``AckPolicy.ALL``: acknowledging the last message
+  of a batch acknowledges the whole batch, one acknowledgement per batch instead of one per message.
+  That is for a consumer one process pulls alone: JetStream's ack-all acknowledges every delivered
+  message up to that sequence, also those another puller of the same durable holds (fetched, not yet
+  handled, or its process dead) — they would never be redelivered. A consumer several processes
+  share (agent replicas) uses ``ack="message"`` (``AckPolicy.EXPLICIT``); a durable of that name
+  found with ack-all is made again with per-message acks from its acknowledgement floor, so every
+  message it had not acknowledged is delivered again (a warning says so). A consumer created
+  earlier with per-message acks is served acking each, whatever ``ack`` asks.
 - **Nothing acknowledged past a failure.** When the handler fails with a transient error (NATS
   unreachable, a KV write during a leader election; ``events.backoff.is_transient``), the same
   batch is retried in place after a backoff. Stopped meanwhile, it stays unacknowledged and
@@ -40,7 +46,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from events.backoff import Backoff, is_transient
 from events.liveness import Liveness
@@ -155,7 +161,29 @@ class PullConsumer:
             self.subject, durable=self.durable, stream=self.stream, config=config
         )
         info = await self._sub.consumer_info()
+        if info.config.ack_policy == AckPolicy.ALL and self.ack_policy == AckPolicy.EXPLICIT:
+            await self._sub.unsubscribe()
+            await self._recreate(config, info)
+            self._sub = await self.js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream)
+            info = await self._sub.consumer_info()
         self.ack_all = info.config.ack_policy == AckPolicy.ALL
+
+    async def _recreate(self, config: ConsumerConfig, found: ConsumerInfo) -> None:
+        """Make the ack-all durable ``found`` again with per-message acks, from the first message
+        it had not acknowledged (another replica may be doing the same: either result serves)."""
+        floor = found.ack_floor.stream_seq if found.ack_floor is not None else 0
+        log.warning(
+            "%s consumer %s acknowledges all up to a sequence, which loses messages another puller "
+            "holds; making it again with per-message acks from stream sequence %d",
+            self.stream, self.durable, floor + 1,
+        )  # fmt: skip
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self.js.delete_consumer(self.stream, self.durable)
+        config.durable_name = config.name = self.durable
+        config.filter_subject = self.subject
+        config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, floor + 1
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # made by another replica meanwhile
+            await self.js.add_consumer(self.stream, config=config)
 
     async def _leave(self) -> None:
         # Messages prefetched for us and never handled sit in the subscription's queue: leave it,

@@ -28,7 +28,7 @@ async def ack_pending(js, durable: str) -> tuple[int, int]:
     return info.num_ack_pending, info.num_pending
 
 
-async def test_every_event_is_handled_in_batches_and_acknowledged_with_one_ack_each(js):
+async def test_every_event_is_handled_in_batches_and_acknowledged(js):
     await publish(js, 3000)
     seen: list[bytes] = []
 
@@ -40,8 +40,66 @@ async def test_every_event_is_handled_in_batches_and_acknowledged_with_one_ack_e
     await eventually(lambda: len(seen) == 3000, within_s=20, what="3000 events")
     await consumer.stop()
     assert [int(d) for d in seen] == list(range(3000))
-    assert consumer.ack_all and consumer.batches <= 10
+    assert not consumer.ack_all and consumer.batches <= 10
     assert await ack_pending(js, "t1") == (0, 0)
+
+
+async def test_events_a_killed_replica_fetched_are_redelivered_although_its_peer_acknowledged_later_ones(
+    nats_url, js
+):
+    await publish(js, 10)
+    doomed = await nats.connect(nats_url)
+    fetched: list[bytes] = []
+    frozen = asyncio.Event()
+
+    async def freeze(batch: list[tuple[str, bytes]]) -> None:
+        fetched.extend(data for _, data in batch)
+        frozen.set()
+        await asyncio.Event().wait()
+
+    victim = EventConsumer(doomed.jetstream(), freeze, durable="shared", ack_wait_s=1.0)
+    await victim.start()
+    await frozen.wait()
+    await doomed.close()  # as a SIGKILL: the batch it holds is never handled nor acknowledged
+    seen: list[int] = []
+
+    async def handle(batch: list[tuple[str, bytes]]) -> None:
+        seen.extend(int(d) for _, d in batch)
+
+    peer = EventConsumer(js, handle, durable="shared", ack_wait_s=1.0)
+    await peer.start()
+    await publish(js, 1)  # a later event, which the peer handles and acknowledges first
+    await eventually(lambda: set(range(10)) <= set(seen), within_s=20, what="the victim's events again")
+    await peer.stop()
+    assert len(fetched) == 10
+    assert await ack_pending(js, "shared") == (0, 0)
+
+
+async def test_a_durable_made_with_ack_all_is_made_again_with_per_message_acks_losing_nothing(js):
+    await publish(js, 30)
+    old = await js.pull_subscribe(
+        subjects.events_all(),
+        durable="ackall",
+        stream=subjects.STREAM_EVENTS,
+        config=ConsumerConfig(ack_policy=AckPolicy.ALL),
+    )
+    first = await old.fetch(10, timeout=5)
+    await first[-1].ack_sync()  # events 0..9 acknowledged
+    await old.fetch(5, timeout=5)  # 10..14 delivered, never acknowledged
+    await old.unsubscribe()
+    seen: list[int] = []
+
+    async def handle(batch: list[tuple[str, bytes]]) -> None:
+        seen.extend(int(d) for _, d in batch)
+
+    consumer = EventConsumer(js, handle, durable="ackall")
+    await consumer.start()
+    await eventually(lambda: len(seen) == 20, within_s=10, what="the 20 unacknowledged events")
+    await consumer.stop()
+    info = await js.consumer_info(subjects.STREAM_EVENTS, "ackall")
+    assert seen == list(range(10, 30))
+    assert info.config.ack_policy == AckPolicy.EXPLICIT and not consumer.ack_all
+    assert await ack_pending(js, "ackall") == (0, 0)
 
 
 async def test_a_failing_batch_is_retried_in_place_and_nothing_after_it_is_acknowledged(js):

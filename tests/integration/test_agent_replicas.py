@@ -1,8 +1,8 @@
 """Three triage agents on a three-node NATS cluster (JetStream replicas 3), sharing the durable
 consumer: independent Xid 79 faults are each one incident and one isolation in GPU_AUDIT, and
 nothing is left open — also when one agent dies mid-flow, and when the NATS server leading the
-`leases` bucket is SIGKILLed mid-flow and started again, and when an `aiops agent` process (as
-`aiops up --agents 2` starts them) is SIGKILLed while it owns an incident."""
+`leases` bucket is SIGKILLed mid-flow and started again. An `aiops agent` process SIGKILLed while it
+owns an incident: test_agent_process_killed.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from aiops.platform import Platform
 from aiops.settings import Settings
 from events import subjects
 from events.incident import Incident
-from events.leases import Leases, incident_lease
 from events.models import AuditRecord
 from tests.agents.replica_support import Replica, executed, replicas
 from tests.nats_cluster import NatsCluster
@@ -167,11 +166,3 @@ async def test_a_nats_server_killed_and_restarted_mid_flow_leaves_each_fault_one
     assert len(incidents) == len(FAULTS)
     assert {i.status for i in incidents} == {"mitigated"}
     assert sorted((r.arguments["node"], r.arguments["gpu"]) for r in isolations) == sorted(FAULTS)
-
-
-async def owns_an_incident(platform: Platform, leases: Leases, holder: str) -> bool:
-    for incident in await platform.store.list_incidents(limit=1000):
-        owner = await leases.holder(incident_lease(incident.id))
-        if owner is not None and owner.startswith(f"{holder}-"):  # a replica's holder is <id>-<uuid8>
-            return True
-    return False
