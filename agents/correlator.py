@@ -12,6 +12,10 @@
   says "None", a hang that resumed, a job back at its baseline speed.
 - Repeated offenders (``agents.offenders``) and topology (``agents.topology``).
 
+The Xid and ECC paths (one GPU, or a whole node) are here; the job-level paths (hangs, slowdowns,
+numerics) are in ``agents.job_correlation``, the open incidents and their keys in
+``agents.incident_book``.
+
 Pure and synchronous (no I/O): the agent feeds it events in order and persists what it decides.
 Memory is bounded: entries expire with the window and the tables are capped (oldest out first).
 """
@@ -20,17 +24,25 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
 
-from agents.grouping import explains_stall, hardware_xid, node_wide
-from agents.offenders import OffenderLedger, Repeat
-from agents.topology import Signal, SignalClass, TopologyCorrelator, Verdict
-from events.fabric import FabricMap, Part
+from agents.grouping import hardware_xid, node_wide
+from agents.incident_book import Correlation, CorrelationKind, OpenIncident
+from agents.job_correlation import JobCorrelator
 from events.gpu_ref import GpuRef
-from events.models import AnyEvent, EccEvent, HangEvent, NumericsEvent, ThroughputEvent, XidEvent, stable_id
+from events.models import AnyEvent, EccEvent, HangEvent, NumericsEvent, XidEvent
 from skills.catalog import XidLevel, load_catalog
+
+__all__ = [
+    "BESIDE_ANOTHER",
+    "LINK_XIDS",
+    "SUMMARY_XIDS",
+    "SYMPATHETIC_XIDS",
+    "Correlation",
+    "CorrelationKind",
+    "Correlator",
+    "gpu_entity",
+    "gpu_keys",
+]
 
 SYMPATHETIC_XIDS = frozenset({45})
 """Xids that report the aftermath of another fault; they never open an incident while a cause is open."""
@@ -40,8 +52,6 @@ SUMMARY_XIDS = frozenset({154})
 """The driver's summary of what the GPU needs; it joins the incident it summarises."""
 LINK_XIDS = frozenset({74})
 """NVLink errors: topology signals when the node's NVLink domain spans several nodes."""
-
-CorrelationKind = Literal["new", "duplicate", "joined", "cancel", "ignored"]
 
 
 def gpu_entity(event: XidEvent) -> str:
@@ -86,76 +96,8 @@ def _fault_keys(keys: list[str]) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda k: 0 if _GPU_INDEX_NAME.search(k) else 1))
 
 
-@dataclass
-class _Open:
-    incident_id: str
-    kind: str
-    node: str | None
-    last_seen: datetime
-    keys: list[str] = field(default_factory=list)
-    xids: set[int] = field(default_factory=set)
-    tags: set[str] = field(default_factory=set)
-    recovery_action: str | None = None
-
-
-@dataclass(frozen=True)
-class Correlation:
-    incident_id: str
-    kind: CorrelationKind
-    reason: str
-    incident_kind: str = ""
-    """For ``new``: what the incident is (xid, sxid, ecc, hang, throughput, switch, rack, nvlink_domain)."""
-    hold: bool = False
-    """For ``new``: wait for concurrent signals before planning (topology may fold it)."""
-    shared: Verdict | None = None
-    repeat: Repeat | None = None
-    folds: tuple[str, ...] = ()
-    """For a ``new`` node-level incident: the per-GPU incidents it replaces (they fold into it)."""
-    keys: tuple[str, ...] = ()
-    """For ``new``: the fault's correlation keys, claimed across replicas (``agents.claims``)."""
-
-    @property
-    def new(self) -> bool:
-        return self.kind == "new"
-
-
-class Correlator:
-    def __init__(
-        self,
-        window_s: float = 600.0,
-        *,
-        fabric: FabricMap | None = None,
-        offenders: OffenderLedger | None = None,
-        cause_window_s: float = 3600.0,
-        max_entries: int = 100_000,
-        gpus_per_node: int = 8,
-    ) -> None:
-        self.window = timedelta(seconds=window_s)
-        self.cause_window = timedelta(seconds=max(window_s, cause_window_s))
-        self.max_entries = max_entries
-        self.topology = TopologyCorrelator(fabric, window_s=window_s)
-        self.offenders = offenders or OffenderLedger()
-        self._by_key: OrderedDict[str, _Open] = OrderedDict()
-        self._parent: OrderedDict[str, str] = OrderedDict()
-        # The latest hardware incident of each node, kept longer than the dedupe window: a hang or
-        # slow rank on that node within the hour (after a drain, a reset, a restart) is its doing.
-        self._hardware: OrderedDict[str, _Open] = OrderedDict()
-        # Per node and Xid code, the GPUs that reported it lately (a node-wide fault is one incident).
-        self._node_gpus: OrderedDict[tuple[str, int], OrderedDict[str, tuple[_Open, datetime]]] = (
-            OrderedDict()
-        )
-        self.gpus_per_node = gpus_per_node
-
-    @property
-    def fabric(self) -> FabricMap:
-        return self.topology.fabric
-
-    @fabric.setter
-    def fabric(self, fabric: FabricMap) -> None:
-        self.topology.fabric = fabric
-
-    def __len__(self) -> int:
-        return len(self._by_key) + len(self._hardware)
+class Correlator(JobCorrelator):
+    """Assigns each event to an incident: a new one, a duplicate, a join, a cancel, or nothing."""
 
     def assign(self, event: AnyEvent) -> Correlation:
         self._expire(event.time)
@@ -169,26 +111,7 @@ class Correlator:
             return self._numerics(event)
         return self._throughput(event)
 
-    def track(self, incident_id: str, entity: str, node: str, last_seen: datetime, xids: set[int]) -> None:
-        """Re-learn an open incident (after a restart, from the store), with its node, so the hangs a
-        hardware incident explains still join it."""
-        self._remember(_Open(incident_id, "xid", node, last_seen, [entity], set(xids)), node_key=True)
-
-    def adopt(self, local_id: str, shared_id: str) -> None:
-        """Another replica's incident owns the fault this correlator opened ``local_id`` for
-        (``agents.claims``): from now on every event that would join ``local_id`` joins it."""
-        if local_id == shared_id:
-            return
-        self._parent[local_id] = shared_id
-        self._parent.move_to_end(local_id)
-        while len(self._parent) > self.max_entries:
-            self._parent.popitem(last=False)
-
-    def resolve(self, incident_id: str) -> str:
-        """The incident an id stands for now (itself, or the one it was adopted into or folded into)."""
-        return self._root(incident_id)
-
-    def _node_wide(self, event: XidEvent, opened: _Open) -> Correlation | None:
+    def _node_wide(self, event: XidEvent, opened: OpenIncident) -> Correlation | None:
         """The same hardware Xid on most GPUs of one node at once: one node-level incident that
         folds the per-GPU ones (NVSwitch, baseboard, power or driver, not eight GPUs)."""
         code, node = event.xid, event.node
@@ -210,7 +133,7 @@ class Correlator:
         if not node_wide(len(seen), self.gpus_per_node):
             return None
         node_id = self._new_id(event.cluster, group, event.event_id)
-        whole = _Open(node_id, "node", node, event.time, [group], {code})
+        whole = OpenIncident(node_id, "node", node, event.time, [group], {code})
         earlier = [o for o, _ in seen.values() if o is not opened]
         for member in [*earlier, opened]:
             for key in member.keys:
@@ -267,7 +190,9 @@ class Correlator:
             return self._join(current, f"Xid {code} on the same GPU")
         kind = "sxid" if event.sxid else "xid"
         incident_id = self._new_id(event.cluster, keys[0], event.event_id)
-        opened = _Open(incident_id, kind, event.node, event.time, keys, {code}, set(), event.recovery_action)
+        opened = OpenIncident(
+            incident_id, kind, event.node, event.time, keys, {code}, set(), event.recovery_action
+        )
         info = load_catalog().info_or_unknown(code)
         repeat = (
             None if event.sxid else self.offenders.record_xid(keys[-1], code, event.time, info.escalate_after)
@@ -323,7 +248,9 @@ class Correlator:
             self._mark_hardware(current)
             return self._join(current, f"ECC {', '.join(sorted(fresh))} on the same GPU")
         incident_id = self._new_id(event.cluster, keys[-1], event.event_id)
-        self._remember(_Open(incident_id, "ecc", event.node, event.time, keys, tags=findings), node_key=True)
+        self._remember(
+            OpenIncident(incident_id, "ecc", event.node, event.time, keys, tags=findings), node_key=True
+        )
         repeat = None
         if findings - {"sbe_rate", "retired_pages_soft", "thermal_recurring"}:  # trends, not faults
             repeat = self.offenders.record([keys[-1], event.node], event.time)
@@ -335,253 +262,3 @@ class Correlator:
             repeat=repeat,
             keys=_fault_keys(keys),
         )
-
-    # -- hangs and slowdowns: one job ----------------------------------------------------------------
-
-    def _hang(self, event: HangEvent) -> Correlation:
-        job_key = f"job:{event.job}"
-        current = self._find([job_key])
-        if event.resumed:
-            if current is None or "hang" not in current.tags:
-                return Correlation("", "ignored", f"{event.job} progresses again; no open hang")
-            self._touch(current, event.time)
-            current.tags.discard("hang")
-            return Correlation(self._root(current.incident_id), "cancel", f"{event.job} progresses again")
-        summary = (
-            f"{event.job} hung at step {event.last_step}, first stalled on {', '.join(event.nodes) or '?'}"
-        )
-        return self._job_signal(
-            event, current, "hang", "network", tuple(event.nodes), summary, decisive=False
-        )
-
-    def _throughput(self, event: ThroughputEvent) -> Correlation:
-        job_key = f"job:{event.job}"
-        current = self._find([job_key])
-        if event.recovered:
-            if current is None or "slow" not in current.tags:
-                return Correlation("", "ignored", f"{event.job} is back at baseline; no open slowdown")
-            self._touch(current, event.time)
-            current.tags.discard("slow")
-            return Correlation(
-                self._root(current.incident_id), "cancel", f"{event.job} is back at its baseline"
-            )
-        where = ", ".join(event.suspect_switches or event.suspect_nodes) or "no suspect"
-        summary = f"{event.job} {event.slowdown:.2f}x slower ({event.signature or 'unattributed'}: {where})"
-        if event.signature == "network":
-            parts: tuple[Part, ...] = tuple(("switch", s) for s in event.suspect_switches)
-            nodes = tuple(event.suspect_nodes or event.nodes)
-            return self._job_signal(
-                event, current, "slow", "network", nodes, summary, parts, decisive=len(parts) == 1
-            )
-        if event.signature == "straggler":
-            return self._job_signal(event, current, "slow", "compute", tuple(event.suspect_nodes), summary)
-        return self._job_signal(event, current, "slow", None, (), summary)
-
-    def _numerics(self, event: NumericsEvent) -> Correlation:
-        """Suspected silent data corruption: one incident per job episode; a later numerics event of
-        the job joins it, ``cleared`` cancels it (like a slowdown's recovery)."""
-        job_key = f"job:{event.job}"
-        current = self._find([job_key])
-        if event.cleared:
-            if current is None or "numerics" not in current.tags:
-                return Correlation("", "ignored", f"{event.job}'s numerics are back in range; nothing open")
-            self._touch(current, event.time)
-            current.tags.discard("numerics")
-            return Correlation(
-                self._root(current.incident_id), "cancel", f"{event.job}'s numerics are back in range"
-            )
-        summary = f"{event.job}: {event.signature} at step {event.first_bad_step}"
-        if event.suspect_gpus:
-            summary += f" (suspect {', '.join(event.suspect_gpus)})"
-        if current is not None:
-            self._touch(current, event.time)
-            if "numerics" in current.tags:
-                return self._duplicate(current, f"{summary} again")
-            current.tags.add("numerics")
-            return self._join(current, summary)
-        incident_id = self._new_id(event.cluster, job_key, event.event_id)
-        self._remember(_Open(incident_id, "numerics", None, event.time, [job_key], tags={"numerics"}))
-        return Correlation(incident_id, "new", summary, "numerics", keys=(job_key,))
-
-    def _job_signal(
-        self,
-        event: HangEvent | ThroughputEvent,
-        current: _Open | None,
-        tag: str,
-        klass: SignalClass | None,
-        nodes: tuple[str, ...],
-        summary: str,
-        parts: tuple[Part, ...] | None = None,
-        *,
-        decisive: bool = False,
-    ) -> Correlation:
-        job_key = f"job:{event.job}"
-        if current is not None:
-            self._touch(current, event.time)
-            fresh = tag not in current.tags
-            current.tags.add(tag)
-            if fresh:
-                return self._join(current, summary)
-            return self._duplicate(current, f"{event.job} again: {summary}")
-        # A node with an open hardware incident explains a hang or a slow rank on it.
-        for suspect in nodes if len(nodes) <= 2 else ():
-            cause = self._find([f"node:{suspect}"])
-            if cause is None or not explains_stall(cause.kind, cause.xids, cause.tags):
-                cause = self._recent_hardware(suspect, event.time)
-            if cause is not None and explains_stall(cause.kind, cause.xids, cause.tags):
-                self._touch(cause, event.time)
-                cause.tags.add(tag)
-                self._alias(job_key, cause)
-                return self._join(cause, f"{summary}; {suspect} already has a hardware incident")
-        if len(nodes) > 2:
-            # Every rank stopped at once: a hardware fault open on exactly one node of them explains it.
-            causes = {
-                c.incident_id: c
-                for n in nodes
-                if (c := self._find([f"node:{n}"])) is not None and explains_stall(c.kind, c.xids, c.tags)
-            }
-            if len(causes) == 1:
-                [cause] = causes.values()
-                self._touch(cause, event.time)
-                cause.tags.add(tag)
-                self._alias(job_key, cause)
-                return self._join(cause, f"{summary}; {cause.node} has an open hardware incident")
-        incident_id = self._new_id(event.cluster, job_key, event.event_id)
-        node = nodes[0] if len(nodes) == 1 else None
-        opened = _Open(incident_id, event.kind, node, event.time, [job_key], tags={tag})
-        if klass is not None and nodes:
-            verdict = self._signal(
-                event, klass, nodes, parts, incident_id, summary, job=event.job, decisive=decisive
-            )
-            if verdict is not None:
-                return self._to_shared(verdict, event.time, tag, [job_key])
-        self._remember(opened)
-        repeat = None
-        if klass is not None and len(nodes) == 1:
-            repeat = self.offenders.record([nodes[0]], event.time)
-        return Correlation(incident_id, "new", summary, event.kind, hold=True, repeat=repeat, keys=(job_key,))
-
-    # -- topology ------------------------------------------------------------------------------------
-
-    def _signal(
-        self,
-        event: AnyEvent,
-        klass: SignalClass,
-        nodes: tuple[str, ...],
-        parts: tuple[Part, ...] | None,
-        incident_id: str,
-        summary: str,
-        *,
-        job: str | None = None,
-        decisive: bool = False,
-    ) -> Verdict | None:
-        signal = Signal(
-            time=event.time,
-            klass=klass,
-            nodes=nodes,
-            parts=parts if parts else self.topology.parts_of(nodes, klass),
-            summary=summary,
-            job=job,
-            incident_id=incident_id,
-            decisive=decisive,
-        )
-        if not signal.parts:
-            return None
-        verdict = self.topology.observe(
-            signal, lambda part: self._new_id(event.cluster, f"{part[0]}:{part[1]}", event.event_id)
-        )
-        if verdict is not None:
-            for folded in verdict.folds:
-                self._parent[folded] = verdict.incident_id
-                while len(self._parent) > self.max_entries:
-                    self._parent.popitem(last=False)
-        return verdict
-
-    def _to_shared(self, verdict: Verdict, at: datetime, tag: str, keys: list[str]) -> Correlation:
-        """The event goes to the shared-part incident (opened now or earlier); its own entity keys
-        point there from now on, so its later events follow."""
-        kind, part_id = verdict.part
-        part_key = f"part:{kind}:{part_id}"
-        shared = self._by_key.get(part_key)
-        if shared is None or shared.incident_id != verdict.incident_id:
-            shared = _Open(verdict.incident_id, kind, None, at, [part_key])
-            self._remember(shared)
-        self._touch(shared, at)
-        shared.tags.add(tag)
-        for key in keys:
-            self._alias(key, shared)
-        if verdict.new:
-            return Correlation(
-                verdict.incident_id, "new", verdict.reason, kind, hold=True, shared=verdict, keys=(part_key,)
-            )
-        return Correlation(verdict.incident_id, "joined", verdict.reason, shared=verdict)
-
-    # -- bookkeeping ---------------------------------------------------------------------------------
-
-    def _root(self, incident_id: str) -> str:
-        seen = 0
-        while incident_id in self._parent and seen < 8:
-            incident_id, seen = self._parent[incident_id], seen + 1
-        return incident_id
-
-    def _join(self, current: _Open, reason: str) -> Correlation:
-        return Correlation(self._root(current.incident_id), "joined", reason)
-
-    def _duplicate(self, current: _Open, reason: str) -> Correlation:
-        return Correlation(self._root(current.incident_id), "duplicate", reason)
-
-    @staticmethod
-    def _new_id(cluster: str, entity: str, event_id: str) -> str:
-        return f"inc-{stable_id(cluster, entity, event_id)[:12]}"
-
-    def _find(self, keys: list[str]) -> _Open | None:
-        for key in keys:
-            found = self._by_key.get(key)
-            if found is not None:
-                return found
-        return None
-
-    def _touch(self, opened: _Open, at: datetime) -> None:
-        opened.last_seen = max(opened.last_seen, at)
-        for key in opened.keys:
-            if self._by_key.get(key) is opened:
-                self._by_key.move_to_end(key)
-
-    def _alias(self, key: str, opened: _Open) -> None:
-        """Let ``key`` find ``opened`` too (and move with it, so expiry stays in order)."""
-        if key not in opened.keys:
-            opened.keys.append(key)
-        self._by_key[key] = opened
-        self._by_key.move_to_end(key)
-
-    def _recent_hardware(self, node: str, at: datetime) -> _Open | None:
-        found = self._hardware.get(node)
-        return found if found is not None and at - found.last_seen <= self.cause_window else None
-
-    def _mark_hardware(self, opened: _Open) -> None:
-        """Keep ``opened`` as its node's latest hardware incident, if it is a hardware fault (an
-        application Xid or a trend never is: it must not hide the hardware fault before it)."""
-        if opened.node is None or not explains_stall(opened.kind, opened.xids, opened.tags):
-            return
-        self._hardware[opened.node] = opened
-        self._hardware.move_to_end(opened.node)
-        while len(self._hardware) > self.max_entries:
-            self._hardware.popitem(last=False)
-
-    def _remember(self, opened: _Open, *, node_key: bool = False) -> None:
-        if node_key and opened.node:
-            opened.keys.append(f"node:{opened.node}")
-            self._mark_hardware(opened)
-        for key in opened.keys:
-            self._by_key[key] = opened
-            self._by_key.move_to_end(key)
-        while len(self._by_key) > self.max_entries:
-            self._by_key.popitem(last=False)
-
-    def _expire(self, now: datetime) -> None:
-        # Keys are ordered by last touch, so the stale ones sit at the front.
-        while self._by_key:
-            key, opened = next(iter(self._by_key.items()))
-            if now - opened.last_seen <= self.window:
-                break
-            del self._by_key[key]
