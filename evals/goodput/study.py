@@ -349,8 +349,13 @@ def main(argv: list[str] | None = None) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "goodput.json").write_text(json.dumps(results, indent=2))
     (OUT / "goodput.md").write_text(markdown(results))
-    plot(results, OUT / "goodput_ettr_vs_interval.png")
     print(markdown(results))
+    try:
+        plot(results, OUT / "goodput_ettr_vs_interval.png")
+    except ModuleNotFoundError as exc:
+        raise SystemExit(
+            f"goodput.json and goodput.md written to {OUT}; no plot: {exc} (`make eval` installs the eval extras)"
+        ) from exc
     print(f"written {OUT / 'goodput.json'}, goodput.md, goodput_ettr_vs_interval.png")
 
 

@@ -263,8 +263,14 @@ def main(argv: list[str] | None = None) -> None:
     (out / "scenarios.md").write_text(markdown(scores, totals, wall, skipped))
     times = {"command": " ".join(["python -m evals.scenarios.report", *argv]), **response_times(scores)}
     (out / "response_times.json").write_text(json.dumps(times, indent=2))
-    plot(scores, out / "scenarios.png")
     print(markdown(scores, totals, wall, skipped))
+    try:
+        plot(scores, out / "scenarios.png")
+    except ModuleNotFoundError as exc:
+        raise SystemExit(
+            f"scenarios.json and scenarios.md written to {out}; no plot: {exc} "
+            "(`make eval` installs the eval extras)"
+        ) from exc
 
 
 if __name__ == "__main__":
