@@ -35,7 +35,8 @@ heartbeat helper sends at once). Its ``event_id`` is stable (cluster, job, signa
 earliest beat time of the step), so replicas and retries dedupe. After ``clear_after_steps`` judged
 steps in range and ``clear_after_s`` of detector time, a ``cleared`` event closes it. A job whose
 steps go back (a restart from a checkpoint) starts its history afresh: its loss may be higher than
-it was, which is not a spike; non-finite values are still caught from the first beat.
+it was, which is not a spike; non-finite values are still caught from the first beat. The restart
+ends an open episode too, so corruption that comes back right after a rollback is reported again.
 """
 
 from __future__ import annotations
@@ -167,10 +168,13 @@ class NumericsDetector:
         rank = job.ranks.get(beat.rank)
         if rank is not None and beat.step < rank.step:
             # Steps went back: restarted from a checkpoint. A new gang and an earlier, higher loss.
+            # The restart also ends an open episode (the platform rolled the job back): corruption
+            # that returns at once (a GPU the diagnostics missed) is a new episode, reported again.
             job.ranks.clear()
             job.steps.clear()
             job.history.clear()
             job.last_good_step, job.stats, job.judged = None, None, -1
+            job.open, job.good_steps, job.good_since = None, 0, None
             rank = None
         if rank is None:
             rank = job.ranks[beat.rank] = _Rank(beat.node, beat.gpu, beat.step, beat.time)

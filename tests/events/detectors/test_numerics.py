@@ -253,3 +253,19 @@ def test_a_late_beat_of_a_step_already_judged_is_not_judged_again_unless_it_is_n
     job.t += 10  # ranks 6 and 7 still not past step 51: judged after settle_s
     [event] = job.detector.evaluate(T0 + timedelta(seconds=job.t))
     assert event.signature == "nonfinite" and event.first_bad_step == 51 and event.last_good_step == 50
+
+
+def test_corruption_that_returns_right_after_the_rollback_is_a_new_episode():
+    # A GPU the diagnostics missed corrupts again as soon as the job restarts from its checkpoint:
+    # the restart ended the first episode, so the second must be reported, not taken as its repeat.
+    job = Job()
+    job.run(range(1, 801))
+    nan = float("nan")
+    job.step(801, nan)
+    job.step(802, nan)
+    [first] = job.events
+    job.step(601, 2.0)  # rolled back to the checkpoint of step 600
+    job.step(602, nan)
+    second = job.events[-1]
+    assert len(job.events) == 2 and second.first_bad_step == 602 and second.last_good_step == 601
+    assert second.event_id != first.event_id and not second.cleared
