@@ -20,6 +20,9 @@ from types import TracebackType
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_S = 30.0
+"""How long ``stop`` waits for nats-server to shut down on SIGTERM before killing it."""
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -104,10 +107,16 @@ class EmbeddedNats:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
+            # SIGTERM lets the server close its JetStream stores, flushing what they still buffer; a
+            # loaded machine can take a while, and a SIGKILL may lose the last acknowledged writes.
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
+                log.warning(
+                    "nats-server did not stop within %.0f s of SIGTERM: killed (its last writes may be lost)",
+                    STOP_GRACE_S,
+                )
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         if proc is not None and proc.stderr is not None:
