@@ -198,6 +198,23 @@ class NatsCluster:
                     return str(meta["leader"])
         return None
 
+    def wait_offline(self, name: str) -> None:
+        """Until the meta leader reports peer ``name`` offline or no longer current (about 10 s after
+        it went away): before that, a replicated stream's placement may still count it and succeed."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            leader = self.meta_leader()
+            if leader is not None and leader != name:
+                try:
+                    meta = self.monitor(leader, "/jsz").get("meta_cluster")
+                except (OSError, ValueError):
+                    meta = None
+                peers = meta.get("replicas", []) if isinstance(meta, dict) else []
+                if any(p.get("name") == name and (p.get("offline") or not p.get("current")) for p in peers):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the meta leader still counts {name} as current after {READY_TIMEOUT_S}s")
+
     def _wait_formed(self) -> None:
         """Until the meta leader has heard from every running peer: before that, JetStream refuses
         to place a replicated stream ("no suitable peers for placement, peer offline")."""

@@ -96,6 +96,7 @@ async def test_declaring_on_a_cluster_with_a_peer_down_waits_for_it_and_a_lastin
 
     with NatsCluster(tmp_path / "nats", size=3) as cluster:
         cluster.kill("n3")
+        await asyncio.to_thread(cluster.wait_offline, "n3")  # until then a placement still counts n3
         nc = await nats.connect(servers=cluster.urls[:2])
         try:
             js = nc.jetstream()
