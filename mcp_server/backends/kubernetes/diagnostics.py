@@ -10,23 +10,13 @@ A person runs ``dcgmi diag -r 3`` on the node and isolates what fails.
 
 from __future__ import annotations
 
-from contracts.tools import ActionChange, DiagnosticLevel, DiagnosticsReport
-from mcp_server.backends.base import BackendError
+from mcp_server.backends.unsupported import UnsupportedDiagnostics
 
-WHY = (
+REASON = (
     "is not supported on the Kubernetes backend yet (it needs a DCGM diagnostics Job pinned to the node "
     "and verbs the ClusterRole does not grant): run `dcgmi diag -r 3 -j` on the node by hand"
 )
 
 
-class KubernetesDiagnostics:
-    async def stop_job(self, job: str, reason: str, actor: str) -> ActionChange:
-        raise BackendError(f"stop_job {WHY}")
-
-    async def run_diagnostics(
-        self, node: str, level: DiagnosticLevel, reason: str, actor: str
-    ) -> ActionChange:
-        raise BackendError(f"run_diagnostics {WHY}")
-
-    async def diagnostics_report(self, node: str) -> DiagnosticsReport:
-        raise BackendError(f"diagnostics_report {WHY}")
+class KubernetesDiagnostics(UnsupportedDiagnostics):
+    WHY = REASON

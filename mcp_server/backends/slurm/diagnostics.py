@@ -9,23 +9,13 @@ a ``BackendError``. A person runs ``dcgmi diag -r 3`` on the node and isolates w
 
 from __future__ import annotations
 
-from contracts.tools import ActionChange, DiagnosticLevel, DiagnosticsReport
-from mcp_server.backends.base import BackendError
+from mcp_server.backends.unsupported import UnsupportedDiagnostics
 
-WHY = (
+REASON = (
     "is not supported on the Slurm backend yet (a level-3 run holds the node ~15 minutes: it needs a "
     "batch job whose JSON is read back): run `srun -w <node> dcgmi diag -r 3 -j` by hand"
 )
 
 
-class SlurmDiagnostics:
-    async def stop_job(self, job: str, reason: str, actor: str) -> ActionChange:
-        raise BackendError(f"stop_job {WHY}")
-
-    async def run_diagnostics(
-        self, node: str, level: DiagnosticLevel, reason: str, actor: str
-    ) -> ActionChange:
-        raise BackendError(f"run_diagnostics {WHY}")
-
-    async def diagnostics_report(self, node: str) -> DiagnosticsReport:
-        raise BackendError(f"diagnostics_report {WHY}")
+class SlurmDiagnostics(UnsupportedDiagnostics):
+    WHY = REASON
